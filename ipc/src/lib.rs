@@ -1,0 +1,72 @@
+//! prx-ipc: the wire between the supervisor and one worker.
+//!
+//! This crate defines frames, messages and the handshake, and the codec that
+//! turns them into bytes and back. It does no I/O policy (who may send what
+//! when is the supervisor's business) and it never trusts a length it reads:
+//! every size is checked against [`MAX_FRAME_LEN`] before anything is
+//! allocated.
+//!
+//! ```text
+//!  supervisor                                        worker (exec'd, fd 3)
+//!      |  <------ Hello {protocol range, sandbox report} -----|
+//!      |  ------- Welcome {protocol, plugin, limits, ------->  |
+//!      |          component source + length}                  |
+//!      |  ------- Chunk * n (component bytes) -------------->  |  compile or
+//!      |  <------ Loaded {exports, artifact length} ---------  |  deserialize,
+//!      |  <------ Chunk * n (compiled artifact, optional) ---  |  instantiate
+//!      |                                                       |
+//!      |  ------- Invoke {id, call} ------------------------>  |
+//!      |  <------ HostCall {id', call} (nested, 0..n) ------  |  guest runs
+//!      |  ------- HostReply {id', reply} ------------------->  |
+//!      |  <------ Log {level, message} (one-way) -----------  |
+//!      |  <------ InvokeReply {id, outcome} ----------------  |
+//!      |                                                       |
+//!      |  ------- Ping {nonce} / <------ Pong {nonce} ------   |
+//!      |  ------- Shutdown --------------------------------->  |  exits 0
+//! ```
+
+mod codec;
+mod messages;
+
+pub use codec::{
+    FrameHeader, HEADER_LEN, MAX_FRAME_LEN, WireError, decode_body, encode, read_frame, write_frame,
+};
+pub use messages::*;
+
+/// The protocol version this build speaks. Bump it on any change to a
+/// message's layout; old workers are then refused at the handshake.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The oldest protocol version this build still accepts.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+
+/// The file descriptor a worker finds its end of the socket on.
+pub const WORKER_SOCKET_FD: i32 = 3;
+
+/// Component and artifact bytes travel in chunks of this size, so no single
+/// frame approaches [`MAX_FRAME_LEN`] however large the plugin is.
+pub const CHUNK_LEN: usize = 1 << 20;
+
+/// Picks the version both sides speak, or `None` when the ranges do not meet.
+pub fn negotiate(worker_min: u16, worker_max: u16) -> Option<u16> {
+    let high = worker_max.min(PROTOCOL_VERSION);
+    let low = worker_min.max(MIN_PROTOCOL_VERSION);
+    (low <= high).then_some(high)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_picks_the_highest_common_version() {
+        assert_eq!(negotiate(1, 1), Some(1));
+        assert_eq!(negotiate(1, 9), Some(PROTOCOL_VERSION));
+    }
+
+    #[test]
+    fn negotiation_refuses_disjoint_ranges() {
+        assert_eq!(negotiate(PROTOCOL_VERSION + 1, PROTOCOL_VERSION + 5), None);
+        assert_eq!(negotiate(0, 0), None);
+    }
+}

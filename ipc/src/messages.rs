@@ -1,0 +1,399 @@
+//! The messages of the link, one Rust type per frame kind.
+//!
+//! Kinds are numbered per direction; kind 0 is reserved as invalid in both,
+//! so a zeroed header never decodes. Adding a kind or changing a payload's
+//! layout means bumping [`crate::PROTOCOL_VERSION`].
+
+use bincode::{Decode, Encode};
+
+use crate::codec::{WireError, put, take};
+
+/// A message type that travels in frames: one enum per direction.
+pub trait Message: Sized {
+    /// The frame kind of this value.
+    fn kind(&self) -> u8;
+    /// Refuses kinds this direction does not know, before the body is read.
+    fn check_kind(kind: u8) -> Result<(), WireError>;
+    /// Appends the body (without header) to `buf`.
+    fn encode_body(&self, buf: &mut Vec<u8>) -> Result<(), WireError>;
+    /// Decodes a body of a known kind; trailing bytes are an error.
+    fn decode_body(kind: u8, body: &[u8]) -> Result<Self, WireError>;
+}
+
+/// Declares a direction's enum: each variant has one payload and a kind.
+macro_rules! direction {
+    ($(#[$meta:meta])* $name:ident { $($kind:literal => $variant:ident($payload:ty),)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum $name {
+            $($variant($payload),)+
+        }
+
+        impl Message for $name {
+            fn kind(&self) -> u8 {
+                match self {
+                    $(Self::$variant(_) => $kind,)+
+                }
+            }
+
+            fn check_kind(kind: u8) -> Result<(), WireError> {
+                match kind {
+                    $($kind => Ok(()),)+
+                    other => Err(WireError::UnknownKind(other)),
+                }
+            }
+
+            fn encode_body(&self, buf: &mut Vec<u8>) -> Result<(), WireError> {
+                match self {
+                    $(Self::$variant(payload) => put(buf, payload),)+
+                }
+            }
+
+            fn decode_body(kind: u8, body: &[u8]) -> Result<Self, WireError> {
+                match kind {
+                    $($kind => Ok(Self::$variant(take(
+                        concat!(stringify!($name), "::", stringify!($variant)),
+                        body,
+                    )?)),)+
+                    other => Err(WireError::UnknownKind(other)),
+                }
+            }
+        }
+    };
+}
+
+direction! {
+    /// Frames the supervisor sends to a worker.
+    ToWorker {
+        1 => Welcome(Welcome),
+        2 => Chunk(Chunk),
+        3 => Invoke(Invoke),
+        4 => HostReply(HostReplyMsg),
+        5 => Ping(u64),
+        6 => Shutdown(()),
+    }
+}
+
+direction! {
+    /// Frames a worker sends to the supervisor. Everything in them is
+    /// untrusted input.
+    FromWorker {
+        1 => Hello(Hello),
+        2 => Loaded(Loaded),
+        3 => LoadFailed(LoadFailed),
+        4 => Chunk(Chunk),
+        5 => InvokeReply(InvokeReply),
+        6 => HostCall(HostCallMsg),
+        7 => Log(LogMsg),
+        8 => Pong(u64),
+        9 => Fatal(String),
+    }
+}
+
+/// First frame of a worker: what it speaks and what sandbox it runs in.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct Hello {
+    pub min_protocol: u16,
+    pub max_protocol: u16,
+    /// The worker binary's version, for the logs and the compile cache key.
+    pub worker_version: String,
+    pub sandbox: SandboxReport,
+}
+
+/// Which sandbox layers the worker applied, in the order it tried them.
+#[derive(Debug, Clone, Default, PartialEq, Encode, Decode)]
+pub struct SandboxReport {
+    pub layers: Vec<LayerReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct LayerReport {
+    pub layer: String,
+    pub status: LayerStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum LayerStatus {
+    Applied,
+    /// The kernel or the environment does not offer it (with why).
+    Unavailable(String),
+    /// The operator turned it off.
+    Disabled,
+}
+
+/// The supervisor's answer to [`Hello`]: what to run and within which limits.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct Welcome {
+    pub protocol: u16,
+    pub plugin: String,
+    pub limits: Limits,
+    pub engine: EngineSettings,
+    pub component: ComponentSource,
+}
+
+/// Per-invocation limits the worker applies to every store it makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub struct Limits {
+    pub max_fuel: u64,
+    pub max_memory_bytes: u64,
+    pub max_execution_time_ms: u64,
+    pub max_instances: u32,
+    pub max_tables: u32,
+    pub max_table_elements: u64,
+}
+
+/// Engine settings that change compiled code; part of the compile cache key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct EngineSettings {
+    /// Virtual address space reserved per linear memory.
+    pub memory_reservation: u64,
+    /// Guard region after each linear memory.
+    pub memory_guard: u64,
+}
+
+/// What the chunks after a [`Welcome`] contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum ComponentSource {
+    /// Component bytes to compile; `want_artifact` asks the worker to send
+    /// the compiled artifact back for the supervisor's cache.
+    Wasm { len: u64, want_artifact: bool },
+    /// An artifact this system compiled earlier for the same bytes and
+    /// engine settings.
+    Artifact { len: u64 },
+}
+
+/// A piece of a component or artifact; at most [`crate::CHUNK_LEN`] bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Chunk {
+    pub bytes: Vec<u8>,
+}
+
+/// The worker compiled and instantiated the plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Loaded {
+    /// Names of the component's exported interfaces.
+    pub exports: Vec<String>,
+    /// Length of the artifact that follows in chunks (0 when none does).
+    pub artifact_len: u64,
+    /// How long compiling or deserialising took, in microseconds.
+    pub compile_us: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct LoadFailed {
+    pub stage: LoadStage,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum LoadStage {
+    Receive,
+    Compile,
+    Deserialize,
+    Link,
+    Instantiate,
+}
+
+/// A call into the plugin.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct Invoke {
+    pub id: u64,
+    pub call: Call,
+}
+
+/// The guest functions the host calls, one variant per export function.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub enum Call {
+    ToolGetSpec,
+    ToolExecute { args: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct InvokeReply {
+    pub id: u64,
+    pub outcome: Result<Output, GuestError>,
+}
+
+/// What a guest function returned.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub enum Output {
+    ToolSpec(ToolSpec),
+    ToolResult(PluginResult),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    pub parameters_schema: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct PluginResult {
+    pub success: bool,
+    pub output: String,
+    pub error: Option<String>,
+}
+
+/// Why a guest call did not return: the instance is discarded afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct GuestError {
+    pub kind: GuestErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum GuestErrorKind {
+    /// A wasm trap (unreachable, out of bounds, a panic, ...).
+    Trap,
+    /// `max_fuel` was used up.
+    OutOfFuel,
+    /// `max_execution_time_ms` passed (epoch interruption).
+    Deadline,
+    /// The guest tried to grow memory past `max_memory_mb`.
+    MemoryLimit,
+    /// The component does not export what the call needs.
+    MissingExport,
+    /// The guest was trapped because a host call could not be answered.
+    HostCall,
+}
+
+/// A host function called by the guest while an invocation runs.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct HostCallMsg {
+    pub id: u64,
+    pub call: HostCall,
+}
+
+/// One variant per host function that needs the supervisor. `log` is
+/// one-way ([`LogMsg`]) and has no variant here.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub enum HostCall {
+    ConfigGet {
+        key: String,
+    },
+    ConfigGetAll,
+    KvGet {
+        key: String,
+    },
+    KvSet {
+        key: String,
+        value: Vec<u8>,
+    },
+    KvDelete {
+        key: String,
+    },
+    KvListKeys {
+        prefix: String,
+    },
+    EventsPublish {
+        topic: String,
+        payload: String,
+    },
+    EventsSubscribe {
+        pattern: String,
+    },
+    EventsUnsubscribe {
+        id: u64,
+    },
+    HttpRequest {
+        method: String,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Option<Vec<u8>>,
+    },
+    MemoryStore {
+        text: String,
+        category: String,
+    },
+    MemoryRecall {
+        query: String,
+        limit: u32,
+    },
+}
+
+impl HostCall {
+    /// The WIT name of the function, for logs and errors.
+    pub fn function(&self) -> &'static str {
+        match self {
+            Self::ConfigGet { .. } => "config.get",
+            Self::ConfigGetAll => "config.get-all",
+            Self::KvGet { .. } => "kv.get",
+            Self::KvSet { .. } => "kv.set",
+            Self::KvDelete { .. } => "kv.delete",
+            Self::KvListKeys { .. } => "kv.list-keys",
+            Self::EventsPublish { .. } => "events.publish",
+            Self::EventsSubscribe { .. } => "events.subscribe",
+            Self::EventsUnsubscribe { .. } => "events.unsubscribe",
+            Self::HttpRequest { .. } => "http-outbound.request",
+            Self::MemoryStore { .. } => "memory.store",
+            Self::MemoryRecall { .. } => "memory.recall",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct HostReplyMsg {
+    pub id: u64,
+    pub reply: HostReply,
+}
+
+/// The supervisor's answer to a host call.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub enum HostReply {
+    Ok(HostValue),
+    /// The `err` of a WIT `result`.
+    Err(String),
+    /// The call cannot be answered and the function has no error channel:
+    /// the worker traps the guest with this message.
+    Trap(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub enum HostValue {
+    Unit,
+    Bool(bool),
+    U64(u64),
+    String(String),
+    OptString(Option<String>),
+    OptBytes(Option<Vec<u8>>),
+    Strings(Vec<String>),
+    Pairs(Vec<(String, String)>),
+    Http(HttpResponse),
+    Memories(Vec<MemoryEntry>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct MemoryEntry {
+    pub id: String,
+    pub text: String,
+    pub category: String,
+    pub importance: f64,
+}
+
+/// A log line from the plugin (the `log` import, or WASI stdout/stderr).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct LogMsg {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Encode, Decode)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[cfg(test)]
+#[path = "messages_tests.rs"]
+mod tests;

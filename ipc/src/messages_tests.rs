@@ -1,0 +1,302 @@
+//! Every message round-trips through bytes; malformed frames are refused.
+
+use super::*;
+use crate::codec::{
+    FrameHeader, HEADER_LEN, MAX_FRAME_LEN, WireError, decode_body, encode, read_frame,
+};
+
+fn round_trip<M: Message + std::fmt::Debug + PartialEq>(msg: M) {
+    let bytes = encode(&msg).expect("encode");
+    let back: M = read_frame(&mut bytes.as_slice()).expect("decode");
+    assert_eq!(back, msg);
+}
+
+fn limits() -> Limits {
+    Limits {
+        max_fuel: 100_000_000,
+        max_memory_bytes: 16 << 20,
+        max_execution_time_ms: 5000,
+        max_instances: 10,
+        max_tables: 10,
+        max_table_elements: 10_000,
+    }
+}
+
+#[test]
+fn every_supervisor_message_round_trips() {
+    let engine = EngineSettings {
+        memory_reservation: 16 << 20,
+        memory_guard: 64 << 10,
+    };
+    for component in [
+        ComponentSource::Wasm {
+            len: 1234,
+            want_artifact: true,
+        },
+        ComponentSource::Artifact { len: 99 },
+    ] {
+        round_trip(ToWorker::Welcome(Welcome {
+            protocol: crate::PROTOCOL_VERSION,
+            plugin: "echo".into(),
+            limits: limits(),
+            engine,
+            component,
+        }));
+    }
+    round_trip(ToWorker::Chunk(Chunk {
+        bytes: vec![0, 1, 2, 255],
+    }));
+    round_trip(ToWorker::Invoke(Invoke {
+        id: 7,
+        call: Call::ToolGetSpec,
+    }));
+    round_trip(ToWorker::Invoke(Invoke {
+        id: u64::MAX,
+        call: Call::ToolExecute {
+            args: r#"{"text":"héllo"}"#.into(),
+        },
+    }));
+    let values = [
+        HostValue::Unit,
+        HostValue::Bool(true),
+        HostValue::U64(42),
+        HostValue::String("s".into()),
+        HostValue::OptString(None),
+        HostValue::OptString(Some("v".into())),
+        HostValue::OptBytes(Some(vec![1, 2, 3])),
+        HostValue::Strings(vec!["a".into(), "b".into()]),
+        HostValue::Pairs(vec![("k".into(), "v".into())]),
+        HostValue::Http(HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: b"ok".to_vec(),
+        }),
+        HostValue::Memories(vec![MemoryEntry {
+            id: "m1".into(),
+            text: "Paris".into(),
+            category: "fact".into(),
+            importance: 0.5,
+        }]),
+    ];
+    for value in values {
+        round_trip(ToWorker::HostReply(HostReplyMsg {
+            id: 3,
+            reply: HostReply::Ok(value),
+        }));
+    }
+    round_trip(ToWorker::HostReply(HostReplyMsg {
+        id: 4,
+        reply: HostReply::Err("permission denied: kv".into()),
+    }));
+    round_trip(ToWorker::HostReply(HostReplyMsg {
+        id: 5,
+        reply: HostReply::Trap("permission denied: kv".into()),
+    }));
+    round_trip(ToWorker::Ping(9));
+    round_trip(ToWorker::Shutdown(()));
+}
+
+#[test]
+fn every_worker_message_round_trips() {
+    round_trip(FromWorker::Hello(Hello {
+        min_protocol: 1,
+        max_protocol: 1,
+        worker_version: "0.1.0".into(),
+        sandbox: SandboxReport {
+            layers: vec![
+                LayerReport {
+                    layer: "seccomp".into(),
+                    status: LayerStatus::Applied,
+                },
+                LayerReport {
+                    layer: "landlock".into(),
+                    status: LayerStatus::Unavailable("ENOSYS".into()),
+                },
+                LayerReport {
+                    layer: "userns".into(),
+                    status: LayerStatus::Disabled,
+                },
+            ],
+        },
+    }));
+    round_trip(FromWorker::Loaded(Loaded {
+        exports: vec!["prx:plugin/tool-exports@0.1.0".into()],
+        artifact_len: 1 << 20,
+        compile_us: 1500,
+    }));
+    for stage in [
+        LoadStage::Receive,
+        LoadStage::Compile,
+        LoadStage::Deserialize,
+        LoadStage::Link,
+        LoadStage::Instantiate,
+    ] {
+        round_trip(FromWorker::LoadFailed(LoadFailed {
+            stage,
+            message: "bad".into(),
+        }));
+    }
+    round_trip(FromWorker::Chunk(Chunk { bytes: vec![7; 10] }));
+    round_trip(FromWorker::InvokeReply(InvokeReply {
+        id: 1,
+        outcome: Ok(Output::ToolSpec(ToolSpec {
+            name: "echo".into(),
+            description: "Echo".into(),
+            parameters_schema: "{}".into(),
+        })),
+    }));
+    round_trip(FromWorker::InvokeReply(InvokeReply {
+        id: 2,
+        outcome: Ok(Output::ToolResult(PluginResult {
+            success: false,
+            output: String::new(),
+            error: Some("nope".into()),
+        })),
+    }));
+    for kind in [
+        GuestErrorKind::Trap,
+        GuestErrorKind::OutOfFuel,
+        GuestErrorKind::Deadline,
+        GuestErrorKind::MemoryLimit,
+        GuestErrorKind::MissingExport,
+        GuestErrorKind::HostCall,
+    ] {
+        round_trip(FromWorker::InvokeReply(InvokeReply {
+            id: 3,
+            outcome: Err(GuestError {
+                kind,
+                message: "wasm trap: unreachable".into(),
+            }),
+        }));
+    }
+    let calls = [
+        HostCall::ConfigGet { key: "k".into() },
+        HostCall::ConfigGetAll,
+        HostCall::KvGet { key: "k".into() },
+        HostCall::KvSet {
+            key: "k".into(),
+            value: vec![0; 3],
+        },
+        HostCall::KvDelete { key: "k".into() },
+        HostCall::KvListKeys { prefix: "p".into() },
+        HostCall::EventsPublish {
+            topic: "a.b".into(),
+            payload: "{}".into(),
+        },
+        HostCall::EventsSubscribe {
+            pattern: "a.*".into(),
+        },
+        HostCall::EventsUnsubscribe { id: 5 },
+        HostCall::HttpRequest {
+            method: "GET".into(),
+            url: "https://example.com/".into(),
+            headers: vec![("a".into(), "b".into())],
+            body: Some(vec![1]),
+        },
+        HostCall::MemoryStore {
+            text: "t".into(),
+            category: "fact".into(),
+        },
+        HostCall::MemoryRecall {
+            query: "q".into(),
+            limit: 5,
+        },
+    ];
+    for call in calls {
+        assert!(!call.function().is_empty());
+        round_trip(FromWorker::HostCall(HostCallMsg { id: 11, call }));
+    }
+    for level in [
+        LogLevel::Trace,
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Warn,
+        LogLevel::Error,
+    ] {
+        round_trip(FromWorker::Log(LogMsg {
+            level,
+            message: "line".into(),
+        }));
+    }
+    round_trip(FromWorker::Pong(9));
+    round_trip(FromWorker::Fatal("panicked".into()));
+}
+
+#[test]
+fn an_oversized_length_is_refused_before_allocating() {
+    let mut header = [0u8; HEADER_LEN];
+    header[..4].copy_from_slice(&((MAX_FRAME_LEN as u32) + 1).to_le_bytes());
+    header[4] = 1;
+    // No body follows: a reader that allocated first would block or fail
+    // differently; the header check must fire first.
+    let err = read_frame::<FromWorker>(&mut header.as_slice()).unwrap_err();
+    assert!(matches!(err, WireError::TooLong(n) if n == MAX_FRAME_LEN + 1));
+}
+
+#[test]
+fn kind_zero_and_unknown_kinds_are_refused() {
+    for kind in [0u8, 10, 200] {
+        let mut frame = vec![0u8; HEADER_LEN];
+        frame[4] = kind;
+        let err = read_frame::<FromWorker>(&mut frame.as_slice()).unwrap_err();
+        assert!(
+            matches!(err, WireError::UnknownKind(k) if k == kind),
+            "{err:?}"
+        );
+    }
+    let mut frame = vec![0u8; HEADER_LEN];
+    frame[4] = 7;
+    assert!(matches!(
+        read_frame::<ToWorker>(&mut frame.as_slice()).unwrap_err(),
+        WireError::UnknownKind(7)
+    ));
+}
+
+#[test]
+fn reserved_header_bytes_must_be_zero() {
+    let mut frame = encode(&FromWorker::Pong(1)).expect("encode");
+    frame[6] = 1;
+    assert!(matches!(
+        read_frame::<FromWorker>(&mut frame.as_slice()).unwrap_err(),
+        WireError::BadHeader
+    ));
+}
+
+#[test]
+fn trailing_bytes_are_refused() {
+    let mut frame = encode(&FromWorker::Pong(1)).expect("encode");
+    frame.push(0);
+    let len = (frame.len() - HEADER_LEN) as u32;
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    assert!(matches!(
+        read_frame::<FromWorker>(&mut frame.as_slice()).unwrap_err(),
+        WireError::TrailingBytes { extra: 1, .. }
+    ));
+}
+
+#[test]
+fn a_truncated_body_is_an_error_not_a_panic() {
+    let frame = encode(&FromWorker::Fatal("some message".into())).expect("encode");
+    let cut = &frame[..frame.len() - 3];
+    assert!(read_frame::<FromWorker>(&mut &cut[..]).is_err());
+    // A body whose own length prefix claims more than it holds.
+    let mut body = Vec::new();
+    crate::codec::put(&mut body, &u64::MAX).expect("put");
+    assert!(decode_body::<FromWorker>(9, &body).is_err());
+}
+
+#[test]
+fn an_empty_stream_is_a_closed_link() {
+    assert!(matches!(
+        read_frame::<FromWorker>(&mut [].as_slice()).unwrap_err(),
+        WireError::Closed
+    ));
+}
+
+#[test]
+fn header_parse_reads_length_and_kind() {
+    let frame = encode(&ToWorker::Ping(5)).expect("encode");
+    let header = FrameHeader::parse(frame[..HEADER_LEN].try_into().expect("8 bytes")).expect("ok");
+    assert_eq!(header.kind, 5);
+    assert_eq!(header.len, frame.len() - HEADER_LEN);
+}

@@ -1,0 +1,228 @@
+//! `prx-worker`: one sandboxed PRX plugin.
+//!
+//! Started only by the supervisor: its end of the link is fd 3, the
+//! environment is empty, stdin/stdout/stderr are /dev/null. It confines
+//! itself, says hello, receives the plugin, compiles it, and then answers
+//! invocations until told to stop or until the link closes.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use prx_ipc::{
+    CHUNK_LEN, Chunk, ComponentSource, FromWorker, Hello, InvokeReply, LoadFailed, LoadStage,
+    Loaded, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ToWorker, WORKER_SOCKET_FD, Welcome, WireError,
+};
+use prx_worker::link::{Link, LinkBackend};
+use prx_worker::runtime::{self, Plugin};
+use prx_worker::sandbox;
+
+/// Largest component or artifact accepted from the supervisor: far above
+/// any real plugin (a Python component is about 40 MB compiled), low enough
+/// that a wrong length cannot exhaust memory.
+const MAX_COMPONENT_LEN: u64 = 512 << 20;
+
+/// Exit codes the supervisor can tell apart.
+const EXIT_USAGE: u8 = 64;
+const EXIT_SANDBOX: u8 = 71;
+const EXIT_PROTOCOL: u8 = 76;
+const EXIT_LOAD: u8 = 78;
+
+#[derive(Debug, thiserror::Error)]
+enum WorkerError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("load failed at {stage:?}: {message}")]
+    Load { stage: LoadStage, message: String },
+}
+
+fn main() -> ExitCode {
+    let mut supervisor_pid = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--version" => {
+                println!("prx-worker {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            "--supervisor-pid" => supervisor_pid = args.next().and_then(|p| p.parse().ok()),
+            _ => {
+                eprintln!(
+                    "prx-worker: started by the prx supervisor only (unknown argument {arg})"
+                );
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
+    let report = match sandbox::enter(WORKER_SOCKET_FD, supervisor_pid) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("prx-worker: sandbox: {e}");
+            return ExitCode::from(EXIT_SANDBOX);
+        }
+    };
+    // SAFETY: the supervisor passes the link as fd 3 and the sandbox step
+    // kept it open; nothing else in this process owns it.
+    let link = match unsafe { Link::from_raw_fd(WORKER_SOCKET_FD) } {
+        Ok(link) => Arc::new(link),
+        Err(e) => {
+            eprintln!("prx-worker: no link on fd {WORKER_SOCKET_FD}: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    install_panic_hook(link.clone());
+    let hello = Hello {
+        min_protocol: MIN_PROTOCOL_VERSION,
+        max_protocol: PROTOCOL_VERSION,
+        worker_version: env!("CARGO_PKG_VERSION").into(),
+        sandbox: report,
+    };
+    match run(&link, hello) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(WorkerError::Wire(WireError::Closed)) => ExitCode::SUCCESS,
+        Err(e @ WorkerError::Load { .. }) => {
+            if let WorkerError::Load { stage, message } = &e {
+                let _ = link.send(&FromWorker::LoadFailed(LoadFailed {
+                    stage: *stage,
+                    message: message.clone(),
+                }));
+            }
+            ExitCode::from(EXIT_LOAD)
+        }
+        Err(e) => {
+            let _ = link.send(&FromWorker::Fatal(e.to_string()));
+            ExitCode::from(EXIT_PROTOCOL)
+        }
+    }
+}
+
+/// A panic in the worker is reported on the link before the process dies.
+fn install_panic_hook(link: Arc<Link>) {
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = link.send(&FromWorker::Fatal(format!("worker panicked: {info}")));
+    }));
+}
+
+fn run(link: &Arc<Link>, hello: Hello) -> Result<(), WorkerError> {
+    link.send(&FromWorker::Hello(hello))?;
+    let welcome = match link.recv()? {
+        ToWorker::Welcome(w) => w,
+        other => {
+            return Err(WorkerError::Protocol(format!(
+                "expected Welcome, got kind {}",
+                prx_ipc::Message::kind(&other)
+            )));
+        }
+    };
+    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&welcome.protocol) {
+        return Err(WorkerError::Protocol(format!(
+            "supervisor chose protocol {}, this worker speaks {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}",
+            welcome.protocol
+        )));
+    }
+    let mut plugin = load(link, &welcome)?;
+    serve(link, &mut plugin)
+}
+
+/// Receives, compiles (or deserialises) and instantiates the plugin, then
+/// reports its exports and, if asked, sends the compiled artifact back.
+fn load(link: &Arc<Link>, welcome: &Welcome) -> Result<Plugin, WorkerError> {
+    let load_err = |stage: LoadStage| {
+        move |e: wasmtime::Error| WorkerError::Load {
+            stage,
+            message: format!("{e:#}"),
+        }
+    };
+    let (len, is_artifact, want_artifact) = match welcome.component {
+        ComponentSource::Wasm { len, want_artifact } => (len, false, want_artifact),
+        ComponentSource::Artifact { len } => (len, true, false),
+    };
+    let bytes = receive_blob(link, len)?;
+    let started = Instant::now();
+    let engine = runtime::build_engine(&welcome.engine).map_err(load_err(LoadStage::Compile))?;
+    let component = if is_artifact {
+        // SAFETY: the supervisor sends only artifacts it stored from a
+        // worker of this build, keyed by the wasm hash and these engine
+        // settings; wasmtime checks version and settings again.
+        unsafe { runtime::deserialize(&engine, &bytes) }
+            .map_err(load_err(LoadStage::Deserialize))?
+    } else {
+        runtime::compile(&engine, &bytes).map_err(load_err(LoadStage::Compile))?
+    };
+    let compile_us = started.elapsed().as_micros() as u64;
+    drop(bytes);
+    runtime::start_epoch_ticker(&engine);
+    let backend = Arc::new(LinkBackend::new(link.clone()));
+    let mut plugin = Plugin::new(&engine, &component, welcome.limits, backend)
+        .map_err(load_err(LoadStage::Link))?;
+    plugin.instantiate().map_err(|e| WorkerError::Load {
+        stage: LoadStage::Instantiate,
+        message: e.message,
+    })?;
+    let artifact = if want_artifact {
+        component
+            .serialize()
+            .map_err(load_err(LoadStage::Compile))?
+    } else {
+        Vec::new()
+    };
+    link.send(&FromWorker::Loaded(Loaded {
+        exports: plugin.exports().to_vec(),
+        artifact_len: artifact.len() as u64,
+        compile_us,
+    }))?;
+    for piece in artifact.chunks(CHUNK_LEN) {
+        link.send(&FromWorker::Chunk(Chunk {
+            bytes: piece.to_vec(),
+        }))?;
+    }
+    Ok(plugin)
+}
+
+fn receive_blob(link: &Link, len: u64) -> Result<Vec<u8>, WorkerError> {
+    if len > MAX_COMPONENT_LEN {
+        return Err(WorkerError::Load {
+            stage: LoadStage::Receive,
+            message: format!("component of {len} bytes exceeds {MAX_COMPONENT_LEN}"),
+        });
+    }
+    let len = len as usize;
+    let mut bytes = Vec::with_capacity(len);
+    while bytes.len() < len {
+        match link.recv()? {
+            ToWorker::Chunk(Chunk { bytes: piece }) if bytes.len() + piece.len() <= len => {
+                bytes.extend_from_slice(&piece);
+            }
+            _ => {
+                return Err(WorkerError::Protocol(
+                    "expected component chunks adding up to the announced length".into(),
+                ));
+            }
+        }
+    }
+    Ok(bytes)
+}
+
+fn serve(link: &Link, plugin: &mut Plugin) -> Result<(), WorkerError> {
+    loop {
+        match link.recv()? {
+            ToWorker::Invoke(invoke) => {
+                let outcome = plugin.invoke(&invoke.call);
+                link.send(&FromWorker::InvokeReply(InvokeReply {
+                    id: invoke.id,
+                    outcome,
+                }))?;
+            }
+            ToWorker::Ping(nonce) => link.send(&FromWorker::Pong(nonce))?,
+            ToWorker::Shutdown(()) => return Ok(()),
+            other => {
+                return Err(WorkerError::Protocol(format!(
+                    "unexpected frame kind {} between invocations",
+                    prx_ipc::Message::kind(&other)
+                )));
+            }
+        }
+    }
+}
