@@ -1,0 +1,119 @@
+//! The local API: JSON over HTTP/1.1 on a Unix socket in the state
+//! directory (mode 0600, so only the operator's user can use it).
+//!
+//! Everything the `prx` CLI does goes through here. Request bodies are
+//! capped; errors come back as `{"error": ..., "kind": ...}` with a status
+//! that says whose fault it was.
+
+pub mod client;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::{CallError, Supervisor};
+
+/// Largest request body: tool arguments are JSON meant for an LLM tool,
+/// a few KiB in practice; 1 MiB leaves room and bounds memory.
+pub const MAX_REQUEST_BODY: usize = 1 << 20;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CallResponse {
+    pub output: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub kind: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Health {
+    pub running: usize,
+    pub plugins: usize,
+}
+
+pub fn router(supervisor: Supervisor) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/plugins", get(plugins))
+        .route("/v1/tools", get(tools))
+        .route("/v1/tools/{name}/call", post(call_tool))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
+        .with_state(supervisor)
+}
+
+/// Binds the socket (replacing a stale one) with mode 0600 and serves until
+/// `shutdown` resolves.
+pub async fn serve_unix(
+    supervisor: Supervisor,
+    path: PathBuf,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if path.exists() {
+        if tokio::net::UnixStream::connect(&path).await.is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("another prx is serving on {}", path.display()),
+            ));
+        }
+        std::fs::remove_file(&path)?;
+    }
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    axum::serve(listener, router(supervisor))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn health(State(sup): State<Supervisor>) -> Json<Health> {
+    Json(Health {
+        running: sup.running(),
+        plugins: sup.plugins().len(),
+    })
+}
+
+async fn plugins(State(sup): State<Supervisor>) -> Json<Vec<crate::PluginStatus>> {
+    Json(sup.plugins())
+}
+
+async fn tools(State(sup): State<Supervisor>) -> Json<Vec<crate::ToolInfo>> {
+    Json(sup.tools())
+}
+
+async fn call_tool(
+    State(sup): State<Supervisor>,
+    UrlPath(name): UrlPath<String>,
+    body: String,
+) -> Response {
+    if serde_json::from_str::<serde_json::Value>(&body).is_err() {
+        let error = ErrorBody {
+            error: format!("the arguments for `{name}` are not valid JSON"),
+            kind: "bad_request".into(),
+        };
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+    }
+    match sup.call_tool(&name, &body).await {
+        Ok(output) => Json(CallResponse { output }).into_response(),
+        Err(e) => {
+            let status = match &e {
+                CallError::UnknownTool { .. } => StatusCode::NOT_FOUND,
+                CallError::ToolFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                CallError::NotRunning { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            let error = ErrorBody {
+                error: e.to_string(),
+                kind: e.kind().into(),
+            };
+            (status, Json(error)).into_response()
+        }
+    }
+}

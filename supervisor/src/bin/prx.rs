@@ -1,0 +1,199 @@
+//! `prx`: run the supervisor and talk to it.
+//!
+//! `prx up` runs in the foreground and serves the local API on a Unix socket
+//! in the state directory; the other commands are clients of that API.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use prx_supervisor::api::{self, CallResponse, ErrorBody, client};
+use prx_supervisor::{PluginStatus, Supervisor, SupervisorConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "prx",
+    version,
+    about = "Run untrusted PRX WebAssembly plugins, one sandboxed process each"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the supervisor in the foreground.
+    Up {
+        /// Directory with one sub-directory per plugin (plugin.toml + wasm).
+        #[arg(long)]
+        plugins: PathBuf,
+        /// The supervisor's own files (compile cache, API socket).
+        #[arg(long, default_value = ".prx")]
+        state: PathBuf,
+    },
+    /// Call a tool with JSON arguments and print its output.
+    Call {
+        tool: String,
+        #[arg(default_value = "{}")]
+        args: String,
+        #[arg(long, default_value = ".prx")]
+        state: PathBuf,
+    },
+    /// List plugins: name, version, capabilities, state, worker pid.
+    Plugins {
+        #[arg(long, default_value = ".prx")]
+        state: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("prx: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("prx: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Up { plugins, state } => up(plugins, state).await,
+        Command::Call { tool, args, state } => call(&tool, args, state).await,
+        Command::Plugins { state, json } => list(state, json).await,
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PRX_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+async fn up(plugins: PathBuf, state: PathBuf) -> Result<ExitCode> {
+    init_logging();
+    let config = SupervisorConfig::new(plugins, state);
+    let socket = config.socket_path();
+    let supervisor = Supervisor::start(config)
+        .await
+        .context("cannot start the supervisor")?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(api::serve_unix(supervisor.clone(), socket.clone(), async {
+        let _ = stop_rx.await;
+    }));
+    // Give the listener a moment to bind before announcing readiness; a
+    // bind error ends the task, which is checked right after.
+    tokio::task::yield_now().await;
+    wait_for_socket(&socket, &server).await?;
+    println!("prx: ready ({} plugins)", supervisor.running());
+    std::io::stdout().flush().ok();
+    wait_for_signal().await?;
+    tracing::info!("stopping");
+    let _ = stop_tx.send(());
+    supervisor.shutdown().await;
+    let _ = server.await;
+    let _ = std::fs::remove_file(&socket);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_socket(
+    socket: &std::path::Path,
+    server: &tokio::task::JoinHandle<std::io::Result<()>>,
+) -> Result<()> {
+    for _ in 0..500 {
+        if server.is_finished() {
+            anyhow::bail!(
+                "the local API stopped at start-up (socket {})",
+                socket.display()
+            );
+        }
+        if tokio::net::UnixStream::connect(socket).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    anyhow::bail!("the local API did not come up on {}", socket.display())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+fn socket(state: &std::path::Path) -> PathBuf {
+    state.join("prx.sock")
+}
+
+async fn call(tool: &str, args: String, state: PathBuf) -> Result<ExitCode> {
+    let uri = format!("/v1/tools/{tool}/call");
+    let response = client::request(&socket(&state), "POST", &uri, Some(args)).await?;
+    if response.status == 200 {
+        let ok: CallResponse = serde_json::from_str(&response.body)
+            .with_context(|| format!("unexpected answer: {}", response.body))?;
+        println!("{}", ok.output);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let message = serde_json::from_str::<ErrorBody>(&response.body)
+            .map(|e| e.error)
+            .unwrap_or(response.body);
+        eprintln!("prx: {message}");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+async fn list(state: PathBuf, json: bool) -> Result<ExitCode> {
+    let response = client::request(&socket(&state), "GET", "/v1/plugins", None).await?;
+    if json {
+        println!("{}", response.body);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let plugins: Vec<PluginStatus> = serde_json::from_str(&response.body)
+        .with_context(|| format!("unexpected answer: {}", response.body))?;
+    println!(
+        "{:<20} {:<10} {:<28} {:<10} {:>8}",
+        "NAME", "VERSION", "CAPABILITIES", "STATE", "PID"
+    );
+    for p in &plugins {
+        let pid = p.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<20} {:<10} {:<28} {:<10} {:>8}",
+            p.name,
+            p.version,
+            p.capabilities.join(","),
+            p.state,
+            pid
+        );
+    }
+    for p in plugins.iter().filter(|p| p.error.is_some()) {
+        println!("\n{}: {}", p.name, p.error.as_deref().unwrap_or_default());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,152 @@
+//! The compile cache: artifacts compiled by workers, kept in the
+//! supervisor's state directory.
+//!
+//! Keys are a SHA-256 over the component bytes, the engine settings and the
+//! worker build, so an artifact is only ever handed to a worker that would
+//! have produced the same bytes. Files carry a checksum of their body, are
+//! written to a temporary name and renamed, and are read only from this
+//! directory: nothing from the plugins directory is ever deserialized, and
+//! the plugins directory is never written.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use prx_ipc::EngineSettings;
+use sha2::{Digest, Sha256};
+
+const MAGIC: &[u8; 8] = b"PRXCWSM1";
+const HEADER_LEN: usize = MAGIC.len() + 32;
+
+#[derive(Debug, Clone)]
+pub struct CompileCache {
+    dir: PathBuf,
+    /// Identifies the worker build (version, size and mtime of the binary).
+    worker_build: String,
+}
+
+impl CompileCache {
+    pub fn open(dir: PathBuf, worker_binary: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let meta = std::fs::metadata(worker_binary)?;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        Ok(Self {
+            dir,
+            worker_build: format!("{}:{}:{mtime}", env!("CARGO_PKG_VERSION"), meta.len()),
+        })
+    }
+
+    /// The cache key of a component under given engine settings.
+    pub fn key(&self, wasm: &[u8], engine: &EngineSettings) -> String {
+        let mut h = Sha256::new();
+        h.update(b"prx-compile-cache\0");
+        h.update(self.worker_build.as_bytes());
+        h.update([0]);
+        h.update(engine.memory_reservation.to_le_bytes());
+        h.update(engine.memory_guard.to_le_bytes());
+        h.update(Sha256::digest(wasm));
+        hex(&h.finalize())
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.cwasm"))
+    }
+
+    /// The artifact for `key`, if a whole and unaltered one is stored.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let bytes = std::fs::read(self.path(key)).ok()?;
+        if bytes.len() < HEADER_LEN || &bytes[..MAGIC.len()] != MAGIC {
+            return None;
+        }
+        let body = &bytes[HEADER_LEN..];
+        if Sha256::digest(body).as_slice() != &bytes[MAGIC.len()..HEADER_LEN] {
+            tracing::warn!(key, "compile cache entry is corrupt; ignoring it");
+            return None;
+        }
+        Some(body.to_vec())
+    }
+
+    /// Stores an artifact atomically.
+    pub fn put(&self, key: &str, artifact: &[u8]) -> std::io::Result<()> {
+        let mut tmp = tempfile_in(&self.dir)?;
+        tmp.1.write_all(MAGIC)?;
+        tmp.1.write_all(&Sha256::digest(artifact))?;
+        tmp.1.write_all(artifact)?;
+        tmp.1.sync_all()?;
+        std::fs::rename(&tmp.0, self.path(key))
+    }
+
+    /// Drops an entry a worker refused (e.g. made by another wasmtime).
+    pub fn remove(&self, key: &str) {
+        let _ = std::fs::remove_file(self.path(key));
+    }
+}
+
+fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!(".tmp-{}-{n}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    Ok((path, file))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> EngineSettings {
+        EngineSettings {
+            memory_reservation: 16 << 20,
+            memory_guard: 64 << 10,
+        }
+    }
+
+    fn cache(dir: &Path) -> CompileCache {
+        let bin = dir.join("bin");
+        std::fs::write(&bin, b"worker").expect("write");
+        CompileCache::open(dir.join("cache"), &bin).expect("open")
+    }
+
+    #[test]
+    fn round_trip_and_keys_depend_on_inputs() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cache = cache(dir.path());
+        let key = cache.key(b"wasm", &settings());
+        assert_eq!(key, cache.key(b"wasm", &settings()));
+        assert_ne!(key, cache.key(b"wasm2", &settings()));
+        let mut other = settings();
+        other.memory_reservation *= 2;
+        assert_ne!(key, cache.key(b"wasm", &other));
+        assert!(cache.get(&key).is_none());
+        cache.put(&key, b"artifact").expect("put");
+        assert_eq!(cache.get(&key).as_deref(), Some(&b"artifact"[..]));
+    }
+
+    #[test]
+    fn corrupt_or_foreign_files_are_ignored() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cache = cache(dir.path());
+        let key = cache.key(b"wasm", &settings());
+        cache.put(&key, b"artifact").expect("put");
+        let path = cache.path(&key);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, &bytes).expect("write");
+        assert!(cache.get(&key).is_none());
+        std::fs::write(&path, b"not ours").expect("write");
+        assert!(cache.get(&key).is_none());
+    }
+}

@@ -1,0 +1,117 @@
+//! Errors a caller of the supervisor sees. Each message names the plugin,
+//! what failed and, where there is one, the fix.
+
+use prx_ipc::GuestErrorKind;
+
+/// Why a call into a plugin did not produce a result.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error("no tool named `{tool}`{}", known_list(.known))]
+    UnknownTool { tool: String, known: Vec<String> },
+    #[error("plugin `{plugin}` is {state}{}", detail_suffix(.detail))]
+    NotRunning {
+        plugin: String,
+        state: String,
+        detail: Option<String>,
+    },
+    #[error("tool `{tool}` of plugin `{plugin}` failed: {error}")]
+    ToolFailed {
+        plugin: String,
+        tool: String,
+        error: String,
+    },
+    #[error("plugin `{plugin}` {message}{}", hint(*.kind))]
+    Guest {
+        plugin: String,
+        kind: GuestErrorKind,
+        message: String,
+    },
+    #[error(
+        "plugin `{plugin}` did not answer within {after_ms} ms; its worker was killed and is being restarted"
+    )]
+    Unresponsive { plugin: String, after_ms: u64 },
+    #[error("plugin `{plugin}` crashed ({cause}); restarting")]
+    Crashed { plugin: String, cause: String },
+    #[error("plugin `{plugin}` answered with a reply of the wrong type; its worker was killed")]
+    BadReply { plugin: String },
+}
+
+fn known_list(known: &[String]) -> String {
+    if known.is_empty() {
+        "; no tools are loaded".into()
+    } else {
+        format!("; loaded tools: {}", known.join(", "))
+    }
+}
+
+fn detail_suffix(detail: &Option<String>) -> String {
+    detail
+        .as_ref()
+        .map(|d| format!(": {d}"))
+        .unwrap_or_default()
+}
+
+fn hint(kind: GuestErrorKind) -> &'static str {
+    match kind {
+        GuestErrorKind::OutOfFuel => {
+            "; raise [resources].max_fuel in its plugin.toml if the work is legitimate"
+        }
+        GuestErrorKind::Deadline => {
+            "; raise [resources].max_execution_time_ms in its plugin.toml if the work is legitimate"
+        }
+        GuestErrorKind::MemoryLimit => {
+            "; raise [resources].max_memory_mb in its plugin.toml if the work is legitimate"
+        }
+        GuestErrorKind::Trap | GuestErrorKind::HostCall | GuestErrorKind::MissingExport => "",
+    }
+}
+
+impl CallError {
+    /// A short machine-readable kind for the API and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::UnknownTool { .. } => "unknown_tool",
+            Self::NotRunning { .. } => "not_running",
+            Self::ToolFailed { .. } => "tool_failed",
+            Self::Guest { kind, .. } => match kind {
+                GuestErrorKind::Trap => "trap",
+                GuestErrorKind::OutOfFuel => "out_of_fuel",
+                GuestErrorKind::Deadline => "deadline",
+                GuestErrorKind::MemoryLimit => "memory_limit",
+                GuestErrorKind::MissingExport => "missing_export",
+                GuestErrorKind::HostCall => "host_call",
+            },
+            Self::Unresponsive { .. } => "unresponsive",
+            Self::Crashed { .. } => "crashed",
+            Self::BadReply { .. } => "bad_reply",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fuel_errors_name_the_plugin_the_limit_and_the_fix() {
+        let e = CallError::Guest {
+            plugin: "echo".into(),
+            kind: GuestErrorKind::OutOfFuel,
+            message: "ran out of fuel (max_fuel = 100000000)".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "plugin `echo` ran out of fuel (max_fuel = 100000000); raise [resources].max_fuel in its plugin.toml if the work is legitimate"
+        );
+        assert_eq!(e.kind(), "out_of_fuel");
+    }
+
+    #[test]
+    fn unknown_tools_list_what_is_there() {
+        let e = CallError::UnknownTool {
+            tool: "x".into(),
+            known: vec!["echo".into()],
+        };
+        assert_eq!(e.to_string(), "no tool named `x`; loaded tools: echo");
+    }
+}

@@ -1,0 +1,23 @@
+//! prx-supervisor: the trusted side of prx-sandbox.
+//!
+//! It reads plugin manifests, starts one sandboxed `prx-worker` process per
+//! plugin, answers every host call itself, and routes calls to plugins.
+//! It never compiles or parses plugin wasm (workers do, inside their
+//! sandbox), and it treats everything a worker sends as hostile input.
+//!
+//! The entry point is [`Supervisor`].
+
+pub mod api;
+pub mod broker;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod manifest;
+pub mod plugin;
+mod supervisor;
+pub mod worker;
+
+pub use config::SupervisorConfig;
+pub use error::CallError;
+pub use plugin::{PluginState, PluginStatus};
+pub use supervisor::{LoadFailure, StartupError, Supervisor, ToolInfo};

@@ -1,0 +1,337 @@
+//! [`Supervisor`]: the library face. Loads a plugins directory, starts one
+//! worker per plugin, routes calls, and stops everything on shutdown.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use prx_ipc::{Call, Output};
+use serde::Serialize;
+
+use crate::cache::CompileCache;
+use crate::config::SupervisorConfig;
+use crate::error::CallError;
+use crate::manifest::{CapabilityType, Manifest};
+use crate::plugin::{Plugin, PluginState, PluginStatus, Runtime};
+
+/// How long workers get to exit on their own at shutdown.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Problems that stop the supervisor itself from starting (a single bad
+/// plugin never does).
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("plugins directory {0} cannot be read: {1}")]
+    PluginsDir(PathBuf, std::io::Error),
+    #[error("state directory {0} cannot be created: {1}")]
+    StateDir(PathBuf, std::io::Error),
+    #[error(
+        "the prx-worker binary was not found next to this executable; set PRX_WORKER_BIN or build it (cargo build)"
+    )]
+    NoWorkerBinary,
+    #[error("the prx-worker binary {0} is not usable: {1}")]
+    WorkerBinary(PathBuf, std::io::Error),
+}
+
+/// A plugin that could not be loaded, with why.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadFailure {
+    pub dir: PathBuf,
+    pub error: String,
+}
+
+/// A tool and the plugin serving it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolInfo {
+    pub name: String,
+    pub plugin: String,
+    pub description: String,
+    pub parameters_schema: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: SupervisorConfig,
+    runtime: Runtime,
+    plugins: RwLock<BTreeMap<String, Arc<Plugin>>>,
+    tools: RwLock<BTreeMap<String, Arc<Plugin>>>,
+    failures: RwLock<Vec<LoadFailure>>,
+}
+
+impl Supervisor {
+    /// Loads every plugin under `config.plugins_dir`. Plugins that fail are
+    /// reported (log, [`Supervisor::failures`], `plugins()`) and skipped.
+    pub async fn start(config: SupervisorConfig) -> Result<Self, StartupError> {
+        std::fs::create_dir_all(&config.state_dir)
+            .map_err(|e| StartupError::StateDir(config.state_dir.clone(), e))?;
+        let worker_binary = config
+            .resolve_worker_binary()
+            .ok_or(StartupError::NoWorkerBinary)?;
+        let cache = CompileCache::open(config.cache_dir(), &worker_binary)
+            .map_err(|e| StartupError::WorkerBinary(worker_binary.clone(), e))?;
+        let runtime = Runtime {
+            worker_binary,
+            cache,
+            load_timeout: config.load_timeout,
+            deadline_grace: config.deadline_grace,
+        };
+        let dirs = plugin_dirs(&config.plugins_dir)
+            .map_err(|e| StartupError::PluginsDir(config.plugins_dir.clone(), e))?;
+        let supervisor = Self {
+            inner: Arc::new(Inner {
+                config,
+                runtime,
+                plugins: RwLock::default(),
+                tools: RwLock::default(),
+                failures: RwLock::default(),
+            }),
+        };
+        let mut loading = Vec::new();
+        for dir in dirs {
+            match supervisor.prepare(&dir) {
+                Ok(plugin) => {
+                    let rt = supervisor.inner.runtime.clone();
+                    loading.push(tokio::spawn(async move {
+                        let result = plugin.load(&rt).await;
+                        (plugin, result)
+                    }));
+                }
+                Err(error) => supervisor.record_failure(dir, error),
+            }
+        }
+        for task in loading {
+            let Ok((plugin, result)) = task.await else {
+                continue;
+            };
+            match result {
+                Ok(()) => supervisor.register_tools(&plugin),
+                Err(error) => supervisor.record_failure(plugin.dir.clone(), error),
+            }
+        }
+        Ok(supervisor)
+    }
+
+    /// Reads a plugin's manifest and wasm; refuses duplicates.
+    fn prepare(&self, dir: &Path) -> Result<Arc<Plugin>, String> {
+        let manifest_path = dir.join("plugin.toml");
+        let manifest = Manifest::load(&manifest_path).map_err(|e| e.to_string())?;
+        let wasm_path = manifest.wasm_path(dir);
+        let wasm = read_inside(dir, &wasm_path).map_err(|e| {
+            format!(
+                "{}: [plugin].wasm = {:?}: {e}; build the plugin and put its component there",
+                manifest_path.display(),
+                manifest.plugin.wasm
+            )
+        })?;
+        let plugin = Plugin::new(dir.to_owned(), manifest, wasm);
+        let mut plugins = self.write_plugins();
+        if let Some(existing) = plugins.get(&*plugin.name) {
+            return Err(format!(
+                "{}: plugin name `{}` is already used by {}; names must be unique",
+                manifest_path.display(),
+                plugin.name,
+                existing.dir.display()
+            ));
+        }
+        plugins.insert(plugin.name.to_string(), plugin.clone());
+        Ok(plugin)
+    }
+
+    fn record_failure(&self, dir: PathBuf, error: String) {
+        tracing::error!(dir = %dir.display(), "plugin not loaded: {error}");
+        self.inner
+            .failures
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(LoadFailure { dir, error });
+    }
+
+    fn register_tools(&self, plugin: &Arc<Plugin>) {
+        let spec = plugin.tool_spec();
+        let mut tools = self.inner.tools.write().unwrap_or_else(|p| p.into_inner());
+        for cap in plugin.manifest.capabilities_of(CapabilityType::Tool) {
+            let Some(name) = &cap.name else { continue };
+            if let Some(spec) = &spec
+                && spec.name != *name
+            {
+                tracing::warn!(plugin = %plugin.name, manifest = %name, spec = %spec.name,
+                    "the tool's get-spec name differs from its manifest name; routing by the manifest name");
+            }
+            if let Some(other) = tools.get(name) {
+                tracing::error!(plugin = %plugin.name, tool = %name, other = %other.name,
+                    "tool name already served by another plugin; keeping the first");
+                continue;
+            }
+            tools.insert(name.clone(), plugin.clone());
+        }
+        tracing::info!(plugin = %plugin.name, pid = ?plugin.worker().map(|w| w.pid()), "plugin loaded");
+    }
+
+    fn write_plugins(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Plugin>>> {
+        self.inner
+            .plugins
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn config(&self) -> &SupervisorConfig {
+        &self.inner.config
+    }
+
+    /// Calls a tool by name with JSON arguments; returns its output.
+    pub async fn call_tool(&self, tool: &str, args_json: &str) -> Result<String, CallError> {
+        let plugin = self
+            .inner
+            .tools
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tool)
+            .cloned()
+            .ok_or_else(|| CallError::UnknownTool {
+                tool: tool.into(),
+                known: self.tools().into_iter().map(|t| t.name).collect(),
+            })?;
+        let rt = &self.inner.runtime;
+        let deadline = plugin.deadline(rt);
+        let worker = plugin.ready_worker(deadline).await?;
+        let call = Call::ToolExecute {
+            args: args_json.into(),
+        };
+        match worker.invoke(call, deadline).await {
+            Ok(Output::ToolResult(result)) if result.success => Ok(result.output),
+            Ok(Output::ToolResult(result)) => Err(CallError::ToolFailed {
+                plugin: plugin.name.to_string(),
+                tool: tool.into(),
+                error: result
+                    .error
+                    .filter(|e| !e.is_empty())
+                    .unwrap_or(result.output),
+            }),
+            Ok(_) => {
+                worker.kill();
+                Err(CallError::BadReply {
+                    plugin: plugin.name.to_string(),
+                })
+            }
+            Err(e) => Err(plugin.call_error(e, rt)),
+        }
+    }
+
+    /// Every plugin found, loaded or not, by name; then the directories
+    /// whose manifest could not be read.
+    pub fn plugins(&self) -> Vec<PluginStatus> {
+        let plugins = self.inner.plugins.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<PluginStatus> = plugins.values().map(|p| p.status()).collect();
+        let known: Vec<PathBuf> = out.iter().map(|s| s.dir.clone()).collect();
+        for failure in self.failures() {
+            if !known.contains(&failure.dir) {
+                out.push(PluginStatus {
+                    name: failure
+                        .dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    version: String::new(),
+                    dir: failure.dir.clone(),
+                    capabilities: Vec::new(),
+                    state: PluginState::Failed(String::new()).label().into(),
+                    error: Some(failure.error.clone()),
+                    pid: None,
+                    restarts: 0,
+                    last_exit: None,
+                    uptime_ms: None,
+                });
+            }
+        }
+        out
+    }
+
+    /// Plugins that could not be loaded, with the reason.
+    pub fn failures(&self) -> Vec<LoadFailure> {
+        self.inner
+            .failures
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Tools being served.
+    pub fn tools(&self) -> Vec<ToolInfo> {
+        let tools = self.inner.tools.read().unwrap_or_else(|p| p.into_inner());
+        tools
+            .iter()
+            .map(|(name, plugin)| {
+                let spec = plugin.tool_spec();
+                ToolInfo {
+                    name: name.clone(),
+                    plugin: plugin.name.to_string(),
+                    description: spec
+                        .as_ref()
+                        .map(|s| s.description.clone())
+                        .unwrap_or_default(),
+                    parameters_schema: spec.map(|s| s.parameters_schema).unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+
+    /// Number of plugins running now.
+    pub fn running(&self) -> usize {
+        self.plugins()
+            .iter()
+            .filter(|p| p.state == PluginState::Running.label())
+            .count()
+    }
+
+    /// Stops every worker (politely, then by force) and waits for them.
+    pub async fn shutdown(&self) {
+        let plugins: Vec<_> = self
+            .inner
+            .plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut stops = tokio::task::JoinSet::new();
+        for plugin in plugins {
+            stops.spawn(async move { plugin.stop(STOP_GRACE).await });
+        }
+        stops.join_all().await;
+    }
+}
+
+/// Subdirectories holding a `plugin.toml`, in name order.
+fn plugin_dirs(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    for entry in std::fs::read_dir(root)? {
+        let path = entry?.path();
+        if path.is_dir() && path.join("plugin.toml").is_file() {
+            dirs.push(path);
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// Reads a file that must resolve (symlinks included) inside `dir`.
+fn read_inside(dir: &Path, path: &Path) -> Result<Vec<u8>, String> {
+    let real_dir = dir.canonicalize().map_err(|e| e.to_string())?;
+    let real = path.canonicalize().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("not found at {}", path.display()),
+        _ => e.to_string(),
+    })?;
+    if !real.starts_with(&real_dir) {
+        return Err(format!(
+            "resolves to {}, outside the plugin's directory",
+            real.display()
+        ));
+    }
+    std::fs::read(&real).map_err(|e| e.to_string())
+}

@@ -1,0 +1,83 @@
+//! The supervisor's end of a worker link: async frame I/O that trusts
+//! nothing it reads.
+//!
+//! Every frame is checked in this order: header length against
+//! `MAX_FRAME_LEN` (before the body is allocated), reserved bytes, kind,
+//! then a strict body decode that refuses trailing bytes. Any failure is a
+//! [`LinkError`], and the caller kills the worker: a worker that sends a bad
+//! frame is treated as compromised.
+
+use prx_ipc::{FrameHeader, FromWorker, HEADER_LEN, Message, ToWorker, WireError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("the worker closed its link")]
+    Closed,
+    #[error("link I/O failed")]
+    Io(#[from] std::io::Error),
+    #[error("malformed frame from the worker: {0}")]
+    Malformed(WireError),
+}
+
+/// Reads frames from a worker.
+#[derive(Debug)]
+pub struct FrameReader {
+    half: OwnedReadHalf,
+    body: Vec<u8>,
+}
+
+impl FrameReader {
+    pub fn new(half: OwnedReadHalf) -> Self {
+        Self {
+            half,
+            body: Vec::new(),
+        }
+    }
+
+    pub async fn read(&mut self) -> Result<FromWorker, LinkError> {
+        let mut header = [0u8; HEADER_LEN];
+        if let Err(e) = self.half.read_exact(&mut header).await {
+            return Err(match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => LinkError::Closed,
+                _ => LinkError::Io(e),
+            });
+        }
+        let header = FrameHeader::parse(&header).map_err(LinkError::Malformed)?;
+        FromWorker::check_kind(header.kind).map_err(LinkError::Malformed)?;
+        self.body.clear();
+        self.body.resize(header.len, 0);
+        match self.half.read_exact(&mut self.body).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(LinkError::Malformed(WireError::Closed));
+            }
+            Err(e) => return Err(LinkError::Io(e)),
+        }
+        let msg = FromWorker::decode_body(header.kind, &self.body).map_err(LinkError::Malformed)?;
+        // Keep a large buffer only while it is in use.
+        if self.body.capacity() > 1 << 20 {
+            self.body = Vec::new();
+        }
+        Ok(msg)
+    }
+}
+
+/// Writes frames to a worker.
+#[derive(Debug)]
+pub struct FrameWriter {
+    half: OwnedWriteHalf,
+}
+
+impl FrameWriter {
+    pub fn new(half: OwnedWriteHalf) -> Self {
+        Self { half }
+    }
+
+    pub async fn write(&mut self, msg: &ToWorker) -> Result<(), LinkError> {
+        let bytes = prx_ipc::encode(msg).map_err(LinkError::Malformed)?;
+        self.half.write_all(&bytes).await?;
+        Ok(())
+    }
+}

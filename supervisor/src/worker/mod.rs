@@ -1,0 +1,557 @@
+//! One worker process as the supervisor sees it: spawn, handshake,
+//! invocations with deadlines, host calls, exit.
+//!
+//! Trust: everything read from the worker is untrusted. Replies are matched
+//! only to request ids this module issued; a reply to any other id, a frame
+//! of the wrong kind for the phase, or a malformed frame kills the worker.
+//! The plugin's identity is the [`Worker`] value created for this process,
+//! never anything a frame says.
+
+mod link;
+mod spawn;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prx_ipc::{
+    CHUNK_LEN, Call, Chunk, ComponentSource, EngineSettings, FromWorker, GuestError, HostCallMsg,
+    HostReplyMsg, Invoke, Limits, LoadStage, MIN_PROTOCOL_VERSION, Output, PROTOCOL_VERSION,
+    SandboxReport, ToWorker, Welcome, negotiate,
+};
+use tokio::sync::{Mutex as AsyncMutex, oneshot, watch};
+
+pub use link::LinkError;
+use link::{FrameReader, FrameWriter};
+pub use spawn::spawn_worker;
+
+use crate::broker::PluginBroker;
+
+/// Largest compiled artifact accepted from a worker: a Python component
+/// compiles to about 40 MB; this leaves room without being unbounded.
+pub const MAX_ARTIFACT_LEN: u64 = 512 << 20;
+
+/// What to run in a new worker.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    pub plugin: Arc<str>,
+    pub binary: PathBuf,
+    pub limits: Limits,
+    pub engine: EngineSettings,
+    /// Component bytes, or a cached artifact of them.
+    pub component: Arc<Vec<u8>>,
+    pub source: SourceKind,
+    /// Compiling and instantiating must finish within this.
+    pub load_timeout: Duration,
+    pub broker: Arc<PluginBroker>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// Compile the wasm; send the artifact back when `want_artifact`.
+    Wasm { want_artifact: bool },
+    /// Deserialize an artifact from the compile cache.
+    Artifact,
+}
+
+/// Why a worker could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot start the worker binary {binary}: {source}")]
+    Spawn {
+        binary: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the worker speaks protocol {min}..={max}; this supervisor speaks {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}"
+    )]
+    Protocol { min: u16, max: u16 },
+    #[error("{stage} failed: {message}")]
+    Load {
+        stage: &'static str,
+        message: String,
+    },
+    #[error("loading did not finish within {0:?} (compile timeout)")]
+    Timeout(Duration),
+    #[error("the worker broke the protocol during start-up: {0}")]
+    Violation(String),
+    #[error("the worker exited during start-up ({0})")]
+    Exited(String),
+}
+
+impl StartError {
+    /// True when a cached artifact was refused and compiling from the wasm
+    /// may work.
+    pub fn is_stale_artifact(&self) -> bool {
+        matches!(
+            self,
+            Self::Load {
+                stage: "deserializing the cached artifact",
+                ..
+            }
+        )
+    }
+}
+
+/// Why an invocation did not return a value.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InvokeError {
+    #[error("{}", .0.message)]
+    Guest(GuestError),
+    #[error("no answer within {0:?}; the worker was killed")]
+    Timeout(Duration),
+    #[error("the worker died ({0})")]
+    Died(String),
+}
+
+/// What a finished start-up reports.
+#[derive(Debug)]
+pub struct Started {
+    pub worker: Arc<Worker>,
+    /// A compiled artifact to store in the cache, when one was asked for.
+    pub artifact: Option<Vec<u8>>,
+    pub compile: Duration,
+}
+
+type Reply = oneshot::Sender<Result<Output, InvokeError>>;
+
+/// In-flight calls; `closed` once the worker is gone, so no call can be
+/// added that nobody will answer.
+#[derive(Default)]
+struct Pending {
+    calls: HashMap<u64, Reply>,
+    /// Ids whose caller gave up (deadline); a late reply to one is dropped,
+    /// not mistaken for a forged id.
+    abandoned: HashSet<u64>,
+    closed: Option<String>,
+}
+
+/// A running worker.
+pub struct Worker {
+    plugin: Arc<str>,
+    pid: u32,
+    exports: Vec<String>,
+    sandbox: SandboxReport,
+    started_at: Instant,
+    writer: AsyncMutex<FrameWriter>,
+    pending: Mutex<Pending>,
+    next_id: AtomicU64,
+    kill: Mutex<Option<oneshot::Sender<()>>>,
+    exit: watch::Receiver<Option<String>>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("plugin", &self.plugin)
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn exports(&self) -> &[String] {
+        &self.exports
+    }
+
+    pub fn sandbox(&self) -> &SandboxReport {
+        &self.sandbox
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started_at.elapsed()
+    }
+
+    /// Starts a worker and walks it through the handshake and the load.
+    pub async fn start(spec: WorkerSpec) -> Result<Started, StartError> {
+        let spawned =
+            spawn_worker(spec.binary.clone())
+                .await
+                .map_err(|source| StartError::Spawn {
+                    binary: spec.binary.clone(),
+                    source,
+                })?;
+        let pid = spawned.child.id().unwrap_or(0);
+        let stream = tokio::net::UnixStream::from_std(spawned.socket).map_err(|source| {
+            StartError::Spawn {
+                binary: spec.binary.clone(),
+                source,
+            }
+        })?;
+        let (read_half, write_half) = stream.into_split();
+        let (kill_tx, kill_rx) = oneshot::channel();
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let waiter = tokio::spawn(wait_for_exit(spawned.child, kill_rx, exit_tx));
+        let mut reader = FrameReader::new(read_half);
+        let mut writer = FrameWriter::new(write_half);
+        let handshake = tokio::time::timeout(
+            spec.load_timeout,
+            handshake(&spec, &mut reader, &mut writer),
+        )
+        .await;
+        let (sandbox, exports, artifact, compile) = match handshake {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => {
+                let _ = kill_tx.send(());
+                let _ = waiter.await;
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = kill_tx.send(());
+                let _ = waiter.await;
+                return Err(StartError::Timeout(spec.load_timeout));
+            }
+        };
+        let worker = Arc::new(Worker {
+            plugin: spec.plugin.clone(),
+            pid,
+            exports,
+            sandbox,
+            started_at: Instant::now(),
+            writer: AsyncMutex::new(writer),
+            pending: Mutex::new(Pending::default()),
+            next_id: AtomicU64::new(1),
+            kill: Mutex::new(Some(kill_tx)),
+            exit: exit_rx,
+        });
+        tokio::spawn(serve(worker.clone(), reader, spec.broker.clone()));
+        tokio::spawn(fail_pending_on_exit(worker.clone()));
+        Ok(Started {
+            worker,
+            artifact,
+            compile,
+        })
+    }
+
+    /// Calls into the plugin. The worker enforces the limits itself; this
+    /// deadline is the backstop for a worker that stops answering.
+    pub async fn invoke(&self, call: Call, deadline: Duration) -> Result<Output, InvokeError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = self.lock_pending();
+            if let Some(cause) = &pending.closed {
+                return Err(InvokeError::Died(cause.clone()));
+            }
+            pending.calls.insert(id, tx);
+        }
+        let sent = self
+            .writer
+            .lock()
+            .await
+            .write(&ToWorker::Invoke(Invoke { id, call }))
+            .await;
+        if let Err(e) = sent {
+            self.lock_pending().calls.remove(&id);
+            return Err(InvokeError::Died(format!("link write failed: {e}")));
+        }
+        match tokio::time::timeout(deadline, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(InvokeError::Died("the worker went away".into())),
+            Err(_) => {
+                {
+                    let mut pending = self.lock_pending();
+                    pending.calls.remove(&id);
+                    pending.abandoned.insert(id);
+                }
+                tracing::warn!(plugin = %self.plugin, pid = self.pid, ?deadline,
+                    "worker did not answer in time; killing it");
+                self.kill();
+                Err(InvokeError::Timeout(deadline))
+            }
+        }
+    }
+
+    /// Asks the worker to exit; kills it if it has not after `grace`.
+    pub async fn stop(&self, grace: Duration) {
+        let _ = self
+            .writer
+            .lock()
+            .await
+            .write(&ToWorker::Shutdown(()))
+            .await;
+        if tokio::time::timeout(grace, self.exited()).await.is_err() {
+            self.kill();
+            self.exited().await;
+        }
+    }
+
+    /// SIGKILL. The waiter task reaps the process.
+    pub fn kill(&self) {
+        if let Some(kill) = self.kill.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = kill.send(());
+        }
+    }
+
+    /// Resolves when the process has exited and been reaped; returns why.
+    pub async fn exited(&self) -> String {
+        let mut exit = self.exit.clone();
+        match exit.wait_for(Option::is_some).await {
+            Ok(cause) => cause.clone().unwrap_or_default(),
+            Err(_) => "unknown".into(),
+        }
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fails every in-flight call and refuses new ones.
+    fn close(&self, cause: &str) {
+        let calls = {
+            let mut pending = self.lock_pending();
+            pending.closed.get_or_insert_with(|| cause.to_owned());
+            std::mem::take(&mut pending.calls)
+        };
+        for (_, reply) in calls {
+            let _ = reply.send(Err(InvokeError::Died(cause.to_owned())));
+        }
+    }
+
+    /// A frame the protocol does not allow: the worker is compromised or
+    /// broken. Kill it and keep the evidence in the log.
+    fn violation(&self, what: &str) {
+        tracing::error!(plugin = %self.plugin, pid = self.pid, evidence = what,
+            "security: protocol violation by worker; killing it");
+        self.close(&format!("protocol violation: {what}"));
+        self.kill();
+    }
+}
+
+type Handshake = (SandboxReport, Vec<String>, Option<Vec<u8>>, Duration);
+
+async fn handshake(
+    spec: &WorkerSpec,
+    reader: &mut FrameReader,
+    writer: &mut FrameWriter,
+) -> Result<Handshake, StartError> {
+    let link_err = |e: LinkError| match e {
+        LinkError::Closed => StartError::Exited("link closed".into()),
+        other => StartError::Violation(other.to_string()),
+    };
+    let hello = match reader.read().await.map_err(link_err)? {
+        FromWorker::Hello(hello) => hello,
+        FromWorker::Fatal(message) => return Err(StartError::Exited(message)),
+        other => {
+            return Err(StartError::Violation(format!(
+                "expected Hello, got kind {}",
+                prx_ipc::Message::kind(&other)
+            )));
+        }
+    };
+    let Some(protocol) = negotiate(hello.min_protocol, hello.max_protocol) else {
+        return Err(StartError::Protocol {
+            min: hello.min_protocol,
+            max: hello.max_protocol,
+        });
+    };
+    let len = spec.component.len() as u64;
+    let component = match spec.source {
+        SourceKind::Wasm { want_artifact } => ComponentSource::Wasm { len, want_artifact },
+        SourceKind::Artifact => ComponentSource::Artifact { len },
+    };
+    let send = |e: LinkError| StartError::Exited(format!("sending the plugin failed: {e}"));
+    writer
+        .write(&ToWorker::Welcome(Welcome {
+            protocol,
+            plugin: spec.plugin.to_string(),
+            limits: spec.limits,
+            engine: spec.engine,
+            component,
+        }))
+        .await
+        .map_err(send)?;
+    for piece in spec.component.chunks(CHUNK_LEN) {
+        writer
+            .write(&ToWorker::Chunk(Chunk {
+                bytes: piece.to_vec(),
+            }))
+            .await
+            .map_err(send)?;
+    }
+    // Instantiation runs guest code (start functions), which may make host
+    // calls and log before the worker reports.
+    let loaded = loop {
+        match reader.read().await.map_err(link_err)? {
+            FromWorker::Loaded(loaded) => break loaded,
+            FromWorker::LoadFailed(failed) => {
+                return Err(StartError::Load {
+                    stage: stage_name(failed.stage),
+                    message: failed.message,
+                });
+            }
+            FromWorker::Log(line) => spec.broker.log(line.level, &line.message),
+            FromWorker::HostCall(HostCallMsg { id, call }) => {
+                let reply = spec.broker.answer(call).await;
+                writer
+                    .write(&ToWorker::HostReply(HostReplyMsg { id, reply }))
+                    .await
+                    .map_err(send)?;
+            }
+            FromWorker::Fatal(message) => return Err(StartError::Exited(message)),
+            other => {
+                return Err(StartError::Violation(format!(
+                    "unexpected frame kind {} while loading",
+                    prx_ipc::Message::kind(&other)
+                )));
+            }
+        }
+    };
+    let artifact = match (spec.source, loaded.artifact_len) {
+        (_, 0) => None,
+        (
+            SourceKind::Wasm {
+                want_artifact: true,
+            },
+            len,
+        ) if len <= MAX_ARTIFACT_LEN => Some(receive_artifact(reader, len).await?),
+        (_, len) => {
+            return Err(StartError::Violation(format!(
+                "an artifact of {len} bytes that was not asked for or is too large"
+            )));
+        }
+    };
+    Ok((
+        hello.sandbox,
+        loaded.exports,
+        artifact,
+        Duration::from_micros(loaded.compile_us),
+    ))
+}
+
+async fn receive_artifact(reader: &mut FrameReader, len: u64) -> Result<Vec<u8>, StartError> {
+    let len = len as usize;
+    let mut artifact = Vec::with_capacity(len);
+    while artifact.len() < len {
+        match reader.read().await {
+            Ok(FromWorker::Chunk(Chunk { bytes })) if artifact.len() + bytes.len() <= len => {
+                artifact.extend_from_slice(&bytes);
+            }
+            Ok(_) => {
+                return Err(StartError::Violation(
+                    "artifact chunks do not add up to the announced length".into(),
+                ));
+            }
+            Err(e) => return Err(StartError::Violation(e.to_string())),
+        }
+    }
+    Ok(artifact)
+}
+
+fn stage_name(stage: LoadStage) -> &'static str {
+    match stage {
+        LoadStage::Receive => "receiving the component",
+        LoadStage::Compile => "compiling",
+        LoadStage::Deserialize => "deserializing the cached artifact",
+        LoadStage::Link => "linking (the component imports something the host does not provide)",
+        LoadStage::Instantiate => "instantiating",
+    }
+}
+
+/// Reads frames after the handshake until the link closes or lies.
+async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: Arc<PluginBroker>) {
+    loop {
+        let frame = match reader.read().await {
+            Ok(frame) => frame,
+            Err(LinkError::Closed) => return,
+            Err(e @ LinkError::Io(_)) => {
+                worker.close(&e.to_string());
+                return;
+            }
+            Err(e @ LinkError::Malformed(_)) => {
+                worker.violation(&e.to_string());
+                return;
+            }
+        };
+        match frame {
+            FromWorker::InvokeReply(reply) => {
+                let (waiting, abandoned) = {
+                    let mut pending = worker.lock_pending();
+                    let abandoned = pending.abandoned.remove(&reply.id);
+                    (pending.calls.remove(&reply.id), abandoned)
+                };
+                match waiting {
+                    Some(tx) => {
+                        let _ = tx.send(reply.outcome.map_err(InvokeError::Guest));
+                    }
+                    None if abandoned => {}
+                    // An id we never issued, or one answered twice.
+                    None => {
+                        worker.violation(&format!("reply to unknown request id {}", reply.id));
+                        return;
+                    }
+                }
+            }
+            FromWorker::HostCall(HostCallMsg { id, call }) => {
+                let reply = broker.answer(call).await;
+                let sent = worker
+                    .writer
+                    .lock()
+                    .await
+                    .write(&ToWorker::HostReply(HostReplyMsg { id, reply }))
+                    .await;
+                if let Err(e) = sent {
+                    worker.close(&format!("link write failed: {e}"));
+                    return;
+                }
+            }
+            FromWorker::Log(line) => broker.log(line.level, &line.message),
+            FromWorker::Pong(_) => {}
+            FromWorker::Fatal(message) => {
+                tracing::error!(plugin = %worker.plugin, pid = worker.pid, %message, "worker reported a fatal error");
+            }
+            other => {
+                worker.violation(&format!(
+                    "frame kind {} after start-up",
+                    prx_ipc::Message::kind(&other)
+                ));
+                return;
+            }
+        }
+    }
+}
+
+/// Owns the child: reaps it, or kills then reaps it when asked.
+async fn wait_for_exit(
+    mut child: tokio::process::Child,
+    kill: oneshot::Receiver<()>,
+    exit: watch::Sender<Option<String>>,
+) {
+    let status = tokio::select! {
+        status = child.wait() => status,
+        _ = kill => {
+            let _ = child.start_kill();
+            child.wait().await
+        }
+    };
+    let cause = match status {
+        Ok(status) => describe_exit(status),
+        Err(e) => format!("wait failed: {e}"),
+    };
+    let _ = exit.send(Some(cause));
+}
+
+async fn fail_pending_on_exit(worker: Arc<Worker>) {
+    let cause = worker.exited().await;
+    worker.close(&cause);
+}
+
+/// `signal SIGKILL` or `exit code 3`.
+pub fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => match nix::sys::signal::Signal::try_from(signal) {
+            Ok(sig) => format!("signal {}", sig.as_str()),
+            Err(_) => format!("signal {signal}"),
+        },
+        _ => "unknown exit".into(),
+    }
+}
