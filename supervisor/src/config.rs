@@ -22,6 +22,8 @@ pub struct SupervisorConfig {
     /// The `prx-worker` binary; found next to the running executable when
     /// not set (or from `PRX_WORKER_BIN`).
     pub worker_binary: Option<PathBuf>,
+    /// Where compiled artifacts are kept; `<state_dir>/cache` when not set.
+    pub cache_dir: Option<PathBuf>,
     pub load_timeout: Duration,
     pub deadline_grace: Duration,
 }
@@ -32,6 +34,7 @@ impl SupervisorConfig {
             plugins_dir: plugins_dir.into(),
             state_dir: state_dir.into(),
             worker_binary: None,
+            cache_dir: None,
             load_timeout: DEFAULT_LOAD_TIMEOUT,
             deadline_grace: DEFAULT_DEADLINE_GRACE,
         }
@@ -60,6 +63,8 @@ impl SupervisorConfig {
     }
 
     pub fn cache_dir(&self) -> PathBuf {
-        self.state_dir.join("cache")
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("cache"))
     }
 }

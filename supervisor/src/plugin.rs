@@ -26,8 +26,8 @@ const MEMORY_GUARD: u64 = 64 << 10;
 const MAX_INSTANCES: u32 = 1_000;
 const MAX_TABLES: u32 = 1_000;
 const MAX_TABLE_ELEMENTS: u64 = 100_000;
-/// A worker that dies sooner than this after starting is restarted only
-/// after this long, so a plugin that crashes at once cannot spin the CPU.
+/// The first restart is immediate; another one within this interval waits
+/// for the rest of it, so a plugin that crashes at once cannot spin the CPU.
 const MIN_RESTART_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where a plugin is in its life.
@@ -303,7 +303,8 @@ impl Plugin {
         let mut rx = self.worker.subscribe();
         let ready = tokio::time::timeout(wait, async {
             loop {
-                if let Some(worker) = rx.borrow_and_update().clone() {
+                let current = rx.borrow_and_update().clone();
+                if let Some(worker) = current.filter(|w| !w.is_closed()) {
                     return Some(worker);
                 }
                 if matches!(self.state(), PluginState::Failed(_) | PluginState::Stopped) {
@@ -361,21 +362,24 @@ impl Plugin {
 /// Waits for the worker to exit and starts a new one, until the plugin is
 /// stopped or a restart fails.
 async fn watch_worker(plugin: Arc<Plugin>, rt: Runtime, mut worker: Arc<Worker>) {
+    let mut last_restart: Option<Instant> = None;
     loop {
         let cause = worker.exited().await;
         if plugin.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let lived = worker.uptime();
         plugin.worker.send_replace(None);
         plugin.set_state(PluginState::Restarting);
         plugin.restarts.fetch_add(1, Ordering::Relaxed);
         *plugin.last_exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(cause.clone());
         tracing::warn!(plugin = %plugin.name, pid = worker.pid(), %cause, "worker exited; restarting");
-        if lived < MIN_RESTART_INTERVAL {
-            tokio::time::sleep(MIN_RESTART_INTERVAL - lived).await;
+        if let Some(since) = last_restart.map(|t| t.elapsed())
+            && since < MIN_RESTART_INTERVAL
+        {
+            tokio::time::sleep(MIN_RESTART_INTERVAL - since).await;
         }
         let started = Instant::now();
+        last_restart = Some(started);
         match plugin.start_worker(&rt).await {
             Ok(new) => {
                 tracing::info!(plugin = %plugin.name, pid = new.pid(),

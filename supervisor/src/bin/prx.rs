@@ -33,6 +33,10 @@ enum Command {
         /// The supervisor's own files (compile cache, API socket).
         #[arg(long, default_value = ".prx")]
         state: PathBuf,
+        /// Compiled artifacts (default: <state>/cache). Safe to share
+        /// between supervisors: entries are keyed by content.
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
     },
     /// Call a tool with JSON arguments and print its output.
     Call {
@@ -75,7 +79,11 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Up { plugins, state } => up(plugins, state).await,
+        Command::Up {
+            plugins,
+            state,
+            cache_dir,
+        } => up(plugins, state, cache_dir).await,
         Command::Call { tool, args, state } => call(&tool, args, state).await,
         Command::Plugins { state, json } => list(state, json).await,
     }
@@ -92,9 +100,10 @@ fn init_logging() {
         .init();
 }
 
-async fn up(plugins: PathBuf, state: PathBuf) -> Result<ExitCode> {
+async fn up(plugins: PathBuf, state: PathBuf, cache_dir: Option<PathBuf>) -> Result<ExitCode> {
     init_logging();
-    let config = SupervisorConfig::new(plugins, state);
+    let mut config = SupervisorConfig::new(plugins, state);
+    config.cache_dir = cache_dir;
     let socket = config.socket_path();
     let supervisor = Supervisor::start(config)
         .await

@@ -165,6 +165,11 @@ impl Worker {
         &self.sandbox
     }
 
+    /// True once the worker is dead or being killed: no call can use it.
+    pub fn is_closed(&self) -> bool {
+        self.lock_pending().closed.is_some()
+    }
+
     pub fn uptime(&self) -> Duration {
         self.started_at.elapsed()
     }
@@ -263,6 +268,8 @@ impl Worker {
                 }
                 tracing::warn!(plugin = %self.plugin, pid = self.pid, ?deadline,
                     "worker did not answer in time; killing it");
+                // Closed first, so no new call is queued on a dying worker.
+                self.close(&format!("killed: no answer within {deadline:?}"));
                 self.kill();
                 Err(InvokeError::Timeout(deadline))
             }
@@ -460,9 +467,11 @@ async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: Arc<PluginB
     loop {
         let frame = match reader.read().await {
             Ok(frame) => frame,
-            Err(LinkError::Closed) => return,
-            Err(e @ LinkError::Io(_)) => {
-                worker.close(&e.to_string());
+            // The link only breaks when the worker exits (or is broken
+            // beyond use): make sure it is gone; its exit cause then fails
+            // the calls in flight.
+            Err(LinkError::Closed | LinkError::Io(_)) => {
+                worker.kill();
                 return;
             }
             Err(e @ LinkError::Malformed(_)) => {

@@ -173,45 +173,45 @@ fn flush_output(store: &Store<StoreState>) {
 /// Turns a wasmtime error into the kind the supervisor reports.
 fn classify(err: &wasmtime::Error, store: &Store<StoreState>, limits: &Limits) -> GuestError {
     let refused = store.data().limiter.refused_memory;
-    let (kind, message) = match err.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => (
+    let trap = err.downcast_ref::<Trap>();
+    let (kind, message) = match (trap, refused) {
+        (Some(Trap::OutOfFuel), _) => (
             GuestErrorKind::OutOfFuel,
             format!("ran out of fuel (max_fuel = {})", limits.max_fuel),
         ),
-        Some(Trap::Interrupt) => (
+        (Some(Trap::Interrupt), _) => (
             GuestErrorKind::Deadline,
             format!(
                 "exceeded its time limit (max_execution_time_ms = {})",
                 limits.max_execution_time_ms
             ),
         ),
-        _ if err.downcast_ref::<HostTrap>().is_some() => (GuestErrorKind::HostCall, chain(err)),
-        _ => match refused {
-            Some(desired) => (
-                GuestErrorKind::MemoryLimit,
-                format!(
-                    "tried to grow its memory to {desired} bytes, past max_memory_mb = {} ({})",
-                    limits.max_memory_bytes >> 20,
-                    chain(err)
-                ),
+        _ if err.downcast_ref::<HostTrap>().is_some() => {
+            (GuestErrorKind::HostCall, root_message(err))
+        }
+        (_, Some(desired)) => (
+            GuestErrorKind::MemoryLimit,
+            format!(
+                "tried to grow its memory to {desired} bytes, past max_memory_mb = {}",
+                limits.max_memory_bytes >> 20
             ),
-            None => (GuestErrorKind::Trap, chain(err)),
-        },
+        ),
+        (Some(trap), None) => {
+            let text = trap.to_string();
+            let text = text.strip_prefix("wasm trap: ").unwrap_or(&text).to_owned();
+            (GuestErrorKind::Trap, format!("trapped: {text}"))
+        }
+        (None, None) => (
+            GuestErrorKind::Trap,
+            format!("failed: {}", root_message(err)),
+        ),
     };
     GuestError { kind, message }
 }
 
-/// The error and its causes on one line, most specific last.
-fn chain(err: &wasmtime::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        // wasmtime puts the whole wasm backtrace in one cause; keep its
-        // first line, the rest is noise for a caller.
-        let first = text.lines().next().unwrap_or_default().to_owned();
-        if !first.is_empty() && !parts.contains(&first) {
-            parts.push(first);
-        }
-    }
-    parts.join(": ")
+/// The most specific cause, first line only (wasmtime attaches the whole
+/// wasm backtrace to its outer error; a caller does not need it).
+fn root_message(err: &wasmtime::Error) -> String {
+    let text = err.root_cause().to_string();
+    text.lines().next().unwrap_or_default().to_owned()
 }

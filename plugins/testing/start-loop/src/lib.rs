@@ -1,0 +1,28 @@
+//! A tool whose start-up code never returns: a static constructor (run by
+//! the component's initialisation, before any export) that loops.
+
+use prx_pdk::prelude::*;
+
+extern "C" fn spin_forever() {
+    loop {
+        std::hint::black_box(0u64);
+    }
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static SPIN_AT_START: extern "C" fn() = spin_forever;
+
+struct Never;
+
+impl Tool for Never {
+    fn spec() -> ToolSpec {
+        ToolSpec::new("never", "Never gets this far", "{}")
+    }
+
+    fn execute(_args: &str) -> PluginResult {
+        PluginResult::ok("unreachable")
+    }
+}
+
+export_tool!(Never);

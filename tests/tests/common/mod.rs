@@ -1,0 +1,182 @@
+//! Shared harness: real binaries, real guests, one temporary directory per
+//! test. Nothing here sleeps a fixed time to let something start; it waits
+//! for the readiness line.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use prx_supervisor::{Supervisor, SupervisorConfig};
+
+/// A binary of this workspace, next to the test executable's `deps/`.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins; scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A compiled guest component by crate name.
+pub fn guest(crate_name: &str) -> PathBuf {
+    let path =
+        Path::new(env!("PRX_GUEST_DIR")).join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(path.is_file(), "guest {} was not built", path.display());
+    path
+}
+
+/// The compile cache shared by all tests (keyed by content, so sharing is
+/// safe), so each guest is compiled once per run.
+pub fn shared_cache() -> PathBuf {
+    Path::new(env!("PRX_ROOT")).join("target/test-compile-cache")
+}
+
+/// A plugins directory and a state directory of one test.
+pub struct Env {
+    pub root: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Self {
+            root: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn plugins(&self) -> PathBuf {
+        self.root.path().join("plugins")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.root.path().join("state")
+    }
+
+    /// Adds `plugins/<dir>/` with the given manifest and guest wasm.
+    pub fn add(&self, dir: &str, guest_crate: &str, manifest: &str) -> PathBuf {
+        let path = self.plugins().join(dir);
+        std::fs::create_dir_all(&path).expect("plugin dir");
+        std::fs::write(path.join("plugin.toml"), manifest).expect("manifest");
+        std::fs::copy(guest(guest_crate), path.join("plugin.wasm")).expect("wasm");
+        path
+    }
+
+    pub fn config(&self) -> SupervisorConfig {
+        std::fs::create_dir_all(self.plugins()).expect("plugins dir");
+        let mut config = SupervisorConfig::new(self.plugins(), self.state());
+        config.worker_binary = Some(bin("prx-worker"));
+        config.cache_dir = Some(shared_cache());
+        config
+    }
+
+    pub async fn supervisor(&self) -> Supervisor {
+        Supervisor::start(self.config())
+            .await
+            .expect("supervisor starts")
+    }
+}
+
+/// A tool manifest with the given name and extra TOML appended.
+pub fn tool_manifest(plugin: &str, tool: &str, extra: &str) -> String {
+    format!(
+        "[plugin]\nname = \"{plugin}\"\nversion = \"0.1.0\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\ntype = \"tool\"\nname = \"{tool}\"\n\n{extra}\n"
+    )
+}
+
+/// `prx up` running in the background; killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub state: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `prx up` and waits for its readiness line.
+    pub fn start(env: &Env) -> Self {
+        std::fs::create_dir_all(env.plugins()).expect("plugins dir");
+        let mut child = Command::new(bin("prx"))
+            .args(["up", "--plugins"])
+            .arg(env.plugins())
+            .arg("--state")
+            .arg(env.state())
+            .env("PRX_WORKER_BIN", bin("prx-worker"))
+            .arg("--cache-dir")
+            .arg(shared_cache())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn prx up");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with("prx: ready") => break,
+                Ok(_) => continue,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("prx up did not print its readiness line");
+                }
+            }
+        }
+        Self {
+            child,
+            state: env.state(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Runs `prx <args> --state <state>`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin("prx"))
+            .args(args)
+            .arg("--state")
+            .arg(&self.state)
+            .output()
+            .expect("run prx")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The parent pid of a process, from /proc.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
