@@ -129,6 +129,9 @@ pub struct Welcome {
     pub limits: Limits,
     pub engine: EngineSettings,
     pub component: ComponentSource,
+    /// Plugin log lines below this level are dropped in the worker (the
+    /// supervisor would discard them anyway; this saves the frames).
+    pub log_level: LogLevel,
 }
 
 /// Per-invocation limits the worker applies to every store it makes.

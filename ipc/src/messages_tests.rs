@@ -41,6 +41,7 @@ fn every_supervisor_message_round_trips() {
             limits: limits(),
             engine,
             component,
+            log_level: LogLevel::Info,
         }));
     }
     round_trip(ToWorker::Chunk(Chunk {

@@ -300,6 +300,10 @@ impl Plugin {
 
     /// A worker to call, waiting up to `wait` while one is being started.
     pub async fn ready_worker(&self, wait: Duration) -> Result<Arc<Worker>, CallError> {
+        // The common case: a live worker, no waiting and no timer.
+        if let Some(worker) = self.worker.borrow().as_ref().filter(|w| !w.is_closed()) {
+            return Ok(worker.clone());
+        }
         let mut rx = self.worker.subscribe();
         let ready = tokio::time::timeout(wait, async {
             loop {

@@ -5,23 +5,41 @@
 //! replies on the same thread. The mutexes only make the type `Sync` for
 //! wasmtime's `Send` store data; they are never contended.
 
+use std::io::{BufReader, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prx_ipc::{
-    FromWorker, HostCall, HostCallMsg, HostReply, LogLevel, LogMsg, ToWorker, WireError,
+    FromWorker, HostCall, HostCallMsg, HostReply, LogLevel, LogMsg, ToWorker, WireError, encode,
     read_frame, write_frame,
 };
 
 use crate::runtime::HostBackend;
 
+/// Reads are buffered so a frame's header and body usually arrive in one
+/// system call.
+/// Large enough for typical frames; larger ones are read straight through.
+const READ_BUFFER: usize = 64 << 10;
+
 #[derive(Debug)]
 pub struct Link {
-    reader: Mutex<UnixStream>,
-    writer: Mutex<UnixStream>,
+    reader: Mutex<BufReader<UnixStream>>,
+    writer: Mutex<Writer>,
 }
+
+/// Frames that need no answer (log lines) wait here and leave with the next
+/// frame that does, in one write: fewer system calls and wake-ups.
+#[derive(Debug)]
+struct Writer {
+    stream: UnixStream,
+    queued: Vec<u8>,
+}
+
+/// Queued bytes are flushed early past this, so a chatty plugin cannot make
+/// the worker buffer without bound.
+const MAX_QUEUED: usize = 64 << 10;
 
 impl Link {
     /// Takes ownership of the inherited socket.
@@ -37,19 +55,67 @@ impl Link {
 
     pub fn new(stream: UnixStream) -> std::io::Result<Self> {
         Ok(Self {
-            writer: Mutex::new(stream.try_clone()?),
-            reader: Mutex::new(stream),
+            writer: Mutex::new(Writer {
+                stream: stream.try_clone()?,
+                queued: Vec::new(),
+            }),
+            reader: Mutex::new(BufReader::with_capacity(READ_BUFFER, stream)),
         })
     }
 
+    /// Sends a frame now, after any queued ones.
     pub fn send(&self, msg: &FromWorker) -> Result<(), WireError> {
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        write_frame(&mut *w, msg)
+        let Writer { stream, queued } = &mut *w;
+        if queued.is_empty() {
+            return write_frame(stream, msg);
+        }
+        queued.extend_from_slice(&encode(msg)?);
+        let result = stream.write_all(queued);
+        queued.clear();
+        Ok(result?)
+    }
+
+    /// Queues a frame that needs no answer; it leaves with the next
+    /// [`Link::send`] (or now, when the queue is full).
+    pub fn queue(&self, msg: &FromWorker) -> Result<(), WireError> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let Writer { stream, queued } = &mut *w;
+        queued.extend_from_slice(&encode(msg)?);
+        if queued.len() >= MAX_QUEUED {
+            let result = stream.write_all(queued);
+            queued.clear();
+            result?;
+        }
+        Ok(())
     }
 
     pub fn recv(&self) -> Result<ToWorker, WireError> {
         let mut r = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        if r.buffer().is_empty() {
+            spin_until_readable(r.get_ref());
+        }
         read_frame(&mut *r)
+    }
+}
+
+/// How long the worker polls for the next frame before it blocks. Waking a
+/// blocked process costs several microseconds (more in a VM); a caller
+/// that sends calls back to back usually has the next one here sooner.
+/// Bounded and short, so an idle worker costs nothing measurable.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(30);
+
+fn spin_until_readable(stream: &UnixStream) {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    let start = std::time::Instant::now();
+    let mut probe = [0u8; 1];
+    while start.elapsed() < SPIN {
+        let flags = nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT;
+        match nix::sys::socket::recv(fd, &mut probe, flags) {
+            Err(nix::errno::Errno::EAGAIN) => std::hint::spin_loop(),
+            _ => return,
+        }
     }
 }
 
@@ -58,13 +124,15 @@ impl Link {
 pub struct LinkBackend {
     link: Arc<Link>,
     next_id: AtomicU64,
+    log_level: LogLevel,
 }
 
 impl LinkBackend {
-    pub fn new(link: Arc<Link>) -> Self {
+    pub fn new(link: Arc<Link>, log_level: LogLevel) -> Self {
         Self {
             link,
             next_id: AtomicU64::new(1),
+            log_level,
         }
     }
 }
@@ -99,7 +167,10 @@ impl HostBackend for LinkBackend {
     }
 
     fn log(&self, level: LogLevel, message: String) {
-        if let Err(e) = self.link.send(&FromWorker::Log(LogMsg { level, message })) {
+        if level < self.log_level {
+            return;
+        }
+        if let Err(e) = self.link.queue(&FromWorker::Log(LogMsg { level, message })) {
             link_lost(&e);
         }
     }

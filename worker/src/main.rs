@@ -154,7 +154,7 @@ fn load(link: &Arc<Link>, welcome: &Welcome) -> Result<Plugin, WorkerError> {
     let compile_us = started.elapsed().as_micros() as u64;
     drop(bytes);
     runtime::start_epoch_ticker(&engine);
-    let backend = Arc::new(LinkBackend::new(link.clone()));
+    let backend = Arc::new(LinkBackend::new(link.clone(), welcome.log_level));
     let mut plugin = Plugin::new(&engine, &component, welcome.limits, backend)
         .map_err(load_err(LoadStage::Link))?;
     plugin.instantiate().map_err(|e| WorkerError::Load {

@@ -8,7 +8,7 @@
 //! frame is treated as compromised.
 
 use prx_ipc::{FrameHeader, FromWorker, HEADER_LEN, Message, ToWorker, WireError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,14 +24,15 @@ pub enum LinkError {
 /// Reads frames from a worker.
 #[derive(Debug)]
 pub struct FrameReader {
-    half: OwnedReadHalf,
+    /// Buffered, so a frame's header and body usually take one read.
+    half: BufReader<OwnedReadHalf>,
     body: Vec<u8>,
 }
 
 impl FrameReader {
     pub fn new(half: OwnedReadHalf) -> Self {
         Self {
-            half,
+            half: BufReader::with_capacity(64 << 10, half),
             body: Vec::new(),
         }
     }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use prx_ipc::{
     CHUNK_LEN, Call, Chunk, ComponentSource, EngineSettings, FromWorker, GuestError, HostCallMsg,
-    HostReplyMsg, Invoke, Limits, LoadStage, MIN_PROTOCOL_VERSION, Output, PROTOCOL_VERSION,
-    SandboxReport, ToWorker, Welcome, negotiate,
+    HostReplyMsg, Invoke, Limits, LoadStage, LogLevel, MIN_PROTOCOL_VERSION, Output,
+    PROTOCOL_VERSION, SandboxReport, ToWorker, Welcome, negotiate,
 };
 use tokio::sync::{Mutex as AsyncMutex, oneshot, watch};
 
@@ -372,6 +372,7 @@ async fn handshake(
             limits: spec.limits,
             engine: spec.engine,
             component,
+            log_level: plugin_log_level(),
         }))
         .await
         .map_err(send)?;
@@ -450,6 +451,22 @@ async fn receive_artifact(reader: &mut FrameReader, len: u64) -> Result<Vec<u8>,
         }
     }
     Ok(artifact)
+}
+
+/// The most verbose plugin log level the supervisor's log keeps.
+fn plugin_log_level() -> LogLevel {
+    use tracing::Level;
+    if tracing::enabled!(target: "plugin", Level::TRACE) {
+        LogLevel::Trace
+    } else if tracing::enabled!(target: "plugin", Level::DEBUG) {
+        LogLevel::Debug
+    } else if tracing::enabled!(target: "plugin", Level::INFO) {
+        LogLevel::Info
+    } else if tracing::enabled!(target: "plugin", Level::WARN) {
+        LogLevel::Warn
+    } else {
+        LogLevel::Error
+    }
 }
 
 fn stage_name(stage: LoadStage) -> &'static str {

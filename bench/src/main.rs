@@ -1,0 +1,304 @@
+//! `prx-bench`: the numbers of DESIGN.md section 12, measured side by side
+//! in one run on the same component.
+//!
+//! - baseline: the echo tool called in-process on wasmtime (what PRX and
+//!   Extism do), through the same runtime code the worker uses, with fuel
+//!   and the epoch deadline armed per call;
+//! - isolated: the same call through `Supervisor::call_tool` into a worker
+//!   process, on a current-thread and on a multi-thread tokio runtime;
+//! - spawn to ready: a new worker, handshake to instantiated, from a warm
+//!   compile cache.
+//!
+//! Prints a Markdown report on stdout. Usage:
+//! `prx-bench <echo-tool.wasm> <prx-worker> [calls]`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use prx_ipc::{Call, EngineSettings, HostCall, HostReply, HostValue, Limits, LogLevel};
+use prx_supervisor::{Supervisor, SupervisorConfig};
+use prx_worker::runtime::{self, HostBackend, Plugin};
+
+const ARGS: &str = r#"{"text":"hello"}"#;
+const MANIFEST: &str = "[plugin]\nname = \"echo-tool\"\nversion = \"0.1.0\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\ntype = \"tool\"\nname = \"echo\"\n";
+
+/// Answers host calls in-process: the baseline has no supervisor.
+struct LocalHost;
+
+impl HostBackend for LocalHost {
+    fn call(&self, _call: HostCall) -> HostReply {
+        HostReply::Ok(HostValue::OptString(None))
+    }
+    fn log(&self, _level: LogLevel, _message: String) {}
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    per_sec: f64,
+}
+
+fn stats(mut samples: Vec<Duration>, wall: Duration) -> Stats {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
+    Stats {
+        p50: at(0.50),
+        p99: at(0.99),
+        per_sec: samples.len() as f64 / wall.as_secs_f64(),
+    }
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_nanos() as f64 / 1000.0)
+}
+
+fn baseline(wasm: &[u8], calls: usize) -> Result<Stats> {
+    let settings = EngineSettings {
+        memory_reservation: 16 << 20,
+        memory_guard: 64 << 10,
+    };
+    let engine = runtime::build_engine(&settings).map_err(|e| anyhow::anyhow!("{e}"))?;
+    runtime::start_epoch_ticker(&engine);
+    let component = runtime::compile(&engine, wasm).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let limits = Limits {
+        max_fuel: 100_000_000,
+        max_memory_bytes: 16 << 20,
+        max_execution_time_ms: 5_000,
+        max_instances: 1_000,
+        max_tables: 1_000,
+        max_table_elements: 100_000,
+    };
+    let mut plugin = Plugin::new(&engine, &component, limits, Arc::new(LocalHost))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let call = Call::ToolExecute { args: ARGS.into() };
+    for _ in 0..calls / 10 {
+        plugin.invoke(&call).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    }
+    let mut samples = Vec::with_capacity(calls);
+    let wall = Instant::now();
+    for _ in 0..calls {
+        let t = Instant::now();
+        plugin.invoke(&call).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        samples.push(t.elapsed());
+    }
+    Ok(stats(samples, wall.elapsed()))
+}
+
+async fn isolated(sup: &Supervisor, calls: usize) -> Result<Stats> {
+    for _ in 0..calls / 10 {
+        sup.call_tool("echo", ARGS).await?;
+    }
+    let mut samples = Vec::with_capacity(calls);
+    let wall = Instant::now();
+    for _ in 0..calls {
+        let t = Instant::now();
+        let out = sup.call_tool("echo", ARGS).await?;
+        samples.push(t.elapsed());
+        debug_assert_eq!(out, "hello");
+    }
+    Ok(stats(samples, wall.elapsed()))
+}
+
+fn setup(wasm: &Path, worker: &Path) -> Result<(tempfile::TempDir, SupervisorConfig)> {
+    let dir = tempfile::tempdir()?;
+    let plugin = dir.path().join("plugins/echo-tool");
+    std::fs::create_dir_all(&plugin)?;
+    std::fs::write(plugin.join("plugin.toml"), MANIFEST)?;
+    std::fs::copy(wasm, plugin.join("plugin.wasm"))?;
+    let mut config = SupervisorConfig::new(dir.path().join("plugins"), dir.path().join("state"));
+    config.worker_binary = Some(worker.to_owned());
+    Ok((dir, config))
+}
+
+fn isolated_on(
+    runtime: &tokio::runtime::Runtime,
+    config: &SupervisorConfig,
+    calls: usize,
+) -> Result<Stats> {
+    runtime.block_on(async {
+        let sup = Supervisor::start(config.clone()).await?;
+        anyhow::ensure!(
+            sup.running() == 1,
+            "echo did not load: {:?}",
+            sup.failures()
+        );
+        let s = isolated(&sup, calls).await;
+        sup.shutdown().await;
+        s
+    })
+}
+
+/// A new worker process from a cached artifact: spawn, handshake,
+/// deserialize, link and instantiate, until it reports ready.
+fn worker_spawn_to_ready(
+    runtime: &tokio::runtime::Runtime,
+    wasm: &[u8],
+    worker: &Path,
+    rounds: usize,
+) -> Result<(Duration, Duration)> {
+    use prx_supervisor::broker::PluginBroker;
+    use prx_supervisor::worker::{SourceKind, Worker, WorkerSpec};
+    runtime.block_on(async {
+        let mut spec = WorkerSpec {
+            plugin: "echo-tool".into(),
+            binary: worker.to_owned(),
+            limits: Limits {
+                max_fuel: 100_000_000,
+                max_memory_bytes: 16 << 20,
+                max_execution_time_ms: 5_000,
+                max_instances: 1_000,
+                max_tables: 1_000,
+                max_table_elements: 100_000,
+            },
+            engine: EngineSettings {
+                memory_reservation: 16 << 20,
+                memory_guard: 64 << 10,
+            },
+            component: Arc::new(wasm.to_vec()),
+            source: SourceKind::Wasm {
+                want_artifact: true,
+            },
+            load_timeout: Duration::from_secs(60),
+            broker: Arc::new(PluginBroker::new("echo-tool".into(), Vec::new())),
+        };
+        let first = Worker::start(spec.clone()).await?;
+        first.worker.stop(Duration::from_secs(1)).await;
+        spec.component = Arc::new(first.artifact.context("no artifact came back")?);
+        spec.source = SourceKind::Artifact;
+        let mut samples = Vec::new();
+        for _ in 0..rounds {
+            let t = Instant::now();
+            let started = Worker::start(spec.clone()).await?;
+            samples.push(t.elapsed());
+            started.worker.stop(Duration::from_secs(1)).await;
+        }
+        samples.sort();
+        Ok((samples[samples.len() / 2], samples[0]))
+    })
+}
+
+/// New supervisor + worker from a warm cache, to the first answered call.
+fn spawn_to_ready(
+    runtime: &tokio::runtime::Runtime,
+    config: &SupervisorConfig,
+    rounds: usize,
+) -> Result<(Duration, Duration)> {
+    let mut samples = Vec::new();
+    for _ in 0..rounds {
+        let took = runtime.block_on(async {
+            let t = Instant::now();
+            let sup = Supervisor::start(config.clone()).await?;
+            let took = t.elapsed();
+            anyhow::ensure!(sup.running() == 1, "echo did not load");
+            sup.shutdown().await;
+            Ok::<_, anyhow::Error>(took)
+        })?;
+        samples.push(took);
+    }
+    samples.sort();
+    Ok((samples[samples.len() / 2], samples[0]))
+}
+
+/// Where worker start-up time goes, measured in-process.
+fn phases(wasm: &[u8]) -> Result<()> {
+    let settings = EngineSettings {
+        memory_reservation: 16 << 20,
+        memory_guard: 64 << 10,
+    };
+    let t = Instant::now();
+    let engine = runtime::build_engine(&settings).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let t_engine = t.elapsed();
+    let component = runtime::compile(&engine, wasm).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let artifact = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let t = Instant::now();
+    let component =
+        unsafe { runtime::deserialize(&engine, &artifact) }.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let t_deser = t.elapsed();
+    let limits = Limits {
+        max_fuel: 100_000_000,
+        max_memory_bytes: 16 << 20,
+        max_execution_time_ms: 5_000,
+        max_instances: 1_000,
+        max_tables: 1_000,
+        max_table_elements: 100_000,
+    };
+    let t = Instant::now();
+    let mut plugin = Plugin::new(&engine, &component, limits, Arc::new(LocalHost))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let t_link = t.elapsed();
+    let t = Instant::now();
+    plugin.instantiate().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let t_inst = t.elapsed();
+    eprintln!(
+        "phases: engine {t_engine:?} deserialize {t_deser:?} link {t_link:?} instantiate {t_inst:?}"
+    );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let wasm = PathBuf::from(
+        args.next()
+            .context("usage: prx-bench <echo-tool.wasm> <prx-worker> [calls]")?,
+    );
+    let worker = PathBuf::from(args.next().context("missing the prx-worker path")?);
+    let calls: usize = args
+        .next()
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(50_000);
+    let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+
+    if std::env::var_os("PRX_BENCH_PHASES").is_some() {
+        phases(&bytes)?;
+    }
+    let base = baseline(&bytes, calls)?;
+    let (_dir, config) = setup(&wasm, &worker)?;
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    // The first start compiles and fills the cache; the rounds after are warm.
+    let (spawn_p50, spawn_min) = spawn_to_ready(&current, &config, 21)?;
+    let (worker_p50, worker_min) = worker_spawn_to_ready(&current, &bytes, &worker, 21)?;
+    let iso_ct = isolated_on(&current, &config, calls)?;
+    let iso_mt = isolated_on(&multi, &config, calls)?;
+
+    println!("| measurement | p50 | p99 | calls/s | p50 ratio to in-process |");
+    println!("|---|---|---|---|---|");
+    let row = |name: &str, s: &Stats| {
+        println!(
+            "| {name} | {} | {} | {:.0} | {:.1}x |",
+            us(s.p50),
+            us(s.p99),
+            s.per_sec,
+            s.p50.as_secs_f64() / base.p50.as_secs_f64()
+        );
+    };
+    row("echo in-process (wasmtime, baseline)", &base);
+    row("echo isolated, current-thread runtime", &iso_ct);
+    row("echo isolated, multi-thread runtime", &iso_mt);
+    println!();
+    println!("| measurement | median | best |");
+    println!("|---|---|---|");
+    println!(
+        "| worker spawn to ready (exec, handshake, deserialize, instantiate), warm cache | {:.2} ms | {:.2} ms |",
+        worker_p50.as_secs_f64() * 1000.0,
+        worker_min.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| supervisor start to serving: scan, manifest, cache read, worker, get-spec | {:.2} ms | {:.2} ms |",
+        spawn_p50.as_secs_f64() * 1000.0,
+        spawn_min.as_secs_f64() * 1000.0
+    );
+    println!();
+    println!(
+        "{calls} calls per row after {} warm-up calls, one client, one worker.",
+        calls / 10
+    );
+    Ok(())
+}
