@@ -7,7 +7,7 @@
 //! allocated.
 //!
 //! ```text
-//!  supervisor                                        worker (exec'd, fd 3)
+//!  supervisor                                        worker (exec'd)
 //!      |  <------ Hello {protocol range, sandbox report} -----|
 //!      |  ------- Welcome {protocol, plugin, limits, ------->  |
 //!      |          component source + length}                  |
@@ -40,7 +40,8 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// The oldest protocol version this build still accepts.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 
-/// The file descriptor a worker finds its end of the socket on.
+/// The descriptor a worker takes as its link when the supervisor does not
+/// name one with `--link-fd`.
 pub const WORKER_SOCKET_FD: i32 = 3;
 
 /// Component and artifact bytes travel in chunks of this size, so no single

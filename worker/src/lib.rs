@@ -1,7 +1,7 @@
 //! prx-worker: runs one PRX plugin on wasmtime inside a sandboxed process.
 //!
 //! The binary (`main.rs`) is started by the supervisor with its end of the
-//! link on fd 3 and nothing else. This library holds the pieces, so that the
+//! link as its only inherited descriptor. This library holds the pieces, so that the
 //! benchmark can run the same runtime in-process as a baseline:
 //!
 //! - [`link`]: the blocking frame link to the supervisor;

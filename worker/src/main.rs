@@ -1,7 +1,8 @@
 //! `prx-worker`: one sandboxed PRX plugin.
 //!
-//! Started only by the supervisor: its end of the link is fd 3, the
-//! environment is empty, stdin/stdout/stderr are /dev/null. It confines
+//! Started only by the supervisor: its end of the link is the descriptor
+//! named by `--link-fd` (3 by default), the environment is empty,
+//! stdin/stdout/stderr are /dev/null. It confines
 //! itself, says hello, receives the plugin, compiles it, and then answers
 //! invocations until told to stop or until the link closes.
 
@@ -40,6 +41,7 @@ enum WorkerError {
 
 fn main() -> ExitCode {
     let mut supervisor_pid = None;
+    let mut link_fd = WORKER_SOCKET_FD;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -48,6 +50,13 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             "--supervisor-pid" => supervisor_pid = args.next().and_then(|p| p.parse().ok()),
+            "--link-fd" => match args.next().and_then(|fd| fd.parse().ok()) {
+                Some(fd) if fd > 2 => link_fd = fd,
+                _ => {
+                    eprintln!("prx-worker: --link-fd needs a descriptor number above 2");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            },
             _ => {
                 eprintln!(
                     "prx-worker: started by the prx supervisor only (unknown argument {arg})"
@@ -56,19 +65,19 @@ fn main() -> ExitCode {
             }
         }
     }
-    let report = match sandbox::enter(WORKER_SOCKET_FD, supervisor_pid) {
+    let report = match sandbox::enter(link_fd, supervisor_pid) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("prx-worker: sandbox: {e}");
             return ExitCode::from(EXIT_SANDBOX);
         }
     };
-    // SAFETY: the supervisor passes the link as fd 3 and the sandbox step
-    // kept it open; nothing else in this process owns it.
-    let link = match unsafe { Link::from_raw_fd(WORKER_SOCKET_FD) } {
+    // SAFETY: the supervisor passes the link as `link_fd` and the sandbox
+    // step kept it open; nothing else in this process owns it.
+    let link = match unsafe { Link::from_raw_fd(link_fd) } {
         Ok(link) => Arc::new(link),
         Err(e) => {
-            eprintln!("prx-worker: no link on fd {WORKER_SOCKET_FD}: {e}");
+            eprintln!("prx-worker: no link on fd {link_fd}: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
