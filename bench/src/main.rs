@@ -162,6 +162,8 @@ fn worker_spawn_to_ready(
             },
             load_timeout: Duration::from_secs(60),
             broker: Arc::new(PluginBroker::new("echo-tool".into(), Vec::new())),
+            liveness: prx_supervisor::config::Liveness::default(),
+            extra_args: Vec::new(),
         };
         let first = Worker::start(spec.clone()).await?;
         first.worker.stop(Duration::from_secs(1)).await;

@@ -13,6 +13,61 @@ pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// fires within 5 ms; this backstop is for a worker that is stuck or lying.
 pub const DEFAULT_DEADLINE_GRACE: Duration = Duration::from_millis(500);
 
+/// When and how often a crashed worker is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// The second restart in a row waits this long; each one after waits
+    /// twice as long as the one before (the first restart is immediate).
+    pub backoff_initial: Duration,
+    /// The longest wait between two restarts.
+    pub backoff_max: Duration,
+    /// A worker that stayed up this long was healthy: the next crash
+    /// restarts at once again.
+    pub healthy_after: Duration,
+    /// More than this many crashes within `crash_window` quarantine the
+    /// plugin until an operator releases it.
+    pub max_crashes: u32,
+    pub crash_window: Duration,
+}
+
+impl Default for RestartPolicy {
+    /// A crash is restarted at once (a plugin is back within milliseconds);
+    /// a plugin that keeps crashing is retried at 100 ms, 200 ms, ... up to
+    /// 10 s apart, so it cannot take the CPU from the others; six crashes
+    /// in a minute mean a restart will not help, and a person should look.
+    fn default() -> Self {
+        Self {
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+            healthy_after: Duration::from_secs(30),
+            max_crashes: 5,
+            crash_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Heartbeats on idle workers. A worker in the middle of a call is covered
+/// by the call's deadline instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    /// How often an idle worker is pinged.
+    pub interval: Duration,
+    /// How long a ping may go unanswered before the worker is killed (and
+    /// the kill counted as a crash).
+    pub timeout: Duration,
+}
+
+impl Default for Liveness {
+    /// A healthy worker answers a ping in microseconds; a second of silence
+    /// is a stopped or wedged process, found within three seconds.
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SupervisorConfig {
     /// Holds one directory per plugin: `<dir>/<name>/plugin.toml`.
@@ -26,6 +81,12 @@ pub struct SupervisorConfig {
     pub cache_dir: Option<PathBuf>,
     pub load_timeout: Duration,
     pub deadline_grace: Duration,
+    pub restart: RestartPolicy,
+    pub liveness: Liveness,
+    /// Test-only: a worker aborts (SIGABRT) when its plugin logs this exact
+    /// line, so tests can make a worker crash on demand. Only the library
+    /// can set it; `prx` and its config never do.
+    pub test_abort_marker: Option<String>,
 }
 
 impl SupervisorConfig {
@@ -37,6 +98,9 @@ impl SupervisorConfig {
             cache_dir: None,
             load_timeout: DEFAULT_LOAD_TIMEOUT,
             deadline_grace: DEFAULT_DEADLINE_GRACE,
+            restart: RestartPolicy::default(),
+            liveness: Liveness::default(),
+            test_abort_marker: None,
         }
     }
 

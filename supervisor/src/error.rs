@@ -34,6 +34,8 @@ pub enum CallError {
     Crashed { plugin: String, cause: String },
     #[error("plugin `{plugin}` answered with a reply of the wrong type; its worker was killed")]
     BadReply { plugin: String },
+    #[error("the supervisor is shutting down and takes no new calls")]
+    ShuttingDown,
 }
 
 fn known_list(known: &[String]) -> String {
@@ -84,6 +86,7 @@ impl CallError {
             Self::Unresponsive { .. } => "unresponsive",
             Self::Crashed { .. } => "crashed",
             Self::BadReply { .. } => "bad_reply",
+            Self::ShuttingDown => "shutting_down",
         }
     }
 }

@@ -1,10 +1,11 @@
 //! One loaded plugin: its manifest, its current worker, its state, and the
 //! task that brings the worker back when it dies.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use prx_ipc::{EngineSettings, Limits, ToolSpec};
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::broker::PluginBroker;
 use crate::cache::CompileCache;
+use crate::config::{Liveness, RestartPolicy};
 use crate::error::CallError;
 use crate::manifest::{CapabilityType, Manifest};
 use crate::worker::{SourceKind, StartError, Worker, WorkerSpec};
@@ -26,18 +28,22 @@ const MEMORY_GUARD: u64 = 64 << 10;
 const MAX_INSTANCES: u32 = 1_000;
 const MAX_TABLES: u32 = 1_000;
 const MAX_TABLE_ELEMENTS: u64 = 100_000;
-/// The first restart is immediate; another one within this interval waits
-/// for the rest of it, so a plugin that crashes at once cannot spin the CPU.
-const MIN_RESTART_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where a plugin is in its life.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "state", content = "reason")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginState {
     Starting,
     Running,
     Restarting,
-    /// Not restarted until its files change.
+    /// Waiting before the next restart (exponential backoff).
+    BackingOff {
+        until: SystemTime,
+    },
+    /// Crashed too often, or its worker broke the protocol: not restarted
+    /// until an operator releases it.
+    Quarantined(String),
+    /// Could not be loaded (manifest, compile, start-up code): not retried
+    /// until its files change.
     Failed(String),
     Stopped,
 }
@@ -48,6 +54,8 @@ impl PluginState {
             Self::Starting => "starting",
             Self::Running => "running",
             Self::Restarting => "restarting",
+            Self::BackingOff { .. } => "backing_off",
+            Self::Quarantined(_) => "quarantined",
             Self::Failed(_) => "failed",
             Self::Stopped => "stopped",
         }
@@ -62,11 +70,16 @@ pub struct PluginStatus {
     pub dir: PathBuf,
     pub capabilities: Vec<String>,
     pub state: String,
+    /// Why it is failed or quarantined.
     pub error: Option<String>,
     pub pid: Option<u32>,
     pub restarts: u32,
     pub last_exit: Option<String>,
     pub uptime_ms: Option<u64>,
+    /// Calls being served by the current worker.
+    pub in_flight: usize,
+    /// When backing off: the next restart, in ms since the Unix epoch.
+    pub restart_at_ms: Option<u64>,
 }
 
 pub struct Plugin {
@@ -83,6 +96,8 @@ pub struct Plugin {
     restarts: AtomicU32,
     last_exit: Mutex<Option<String>>,
     stopping: AtomicBool,
+    /// Wakes a backoff sleep early (stop, release).
+    wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -100,6 +115,9 @@ pub struct Runtime {
     pub cache: CompileCache,
     pub load_timeout: Duration,
     pub deadline_grace: Duration,
+    pub restart: RestartPolicy,
+    pub liveness: Liveness,
+    pub extra_worker_args: Vec<String>,
 }
 
 impl Plugin {
@@ -134,6 +152,7 @@ impl Plugin {
             restarts: AtomicU32::new(0),
             last_exit: Mutex::new(None),
             stopping: AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -174,7 +193,16 @@ impl Plugin {
                 })
                 .collect(),
             error: match &state {
-                PluginState::Failed(reason) => Some(reason.clone()),
+                PluginState::Failed(reason) | PluginState::Quarantined(reason) => {
+                    Some(reason.clone())
+                }
+                _ => None,
+            },
+            restart_at_ms: match &state {
+                PluginState::BackingOff { until } => until
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_millis() as u64),
                 _ => None,
             },
             state: state.label().into(),
@@ -185,6 +213,7 @@ impl Plugin {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            in_flight: worker.as_ref().map(|w| w.in_flight()).unwrap_or(0),
             uptime_ms: worker.map(|w| w.uptime().as_millis() as u64),
         }
     }
@@ -216,8 +245,44 @@ impl Plugin {
         }
         self.worker.send_replace(Some(worker.clone()));
         self.set_state(PluginState::Running);
-        tokio::spawn(watch_worker(self.clone(), rt.clone(), worker));
+        tokio::spawn(supervise(self.clone(), rt.clone(), worker));
         Ok(())
+    }
+
+    /// Lifts a quarantine: the crash history is forgotten and a worker is
+    /// started at once. Errors when the plugin is not quarantined.
+    pub async fn release(self: &Arc<Self>, rt: &Runtime) -> Result<(), String> {
+        {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if !matches!(*state, PluginState::Quarantined(_)) {
+                return Err(format!(
+                    "plugin `{}` is {}, not quarantined",
+                    self.name,
+                    state.label()
+                ));
+            }
+            *state = PluginState::Restarting;
+        }
+        tracing::info!(plugin = %self.name, event = "prx.lifecycle.released", "quarantine lifted by the operator");
+        match self.start_worker(rt).await {
+            Ok(worker) => {
+                self.worker.send_replace(Some(worker.clone()));
+                self.set_state(PluginState::Running);
+                tokio::spawn(supervise(self.clone(), rt.clone(), worker));
+                Ok(())
+            }
+            Err(e) => Err(self.quarantine(format!("restart after release failed: {e}"))),
+        }
+    }
+
+    fn quarantine(&self, reason: String) -> String {
+        let message = format!(
+            "plugin `{}` quarantined: {reason}; release it with `prx release {}`",
+            self.name, self.name
+        );
+        self.set_state(PluginState::Quarantined(message.clone()));
+        tracing::error!(plugin = %self.name, event = "prx.lifecycle.quarantined", "{message}");
+        message
     }
 
     fn fail(&self, reason: String) -> String {
@@ -261,6 +326,8 @@ impl Plugin {
             source,
             load_timeout: rt.load_timeout,
             broker: self.broker.clone(),
+            liveness: rt.liveness,
+            extra_args: rt.extra_worker_args.clone(),
         }
     }
 
@@ -311,7 +378,10 @@ impl Plugin {
                 if let Some(worker) = current.filter(|w| !w.is_closed()) {
                     return Some(worker);
                 }
-                if matches!(self.state(), PluginState::Failed(_) | PluginState::Stopped) {
+                if matches!(
+                    self.state(),
+                    PluginState::Failed(_) | PluginState::Quarantined(_) | PluginState::Stopped
+                ) {
                     return None;
                 }
                 if rx.changed().await.is_err() {
@@ -322,6 +392,16 @@ impl Plugin {
         .await;
         match ready {
             Ok(Some(worker)) => Ok(worker),
+            _ if matches!(self.state(), PluginState::Quarantined(_)) => {
+                Err(CallError::NotRunning {
+                    plugin: self.name.to_string(),
+                    state: "quarantined".into(),
+                    detail: match self.state() {
+                        PluginState::Quarantined(reason) => Some(reason),
+                        _ => None,
+                    },
+                })
+            }
             _ => {
                 let state = self.state();
                 Err(CallError::NotRunning {
@@ -357,50 +437,165 @@ impl Plugin {
     pub async fn stop(&self, grace: Duration) {
         self.stopping.store(true, Ordering::SeqCst);
         self.set_state(PluginState::Stopped);
+        self.wake.notify_waiters();
         if let Some(worker) = self.worker.send_replace(None) {
             worker.stop(grace).await;
         }
     }
 }
 
-/// Waits for the worker to exit and starts a new one, until the plugin is
-/// stopped or a restart fails.
-async fn watch_worker(plugin: Arc<Plugin>, rt: Runtime, mut worker: Arc<Worker>) {
-    let mut last_restart: Option<Instant> = None;
+/// Why a worker ended, as the operator should read it.
+enum Exit {
+    /// The worker broke the protocol or was killed by seccomp: a security
+    /// event, quarantined at once.
+    Security(String),
+    /// Anything else unexpected: restarted with backoff.
+    Crash(String),
+}
+
+fn classify_exit(worker: &Worker, status: String) -> Exit {
+    if let Some(what) = worker.violation_seen() {
+        return Exit::Security(format!("protocol violation: {what}"));
+    }
+    if status == "signal SIGSYS" {
+        return Exit::Security("killed by seccomp (a forbidden system call)".into());
+    }
+    Exit::Crash(worker.kill_reason().unwrap_or(status))
+}
+
+/// The wait before restart number `consecutive` (0 = the first after a
+/// healthy run): none, then `initial`, doubling up to `max`, each with
+/// ±25 % jitter so plugins that crashed together do not restart together.
+pub fn backoff(policy: &RestartPolicy, consecutive: u32) -> Duration {
+    if consecutive == 0 {
+        return Duration::ZERO;
+    }
+    let doublings = (consecutive - 1).min(20);
+    let base = policy
+        .backoff_initial
+        .saturating_mul(1 << doublings)
+        .min(policy.backoff_max);
+    base.mul_f64(0.75 + fastrand::f64() * 0.5)
+        .min(policy.backoff_max)
+}
+
+/// One-for-one supervision of a plugin's worker: waits for it to exit and
+/// starts a new one, with backoff; quarantines a plugin that keeps
+/// crashing or whose worker breaks the protocol.
+async fn supervise(plugin: Arc<Plugin>, rt: Runtime, mut worker: Arc<Worker>) {
+    let policy = rt.restart;
+    let mut crashes: VecDeque<Instant> = VecDeque::new();
+    let mut consecutive = 0u32;
     loop {
-        let cause = worker.exited().await;
+        let status = worker.exited().await;
         if plugin.stopping.load(Ordering::SeqCst) {
             return;
         }
         plugin.worker.send_replace(None);
-        plugin.set_state(PluginState::Restarting);
-        plugin.restarts.fetch_add(1, Ordering::Relaxed);
+        let exit = classify_exit(&worker, status);
+        let cause = match &exit {
+            Exit::Security(c) | Exit::Crash(c) => c.clone(),
+        };
         *plugin.last_exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(cause.clone());
-        tracing::warn!(plugin = %plugin.name, pid = worker.pid(), %cause, "worker exited; restarting");
-        if let Some(since) = last_restart.map(|t| t.elapsed())
-            && since < MIN_RESTART_INTERVAL
-        {
-            tokio::time::sleep(MIN_RESTART_INTERVAL - since).await;
+        if let Exit::Security(reason) = exit {
+            tracing::error!(plugin = %plugin.name, pid = worker.pid(), event = "prx.lifecycle.crashed",
+                security = true, %reason, "worker stopped for a security reason");
+            plugin.quarantine(reason);
+            return;
         }
-        let started = Instant::now();
-        last_restart = Some(started);
-        match plugin.start_worker(&rt).await {
-            Ok(new) => {
-                tracing::info!(plugin = %plugin.name, pid = new.pid(),
-                    took_ms = started.elapsed().as_millis() as u64, "worker restarted");
-                if plugin.stopping.load(Ordering::SeqCst) {
-                    new.kill();
-                    return;
-                }
-                plugin.worker.send_replace(Some(new.clone()));
-                plugin.set_state(PluginState::Running);
-                worker = new;
+        tracing::warn!(plugin = %plugin.name, pid = worker.pid(), event = "prx.lifecycle.crashed",
+            %cause, "worker exited unexpectedly");
+        if worker.uptime() >= policy.healthy_after {
+            consecutive = 0;
+        }
+        // Restart attempts: a worker that cannot even be started counts as
+        // one more crash and goes round again.
+        let mut cause = cause;
+        worker = loop {
+            let now = Instant::now();
+            crashes.push_back(now);
+            while crashes
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > policy.crash_window)
+            {
+                crashes.pop_front();
             }
-            Err(e) => {
-                let reason = plugin.fail(format!("restart failed: {e}"));
-                tracing::error!(plugin = %plugin.name, "{reason}");
+            if crashes.len() > policy.max_crashes as usize {
+                plugin.quarantine(format!(
+                    "{} crashes within {} s (last: {cause})",
+                    crashes.len(),
+                    policy.crash_window.as_secs()
+                ));
                 return;
             }
+            let delay = backoff(&policy, consecutive);
+            consecutive += 1;
+            if !delay.is_zero() {
+                plugin.set_state(PluginState::BackingOff {
+                    until: SystemTime::now() + delay,
+                });
+                tracing::info!(plugin = %plugin.name, delay_ms = delay.as_millis() as u64,
+                    "backing off before restarting");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = plugin.wake.notified() => {}
+                }
+            }
+            if plugin.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            plugin.set_state(PluginState::Restarting);
+            plugin.restarts.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
+            match plugin.start_worker(&rt).await {
+                Ok(new) => {
+                    tracing::info!(plugin = %plugin.name, pid = new.pid(), event = "prx.lifecycle.restarted",
+                        took_ms = started.elapsed().as_millis() as u64, "worker restarted");
+                    break new;
+                }
+                Err(e @ StartError::Load { .. }) => {
+                    // The same bytes fail the same way: retrying cannot help.
+                    let reason = plugin.fail(format!("restart failed: {e}"));
+                    tracing::error!(plugin = %plugin.name, "{reason}");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %plugin.name, "restart failed: {e}");
+                    cause = e.to_string();
+                    *plugin.last_exit.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(cause.clone());
+                }
+            }
+        };
+        if plugin.stopping.load(Ordering::SeqCst) {
+            worker.kill();
+            return;
+        }
+        plugin.worker.send_replace(Some(worker.clone()));
+        plugin.set_state(PluginState::Running);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_immediate_then_doubles_with_jitter_up_to_the_cap() {
+        let policy = RestartPolicy::default();
+        assert_eq!(backoff(&policy, 0), Duration::ZERO);
+        for (n, base_ms) in [(1u32, 100u64), (2, 200), (3, 400), (4, 800)] {
+            for _ in 0..50 {
+                let d = backoff(&policy, n).as_millis() as u64;
+                assert!(
+                    d >= base_ms * 3 / 4 && d <= base_ms * 5 / 4,
+                    "restart {n}: {d} ms"
+                );
+            }
+        }
+        for _ in 0..50 {
+            assert!(backoff(&policy, 30) <= policy.backoff_max);
+            assert!(backoff(&policy, 30) >= policy.backoff_max.mul_f64(0.75));
         }
     }
 }

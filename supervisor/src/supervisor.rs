@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -58,6 +59,11 @@ pub struct Supervisor {
 #[derive(Debug)]
 struct Inner {
     config: SupervisorConfig,
+    /// Calls being served now, and a wake-up for when that reaches zero.
+    in_flight: AtomicUsize,
+    idle: tokio::sync::Notify,
+    /// Set by `shutdown`: new calls are refused.
+    draining: AtomicBool,
     runtime: Runtime,
     plugins: RwLock<BTreeMap<String, Arc<Plugin>>>,
     tools: RwLock<BTreeMap<String, Arc<Plugin>>>,
@@ -80,12 +86,22 @@ impl Supervisor {
             cache,
             load_timeout: config.load_timeout,
             deadline_grace: config.deadline_grace,
+            restart: config.restart,
+            liveness: config.liveness,
+            extra_worker_args: config
+                .test_abort_marker
+                .iter()
+                .flat_map(|m| ["--test-abort-on-log".to_owned(), m.clone()])
+                .collect(),
         };
         let dirs = plugin_dirs(&config.plugins_dir)
             .map_err(|e| StartupError::PluginsDir(config.plugins_dir.clone(), e))?;
         let supervisor = Self {
             inner: Arc::new(Inner {
                 config,
+                in_flight: AtomicUsize::new(0),
+                idle: tokio::sync::Notify::new(),
+                draining: AtomicBool::new(false),
                 runtime,
                 plugins: RwLock::default(),
                 tools: RwLock::default(),
@@ -186,6 +202,7 @@ impl Supervisor {
 
     /// Calls a tool by name with JSON arguments; returns its output.
     pub async fn call_tool(&self, tool: &str, args_json: &str) -> Result<String, CallError> {
+        let _guard = self.enter()?;
         let plugin = self
             .inner
             .tools
@@ -246,6 +263,8 @@ impl Supervisor {
                     restarts: 0,
                     last_exit: None,
                     uptime_ms: None,
+                    in_flight: 0,
+                    restart_at_ms: None,
                 });
             }
         }
@@ -289,8 +308,56 @@ impl Supervisor {
             .count()
     }
 
+    /// Counts a call in flight, or refuses it while shutting down.
+    fn enter(&self) -> Result<InFlight<'_>, CallError> {
+        if self.inner.draining.load(Ordering::SeqCst) {
+            return Err(CallError::ShuttingDown);
+        }
+        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        Ok(InFlight(&self.inner))
+    }
+
+    /// Lifts the quarantine of a plugin and starts it again.
+    pub async fn release(&self, plugin: &str) -> Result<(), String> {
+        let found = self
+            .inner
+            .plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(plugin)
+            .cloned();
+        match found {
+            Some(p) => p.release(&self.inner.runtime).await,
+            None => Err(format!("no plugin named `{plugin}`")),
+        }
+    }
+
+    /// Refuses new calls, lets the calls in flight finish (up to `grace`),
+    /// then stops every worker (politely, then by force) and waits for them.
+    pub async fn shutdown_gracefully(&self, grace: Duration) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+        let drained = tokio::time::timeout(grace, async {
+            loop {
+                let idle = self.inner.idle.notified();
+                if self.inner.in_flight.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                in_flight = self.inner.in_flight.load(Ordering::SeqCst),
+                "grace period over; stopping workers with calls in flight"
+            );
+        }
+        self.shutdown().await;
+    }
+
     /// Stops every worker (politely, then by force) and waits for them.
     pub async fn shutdown(&self) {
+        self.inner.draining.store(true, Ordering::SeqCst);
         let plugins: Vec<_> = self
             .inner
             .plugins
@@ -304,6 +371,17 @@ impl Supervisor {
             stops.spawn(async move { plugin.stop(STOP_GRACE).await });
         }
         stops.join_all().await;
+    }
+}
+
+/// A call in flight; dropping it may wake a draining shutdown.
+struct InFlight<'a>(&'a Inner);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
     }
 }
 

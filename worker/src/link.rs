@@ -125,14 +125,16 @@ pub struct LinkBackend {
     link: Arc<Link>,
     next_id: AtomicU64,
     log_level: LogLevel,
+    abort_marker: Option<String>,
 }
 
 impl LinkBackend {
-    pub fn new(link: Arc<Link>, log_level: LogLevel) -> Self {
+    pub fn new(link: Arc<Link>, log_level: LogLevel, abort_marker: Option<String>) -> Self {
         Self {
             link,
             next_id: AtomicU64::new(1),
             log_level,
+            abort_marker,
         }
     }
 }
@@ -167,6 +169,10 @@ impl HostBackend for LinkBackend {
     }
 
     fn log(&self, level: LogLevel, message: String) {
+        if self.abort_marker.as_deref() == Some(message.as_str()) {
+            // The test hook: crash the way a runtime bug would.
+            std::process::abort();
+        }
         if level < self.log_level {
             return;
         }

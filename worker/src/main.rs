@@ -42,6 +42,7 @@ enum WorkerError {
 fn main() -> ExitCode {
     let mut supervisor_pid = None;
     let mut link_fd = WORKER_SOCKET_FD;
+    let mut abort_marker = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -50,6 +51,9 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             "--supervisor-pid" => supervisor_pid = args.next().and_then(|p| p.parse().ok()),
+            // Test-only: abort when the plugin logs this line. Only the
+            // supervisor library's test configuration passes it.
+            "--test-abort-on-log" => abort_marker = args.next(),
             "--link-fd" => match args.next().and_then(|fd| fd.parse().ok()) {
                 Some(fd) if fd > 2 => link_fd = fd,
                 _ => {
@@ -88,7 +92,7 @@ fn main() -> ExitCode {
         worker_version: env!("CARGO_PKG_VERSION").into(),
         sandbox: report,
     };
-    match run(&link, hello) {
+    match run(&link, hello, abort_marker) {
         Ok(()) => ExitCode::SUCCESS,
         Err(WorkerError::Wire(WireError::Closed)) => ExitCode::SUCCESS,
         Err(e @ WorkerError::Load { .. }) => {
@@ -114,7 +118,7 @@ fn install_panic_hook(link: Arc<Link>) {
     }));
 }
 
-fn run(link: &Arc<Link>, hello: Hello) -> Result<(), WorkerError> {
+fn run(link: &Arc<Link>, hello: Hello, abort_marker: Option<String>) -> Result<(), WorkerError> {
     link.send(&FromWorker::Hello(hello))?;
     let welcome = match link.recv()? {
         ToWorker::Welcome(w) => w,
@@ -131,13 +135,17 @@ fn run(link: &Arc<Link>, hello: Hello) -> Result<(), WorkerError> {
             welcome.protocol
         )));
     }
-    let mut plugin = load(link, &welcome)?;
+    let mut plugin = load(link, &welcome, abort_marker)?;
     serve(link, &mut plugin)
 }
 
 /// Receives, compiles (or deserialises) and instantiates the plugin, then
 /// reports its exports and, if asked, sends the compiled artifact back.
-fn load(link: &Arc<Link>, welcome: &Welcome) -> Result<Plugin, WorkerError> {
+fn load(
+    link: &Arc<Link>,
+    welcome: &Welcome,
+    abort_marker: Option<String>,
+) -> Result<Plugin, WorkerError> {
     let load_err = |stage: LoadStage| {
         move |e: wasmtime::Error| WorkerError::Load {
             stage,
@@ -163,7 +171,11 @@ fn load(link: &Arc<Link>, welcome: &Welcome) -> Result<Plugin, WorkerError> {
     let compile_us = started.elapsed().as_micros() as u64;
     drop(bytes);
     runtime::start_epoch_ticker(&engine);
-    let backend = Arc::new(LinkBackend::new(link.clone(), welcome.log_level));
+    let backend = Arc::new(LinkBackend::new(
+        link.clone(),
+        welcome.log_level,
+        abort_marker,
+    ));
     let mut plugin = Plugin::new(&engine, &component, welcome.limits, backend)
         .map_err(load_err(LoadStage::Link))?;
     plugin.instantiate().map_err(|e| WorkerError::Load {

@@ -46,6 +46,7 @@ pub fn router(supervisor: Supervisor) -> Router {
         .route("/v1/plugins", get(plugins))
         .route("/v1/tools", get(tools))
         .route("/v1/tools/{name}/call", post(call_tool))
+        .route("/v1/plugins/{name}/release", post(release))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
         .with_state(supervisor)
 }
@@ -88,6 +89,19 @@ async fn tools(State(sup): State<Supervisor>) -> Json<Vec<crate::ToolInfo>> {
     Json(sup.tools())
 }
 
+async fn release(State(sup): State<Supervisor>, UrlPath(name): UrlPath<String>) -> Response {
+    match sup.release(&name).await {
+        Ok(()) => Json(serde_json::json!({ "released": name })).into_response(),
+        Err(error) => {
+            let body = ErrorBody {
+                error,
+                kind: "not_released".into(),
+            };
+            (StatusCode::CONFLICT, Json(body)).into_response()
+        }
+    }
+}
+
 async fn call_tool(
     State(sup): State<Supervisor>,
     UrlPath(name): UrlPath<String>,
@@ -106,7 +120,9 @@ async fn call_tool(
             let status = match &e {
                 CallError::UnknownTool { .. } => StatusCode::NOT_FOUND,
                 CallError::ToolFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-                CallError::NotRunning { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                CallError::NotRunning { .. } | CallError::ShuttingDown => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 _ => StatusCode::BAD_GATEWAY,
             };
             let error = ErrorBody {

@@ -46,6 +46,20 @@ enum Command {
         #[arg(long, default_value = ".prx")]
         state: PathBuf,
     },
+    /// Per plugin: state, worker pid, restarts, last exit cause, uptime.
+    Status {
+        #[arg(long, default_value = ".prx")]
+        state: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift the quarantine of a plugin and start it again.
+    Release {
+        plugin: String,
+        #[arg(long, default_value = ".prx")]
+        state: PathBuf,
+    },
     /// List plugins: name, version, capabilities, state, worker pid.
     Plugins {
         #[arg(long, default_value = ".prx")]
@@ -86,6 +100,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => up(plugins, state, cache_dir).await,
         Command::Call { tool, args, state } => call(&tool, args, state).await,
         Command::Plugins { state, json } => list(state, json).await,
+        Command::Status { state, json } => status(state, json).await,
+        Command::Release { plugin, state } => release(&plugin, state).await,
     }
 }
 
@@ -119,9 +135,12 @@ async fn up(plugins: PathBuf, state: PathBuf, cache_dir: Option<PathBuf>) -> Res
     println!("prx: ready ({} plugins)", supervisor.running());
     std::io::stdout().flush().ok();
     wait_for_signal().await?;
-    tracing::info!("stopping");
+    tracing::info!(
+        grace_s = SHUTDOWN_GRACE.as_secs(),
+        "stopping: draining calls in flight"
+    );
+    supervisor.shutdown_gracefully(SHUTDOWN_GRACE).await;
     let _ = stop_tx.send(());
-    supervisor.shutdown().await;
     let _ = server.await;
     let _ = std::fs::remove_file(&socket);
     Ok(ExitCode::SUCCESS)
@@ -146,14 +165,34 @@ async fn wait_for_socket(
     anyhow::bail!("the local API did not come up on {}", socket.display())
 }
 
+/// How long calls in flight may run on after SIGTERM/SIGINT.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Resolves on the first SIGTERM or SIGINT. A second one exits at once
+/// (workers die with the supervisor through their parent-death signal).
 async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("prx-signals".into())
+        .spawn(move || {
+            let mut tx = Some(tx);
+            for signal in signals.forever() {
+                match tx.take() {
+                    Some(tx) => {
+                        let _ = tx.send(signal);
+                    }
+                    None => {
+                        eprintln!("prx: second signal; exiting now");
+                        std::process::exit(130);
+                    }
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    let _ = rx.await;
     Ok(())
 }
 
@@ -168,6 +207,76 @@ async fn call(tool: &str, args: String, state: PathBuf) -> Result<ExitCode> {
         let ok: CallResponse = serde_json::from_str(&response.body)
             .with_context(|| format!("unexpected answer: {}", response.body))?;
         println!("{}", ok.output);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let message = serde_json::from_str::<ErrorBody>(&response.body)
+            .map(|e| e.error)
+            .unwrap_or(response.body);
+        eprintln!("prx: {message}");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+async fn status(state: PathBuf, json: bool) -> Result<ExitCode> {
+    let response = client::request(&socket(&state), "GET", "/v1/plugins", None).await?;
+    if json {
+        println!("{}", response.body);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let plugins: Vec<PluginStatus> = serde_json::from_str(&response.body)
+        .with_context(|| format!("unexpected answer: {}", response.body))?;
+    println!(
+        "{:<20} {:<24} {:>8} {:>8} {:>10}  LAST EXIT",
+        "NAME", "STATE", "PID", "RESTARTS", "UPTIME"
+    );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    for p in &plugins {
+        let pid = p.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        let uptime = p
+            .uptime_ms
+            .map(human_duration)
+            .unwrap_or_else(|| "-".into());
+        let state = match p.restart_at_ms {
+            Some(at) => format!(
+                "{} ({} left)",
+                p.state,
+                human_duration(at.saturating_sub(now_ms))
+            ),
+            None => p.state.clone(),
+        };
+        println!(
+            "{:<20} {:<24} {:>8} {:>8} {:>10}  {}",
+            p.name,
+            state,
+            pid,
+            p.restarts,
+            uptime,
+            p.last_exit.as_deref().unwrap_or("-")
+        );
+    }
+    for p in plugins.iter().filter(|p| p.error.is_some()) {
+        println!("\n{}: {}", p.name, p.error.as_deref().unwrap_or_default());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human_duration(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m{}s", ms / 60_000, ms % 60_000 / 1000),
+        _ => format!("{}h{}m", ms / 3_600_000, ms % 3_600_000 / 60_000),
+    }
+}
+
+async fn release(plugin: &str, state: PathBuf) -> Result<ExitCode> {
+    let uri = format!("/v1/plugins/{plugin}/release");
+    let response = client::request(&socket(&state), "POST", &uri, None).await?;
+    if response.status == 200 {
+        println!("released {plugin}");
         Ok(ExitCode::SUCCESS)
     } else {
         let message = serde_json::from_str::<ErrorBody>(&response.body)

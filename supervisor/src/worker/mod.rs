@@ -28,6 +28,7 @@ use link::{FrameReader, FrameWriter};
 pub use spawn::spawn_worker;
 
 use crate::broker::PluginBroker;
+use crate::config::Liveness;
 
 /// Largest compiled artifact accepted from a worker: a Python component
 /// compiles to about 40 MB; this leaves room without being unbounded.
@@ -46,6 +47,9 @@ pub struct WorkerSpec {
     /// Compiling and instantiating must finish within this.
     pub load_timeout: Duration,
     pub broker: Arc<PluginBroker>,
+    pub liveness: Liveness,
+    /// Extra worker arguments (test hooks).
+    pub extra_args: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +145,12 @@ pub struct Worker {
     next_id: AtomicU64,
     kill: Mutex<Option<oneshot::Sender<()>>>,
     exit: watch::Receiver<Option<String>>,
+    /// Why the supervisor killed it, when it did.
+    kill_reason: Mutex<Option<String>>,
+    /// Set when the worker broke the protocol: a security event.
+    violation: Mutex<Option<String>>,
+    /// The outstanding heartbeat: its nonce and who waits for the pong.
+    ping: Mutex<Option<(u64, oneshot::Sender<()>)>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -176,13 +186,12 @@ impl Worker {
 
     /// Starts a worker and walks it through the handshake and the load.
     pub async fn start(spec: WorkerSpec) -> Result<Started, StartError> {
-        let spawned =
-            spawn_worker(spec.binary.clone())
-                .await
-                .map_err(|source| StartError::Spawn {
-                    binary: spec.binary.clone(),
-                    source,
-                })?;
+        let spawned = spawn_worker(spec.binary.clone(), spec.extra_args.clone())
+            .await
+            .map_err(|source| StartError::Spawn {
+                binary: spec.binary.clone(),
+                source,
+            })?;
         let pid = spawned.child.id().unwrap_or(0);
         let stream = tokio::net::UnixStream::from_std(spawned.socket).map_err(|source| {
             StartError::Spawn {
@@ -225,8 +234,12 @@ impl Worker {
             next_id: AtomicU64::new(1),
             kill: Mutex::new(Some(kill_tx)),
             exit: exit_rx,
+            kill_reason: Mutex::new(None),
+            violation: Mutex::new(None),
+            ping: Mutex::new(None),
         });
         tokio::spawn(serve(worker.clone(), reader, spec.broker.clone()));
+        tokio::spawn(heartbeat(worker.clone(), spec.liveness));
         tokio::spawn(fail_pending_on_exit(worker.clone()));
         Ok(Started {
             worker,
@@ -268,9 +281,10 @@ impl Worker {
                 }
                 tracing::warn!(plugin = %self.plugin, pid = self.pid, ?deadline,
                     "worker did not answer in time; killing it");
-                // Closed first, so no new call is queued on a dying worker.
-                self.close(&format!("killed: no answer within {deadline:?}"));
-                self.kill();
+                self.kill_because(format!(
+                    "killed by the supervisor: no answer within {} ms",
+                    deadline.as_millis()
+                ));
                 Err(InvokeError::Timeout(deadline))
             }
         }
@@ -288,6 +302,28 @@ impl Worker {
             self.kill();
             self.exited().await;
         }
+    }
+
+    /// Closes the worker to new calls, then SIGKILL, remembering why.
+    pub fn kill_because(&self, reason: String) {
+        self.close(&reason);
+        lock(&self.kill_reason).get_or_insert(reason);
+        self.kill();
+    }
+
+    /// Why the supervisor killed this worker, if it did.
+    pub fn kill_reason(&self) -> Option<String> {
+        lock(&self.kill_reason).clone()
+    }
+
+    /// The protocol violation this worker committed, if any.
+    pub fn violation_seen(&self) -> Option<String> {
+        lock(&self.violation).clone()
+    }
+
+    /// Calls in flight right now.
+    pub fn in_flight(&self) -> usize {
+        self.lock_pending().calls.len()
     }
 
     /// SIGKILL. The waiter task reaps the process.
@@ -327,8 +363,52 @@ impl Worker {
     fn violation(&self, what: &str) {
         tracing::error!(plugin = %self.plugin, pid = self.pid, evidence = what,
             "security: protocol violation by worker; killing it");
-        self.close(&format!("protocol violation: {what}"));
-        self.kill();
+        lock(&self.violation).get_or_insert_with(|| what.to_owned());
+        self.kill_because(format!("protocol violation: {what}"));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Pings an idle worker every `interval`; one that does not answer within
+/// `timeout` is killed. Busy workers are covered by the call deadline.
+async fn heartbeat(worker: Arc<Worker>, liveness: Liveness) {
+    let mut nonce = 0u64;
+    loop {
+        tokio::select! {
+            _ = worker.exited() => return,
+            _ = tokio::time::sleep(liveness.interval) => {}
+        }
+        if worker.is_closed() {
+            return;
+        }
+        if worker.in_flight() > 0 {
+            continue;
+        }
+        nonce += 1;
+        let (tx, rx) = oneshot::channel();
+        *lock(&worker.ping) = Some((nonce, tx));
+        let sent = worker
+            .writer
+            .lock()
+            .await
+            .write(&ToWorker::Ping(nonce))
+            .await;
+        if sent.is_err() {
+            return;
+        }
+        if tokio::time::timeout(liveness.timeout, rx).await.is_err() {
+            tracing::warn!(plugin = %worker.plugin, pid = worker.pid,
+                timeout_ms = liveness.timeout.as_millis() as u64,
+                "worker missed its heartbeat; killing it");
+            worker.kill_because(format!(
+                "killed by the supervisor: no heartbeat within {} ms",
+                liveness.timeout.as_millis()
+            ));
+            return;
+        }
     }
 }
 
@@ -529,7 +609,18 @@ async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: Arc<PluginB
                 }
             }
             FromWorker::Log(line) => broker.log(line.level, &line.message),
-            FromWorker::Pong(_) => {}
+            FromWorker::Pong(nonce) => {
+                let waiting = lock(&worker.ping).take_if(|(n, _)| *n == nonce);
+                match waiting {
+                    Some((_, tx)) => {
+                        let _ = tx.send(());
+                    }
+                    None => {
+                        worker.violation(&format!("pong {nonce} to no ping"));
+                        return;
+                    }
+                }
+            }
             FromWorker::Fatal(message) => {
                 tracing::error!(plugin = %worker.plugin, pid = worker.pid, %message, "worker reported a fatal error");
             }

@@ -38,6 +38,7 @@ pub struct Spawned {
 
 struct Request {
     binary: PathBuf,
+    args: Vec<String>,
     runtime: tokio::runtime::Handle,
     reply: oneshot::Sender<std::io::Result<Spawned>>,
 }
@@ -45,12 +46,15 @@ struct Request {
 static SPAWNER: OnceLock<mpsc::Sender<Request>> = OnceLock::new();
 
 /// Starts a worker from the spawner thread.
-pub async fn spawn_worker(binary: PathBuf) -> std::io::Result<Spawned> {
+/// Starts a worker from the spawner thread; `args` are appended to the
+/// ones every worker gets.
+pub async fn spawn_worker(binary: PathBuf, args: Vec<String>) -> std::io::Result<Spawned> {
     let sender = SPAWNER.get_or_init(start_spawner_thread);
     let (reply, answer) = oneshot::channel();
     sender
         .send(Request {
             binary,
+            args,
             runtime: tokio::runtime::Handle::current(),
             reply,
         })
@@ -68,14 +72,14 @@ fn start_spawner_thread() -> mpsc::Sender<Request> {
             // Lives until the process exits: the sender is in a static.
             for request in rx {
                 let _guard = request.runtime.enter();
-                let _ = request.reply.send(spawn_now(request.binary));
+                let _ = request.reply.send(spawn_now(request.binary, request.args));
             }
         })
         .unwrap_or_else(|e| panic!("cannot start the spawner thread: {e}"));
     tx
 }
 
-fn spawn_now(binary: PathBuf) -> std::io::Result<Spawned> {
+fn spawn_now(binary: PathBuf, args: Vec<String>) -> std::io::Result<Spawned> {
     let (ours, theirs) = UnixStream::pair()?;
     let theirs = OwnedFd::from(theirs);
     // Inheritable only for the duration of this spawn; every other
@@ -87,6 +91,7 @@ fn spawn_now(binary: PathBuf) -> std::io::Result<Spawned> {
         .arg(std::process::id().to_string())
         .arg("--link-fd")
         .arg(theirs.as_raw_fd().to_string())
+        .args(args)
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -1,4 +1,4 @@
-//! Misbehaves on request: `{"mode": "trap" | "spin" | "burn" | "grow" | "ok"}`.
+//! Misbehaves on request: `{"mode": "trap" | "spin" | "burn" | "grow" | "crash" | "wait" | "print" | "ok"}`.
 
 use std::hint::black_box;
 
@@ -33,6 +33,21 @@ impl Tool for Faulty {
                 loop {
                     hoard.push(black_box(vec![1u8; 1 << 20]));
                 }
+            }
+            // Logs the line a test supervisor configures as its abort
+            // marker: the worker then dies the way a runtime bug would.
+            "crash" => {
+                log::info("prx-test-abort");
+                PluginResult::ok("survived: no abort marker configured")
+            }
+            // Busy for `ms` milliseconds of wall-clock time, then answers.
+            "wait" => {
+                let ms = args["ms"].as_u64().unwrap_or(500);
+                let start = std::time::Instant::now();
+                while start.elapsed() < std::time::Duration::from_millis(ms) {
+                    black_box(0u64);
+                }
+                PluginResult::ok(format!("waited {ms} ms"))
             }
             "print" => {
                 println!("line on stdout");

@@ -1,0 +1,128 @@
+//! A stand-in for `prx-worker` that speaks the protocol and then lies, the
+//! way a worker taken over by an attacker would. What it does is chosen by
+//! the plugin name the supervisor sends in `Welcome`:
+//!
+//! - `forge-reply-id`: answers a call with a reply to an id never issued;
+//! - `double-reply`: answers a call twice;
+//! - `unknown-kind`: sends a frame of a kind that does not exist;
+//! - `oversized`: announces a frame longer than `MAX_FRAME_LEN`;
+//! - `trailing-bytes`: sends a valid reply with bytes after it;
+//! - `pong-without-ping`: sends a pong nobody asked for;
+//! - anything else: behaves.
+//!
+//! It never loads wasm: it claims to export the tool interface and answers
+//! `get-spec` itself, so the supervisor sees a normal plugin until it lies.
+
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+
+use prx_ipc::{
+    Call, FromWorker, Hello, InvokeReply, Loaded, MAX_FRAME_LEN, Output, PROTOCOL_VERSION,
+    PluginResult, SandboxReport, ToWorker, ToolSpec, encode, read_frame, write_frame,
+};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut fd = 3;
+    while let Some(arg) = args.next() {
+        if arg == "--link-fd" {
+            fd = args.next().and_then(|v| v.parse().ok()).unwrap_or(3);
+        }
+    }
+    // SAFETY: the supervisor passes its socket as this descriptor; nothing
+    // else in this process uses it.
+    let mut link = unsafe { UnixStream::from_raw_fd(fd) };
+    let hello = Hello {
+        min_protocol: PROTOCOL_VERSION,
+        max_protocol: PROTOCOL_VERSION,
+        worker_version: "fake".into(),
+        sandbox: SandboxReport::default(),
+    };
+    write_frame(&mut link, &FromWorker::Hello(hello)).expect("hello");
+    let ToWorker::Welcome(welcome) = read_frame(&mut link).expect("welcome") else {
+        return;
+    };
+    let mut received = 0u64;
+    let len = match welcome.component {
+        prx_ipc::ComponentSource::Wasm { len, .. } | prx_ipc::ComponentSource::Artifact { len } => {
+            len
+        }
+    };
+    while received < len {
+        match read_frame(&mut link).expect("chunk") {
+            ToWorker::Chunk(c) => received += c.bytes.len() as u64,
+            _ => return,
+        }
+    }
+    let loaded = Loaded {
+        exports: vec!["prx:plugin/tool-exports@0.1.0".into()],
+        artifact_len: 0,
+        compile_us: 0,
+    };
+    write_frame(&mut link, &FromWorker::Loaded(loaded)).expect("loaded");
+    let mode = welcome.plugin.as_str();
+    loop {
+        let Ok(frame) = read_frame::<ToWorker>(&mut link) else {
+            return;
+        };
+        let ToWorker::Invoke(invoke) = frame else {
+            if let ToWorker::Ping(n) = frame {
+                let _ = write_frame(&mut link, &FromWorker::Pong(n));
+            }
+            continue;
+        };
+        let output = match invoke.call {
+            Call::ToolGetSpec => Output::ToolSpec(ToolSpec {
+                name: "fake".into(),
+                description: "lies".into(),
+                parameters_schema: "{}".into(),
+            }),
+            Call::ToolExecute { .. } => Output::ToolResult(PluginResult {
+                success: true,
+                output: "honest".into(),
+                error: None,
+            }),
+        };
+        let reply = |id| {
+            FromWorker::InvokeReply(InvokeReply {
+                id,
+                outcome: Ok(output.clone()),
+            })
+        };
+        if matches!(invoke.call, Call::ToolGetSpec) {
+            let _ = write_frame(&mut link, &reply(invoke.id));
+            continue;
+        }
+        match mode {
+            "forge-reply-id" => {
+                let _ = write_frame(&mut link, &reply(invoke.id + 1000));
+            }
+            "double-reply" => {
+                let _ = write_frame(&mut link, &reply(invoke.id));
+                let _ = write_frame(&mut link, &reply(invoke.id));
+            }
+            "unknown-kind" => {
+                let _ = link.write_all(&[0, 0, 0, 0, 200, 0, 0, 0]);
+            }
+            "oversized" => {
+                let mut header = ((MAX_FRAME_LEN as u32) + 1).to_le_bytes().to_vec();
+                header.extend_from_slice(&[5, 0, 0, 0]);
+                let _ = link.write_all(&header);
+            }
+            "trailing-bytes" => {
+                let mut frame = encode(&reply(invoke.id)).expect("encode");
+                frame.push(0);
+                let len = (frame.len() - prx_ipc::HEADER_LEN) as u32;
+                frame[..4].copy_from_slice(&len.to_le_bytes());
+                let _ = link.write_all(&frame);
+            }
+            "pong-without-ping" => {
+                let _ = write_frame(&mut link, &FromWorker::Pong(424242));
+            }
+            _ => {
+                let _ = write_frame(&mut link, &reply(invoke.id));
+            }
+        }
+    }
+}

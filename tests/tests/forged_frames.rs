@@ -1,0 +1,87 @@
+//! A worker that lies is a security event: the supervisor survives, kills
+//! it, quarantines the plugin at once (no restart), and keeps serving the
+//! other plugins. The liar is `src/bin/fake-worker.rs`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Env, tool_manifest};
+use prx_supervisor::{CallError, Supervisor};
+
+const ECHO: &str = "[plugin]\nname = \"echo-tool\"\nversion = \"0.1.0\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\ntype = \"tool\"\nname = \"echo\"\n";
+
+/// Starts one plugin on the fake worker (behaving per `mode`) and echo on
+/// the real one, in two supervisors sharing nothing.
+async fn liar(mode: &str) -> (Env, Supervisor) {
+    let env = Env::new();
+    env.add(mode, "echo-tool", &tool_manifest(mode, "fake", ""));
+    let mut config = env.config();
+    config.worker_binary = Some(env!("CARGO_BIN_EXE_fake-worker").into());
+    let sup = Supervisor::start(config).await.expect("start");
+    assert_eq!(sup.running(), 1, "{:?}", sup.failures());
+    (env, sup)
+}
+
+#[tokio::test]
+async fn each_forged_or_malformed_frame_quarantines_the_plugin() {
+    let honest_env = Env::new();
+    honest_env.add("echo-tool", "echo-tool", ECHO);
+    let honest = honest_env.supervisor().await;
+
+    for (mode, evidence) in [
+        ("forge-reply-id", "reply to unknown request id"),
+        ("double-reply", "reply to unknown request id"),
+        ("unknown-kind", "unknown frame kind 200"),
+        ("oversized", "exceeds the 16777216-byte maximum"),
+        ("trailing-bytes", "trailing bytes"),
+        ("pong-without-ping", "pong 424242 to no ping"),
+    ] {
+        let (_env, sup) = liar(mode).await;
+        let pid = sup.plugins()[0].pid.unwrap();
+        let result = sup.call_tool("fake", "{}").await;
+        if mode == "double-reply" {
+            // The first reply is genuine; the second one is the lie.
+            assert_eq!(result.unwrap(), "honest");
+        } else {
+            assert!(
+                matches!(result, Err(CallError::Crashed { .. })),
+                "{mode}: {result:?}"
+            );
+        }
+        let mut status = sup.plugins()[0].clone();
+        for _ in 0..400 {
+            if status.state == "quarantined" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            status = sup.plugins()[0].clone();
+        }
+        assert_eq!(status.state, "quarantined", "{mode}: {status:?}");
+        assert_eq!(
+            status.restarts, 0,
+            "{mode}: a security event is not restarted"
+        );
+        let reason = status.error.unwrap_or_default();
+        assert!(
+            reason.contains("protocol violation") && reason.contains(evidence),
+            "{mode}: {reason}"
+        );
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .unwrap_or_default()
+                    .contains(") Z"),
+            "{mode}: the lying worker was not killed"
+        );
+        let err = sup.call_tool("fake", "{}").await.unwrap_err();
+        assert!(err.to_string().contains("quarantined"), "{mode}: {err}");
+        // The supervisor is unharmed and other plugins serve.
+        assert_eq!(
+            honest.call_tool("echo", r#"{"text":"ok"}"#).await.unwrap(),
+            "ok"
+        );
+        sup.shutdown().await;
+    }
+    honest.shutdown().await;
+}
