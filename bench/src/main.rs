@@ -239,6 +239,102 @@ fn phases(wasm: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Open descriptors, threads and resident memory of this process, and
+/// its live children.
+fn process_footprint() -> (usize, usize, u64, usize) {
+    let fds = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let me = std::process::id().to_string();
+    let children = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .map(|r| r.split_whitespace().nth(1) == Some(me.as_str()))
+                })
+                .unwrap_or(false)
+        })
+        .count();
+    (fds, field("Threads:") as usize, field("VmRSS:"), children)
+}
+
+struct CrashStats {
+    to_serving: Vec<Duration>,
+    before: (usize, usize, u64, usize),
+    after: (usize, usize, u64, usize),
+}
+
+/// Kills the echo worker `cycles` times with SIGKILL and measures each
+/// time from the kill to the first call answered by the new worker.
+fn crash_cycles(
+    runtime: &tokio::runtime::Runtime,
+    config: &SupervisorConfig,
+    cycles: usize,
+) -> Result<CrashStats> {
+    let mut config = config.clone();
+    // Every crash is a first crash: measure the immediate restart, and do
+    // not let the test run into the quarantine it would rightly hit.
+    config.restart.healthy_after = Duration::ZERO;
+    config.restart.max_crashes = u32::MAX;
+    runtime.block_on(async {
+        let sup = Supervisor::start(config).await?;
+        sup.call_tool("echo", ARGS).await?;
+        // Warm up allocator pools and lazily created state first.
+        let before = process_footprint();
+        let mut to_serving = Vec::with_capacity(cycles);
+        for _ in 0..cycles {
+            let pid = sup.plugins()[0].pid.context("no worker")?;
+            let t = Instant::now();
+            // SAFETY: kill(2) on a pid of our own child.
+            unsafe { kill_pid(pid) };
+            loop {
+                match sup.call_tool("echo", ARGS).await {
+                    Ok(_) if sup.plugins()[0].pid != Some(pid) => break,
+                    _ => tokio::task::yield_now().await,
+                }
+            }
+            to_serving.push(t.elapsed());
+        }
+        // Let the last reaping and logging settle before measuring.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = process_footprint();
+        sup.shutdown().await;
+        to_serving.sort();
+        Ok(CrashStats {
+            to_serving,
+            before,
+            after,
+        })
+    })
+}
+
+/// # Safety
+/// `pid` must be a child of this process that has not been reaped.
+unsafe fn kill_pid(pid: u32) {
+    // SAFETY: forwarded; SIGKILL to our own worker.
+    unsafe { libc_kill(pid as i32, 9) };
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let wasm = PathBuf::from(
@@ -269,6 +365,11 @@ fn main() -> Result<()> {
     let (worker_p50, worker_min) = worker_spawn_to_ready(&current, &bytes, &worker, 21)?;
     let iso_ct = isolated_on(&current, &config, calls)?;
     let iso_mt = isolated_on(&multi, &config, calls)?;
+    let cycles = std::env::var("PRX_BENCH_CYCLES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(100);
+    let crash = crash_cycles(&multi, &config, cycles)?;
 
     println!("| measurement | p50 | p99 | calls/s | p50 ratio to in-process |");
     println!("|---|---|---|---|---|");
@@ -297,6 +398,26 @@ fn main() -> Result<()> {
         spawn_p50.as_secs_f64() * 1000.0,
         spawn_min.as_secs_f64() * 1000.0
     );
+    let n = crash.to_serving.len();
+    println!(
+        "| worker killed (SIGKILL) to the plugin serving again, first restart, warm cache | {:.2} ms | {:.2} ms |",
+        crash.to_serving[n / 2].as_secs_f64() * 1000.0,
+        crash.to_serving[0].as_secs_f64() * 1000.0
+    );
+    println!();
+    println!(
+        "Over {n} crash-restart cycles the slowest was {:.2} ms (p99 {:.2} ms). The supervisor process before and after:",
+        crash.to_serving[n - 1].as_secs_f64() * 1000.0,
+        crash.to_serving[n * 99 / 100].as_secs_f64() * 1000.0
+    );
+    println!();
+    println!("| | open fds | threads | resident memory | child processes |");
+    println!("|---|---|---|---|---|");
+    for (label, (fds, threads, rss, children)) in
+        [("before", crash.before), ("after the cycles", crash.after)]
+    {
+        println!("| {label} | {fds} | {threads} | {rss} KiB | {children} |");
+    }
     println!();
     println!(
         "{calls} calls per row after {} warm-up calls, one client, one worker.",
