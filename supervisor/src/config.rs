@@ -68,6 +68,10 @@ impl Default for Liveness {
     }
 }
 
+/// Checking a few file sizes and times once a second costs nothing and
+/// notices a fixed plugin before an operator has switched windows.
+pub const DEFAULT_RETRY_POLL: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 pub struct SupervisorConfig {
     /// Holds one directory per plugin: `<dir>/<name>/plugin.toml`.
@@ -83,6 +87,9 @@ pub struct SupervisorConfig {
     pub deadline_grace: Duration,
     pub restart: RestartPolicy,
     pub liveness: Liveness,
+    /// How often the files of failed and quarantined plugins are checked
+    /// for a change (a change retries them). Zero turns it off.
+    pub retry_poll: Duration,
     /// Test-only: a worker aborts (SIGABRT) when its plugin logs this exact
     /// line, so tests can make a worker crash on demand. Only the library
     /// can set it; `prx` and its config never do.
@@ -100,6 +107,7 @@ impl SupervisorConfig {
             deadline_grace: DEFAULT_DEADLINE_GRACE,
             restart: RestartPolicy::default(),
             liveness: Liveness::default(),
+            retry_poll: DEFAULT_RETRY_POLL,
             test_abort_marker: None,
         }
     }

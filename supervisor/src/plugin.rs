@@ -2,7 +2,7 @@
 //! task that brings the worker back when it dies.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -86,6 +86,9 @@ pub struct Plugin {
     pub name: Arc<str>,
     pub dir: PathBuf,
     pub manifest: Manifest,
+    /// The plugin's files when they were read; a change retries a failed
+    /// or quarantined plugin.
+    pub files: Fingerprint,
     wasm: Arc<Vec<u8>>,
     limits: Limits,
     engine: EngineSettings,
@@ -121,7 +124,7 @@ pub struct Runtime {
 }
 
 impl Plugin {
-    pub fn new(dir: PathBuf, manifest: Manifest, wasm: Vec<u8>) -> Arc<Self> {
+    pub fn new(dir: PathBuf, manifest: Manifest, wasm: Vec<u8>, files: Fingerprint) -> Arc<Self> {
         let name: Arc<str> = manifest.plugin.name.as_str().into();
         let r = &manifest.resources;
         let memory = r.max_memory_mb << 20;
@@ -142,6 +145,7 @@ impl Plugin {
             name,
             dir,
             manifest,
+            files,
             wasm: Arc::new(wasm),
             limits,
             engine,
@@ -154,6 +158,14 @@ impl Plugin {
             stopping: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Failed or quarantined: waiting for its files or an operator.
+    pub fn is_parked(&self) -> bool {
+        matches!(
+            self.state(),
+            PluginState::Failed(_) | PluginState::Quarantined(_)
+        )
     }
 
     pub fn state(&self) -> PluginState {
@@ -441,6 +453,26 @@ impl Plugin {
         if let Some(worker) = self.worker.send_replace(None) {
             worker.stop(grace).await;
         }
+    }
+}
+
+/// Sizes and modification times of a plugin's manifest and component.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fingerprint(Vec<Option<(u64, SystemTime)>>);
+
+impl Fingerprint {
+    /// Reads the fingerprint of the plugin in `dir` now.
+    pub fn of(dir: &Path) -> Self {
+        let manifest = dir.join("plugin.toml");
+        let wasm = Manifest::load(&manifest)
+            .map(|m| m.wasm_path(dir))
+            .unwrap_or_else(|_| dir.join("plugin.wasm"));
+        let stat = |p: &Path| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?)))
+        };
+        Self(vec![stat(&manifest), stat(&wasm)])
     }
 }
 

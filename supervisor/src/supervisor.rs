@@ -14,7 +14,7 @@ use crate::cache::CompileCache;
 use crate::config::SupervisorConfig;
 use crate::error::CallError;
 use crate::manifest::{CapabilityType, Manifest};
-use crate::plugin::{Plugin, PluginState, PluginStatus, Runtime};
+use crate::plugin::{Fingerprint, Plugin, PluginState, PluginStatus, Runtime};
 
 /// How long workers get to exit on their own at shutdown.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -40,6 +40,8 @@ pub enum StartupError {
 pub struct LoadFailure {
     pub dir: PathBuf,
     pub error: String,
+    #[serde(skip)]
+    files: Fingerprint,
 }
 
 /// A tool and the plugin serving it.
@@ -130,11 +132,19 @@ impl Supervisor {
                 Err(error) => supervisor.record_failure(plugin.dir.clone(), error),
             }
         }
+        let every = supervisor.inner.config.retry_poll;
+        if !every.is_zero() {
+            tokio::spawn(retry_when_files_change(
+                Arc::downgrade(&supervisor.inner),
+                every,
+            ));
+        }
         Ok(supervisor)
     }
 
     /// Reads a plugin's manifest and wasm; refuses duplicates.
     fn prepare(&self, dir: &Path) -> Result<Arc<Plugin>, String> {
+        let files = Fingerprint::of(dir);
         let manifest_path = dir.join("plugin.toml");
         let manifest = Manifest::load(&manifest_path).map_err(|e| e.to_string())?;
         let wasm_path = manifest.wasm_path(dir);
@@ -145,7 +155,7 @@ impl Supervisor {
                 manifest.plugin.wasm
             )
         })?;
-        let plugin = Plugin::new(dir.to_owned(), manifest, wasm);
+        let plugin = Plugin::new(dir.to_owned(), manifest, wasm, files);
         let mut plugins = self.write_plugins();
         if let Some(existing) = plugins.get(&*plugin.name) {
             return Err(format!(
@@ -165,7 +175,54 @@ impl Supervisor {
             .failures
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .push(LoadFailure { dir, error });
+            .push(LoadFailure {
+                files: Fingerprint::of(&dir),
+                dir,
+                error,
+            });
+    }
+
+    /// Loads the plugin in `dir` again, replacing what was there: the way
+    /// out of `failed` and `quarantined` once its files change.
+    async fn retry(&self, dir: &Path) {
+        tracing::info!(dir = %dir.display(), "plugin files changed; loading the plugin again");
+        self.write_plugins().retain(|_, p| p.dir != dir);
+        self.inner
+            .tools
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, p| p.dir != dir);
+        self.inner
+            .failures
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|f| f.dir != dir);
+        match self.prepare(dir) {
+            Ok(plugin) => match plugin.load(&self.inner.runtime).await {
+                Ok(()) => self.register_tools(&plugin),
+                Err(error) => self.record_failure(dir.to_owned(), error),
+            },
+            Err(error) => self.record_failure(dir.to_owned(), error),
+        }
+    }
+
+    /// Directories of failed or quarantined plugins whose files changed.
+    fn changed_parked_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self
+            .inner
+            .plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|p| p.is_parked() && Fingerprint::of(&p.dir) != p.files)
+            .map(|p| p.dir.clone())
+            .collect();
+        for failure in self.failures() {
+            if Fingerprint::of(&failure.dir) != failure.files && !dirs.contains(&failure.dir) {
+                dirs.push(failure.dir);
+            }
+        }
+        dirs
     }
 
     fn register_tools(&self, plugin: &Arc<Plugin>) {
@@ -371,6 +428,24 @@ impl Supervisor {
             stops.spawn(async move { plugin.stop(STOP_GRACE).await });
         }
         stops.join_all().await;
+    }
+}
+
+/// Retries failed and quarantined plugins whose files changed, until the
+/// supervisor shuts down or is dropped. A file caught half-written fails
+/// to load, and is retried again once the write completes (its size or
+/// time changes once more).
+async fn retry_when_files_change(inner: std::sync::Weak<Inner>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.draining.load(Ordering::SeqCst) {
+            return;
+        }
+        let supervisor = Supervisor { inner };
+        for dir in supervisor.changed_parked_dirs() {
+            supervisor.retry(&dir).await;
+        }
     }
 }
 

@@ -388,3 +388,72 @@ fn prx_status_shows_state_pid_restarts_and_the_last_exit() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is running, not quarantined"));
 }
+
+#[tokio::test]
+async fn a_change_to_its_files_retries_a_quarantined_or_failed_plugin() {
+    let env = Env::new();
+    let faulty_dir = env.add(
+        "faulty",
+        "faulty-tool",
+        &tool_manifest("faulty", "faulty", ""),
+    );
+    let broken_dir = env.add(
+        "broken",
+        "echo-tool",
+        &tool_manifest("broken", "echo", "[resources]\nmax_cpu = 1\n"),
+    );
+    let mut config = env.config();
+    config.test_abort_marker = Some("prx-test-abort".into());
+    config.restart.max_crashes = 0;
+    config.retry_poll = Duration::from_millis(50);
+    let sup = Supervisor::start(config).await.unwrap();
+    assert_eq!(sup.failures().len(), 1);
+
+    let err = sup
+        .call_tool("faulty", r#"{"mode":"crash"}"#)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CallError::Crashed { .. }), "{err:?}");
+    assert!(
+        eventually(Duration::from_secs(5), || status(&sup, "faulty").state
+            == "quarantined")
+        .await
+    );
+    // Files unchanged: it stays quarantined.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(status(&sup, "faulty").state, "quarantined");
+
+    // A new version of the manifest (a deploy) retries it.
+    let manifest = tool_manifest("faulty", "faulty", "# fixed\n");
+    std::fs::write(faulty_dir.join("plugin.toml"), manifest).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || status(&sup, "faulty").state
+            == "running")
+        .await,
+        "{:?}",
+        status(&sup, "faulty")
+    );
+    assert_eq!(sup.call_tool("faulty", "{}").await.unwrap(), "ok");
+
+    // A manifest that was refused loads once it is fixed.
+    std::fs::write(
+        broken_dir.join("plugin.toml"),
+        tool_manifest("broken", "echo", ""),
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || sup
+            .plugins()
+            .iter()
+            .any(|p| p.name == "broken" && p.state == "running"))
+        .await,
+        "{:?}",
+        sup.plugins()
+    );
+    assert!(sup.failures().is_empty(), "{:?}", sup.failures());
+    assert_eq!(
+        sup.call_tool("echo", r#"{"text":"fixed"}"#).await.unwrap(),
+        "fixed"
+    );
+    sup.shutdown().await;
+}
