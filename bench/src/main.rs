@@ -34,6 +34,26 @@ impl HostBackend for LocalHost {
     fn log(&self, _level: LogLevel, _message: String) {}
 }
 
+/// The limits and engine settings the supervisor gives the echo manifest
+/// (all defaults), so both sides of the comparison run the same way.
+fn echo_limits() -> Limits {
+    Limits {
+        max_fuel: 100_000_000,
+        max_memory_bytes: 16 << 20,
+        max_execution_time_ms: 5_000,
+        max_instances: 1_000,
+        max_tables: 1_000,
+        max_table_elements: 100_000,
+    }
+}
+
+fn echo_engine() -> EngineSettings {
+    EngineSettings {
+        memory_reservation: 16 << 20,
+        memory_guard: 64 << 10,
+    }
+}
+
 struct Stats {
     p50: Duration,
     p99: Duration,
@@ -55,21 +75,11 @@ fn us(d: Duration) -> String {
 }
 
 fn baseline(wasm: &[u8], calls: usize) -> Result<Stats> {
-    let settings = EngineSettings {
-        memory_reservation: 16 << 20,
-        memory_guard: 64 << 10,
-    };
+    let settings = echo_engine();
     let engine = runtime::build_engine(&settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     runtime::start_epoch_ticker(&engine);
     let component = runtime::compile(&engine, wasm).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let limits = Limits {
-        max_fuel: 100_000_000,
-        max_memory_bytes: 16 << 20,
-        max_execution_time_ms: 5_000,
-        max_instances: 1_000,
-        max_tables: 1_000,
-        max_table_elements: 100_000,
-    };
+    let limits = echo_limits();
     let mut plugin = Plugin::new(&engine, &component, limits, Arc::new(LocalHost))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let call = Call::ToolExecute { args: ARGS.into() };
@@ -144,18 +154,8 @@ fn worker_spawn_to_ready(
         let mut spec = WorkerSpec {
             plugin: "echo-tool".into(),
             binary: worker.to_owned(),
-            limits: Limits {
-                max_fuel: 100_000_000,
-                max_memory_bytes: 16 << 20,
-                max_execution_time_ms: 5_000,
-                max_instances: 1_000,
-                max_tables: 1_000,
-                max_table_elements: 100_000,
-            },
-            engine: EngineSettings {
-                memory_reservation: 16 << 20,
-                memory_guard: 64 << 10,
-            },
+            limits: echo_limits(),
+            engine: echo_engine(),
             component: Arc::new(wasm.to_vec()),
             source: SourceKind::Wasm {
                 want_artifact: true,
@@ -205,27 +205,18 @@ fn spawn_to_ready(
 
 /// Where worker start-up time goes, measured in-process.
 fn phases(wasm: &[u8]) -> Result<()> {
-    let settings = EngineSettings {
-        memory_reservation: 16 << 20,
-        memory_guard: 64 << 10,
-    };
+    let settings = echo_engine();
     let t = Instant::now();
     let engine = runtime::build_engine(&settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let t_engine = t.elapsed();
     let component = runtime::compile(&engine, wasm).map_err(|e| anyhow::anyhow!("{e}"))?;
     let artifact = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
     let t = Instant::now();
+    // SAFETY: the artifact was serialized just above by this engine.
     let component =
         unsafe { runtime::deserialize(&engine, &artifact) }.map_err(|e| anyhow::anyhow!("{e}"))?;
     let t_deser = t.elapsed();
-    let limits = Limits {
-        max_fuel: 100_000_000,
-        max_memory_bytes: 16 << 20,
-        max_execution_time_ms: 5_000,
-        max_instances: 1_000,
-        max_tables: 1_000,
-        max_table_elements: 100_000,
-    };
+    let limits = echo_limits();
     let t = Instant::now();
     let mut plugin = Plugin::new(&engine, &component, limits, Arc::new(LocalHost))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -300,8 +291,10 @@ fn crash_cycles(
         for _ in 0..cycles {
             let pid = sup.plugins()[0].pid.context("no worker")?;
             let t = Instant::now();
-            // SAFETY: kill(2) on a pid of our own child.
-            unsafe { kill_pid(pid) };
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )?;
             loop {
                 match sup.call_tool("echo", ARGS).await {
                     Ok(_) if sup.plugins()[0].pid != Some(pid) => break,
@@ -321,18 +314,6 @@ fn crash_cycles(
             after,
         })
     })
-}
-
-/// # Safety
-/// `pid` must be a child of this process that has not been reaped.
-unsafe fn kill_pid(pid: u32) {
-    // SAFETY: forwarded; SIGKILL to our own worker.
-    unsafe { libc_kill(pid as i32, 9) };
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 fn main() -> Result<()> {

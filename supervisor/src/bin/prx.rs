@@ -196,6 +196,27 @@ async fn wait_for_signal() -> Result<()> {
     Ok(())
 }
 
+/// Prints an error answer of the local API; exit code 1.
+fn api_error(body: String) -> ExitCode {
+    let message = serde_json::from_str::<ErrorBody>(&body)
+        .map(|e| e.error)
+        .unwrap_or(body);
+    eprintln!("prx: {message}");
+    ExitCode::FAILURE
+}
+
+/// The plugin list, or `None` once it was printed as JSON.
+async fn fetch_plugins(state: &std::path::Path, json: bool) -> Result<Option<Vec<PluginStatus>>> {
+    let response = client::request(&socket(state), "GET", "/v1/plugins", None).await?;
+    if json {
+        println!("{}", response.body);
+        return Ok(None);
+    }
+    let plugins = serde_json::from_str(&response.body)
+        .with_context(|| format!("unexpected answer: {}", response.body))?;
+    Ok(Some(plugins))
+}
+
 fn socket(state: &std::path::Path) -> PathBuf {
     state.join("prx.sock")
 }
@@ -209,22 +230,14 @@ async fn call(tool: &str, args: String, state: PathBuf) -> Result<ExitCode> {
         println!("{}", ok.output);
         Ok(ExitCode::SUCCESS)
     } else {
-        let message = serde_json::from_str::<ErrorBody>(&response.body)
-            .map(|e| e.error)
-            .unwrap_or(response.body);
-        eprintln!("prx: {message}");
-        Ok(ExitCode::FAILURE)
+        Ok(api_error(response.body))
     }
 }
 
 async fn status(state: PathBuf, json: bool) -> Result<ExitCode> {
-    let response = client::request(&socket(&state), "GET", "/v1/plugins", None).await?;
-    if json {
-        println!("{}", response.body);
+    let Some(plugins) = fetch_plugins(&state, json).await? else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let plugins: Vec<PluginStatus> = serde_json::from_str(&response.body)
-        .with_context(|| format!("unexpected answer: {}", response.body))?;
+    };
     println!(
         "{:<20} {:<24} {:>8} {:>8} {:>10}  LAST EXIT",
         "NAME", "STATE", "PID", "RESTARTS", "UPTIME"
@@ -279,22 +292,14 @@ async fn release(plugin: &str, state: PathBuf) -> Result<ExitCode> {
         println!("released {plugin}");
         Ok(ExitCode::SUCCESS)
     } else {
-        let message = serde_json::from_str::<ErrorBody>(&response.body)
-            .map(|e| e.error)
-            .unwrap_or(response.body);
-        eprintln!("prx: {message}");
-        Ok(ExitCode::FAILURE)
+        Ok(api_error(response.body))
     }
 }
 
 async fn list(state: PathBuf, json: bool) -> Result<ExitCode> {
-    let response = client::request(&socket(&state), "GET", "/v1/plugins", None).await?;
-    if json {
-        println!("{}", response.body);
+    let Some(plugins) = fetch_plugins(&state, json).await? else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let plugins: Vec<PluginStatus> = serde_json::from_str(&response.body)
-        .with_context(|| format!("unexpected answer: {}", response.body))?;
+    };
     println!(
         "{:<20} {:<10} {:<28} {:<10} {:>8}",
         "NAME", "VERSION", "CAPABILITIES", "STATE", "PID"
