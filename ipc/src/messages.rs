@@ -176,6 +176,9 @@ pub struct Chunk {
 pub struct Loaded {
     /// Names of the component's exported interfaces.
     pub exports: Vec<String>,
+    /// Names of the component's imported interfaces. A host call to an
+    /// interface not among them cannot come from the component.
+    pub imports: Vec<String>,
     /// Length of the artifact that follows in chunks (0 when none does).
     pub artifact_len: u64,
     /// How long compiling or deserialising took, in microseconds.
@@ -289,6 +292,10 @@ pub enum HostCall {
     KvListKeys {
         prefix: String,
     },
+    KvIncrement {
+        key: String,
+        delta: i64,
+    },
     EventsPublish {
         topic: String,
         payload: String,
@@ -316,6 +323,23 @@ pub enum HostCall {
 }
 
 impl HostCall {
+    /// The WIT interface the function belongs to, as a component imports it.
+    pub fn interface(&self) -> &'static str {
+        match self {
+            Self::ConfigGet { .. } | Self::ConfigGetAll => "prx:host/config@0.1.0",
+            Self::KvGet { .. }
+            | Self::KvSet { .. }
+            | Self::KvDelete { .. }
+            | Self::KvListKeys { .. } => "prx:host/kv@0.1.0",
+            Self::KvIncrement { .. } => "prx:host/kv-atomic@0.1.0",
+            Self::EventsPublish { .. }
+            | Self::EventsSubscribe { .. }
+            | Self::EventsUnsubscribe { .. } => "prx:host/events@0.1.0",
+            Self::HttpRequest { .. } => "prx:host/http-outbound@0.1.0",
+            Self::MemoryStore { .. } | Self::MemoryRecall { .. } => "prx:host/memory@0.1.0",
+        }
+    }
+
     /// The WIT name of the function, for logs and errors.
     pub fn function(&self) -> &'static str {
         match self {
@@ -325,6 +349,7 @@ impl HostCall {
             Self::KvSet { .. } => "kv.set",
             Self::KvDelete { .. } => "kv.delete",
             Self::KvListKeys { .. } => "kv.list-keys",
+            Self::KvIncrement { .. } => "kv-atomic.increment",
             Self::EventsPublish { .. } => "events.publish",
             Self::EventsSubscribe { .. } => "events.subscribe",
             Self::EventsUnsubscribe { .. } => "events.unsubscribe",
@@ -357,6 +382,7 @@ pub enum HostValue {
     Unit,
     Bool(bool),
     U64(u64),
+    S64(i64),
     String(String),
     OptString(Option<String>),
     OptBytes(Option<Vec<u8>>),

@@ -61,6 +61,7 @@ fn every_supervisor_message_round_trips() {
         HostValue::Unit,
         HostValue::Bool(true),
         HostValue::U64(42),
+        HostValue::S64(-42),
         HostValue::String("s".into()),
         HostValue::OptString(None),
         HostValue::OptString(Some("v".into())),
@@ -122,6 +123,7 @@ fn every_worker_message_round_trips() {
     }));
     round_trip(FromWorker::Loaded(Loaded {
         exports: vec!["prx:plugin/tool-exports@0.1.0".into()],
+        imports: vec!["prx:host/log@0.1.0".into()],
         artifact_len: 1 << 20,
         compile_us: 1500,
     }));
@@ -180,6 +182,10 @@ fn every_worker_message_round_trips() {
         },
         HostCall::KvDelete { key: "k".into() },
         HostCall::KvListKeys { prefix: "p".into() },
+        HostCall::KvIncrement {
+            key: "n".into(),
+            delta: -3,
+        },
         HostCall::EventsPublish {
             topic: "a.b".into(),
             payload: "{}".into(),
@@ -205,6 +211,7 @@ fn every_worker_message_round_trips() {
     ];
     for call in calls {
         assert!(!call.function().is_empty());
+        assert!(call.interface().starts_with("prx:host/"));
         round_trip(FromWorker::HostCall(HostCallMsg { id: 11, call }));
     }
     for level in [

@@ -1,7 +1,10 @@
 //! How a supervisor is started: where plugins and state live, and the
 //! numbers that are the operator's to set.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+use crate::manifest::Permission;
 use std::time::Duration;
 
 /// Compiling a Python component takes 8-12 s on a small machine; a minute
@@ -68,6 +71,30 @@ impl Default for Liveness {
     }
 }
 
+/// Which permissions the operator lets plugins have. A plugin gets a
+/// permission when it declares it *and* the policy allows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PermissionPolicy {
+    /// What any plugin may be granted; `None` allows every permission.
+    pub default: Option<BTreeSet<Permission>>,
+    /// Per plugin, replacing `default` for that plugin.
+    pub plugins: BTreeMap<String, BTreeSet<Permission>>,
+}
+
+impl PermissionPolicy {
+    /// True when `plugin` may be granted `permission`. `log` and `config`
+    /// are always allowed.
+    pub fn allows(&self, plugin: &str, permission: Permission) -> bool {
+        if matches!(permission, Permission::Log | Permission::Config) {
+            return true;
+        }
+        self.plugins
+            .get(plugin)
+            .or(self.default.as_ref())
+            .is_none_or(|allowed| allowed.contains(&permission))
+    }
+}
+
 /// Checking a few file sizes and times once a second costs nothing and
 /// notices a fixed plugin before an operator has switched windows.
 pub const DEFAULT_RETRY_POLL: Duration = Duration::from_secs(1);
@@ -87,6 +114,9 @@ pub struct SupervisorConfig {
     pub deadline_grace: Duration,
     pub restart: RestartPolicy,
     pub liveness: Liveness,
+    pub permissions: PermissionPolicy,
+    /// Keep kv data in memory only (tests); otherwise `<state_dir>/kv.redb`.
+    pub ephemeral_kv: bool,
     /// How often the files of failed and quarantined plugins are checked
     /// for a change (a change retries them). Zero turns it off.
     pub retry_poll: Duration,
@@ -107,6 +137,8 @@ impl SupervisorConfig {
             deadline_grace: DEFAULT_DEADLINE_GRACE,
             restart: RestartPolicy::default(),
             liveness: Liveness::default(),
+            permissions: PermissionPolicy::default(),
+            ephemeral_kv: false,
             retry_poll: DEFAULT_RETRY_POLL,
             test_abort_marker: None,
         }
@@ -132,6 +164,10 @@ impl SupervisorConfig {
 
     pub fn socket_path(&self) -> PathBuf {
         self.state_dir.join("prx.sock")
+    }
+
+    pub fn kv_path(&self) -> PathBuf {
+        self.state_dir.join("kv.redb")
     }
 
     pub fn cache_dir(&self) -> PathBuf {

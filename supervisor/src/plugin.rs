@@ -12,11 +12,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::broker::PluginBroker;
+use crate::broker::kv::KvStore;
 use crate::cache::CompileCache;
-use crate::config::{Liveness, RestartPolicy};
+use crate::config::{Liveness, PermissionPolicy, RestartPolicy};
 use crate::error::CallError;
+use crate::manifest::Permission;
 use crate::manifest::{CapabilityType, Manifest};
 use crate::worker::{SourceKind, StartError, Worker, WorkerSpec};
+use std::collections::BTreeSet;
 
 /// Guard region after each linear memory: small, because the reservation is
 /// bounded anyway (explicit bounds checks), and every byte is address space
@@ -124,7 +127,16 @@ pub struct Runtime {
 }
 
 impl Plugin {
-    pub fn new(dir: PathBuf, manifest: Manifest, wasm: Vec<u8>, files: Fingerprint) -> Arc<Self> {
+    /// Builds a plugin from its manifest; refuses it when a required
+    /// permission is not allowed by the operator's policy.
+    pub fn new(
+        dir: PathBuf,
+        manifest: Manifest,
+        wasm: Vec<u8>,
+        files: Fingerprint,
+        policy: &PermissionPolicy,
+        kv: &KvStore,
+    ) -> Result<Arc<Self>, String> {
         let name: Arc<str> = manifest.plugin.name.as_str().into();
         let r = &manifest.resources;
         let memory = r.max_memory_mb << 20;
@@ -140,8 +152,28 @@ impl Plugin {
             memory_reservation: memory,
             memory_guard: MEMORY_GUARD,
         };
-        let broker = Arc::new(PluginBroker::new(name.clone(), manifest.config_pairs()));
-        Arc::new(Self {
+        let p = &manifest.permissions;
+        if let Some(refused) = p.required.iter().find(|perm| !policy.allows(&name, **perm)) {
+            return Err(format!(
+                "plugin `{name}` requires permission `{refused}`, which the operator's policy does not allow for it; allow it in the policy or move it to [permissions].optional"
+            ));
+        }
+        let declared: BTreeSet<Permission> =
+            p.required.iter().chain(&p.optional).copied().collect();
+        let granted = declared
+            .iter()
+            .copied()
+            .filter(|perm| policy.allows(&name, *perm))
+            .collect();
+        for perm in declared.iter().filter(|perm| !policy.allows(&name, **perm)) {
+            tracing::warn!(plugin = %name, permission = %perm, "optional permission not granted by policy; its calls will fail");
+        }
+        let broker = Arc::new(
+            PluginBroker::new(name.clone(), manifest.config_pairs())
+                .with_permissions(declared, granted)
+                .with_kv(kv.clone(), r.max_kv_storage_kb * 1024),
+        );
+        Ok(Arc::new(Self {
             name,
             dir,
             manifest,
@@ -157,7 +189,7 @@ impl Plugin {
             last_exit: Mutex::new(None),
             stopping: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
-        })
+        }))
     }
 
     /// Failed or quarantined: waiting for its files or an operator.

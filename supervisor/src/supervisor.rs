@@ -10,6 +10,7 @@ use std::time::Duration;
 use prx_ipc::{Call, Output};
 use serde::Serialize;
 
+use crate::broker::kv::KvStore;
 use crate::cache::CompileCache;
 use crate::config::SupervisorConfig;
 use crate::error::CallError;
@@ -31,6 +32,10 @@ pub enum StartupError {
         "the prx-worker binary was not found next to this executable; set PRX_WORKER_BIN or build it (cargo build)"
     )]
     NoWorkerBinary,
+    #[error(
+        "the kv database {0} cannot be opened (is another prx using this state directory?): {1}"
+    )]
+    Kv(PathBuf, crate::broker::kv::KvError),
     #[error("the prx-worker binary {0} is not usable: {1}")]
     WorkerBinary(PathBuf, std::io::Error),
 }
@@ -61,6 +66,7 @@ pub struct Supervisor {
 #[derive(Debug)]
 struct Inner {
     config: SupervisorConfig,
+    kv: KvStore,
     /// Calls being served now, and a wake-up for when that reaches zero.
     in_flight: AtomicUsize,
     idle: tokio::sync::Notify,
@@ -96,11 +102,18 @@ impl Supervisor {
                 .flat_map(|m| ["--test-abort-on-log".to_owned(), m.clone()])
                 .collect(),
         };
+        let kv = if config.ephemeral_kv {
+            KvStore::in_memory()
+        } else {
+            KvStore::open(&config.kv_path())
+        }
+        .map_err(|e| StartupError::Kv(config.kv_path(), e))?;
         let dirs = plugin_dirs(&config.plugins_dir)
             .map_err(|e| StartupError::PluginsDir(config.plugins_dir.clone(), e))?;
         let supervisor = Self {
             inner: Arc::new(Inner {
                 config,
+                kv,
                 in_flight: AtomicUsize::new(0),
                 idle: tokio::sync::Notify::new(),
                 draining: AtomicBool::new(false),
@@ -155,7 +168,15 @@ impl Supervisor {
                 manifest.plugin.wasm
             )
         })?;
-        let plugin = Plugin::new(dir.to_owned(), manifest, wasm, files);
+        let plugin = Plugin::new(
+            dir.to_owned(),
+            manifest,
+            wasm,
+            files,
+            &self.inner.config.permissions,
+            &self.inner.kv,
+        )
+        .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
         let mut plugins = self.write_plugins();
         if let Some(existing) = plugins.get(&*plugin.name) {
             return Err(format!(
@@ -326,6 +347,19 @@ impl Supervisor {
             }
         }
         out
+    }
+
+    /// A plugin's kv value (operators: `prx kv get`).
+    pub fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.inner.kv.get(plugin, key).map_err(|e| e.to_string())
+    }
+
+    /// A plugin's kv keys with a prefix (operators: `prx kv list`).
+    pub fn kv_list(&self, plugin: &str, prefix: &str) -> Result<Vec<String>, String> {
+        self.inner
+            .kv
+            .list_keys(plugin, prefix)
+            .map_err(|e| e.to_string())
     }
 
     /// Plugins that could not be loaded, with the reason.

@@ -36,6 +36,10 @@ async fn each_forged_or_malformed_frame_quarantines_the_plugin() {
         ("oversized", "exceeds the 16777216-byte maximum"),
         ("trailing-bytes", "trailing bytes"),
         ("pong-without-ping", "pong 424242 to no ping"),
+        (
+            "call-not-imported",
+            "events.publish to prx:host/events@0.1.0, which the component does not import",
+        ),
     ] {
         let (_env, sup) = liar(mode).await;
         let pid = sup.plugins()[0].pid.unwrap();

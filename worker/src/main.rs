@@ -191,6 +191,7 @@ fn load(
     };
     link.send(&FromWorker::Loaded(Loaded {
         exports: plugin.exports().to_vec(),
+        imports: plugin.imports().to_vec(),
         artifact_len: artifact.len() as u64,
         compile_us,
     }))?;

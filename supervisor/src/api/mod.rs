@@ -10,7 +10,7 @@ pub mod client;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -47,6 +47,8 @@ pub fn router(supervisor: Supervisor) -> Router {
         .route("/v1/tools", get(tools))
         .route("/v1/tools/{name}/call", post(call_tool))
         .route("/v1/plugins/{name}/release", post(release))
+        .route("/v1/kv/{plugin}/keys", get(kv_keys))
+        .route("/v1/kv/{plugin}/value", get(kv_value))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
         .with_state(supervisor)
 }
@@ -87,6 +89,66 @@ async fn plugins(State(sup): State<Supervisor>) -> Json<Vec<crate::PluginStatus>
 
 async fn tools(State(sup): State<Supervisor>) -> Json<Vec<crate::ToolInfo>> {
     Json(sup.tools())
+}
+
+#[derive(Debug, Deserialize)]
+struct KeyQuery {
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    prefix: String,
+}
+
+/// A kv value: as text when it is UTF-8, always as hex.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KvValue {
+    pub found: bool,
+    pub text: Option<String>,
+    pub hex: String,
+}
+
+async fn kv_keys(
+    State(sup): State<Supervisor>,
+    UrlPath(plugin): UrlPath<String>,
+    Query(q): Query<KeyQuery>,
+) -> Response {
+    match sup.kv_list(&plugin, &q.prefix) {
+        Ok(keys) => Json(keys).into_response(),
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(ErrorBody {
+                error,
+                kind: "kv".into(),
+            }),
+        )
+            .into_response(),
+    }
+}
+
+async fn kv_value(
+    State(sup): State<Supervisor>,
+    UrlPath(plugin): UrlPath<String>,
+    Query(q): Query<KeyQuery>,
+) -> Response {
+    match sup.kv_get(&plugin, &q.key) {
+        Ok(value) => {
+            let bytes = value.as_deref().unwrap_or_default();
+            Json(KvValue {
+                found: value.is_some(),
+                text: std::str::from_utf8(bytes).ok().map(str::to_owned),
+                hex: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            })
+            .into_response()
+        }
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(ErrorBody {
+                error,
+                kind: "kv".into(),
+            }),
+        )
+            .into_response(),
+    }
 }
 
 async fn release(State(sup): State<Supervisor>, UrlPath(name): UrlPath<String>) -> Response {

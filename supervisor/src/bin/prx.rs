@@ -24,6 +24,18 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+enum KvCommand {
+    /// Print the value of KEY (as text when it is UTF-8, else as hex).
+    Get { plugin: String, key: String },
+    /// List the keys starting with PREFIX (all keys without one).
+    List {
+        plugin: String,
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Run the supervisor in the foreground.
     Up {
@@ -53,6 +65,13 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Read a plugin's kv store (read-only).
+    Kv {
+        #[command(subcommand)]
+        command: KvCommand,
+        #[arg(long, default_value = ".prx", global = true)]
+        state: PathBuf,
     },
     /// Lift the quarantine of a plugin and start it again.
     Release {
@@ -102,6 +121,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugins { state, json } => list(state, json).await,
         Command::Status { state, json } => status(state, json).await,
         Command::Release { plugin, state } => release(&plugin, state).await,
+        Command::Kv { command, state } => kv(command, state).await,
     }
 }
 
@@ -283,6 +303,45 @@ fn human_duration(ms: u64) -> String {
         60_000..3_600_000 => format!("{}m{}s", ms / 60_000, ms % 60_000 / 1000),
         _ => format!("{}h{}m", ms / 3_600_000, ms % 3_600_000 / 60_000),
     }
+}
+
+async fn kv(command: KvCommand, state: PathBuf) -> Result<ExitCode> {
+    let query = |name: &str, value: &str| {
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair(name, value)
+            .finish()
+    };
+    let (plugin, uri) = match &command {
+        KvCommand::Get { plugin, key } => (
+            plugin.clone(),
+            format!("/v1/kv/{plugin}/value?{}", query("key", key)),
+        ),
+        KvCommand::List { plugin, prefix } => (
+            plugin.clone(),
+            format!("/v1/kv/{plugin}/keys?{}", query("prefix", prefix)),
+        ),
+    };
+    let response = client::request(&socket(&state), "GET", &uri, None).await?;
+    if response.status != 200 {
+        return Ok(api_error(response.body));
+    }
+    match command {
+        KvCommand::Get { key, .. } => {
+            let value: api::KvValue = serde_json::from_str(&response.body)?;
+            if !value.found {
+                eprintln!("prx: plugin `{plugin}` has no key {key:?}");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("{}", value.text.unwrap_or(value.hex));
+        }
+        KvCommand::List { .. } => {
+            let keys: Vec<String> = serde_json::from_str(&response.body)?;
+            for key in keys {
+                println!("{key}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn release(plugin: &str, state: PathBuf) -> Result<ExitCode> {

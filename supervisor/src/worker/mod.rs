@@ -138,6 +138,8 @@ pub struct Worker {
     plugin: Arc<str>,
     pid: u32,
     exports: Vec<String>,
+    /// Interfaces the component imports, as the worker reported at load.
+    imports: Vec<String>,
     sandbox: SandboxReport,
     started_at: Instant,
     writer: AsyncMutex<FrameWriter>,
@@ -210,7 +212,7 @@ impl Worker {
             handshake(&spec, &mut reader, &mut writer),
         )
         .await;
-        let (sandbox, exports, artifact, compile) = match handshake {
+        let done = match handshake {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => {
                 let _ = kill_tx.send(());
@@ -226,8 +228,9 @@ impl Worker {
         let worker = Arc::new(Worker {
             plugin: spec.plugin.clone(),
             pid,
-            exports,
-            sandbox,
+            exports: done.exports,
+            imports: done.imports,
+            sandbox: done.sandbox,
             started_at: Instant::now(),
             writer: AsyncMutex::new(writer),
             pending: Mutex::new(Pending::default()),
@@ -243,8 +246,8 @@ impl Worker {
         tokio::spawn(fail_pending_on_exit(worker.clone()));
         Ok(Started {
             worker,
-            artifact,
-            compile,
+            artifact: done.artifact,
+            compile: done.compile,
         })
     }
 
@@ -412,7 +415,13 @@ async fn heartbeat(worker: Arc<Worker>, liveness: Liveness) {
     }
 }
 
-type Handshake = (SandboxReport, Vec<String>, Option<Vec<u8>>, Duration);
+struct Handshake {
+    sandbox: SandboxReport,
+    exports: Vec<String>,
+    imports: Vec<String>,
+    artifact: Option<Vec<u8>>,
+    compile: Duration,
+}
 
 async fn handshake(
     spec: &WorkerSpec,
@@ -506,12 +515,13 @@ async fn handshake(
             )));
         }
     };
-    Ok((
-        hello.sandbox,
-        loaded.exports,
+    Ok(Handshake {
+        sandbox: hello.sandbox,
+        exports: loaded.exports,
+        imports: loaded.imports,
         artifact,
-        Duration::from_micros(loaded.compile_us),
-    ))
+        compile: Duration::from_micros(loaded.compile_us),
+    })
 }
 
 async fn receive_artifact(reader: &mut FrameReader, len: u64) -> Result<Vec<u8>, StartError> {
@@ -596,6 +606,14 @@ async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: Arc<PluginB
                 }
             }
             FromWorker::HostCall(HostCallMsg { id, call }) => {
+                if !worker.imports.iter().any(|i| i == call.interface()) {
+                    worker.violation(&format!(
+                        "host call {} to {}, which the component does not import",
+                        call.function(),
+                        call.interface()
+                    ));
+                    return;
+                }
                 let reply = broker.answer(call).await;
                 let sent = worker
                     .writer

@@ -8,6 +8,8 @@
 //! - `oversized`: announces a frame longer than `MAX_FRAME_LEN`;
 //! - `trailing-bytes`: sends a valid reply with bytes after it;
 //! - `pong-without-ping`: sends a pong nobody asked for;
+//! - `call-not-imported`: makes a host call to `events`, which it did not
+//!   report among its imports;
 //! - anything else: behaves.
 //!
 //! It never loads wasm: it claims to export the tool interface and answers
@@ -57,6 +59,7 @@ fn main() {
     }
     let loaded = Loaded {
         exports: vec!["prx:plugin/tool-exports@0.1.0".into()],
+        imports: vec!["prx:host/log@0.1.0".into(), "prx:host/kv@0.1.0".into()],
         artifact_len: 0,
         compile_us: 0,
     };
@@ -116,6 +119,16 @@ fn main() {
                 let len = (frame.len() - prx_ipc::HEADER_LEN) as u32;
                 frame[..4].copy_from_slice(&len.to_le_bytes());
                 let _ = link.write_all(&frame);
+            }
+            "call-not-imported" => {
+                let call = prx_ipc::HostCallMsg {
+                    id: 1,
+                    call: prx_ipc::HostCall::EventsPublish {
+                        topic: "a".into(),
+                        payload: "{}".into(),
+                    },
+                };
+                let _ = write_frame(&mut link, &FromWorker::HostCall(call));
             }
             "pong-without-ping" => {
                 let _ = write_frame(&mut link, &FromWorker::Pong(424242));

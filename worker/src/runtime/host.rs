@@ -28,6 +28,7 @@ wasmtime::component::bindgen!({
             import prx:host/events@0.1.0;
             import prx:host/http-outbound@0.1.0;
             import prx:host/memory@0.1.0;
+            import prx:host/kv-atomic@0.1.0;
 
             export prx:plugin/tool-exports@0.1.0;
         }
@@ -37,7 +38,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::prx::plugin::tool_exports;
-use prx::host::{config, events, http_outbound, kv, log, memory};
+use prx::host::{config, events, http_outbound, kv, kv_atomic, log, memory};
 
 /// A guest trap raised because a host call could not be answered.
 #[derive(Debug)]
@@ -234,6 +235,13 @@ impl kv::Host for StoreState {
             HostValue::Strings(v) => Ok(v),
             _ => Err(wrong_shape("kv.list-keys")),
         }
+    }
+}
+
+impl kv_atomic::Host for StoreState {
+    fn increment(&mut self, key: String, delta: i64) -> wasmtime::Result<Result<i64, String>> {
+        let reply = self.call(HostCall::KvIncrement { key, delta })?;
+        expect!(reply, "kv-atomic.increment", HostValue::S64(n) => n)
     }
 }
 

@@ -19,6 +19,7 @@ pub struct Plugin {
     backend: Arc<dyn HostBackend>,
     limits: Limits,
     exports: Vec<String>,
+    imports: Vec<String>,
     tool: Option<tool_exports::GuestIndices>,
     live: Option<Live>,
 }
@@ -51,9 +52,13 @@ impl Plugin {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         PluginHost::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s)?;
         let pre = linker.instantiate_pre(component)?;
-        let exports = component
-            .component_type()
+        let ty = component.component_type();
+        let exports = ty
             .exports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let imports = ty
+            .imports(engine)
             .map(|(name, _)| name.to_owned())
             .collect();
         let tool = tool_exports::GuestIndices::new(&pre).ok();
@@ -62,6 +67,7 @@ impl Plugin {
             backend,
             limits,
             exports,
+            imports,
             tool,
             live: None,
         })
@@ -70,6 +76,11 @@ impl Plugin {
     /// Names of the component's exports.
     pub fn exports(&self) -> &[String] {
         &self.exports
+    }
+
+    /// Names of the component's imports.
+    pub fn imports(&self) -> &[String] {
+        &self.imports
     }
 
     /// Makes sure an instance is live, instantiating under the invocation

@@ -19,6 +19,7 @@ pub mod host {
                 import prx:host/events@0.1.0;
                 import prx:host/http-outbound@0.1.0;
                 import prx:host/memory@0.1.0;
+                import prx:host/kv-atomic@0.1.0;
             }
         ",
         world: "prx:pdk/imports",

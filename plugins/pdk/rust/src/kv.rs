@@ -33,6 +33,15 @@ pub fn list_keys(prefix: &str) -> Vec<String> {
     )
 }
 
+/// Adds `delta` to the counter at `key` atomically (a missing key counts
+/// as 0) and returns the new value. Stored as decimal text.
+pub fn increment(key: &str, delta: i64) -> Result<i64, String> {
+    host_call!(
+        wasm: crate::bindings::host::prx::host::kv_atomic::increment(key, delta),
+        native: crate::testing::kv_increment(key, delta),
+    )
+}
+
 /// A value as UTF-8 text (`None` when absent or not text).
 pub fn get_str(key: &str) -> Option<String> {
     get(key).and_then(|bytes| String::from_utf8(bytes).ok())

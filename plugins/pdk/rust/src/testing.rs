@@ -74,6 +74,23 @@ pub(crate) fn kv_set(key: &str, value: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+pub(crate) fn kv_increment(key: &str, delta: i64) -> Result<i64, String> {
+    with(|s| {
+        let current = match s.kv.get(key) {
+            None => 0,
+            Some(bytes) => std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|t| t.parse::<i64>().ok())
+                .ok_or_else(|| format!("kv key {key:?} does not hold a number"))?,
+        };
+        let next = current
+            .checked_add(delta)
+            .ok_or_else(|| format!("kv counter {key:?} would overflow"))?;
+        s.kv.insert(key.into(), next.to_string().into_bytes());
+        Ok(next)
+    })
+}
+
 pub(crate) fn kv_delete(key: &str) -> Result<bool, String> {
     Ok(with(|s| s.kv.remove(key).is_some()))
 }

@@ -1,35 +1,99 @@
 //! Answers to the host calls of one plugin.
 //!
 //! The supervisor alone decides what a plugin may do: this module checks
-//! every call against the plugin's granted permissions, whatever the worker
+//! every call against the plugin's permissions, whatever the worker
 //! claims, and the plugin is known by the link the call came on, never by
-//! anything in the frame. In this version `log` and `config` are served;
-//! the other host interfaces answer with a clear "not available" error.
+//! anything in the frame. Three sets matter:
+//!
+//! - *declared*: `[permissions] required` and `optional` in the manifest;
+//! - *granted*: declared and allowed by the operator's policy (`log` and
+//!   `config` always);
+//! - *imported*: interfaces the component imports, as its worker reported.
+//!
+//! A call to an interface the component does not import cannot come from
+//! the component: the worker is compromised (the caller of
+//! [`PluginBroker::answer`] checks that first). A call needing a permission
+//! that was not declared traps the guest, as in PRX 0.1.0; one that was
+//! declared but not granted gets `permission denied: <name>` (or traps,
+//! for the functions that have no error channel).
 
+pub mod kv;
+
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use prx_ipc::{HostCall, HostReply, HostValue, LogLevel};
 
 use crate::manifest::Permission;
+use kv::KvStore;
 
 /// Per-plugin broker state.
 #[derive(Debug)]
 pub struct PluginBroker {
     plugin: Arc<str>,
     config: Vec<(String, String)>,
+    declared: BTreeSet<Permission>,
+    granted: BTreeSet<Permission>,
+    kv: Option<KvStore>,
+    kv_quota: u64,
 }
 
 impl PluginBroker {
+    /// A broker that serves `config` and nothing else (benchmarks, tests).
     pub fn new(plugin: Arc<str>, config: Vec<(String, String)>) -> Self {
-        Self { plugin, config }
+        Self {
+            plugin,
+            config,
+            declared: BTreeSet::new(),
+            granted: [Permission::Log, Permission::Config].into(),
+            kv: None,
+            kv_quota: 0,
+        }
+    }
+
+    /// Grants: what was declared and allowed (log and config always).
+    pub fn with_permissions(
+        mut self,
+        declared: BTreeSet<Permission>,
+        granted: BTreeSet<Permission>,
+    ) -> Self {
+        self.declared = declared;
+        self.granted.extend(granted);
+        self
+    }
+
+    /// Serves kv from `store` with a quota in bytes.
+    pub fn with_kv(mut self, store: KvStore, quota: u64) -> Self {
+        self.kv = Some(store);
+        self.kv_quota = quota;
+        self
     }
 
     pub fn plugin(&self) -> &str {
         &self.plugin
     }
 
+    pub fn granted(&self) -> &BTreeSet<Permission> {
+        &self.granted
+    }
+
     /// Answers one host call of this plugin.
     pub async fn answer(&self, call: HostCall) -> HostReply {
+        let permission = permission_of(&call);
+        if !self.granted.contains(&permission) {
+            let why = if self.declared.contains(&permission) {
+                "not granted by the operator's policy"
+            } else {
+                "not declared in [permissions]"
+            };
+            tracing::debug!(plugin = %self.plugin, function = call.function(), %permission, why, "host call refused");
+            let message = format!("permission denied: {permission}");
+            return if self.declared.contains(&permission) && has_error_channel(&call) {
+                HostReply::Err(message)
+            } else {
+                HostReply::Trap(format!("{message} ({why})"))
+            };
+        }
         match call {
             HostCall::ConfigGet { key } => HostReply::Ok(HostValue::OptString(
                 self.config
@@ -38,21 +102,55 @@ impl PluginBroker {
                     .map(|(_, v)| v.clone()),
             )),
             HostCall::ConfigGetAll => HostReply::Ok(HostValue::Pairs(self.config.clone())),
+            HostCall::KvGet { .. }
+            | HostCall::KvSet { .. }
+            | HostCall::KvDelete { .. }
+            | HostCall::KvListKeys { .. }
+            | HostCall::KvIncrement { .. } => self.kv(call).await,
             other => self.unavailable(&other),
         }
     }
 
-    /// A host interface this supervisor does not serve yet. Functions with
-    /// a `result` get the error; the others trap, as WIT leaves no channel.
+    async fn kv(&self, call: HostCall) -> HostReply {
+        let Some(store) = &self.kv else {
+            return self.unavailable(&call);
+        };
+        let ns = &*self.plugin;
+        let function = call.function();
+        let reply = match call {
+            HostCall::KvGet { key } => store.get(ns, &key).map(HostValue::OptBytes),
+            HostCall::KvListKeys { prefix } => store.list_keys(ns, &prefix).map(HostValue::Strings),
+            HostCall::KvSet { key, value } => store
+                .set(ns, &key, value, self.kv_quota)
+                .await
+                .map(|()| HostValue::Unit),
+            HostCall::KvDelete { key } => store.delete(ns, &key).await.map(HostValue::Bool),
+            HostCall::KvIncrement { key, delta } => store
+                .increment(ns, &key, delta, self.kv_quota)
+                .await
+                .map(HostValue::S64),
+            _ => return HostReply::Trap("not a kv call".into()),
+        };
+        match reply {
+            Ok(value) => HostReply::Ok(value),
+            Err(e) => {
+                tracing::debug!(plugin = %self.plugin, function, "kv call failed: {e}");
+                HostReply::Err(format!("{function}: {e}"))
+            }
+        }
+    }
+
+    /// A host interface this supervisor does not serve yet.
     fn unavailable(&self, call: &HostCall) -> HostReply {
         let permission = permission_of(call);
         let message = format!(
             "{} is not available in this version of prx-sandbox (permission `{permission}`)",
             call.function()
         );
-        match call {
-            HostCall::KvGet { .. } | HostCall::KvListKeys { .. } => HostReply::Trap(message),
-            _ => HostReply::Err(message),
+        if has_error_channel(call) {
+            HostReply::Err(message)
+        } else {
+            HostReply::Trap(message)
         }
     }
 
@@ -77,13 +175,26 @@ pub fn permission_of(call: &HostCall) -> Permission {
         HostCall::KvGet { .. }
         | HostCall::KvSet { .. }
         | HostCall::KvDelete { .. }
-        | HostCall::KvListKeys { .. } => Permission::Kv,
+        | HostCall::KvListKeys { .. }
+        | HostCall::KvIncrement { .. } => Permission::Kv,
         HostCall::EventsPublish { .. }
         | HostCall::EventsSubscribe { .. }
         | HostCall::EventsUnsubscribe { .. } => Permission::Events,
         HostCall::HttpRequest { .. } => Permission::HttpOutbound,
         HostCall::MemoryStore { .. } | HostCall::MemoryRecall { .. } => Permission::Memory,
     }
+}
+
+/// Functions whose WIT result has an `err` case; the others can only
+/// trap to refuse.
+fn has_error_channel(call: &HostCall) -> bool {
+    !matches!(
+        call,
+        HostCall::KvGet { .. }
+            | HostCall::KvListKeys { .. }
+            | HostCall::ConfigGet { .. }
+            | HostCall::ConfigGetAll
+    )
 }
 
 /// Plugin text is untrusted: control characters (newlines that would forge
