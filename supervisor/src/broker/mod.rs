@@ -244,22 +244,83 @@ mod tests {
         );
     }
 
+    fn kv_broker(declared: &[Permission], granted: &[Permission]) -> PluginBroker {
+        PluginBroker::new("p".into(), vec![])
+            .with_permissions(
+                declared.iter().copied().collect(),
+                granted.iter().copied().collect(),
+            )
+            .with_kv(KvStore::in_memory().unwrap(), 1 << 20)
+    }
+
     #[tokio::test]
-    async fn unserved_interfaces_answer_clearly() {
-        let broker = PluginBroker::new("p".into(), vec![]);
-        match broker
-            .answer(HostCall::KvSet {
-                key: "k".into(),
-                value: vec![],
-            })
-            .await
-        {
-            HostReply::Err(m) => assert!(m.contains("kv.set") && m.contains("`kv`"), "{m}"),
+    async fn declared_but_not_granted_is_permission_denied() {
+        let broker = kv_broker(&[Permission::Kv], &[]);
+        let set = HostCall::KvSet {
+            key: "k".into(),
+            value: vec![1],
+        };
+        assert_eq!(
+            broker.answer(set).await,
+            HostReply::Err("permission denied: kv".into())
+        );
+        // No error channel: the guest traps with the same words.
+        match broker.answer(HostCall::KvGet { key: "k".into() }).await {
+            HostReply::Trap(m) => assert!(m.starts_with("permission denied: kv"), "{m}"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
+    }
+
+    #[tokio::test]
+    async fn undeclared_permissions_trap_as_in_prx() {
+        let broker = kv_broker(&[], &[]);
+        let set = HostCall::KvSet {
+            key: "k".into(),
+            value: vec![1],
+        };
+        match broker.answer(set).await {
+            HostReply::Trap(m) => {
+                assert_eq!(m, "permission denied: kv (not declared in [permissions])")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn granted_kv_is_served_and_quota_errors_reach_the_guest() {
+        let broker = kv_broker(&[Permission::Kv], &[Permission::Kv]);
+        let set = HostCall::KvSet {
+            key: "k".into(),
+            value: b"v".to_vec(),
+        };
+        assert_eq!(broker.answer(set).await, HostReply::Ok(HostValue::Unit));
+        assert_eq!(
             broker.answer(HostCall::KvGet { key: "k".into() }).await,
-            HostReply::Trap(_)
-        ));
+            HostReply::Ok(HostValue::OptBytes(Some(b"v".to_vec())))
+        );
+        let big = HostCall::KvSet {
+            key: "big".into(),
+            value: vec![0; 2 << 20],
+        };
+        match broker.answer(big).await {
+            HostReply::Err(m) => assert!(m.starts_with("kv.set: over quota"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn unserved_interfaces_answer_clearly() {
+        let broker = PluginBroker::new("p".into(), vec![])
+            .with_permissions([Permission::Memory].into(), [Permission::Memory].into());
+        let store = HostCall::MemoryStore {
+            text: "t".into(),
+            category: "c".into(),
+        };
+        match broker.answer(store).await {
+            HostReply::Err(m) => {
+                assert!(m.contains("memory.store") && m.contains("`memory`"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
