@@ -24,12 +24,16 @@ use prx_worker::runtime::{self, HostBackend, Plugin};
 const ARGS: &str = r#"{"text":"hello"}"#;
 const MANIFEST: &str = "[plugin]\nname = \"echo-tool\"\nversion = \"0.1.0\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\ntype = \"tool\"\nname = \"echo\"\n";
 
-/// Answers host calls in-process: the baseline has no supervisor.
+/// Answers host calls in-process: the baseline has no supervisor. kv gets
+/// are served from a map, as an in-process host would.
 struct LocalHost;
 
 impl HostBackend for LocalHost {
-    fn call(&self, _call: HostCall) -> HostReply {
-        HostReply::Ok(HostValue::OptString(None))
+    fn call(&self, call: HostCall) -> HostReply {
+        match call {
+            HostCall::KvGet { .. } => HostReply::Ok(HostValue::OptBytes(Some(b"value".to_vec()))),
+            _ => HostReply::Ok(HostValue::OptString(None)),
+        }
     }
     fn log(&self, _level: LogLevel, _message: String) {}
 }
@@ -119,6 +123,9 @@ fn setup(wasm: &Path, worker: &Path) -> Result<(tempfile::TempDir, SupervisorCon
     std::fs::copy(wasm, plugin.join("plugin.wasm"))?;
     let mut config = SupervisorConfig::new(dir.path().join("plugins"), dir.path().join("state"));
     config.worker_binary = Some(worker.to_owned());
+    // Supervisors are started and stopped in a loop here; kv is not what
+    // these rows measure.
+    config.ephemeral_kv = true;
     Ok((dir, config))
 }
 
@@ -228,6 +235,87 @@ fn phases(wasm: &[u8]) -> Result<()> {
         "phases: engine {t_engine:?} deserialize {t_deser:?} link {t_link:?} instantiate {t_inst:?}"
     );
     Ok(())
+}
+
+const TIME_GET: &str = r#"{"op":"time-get","key":"k","count":20000}"#;
+
+/// kv get latency as the guest sees it: in-process, and through a worker
+/// to the supervisor's redb store. Returns (p50, p99) in ns for each.
+fn kv_get_latency(
+    runtime: &tokio::runtime::Runtime,
+    kv_wasm: &Path,
+    worker: &Path,
+) -> Result<((u64, u64), (u64, u64))> {
+    let bytes = std::fs::read(kv_wasm)?;
+    let engine = runtime::build_engine(&echo_engine()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    runtime::start_epoch_ticker(&engine);
+    let component = runtime::compile(&engine, &bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut plugin = Plugin::new(&engine, &component, echo_limits(), Arc::new(LocalHost))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let call = Call::ToolExecute {
+        args: TIME_GET.into(),
+    };
+    let parse = |out: &str| -> Result<(u64, u64)> {
+        let v: serde_json::Value = serde_json::from_str(out)?;
+        Ok((
+            v["p50_ns"].as_u64().unwrap_or(0),
+            v["p99_ns"].as_u64().unwrap_or(0),
+        ))
+    };
+    let local = match plugin.invoke(&call).map_err(|e| anyhow::anyhow!("{e:?}"))? {
+        prx_ipc::Output::ToolResult(r) => parse(&r.output)?,
+        _ => anyhow::bail!("unexpected output"),
+    };
+    let dir = tempfile::tempdir()?;
+    let plugin_dir = dir.path().join("plugins/kv-tool");
+    std::fs::create_dir_all(&plugin_dir)?;
+    std::fs::write(
+        plugin_dir.join("plugin.toml"),
+        "[plugin]\nname = \"kv-tool\"\nversion = \"0.1.0\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\ntype = \"tool\"\nname = \"kv\"\n\n[permissions]\nrequired = [\"kv\"]\n\n[resources]\nmax_execution_time_ms = 60000\nmax_fuel = 100_000_000_000\n",
+    )?;
+    std::fs::copy(kv_wasm, plugin_dir.join("plugin.wasm"))?;
+    let mut config = SupervisorConfig::new(dir.path().join("plugins"), dir.path().join("state"));
+    config.worker_binary = Some(worker.to_owned());
+    let isolated = runtime.block_on(async {
+        let sup = Supervisor::start(config).await?;
+        sup.call_tool("kv", r#"{"op":"set","key":"k","value":"value"}"#)
+            .await?;
+        sup.call_tool("kv", TIME_GET).await?;
+        let out = sup.call_tool("kv", TIME_GET).await?;
+        sup.shutdown().await;
+        parse(&out)
+    })?;
+    Ok((local, isolated))
+}
+
+/// Acknowledged durable writes per second with `writers` concurrent
+/// writers on the supervisor's store (a file in a temporary directory).
+fn durable_writes(
+    runtime: &tokio::runtime::Runtime,
+    writers: usize,
+    per_writer: usize,
+) -> Result<f64> {
+    use prx_supervisor::broker::kv::KvStore;
+    let dir = tempfile::tempdir()?;
+    let store = KvStore::open(&dir.path().join("kv.redb")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    runtime.block_on(async {
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..per_writer {
+                    let key = format!("w{w}:{i}");
+                    store.set("bench", &key, vec![7; 64], u64::MAX).await?;
+                }
+                Ok::<_, prx_supervisor::broker::kv::KvError>(())
+            }));
+        }
+        for t in tasks {
+            t.await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        Ok((writers * per_writer) as f64 / start.elapsed().as_secs_f64())
+    })
 }
 
 /// Open descriptors, threads and resident memory of this process, and
@@ -346,6 +434,10 @@ fn main() -> Result<()> {
     let (worker_p50, worker_min) = worker_spawn_to_ready(&current, &bytes, &worker, 21)?;
     let iso_ct = isolated_on(&current, &config, calls)?;
     let iso_mt = isolated_on(&multi, &config, calls)?;
+    let kv_wasm = wasm.with_file_name("kv_tool.wasm");
+    let (kv_local, kv_isolated) = kv_get_latency(&multi, &kv_wasm, &worker)?;
+    let writes_8 = durable_writes(&multi, 8, 2_000)?;
+    let writes_1 = durable_writes(&multi, 1, 500)?;
     let cycles = std::env::var("PRX_BENCH_CYCLES")
         .ok()
         .and_then(|c| c.parse().ok())
@@ -366,6 +458,23 @@ fn main() -> Result<()> {
     row("echo in-process (wasmtime, baseline)", &base);
     row("echo isolated, current-thread runtime", &iso_ct);
     row("echo isolated, multi-thread runtime", &iso_mt);
+    let ns = |n: u64| format!("{:.1} µs", n as f64 / 1000.0);
+    println!(
+        "| kv get from inside a plugin, in-process host (map) | {} | {} | | 1.0x |",
+        ns(kv_local.0),
+        ns(kv_local.1)
+    );
+    println!(
+        "| kv get from inside a plugin: guest, worker, supervisor, redb and back | {} | {} | | {:.1}x |",
+        ns(kv_isolated.0),
+        ns(kv_isolated.1),
+        kv_isolated.0 as f64 / kv_local.0.max(1) as f64
+    );
+    println!();
+    println!("| durable kv writes (acknowledged after fsync) | writes/s |");
+    println!("|---|---|");
+    println!("| 8 concurrent writers (group commit) | {writes_8:.0} |");
+    println!("| 1 writer | {writes_1:.0} |");
     println!();
     println!("| measurement | median | best |");
     println!("|---|---|---|");

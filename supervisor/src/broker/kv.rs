@@ -26,6 +26,8 @@ const USAGE: TableDefinition<&str, u64> = TableDefinition::new("kv_usage");
 /// Longest key accepted: keys are names, not data; this keeps the index
 /// small and any one key's cost obvious.
 pub const MAX_KEY_LEN: usize = 1024;
+/// How long opening waits for a lock held by a store closing in-process.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
 
@@ -93,8 +95,21 @@ impl std::fmt::Debug for KvStore {
 impl KvStore {
     /// Opens (or creates) the database file. redb locks it: a second
     /// supervisor on the same state directory is refused.
+    ///
+    /// A store being closed in this same process (a supervisor stopped and
+    /// started again) releases the lock when its writer thread has drained;
+    /// opening waits up to [`LOCK_WAIT`] for that.
     pub fn open(path: &Path) -> Result<Self, KvError> {
-        Self::start(Database::create(path).map_err(storage)?)
+        let started = std::time::Instant::now();
+        loop {
+            match Database::create(path) {
+                Ok(db) => return Self::start(db),
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(storage(e)),
+            }
+        }
     }
 
     /// A store that lives in memory only (tests, `--ephemeral`).
@@ -470,13 +485,9 @@ mod tests {
             let kv = KvStore::open(&path).unwrap();
             kv.set("p", "k", b"v".to_vec(), 1 << 20).await.unwrap();
         }
-        // The writer thread holds the database until its queue closes.
-        let kv = loop {
-            match KvStore::open(&path) {
-                Ok(kv) => break kv,
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
-            }
-        };
+        // The writer thread holds the database until its queue closes;
+        // opening waits for that.
+        let kv = KvStore::open(&path).unwrap();
         assert_eq!(kv.get("p", "k").unwrap().as_deref(), Some(&b"v"[..]));
         assert_eq!(kv.usage("p").unwrap(), 2);
     }

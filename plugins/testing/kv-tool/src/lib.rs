@@ -34,6 +34,20 @@ impl Tool for KvTool {
             "delete" => outcome(kv::delete(key)),
             "list" => outcome(Ok(kv::list_keys(key))),
             "increment" => outcome(kv::increment(key, args["delta"].as_i64().unwrap_or(1))),
+            // Times `count` gets of `key` from inside the guest (for the
+            // benchmark): the host-call round trip as a plugin sees it.
+            "time-get" => {
+                let count = args["count"].as_u64().unwrap_or(1000).max(1) as usize;
+                let mut samples: Vec<u128> = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let t = std::time::Instant::now();
+                    std::hint::black_box(kv::get(key));
+                    samples.push(t.elapsed().as_nanos());
+                }
+                samples.sort_unstable();
+                let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize] as u64;
+                PluginResult::ok(json!({ "p50_ns": at(0.5), "p99_ns": at(0.99) }).to_string())
+            }
             other => PluginResult::err(format!("unknown op {other:?}")),
         }
     }
