@@ -99,6 +99,15 @@ struct KeyQuery {
     prefix: String,
 }
 
+/// An error answer: `{"error": ..., "kind": ...}` with `status`.
+fn error_response(status: StatusCode, error: String, kind: &str) -> Response {
+    let body = ErrorBody {
+        error,
+        kind: kind.into(),
+    };
+    (status, Json(body)).into_response()
+}
+
 /// A kv value: as text when it is UTF-8, always as hex.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct KvValue {
@@ -114,14 +123,7 @@ async fn kv_keys(
 ) -> Response {
     match sup.kv_list(&plugin, &q.prefix) {
         Ok(keys) => Json(keys).into_response(),
-        Err(error) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(ErrorBody {
-                error,
-                kind: "kv".into(),
-            }),
-        )
-            .into_response(),
+        Err(error) => error_response(StatusCode::INTERNAL_SERVER_ERROR, error, "kv"),
     }
 }
 
@@ -140,27 +142,14 @@ async fn kv_value(
             })
             .into_response()
         }
-        Err(error) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(ErrorBody {
-                error,
-                kind: "kv".into(),
-            }),
-        )
-            .into_response(),
+        Err(error) => error_response(StatusCode::INTERNAL_SERVER_ERROR, error, "kv"),
     }
 }
 
 async fn release(State(sup): State<Supervisor>, UrlPath(name): UrlPath<String>) -> Response {
     match sup.release(&name).await {
         Ok(()) => Json(serde_json::json!({ "released": name })).into_response(),
-        Err(error) => {
-            let body = ErrorBody {
-                error,
-                kind: "not_released".into(),
-            };
-            (StatusCode::CONFLICT, Json(body)).into_response()
-        }
+        Err(error) => error_response(StatusCode::CONFLICT, error, "not_released"),
     }
 }
 
@@ -170,11 +159,8 @@ async fn call_tool(
     body: String,
 ) -> Response {
     if serde_json::from_str::<serde_json::Value>(&body).is_err() {
-        let error = ErrorBody {
-            error: format!("the arguments for `{name}` are not valid JSON"),
-            kind: "bad_request".into(),
-        };
-        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+        let error = format!("the arguments for `{name}` are not valid JSON");
+        return error_response(StatusCode::BAD_REQUEST, error, "bad_request");
     }
     match sup.call_tool(&name, &body).await {
         Ok(output) => Json(CallResponse { output }).into_response(),
@@ -187,11 +173,7 @@ async fn call_tool(
                 }
                 _ => StatusCode::BAD_GATEWAY,
             };
-            let error = ErrorBody {
-                error: e.to_string(),
-                kind: e.kind().into(),
-            };
-            (status, Json(error)).into_response()
+            error_response(status, e.to_string(), e.kind())
         }
     }
 }

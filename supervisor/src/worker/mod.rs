@@ -474,7 +474,9 @@ async fn handshake(
             .map_err(send)?;
     }
     // Instantiation runs guest code (start functions), which may make host
-    // calls and log before the worker reports.
+    // calls and log before the worker reports. Its imports are not known
+    // yet, so these calls get the permission checks but not the imports
+    // check that `serve` adds afterwards.
     let loaded = loop {
         match reader.read().await.map_err(link_err)? {
             FromWorker::Loaded(loaded) => break loaded,
