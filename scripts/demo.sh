@@ -26,6 +26,10 @@ run plugins
 run call echo '{"text":"hello from an isolated worker"}'
 run call echo '{}'
 run call nope '{}'
+run call visit '{"name":"ada"}'
+run call visit '{"name":"ada"}'
+run kv list visit-counter
+run status
 echo
 echo "supervisor log:"
 sed 's/^/  /' "$log"
