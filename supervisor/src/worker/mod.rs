@@ -34,6 +34,21 @@ use crate::config::Liveness;
 /// compiles to about 40 MB; this leaves room without being unbounded.
 pub const MAX_ARTIFACT_LEN: u64 = 512 << 20;
 
+/// Compiled code is a few times the size of its component (about 2.2x for
+/// a Python component, under 5x for the Rust guests here); an artifact
+/// beyond this multiple plus some slack is not one this worker should have
+/// produced, and is refused before it is received.
+const ARTIFACT_GROWTH: u64 = 16;
+const ARTIFACT_SLACK: u64 = 16 << 20;
+
+/// The largest artifact accepted for a component of `component_len` bytes.
+pub fn artifact_limit(component_len: u64) -> u64 {
+    component_len
+        .saturating_mul(ARTIFACT_GROWTH)
+        .saturating_add(ARTIFACT_SLACK)
+        .min(MAX_ARTIFACT_LEN)
+}
+
 /// What to run in a new worker.
 #[derive(Debug, Clone)]
 pub struct WorkerSpec {
@@ -510,7 +525,9 @@ async fn handshake(
                 want_artifact: true,
             },
             len,
-        ) if len <= MAX_ARTIFACT_LEN => Some(receive_artifact(reader, len).await?),
+        ) if len <= artifact_limit(spec.component.len() as u64) => {
+            Some(receive_artifact(reader, len).await?)
+        }
         (_, len) => {
             return Err(StartError::Violation(format!(
                 "an artifact of {len} bytes that was not asked for or is too large"
@@ -690,5 +707,18 @@ pub fn describe_exit(status: std::process::ExitStatus) -> String {
             Err(_) => format!("signal {signal}"),
         },
         _ => "unknown exit".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifacts_are_bounded_by_the_component_size() {
+        assert_eq!(artifact_limit(0), 16 << 20);
+        assert_eq!(artifact_limit(1 << 20), 32 << 20);
+        assert_eq!(artifact_limit(18 << 20), (18 * 16 + 16) << 20);
+        assert_eq!(artifact_limit(u64::MAX), MAX_ARTIFACT_LEN);
     }
 }
