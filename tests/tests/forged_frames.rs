@@ -6,10 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Env, tool_manifest};
+use common::{Env, echo_manifest, tool_manifest};
 use prx_supervisor::{CallError, Supervisor};
-
-const ECHO: &str = "[plugin]\nname = \"echo-tool\"\nversion = \"0.1.0\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\ntype = \"tool\"\nname = \"echo\"\n";
 
 /// Starts one plugin on the fake worker (behaving per `mode`) and echo on
 /// the real one, in two supervisors sharing nothing.
@@ -26,7 +24,7 @@ async fn liar(mode: &str) -> (Env, Supervisor) {
 #[tokio::test]
 async fn each_forged_or_malformed_frame_quarantines_the_plugin() {
     let honest_env = Env::new();
-    honest_env.add("echo-tool", "echo-tool", ECHO);
+    honest_env.add("echo-tool", "echo-tool", &echo_manifest());
     let honest = honest_env.supervisor().await;
 
     for (mode, evidence) in [

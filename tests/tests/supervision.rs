@@ -6,13 +6,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Env, stdout, tool_manifest};
+use common::{Daemon, Env, echo_manifest, stdout, tool_manifest};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use prx_supervisor::config::{Liveness, RestartPolicy};
 use prx_supervisor::{CallError, PluginStatus, Supervisor};
 
-const ECHO: &str = "[plugin]\nname = \"echo-tool\"\nversion = \"0.1.0\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\ntype = \"tool\"\nname = \"echo\"\n";
 /// Long calls: the wall clock, not fuel, ends them.
 const LONG: &str = "[resources]\nmax_fuel = 1_000_000_000_000\nmax_execution_time_ms = 5000\n";
 
@@ -124,7 +123,7 @@ async fn a_crash_loop_backs_off_then_quarantines_while_others_keep_serving() {
         "faulty-tool",
         &tool_manifest("faulty", "faulty", ""),
     );
-    env.add("echo-tool", "echo-tool", ECHO);
+    env.add("echo-tool", "echo-tool", &echo_manifest());
     let mut config = env.config();
     config.test_abort_marker = Some("prx-test-abort".into());
     config.restart = RestartPolicy {
@@ -191,7 +190,7 @@ async fn a_crash_loop_backs_off_then_quarantines_while_others_keep_serving() {
 #[tokio::test]
 async fn a_stopped_worker_misses_its_heartbeat_and_is_replaced() {
     let env = Env::new();
-    env.add("echo-tool", "echo-tool", ECHO);
+    env.add("echo-tool", "echo-tool", &echo_manifest());
     let mut config = env.config();
     config.liveness = Liveness {
         interval: Duration::from_millis(100),
@@ -234,7 +233,7 @@ async fn a_stopped_worker_misses_its_heartbeat_and_is_replaced() {
 #[test]
 fn kill_9_of_the_supervisor_leaves_no_worker() {
     let env = Env::new();
-    env.add("echo-tool", "echo-tool", ECHO);
+    env.add("echo-tool", "echo-tool", &echo_manifest());
     env.add(
         "faulty",
         "faulty-tool",
@@ -265,7 +264,7 @@ fn kill_9_of_the_supervisor_leaves_no_worker() {
 #[tokio::test]
 async fn crashed_workers_are_reaped_no_zombie_stays() {
     let env = Env::new();
-    env.add("echo-tool", "echo-tool", ECHO);
+    env.add("echo-tool", "echo-tool", &echo_manifest());
     let sup = env.supervisor().await;
     for round in 1..=3u32 {
         let pid = status(&sup, "echo-tool").pid.unwrap();
@@ -287,7 +286,7 @@ async fn crashed_workers_are_reaped_no_zombie_stays() {
 #[test]
 fn workers_started_from_a_thread_that_exits_stay_alive() {
     let env = Env::new();
-    env.add("echo-tool", "echo-tool", ECHO);
+    env.add("echo-tool", "echo-tool", &echo_manifest());
     // Blocking-pool threads end 50 ms after their last task: the trap that
     // PR_SET_PDEATHSIG sets for a worker spawned from such a thread.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -358,7 +357,7 @@ fn sigterm_lets_calls_in_flight_finish_then_exits_0_with_no_worker_left() {
 #[test]
 fn prx_status_shows_state_pid_restarts_and_the_last_exit() {
     let env = Env::new();
-    env.add("echo-tool", "echo-tool", ECHO);
+    env.add("echo-tool", "echo-tool", &echo_manifest());
     let daemon = Daemon::start(&env);
     let before: serde_json::Value =
         serde_json::from_slice(&daemon.cli(&["status", "--json"]).stdout).unwrap();

@@ -5,20 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Env, parent_of, stderr, stdout, tool_manifest};
+use common::{Daemon, Env, echo_manifest, parent_of, stderr, stdout, tool_manifest};
 use prx_ipc::GuestErrorKind;
 use prx_supervisor::CallError;
-
-const ECHO: &str = r#"
-[plugin]
-name = "echo-tool"
-version = "0.1.0"
-wasm = "plugin.wasm"
-
-[[capabilities]]
-type = "tool"
-name = "echo"
-"#;
 
 /// How far past `max_execution_time_ms` a deadline error may arrive: the
 /// epoch ticks every 5 ms; the rest is scheduling on a busy CI machine.
@@ -27,7 +16,7 @@ const DEADLINE_SLACK: Duration = Duration::from_millis(250);
 #[test]
 fn prx_call_echo_prints_hello_from_a_child_worker() {
     let env = Env::new();
-    env.add("echo-tool", "echo-tool", ECHO);
+    env.add("echo-tool", "echo-tool", &echo_manifest());
     let daemon = Daemon::start(&env);
 
     let out = daemon.cli(&["call", "echo", r#"{"text":"hello"}"#]);
@@ -59,7 +48,7 @@ fn prx_call_echo_prints_hello_from_a_child_worker() {
 #[test]
 fn prx_call_reports_errors_on_stderr_with_exit_1() {
     let env = Env::new();
-    env.add("echo-tool", "echo-tool", ECHO);
+    env.add("echo-tool", "echo-tool", &echo_manifest());
     let daemon = Daemon::start(&env);
 
     let out = daemon.cli(&["call", "nope", "{}"]);
@@ -176,7 +165,7 @@ async fn a_loop_in_start_up_code_is_cut_at_the_deadline_and_others_still_load() 
         "start-loop",
         &tool_manifest("start-loop", "never", limits),
     );
-    env.add("echo-tool", "echo-tool", ECHO);
+    env.add("echo-tool", "echo-tool", &echo_manifest());
 
     let started = Instant::now();
     let sup = env.supervisor().await;
@@ -248,7 +237,7 @@ async fn growing_memory_past_the_limit_is_an_error_not_a_crash() {
         "faulty-tool",
         &tool_manifest("faulty", "faulty", "[resources]\nmax_memory_mb = 16\n"),
     );
-    env.add("echo-tool", "echo-tool", ECHO);
+    env.add("echo-tool", "echo-tool", &echo_manifest());
     let sup = env.supervisor().await;
     let before = sup.plugins();
 
@@ -281,7 +270,7 @@ async fn growing_memory_past_the_limit_is_an_error_not_a_crash() {
 #[tokio::test]
 async fn bad_plugins_are_refused_with_the_file_and_the_problem_and_others_load() {
     let env = Env::new();
-    env.add("echo-tool", "echo-tool", ECHO);
+    env.add("echo-tool", "echo-tool", &echo_manifest());
     env.add(
         "unknown-key",
         "echo-tool",
@@ -380,7 +369,11 @@ async fn the_supervisor_kills_a_worker_that_stops_answering() {
     env.add(
         "echo-tool",
         "echo-tool",
-        &format!("{ECHO}\n[resources]\nmax_execution_time_ms = 200\n"),
+        &tool_manifest(
+            "echo-tool",
+            "echo",
+            "[resources]\nmax_execution_time_ms = 200\n",
+        ),
     );
     let mut config = env.config();
     config.deadline_grace = Duration::from_millis(300);

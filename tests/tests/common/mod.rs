@@ -84,6 +84,11 @@ impl Env {
     }
 }
 
+/// The echo example's manifest (plugin `echo-tool`, tool `echo`).
+pub fn echo_manifest() -> String {
+    tool_manifest("echo-tool", "echo", "")
+}
+
 /// A tool manifest with the given name and extra TOML appended.
 pub fn tool_manifest(plugin: &str, tool: &str, extra: &str) -> String {
     format!(
