@@ -95,6 +95,27 @@ impl PermissionPolicy {
     }
 }
 
+/// How many log lines a plugin may write: a token bucket per plugin.
+/// Lines past it are dropped and counted, so a plugin cannot flood the
+/// supervisor's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRate {
+    /// Lines per second, sustained.
+    pub per_second: u32,
+    /// Lines at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl Default for LogRate {
+    /// Far more than a person reads, far less than a loop can write.
+    fn default() -> Self {
+        Self {
+            per_second: 100,
+            burst: 500,
+        }
+    }
+}
+
 /// Checking a few file sizes and times once a second costs nothing and
 /// notices a fixed plugin before an operator has switched windows.
 pub const DEFAULT_RETRY_POLL: Duration = Duration::from_secs(1);
@@ -115,6 +136,9 @@ pub struct SupervisorConfig {
     pub restart: RestartPolicy,
     pub liveness: Liveness,
     pub permissions: PermissionPolicy,
+    pub log_rate: LogRate,
+    /// Events one subscriber may have waiting; more are dropped and counted.
+    pub event_queue: usize,
     /// Keep kv data in memory only (tests); otherwise `<state_dir>/kv.redb`.
     pub ephemeral_kv: bool,
     /// How often the files of failed and quarantined plugins are checked
@@ -138,6 +162,8 @@ impl SupervisorConfig {
             restart: RestartPolicy::default(),
             liveness: Liveness::default(),
             permissions: PermissionPolicy::default(),
+            log_rate: LogRate::default(),
+            event_queue: crate::broker::events::DEFAULT_QUEUE,
             ephemeral_kv: false,
             retry_poll: DEFAULT_RETRY_POLL,
             test_abort_marker: None,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::broker::PluginBroker;
-use crate::broker::kv::KvStore;
+use crate::broker::Services;
 use crate::cache::CompileCache;
 use crate::config::{Liveness, PermissionPolicy, RestartPolicy};
 use crate::error::CallError;
@@ -83,6 +83,9 @@ pub struct PluginStatus {
     pub in_flight: usize,
     /// When backing off: the next restart, in ms since the Unix epoch.
     pub restart_at_ms: Option<u64>,
+    /// Log lines dropped by the per-plugin rate limit.
+    #[serde(default)]
+    pub log_dropped: u64,
 }
 
 pub struct Plugin {
@@ -135,7 +138,7 @@ impl Plugin {
         wasm: Vec<u8>,
         files: Fingerprint,
         policy: &PermissionPolicy,
-        kv: &KvStore,
+        services: &Services,
     ) -> Result<Arc<Self>, String> {
         let name: Arc<str> = manifest.plugin.name.as_str().into();
         let r = &manifest.resources;
@@ -171,7 +174,7 @@ impl Plugin {
         let broker = Arc::new(
             PluginBroker::new(name.clone(), manifest.config_pairs())
                 .with_permissions(declared, granted)
-                .with_kv(kv.clone(), r.max_kv_storage_kb * 1024),
+                .with_services(services, r.max_kv_storage_kb * 1024),
         );
         Ok(Arc::new(Self {
             name,
@@ -258,6 +261,7 @@ impl Plugin {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
             in_flight: worker.as_ref().map(|w| w.in_flight()).unwrap_or(0),
+            log_dropped: self.broker.log_dropped(),
             uptime_ms: worker.map(|w| w.uptime().as_millis() as u64),
         }
     }
@@ -336,6 +340,8 @@ impl Plugin {
     }
 
     async fn start_worker(&self, rt: &Runtime) -> Result<Arc<Worker>, StartError> {
+        // A new instance starts with no subscriptions.
+        self.broker.instance_ended();
         let key = rt.cache.key(&self.wasm, &self.engine);
         if let Some(artifact) = rt.cache.get(&key) {
             match Worker::start(self.spec(rt, Arc::new(artifact), SourceKind::Artifact)).await {
@@ -485,6 +491,7 @@ impl Plugin {
         if let Some(worker) = self.worker.send_replace(None) {
             worker.stop(grace).await;
         }
+        self.broker.instance_ended();
     }
 }
 

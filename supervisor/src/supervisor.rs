@@ -10,7 +10,10 @@ use std::time::Duration;
 use prx_ipc::{Call, Output};
 use serde::Serialize;
 
+use crate::broker::Services;
+use crate::broker::events::{EventBus, EventError, SubscriberStats, Subscription};
 use crate::broker::kv::KvStore;
+use crate::broker::memory::{MemoryStore, Recalled};
 use crate::cache::CompileCache;
 use crate::config::SupervisorConfig;
 use crate::error::CallError;
@@ -19,6 +22,9 @@ use crate::plugin::{Fingerprint, Plugin, PluginState, PluginStatus, Runtime};
 
 /// How long workers get to exit on their own at shutdown.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Who stored a memory the host application stored: not a valid plugin
+/// name, so no plugin can be mistaken for it.
+const HOST_MEMORY_OWNER: &str = "(host)";
 
 /// Problems that stop the supervisor itself from starting (a single bad
 /// plugin never does).
@@ -36,6 +42,8 @@ pub enum StartupError {
         "the kv database {0} cannot be opened (is another prx using this state directory?): {1}"
     )]
     Kv(PathBuf, crate::broker::kv::KvError),
+    #[error("the memory store in {0} cannot be opened: {1}")]
+    Memory(PathBuf, crate::broker::memory::MemoryError),
     #[error("the prx-worker binary {0} is not usable: {1}")]
     WorkerBinary(PathBuf, std::io::Error),
 }
@@ -66,7 +74,7 @@ pub struct Supervisor {
 #[derive(Debug)]
 struct Inner {
     config: SupervisorConfig,
-    kv: KvStore,
+    services: Services,
     /// Calls being served now, and a wake-up for when that reaches zero.
     in_flight: AtomicUsize,
     idle: tokio::sync::Notify,
@@ -108,12 +116,20 @@ impl Supervisor {
             KvStore::open(&config.kv_path())
         }
         .map_err(|e| StartupError::Kv(config.kv_path(), e))?;
+        let memory = MemoryStore::new(kv.database())
+            .map_err(|e| StartupError::Memory(config.kv_path(), e))?;
+        let services = Services {
+            kv,
+            bus: EventBus::new(config.event_queue),
+            memory,
+            log_rate: config.log_rate,
+        };
         let dirs = plugin_dirs(&config.plugins_dir)
             .map_err(|e| StartupError::PluginsDir(config.plugins_dir.clone(), e))?;
         let supervisor = Self {
             inner: Arc::new(Inner {
                 config,
-                kv,
+                services,
                 in_flight: AtomicUsize::new(0),
                 idle: tokio::sync::Notify::new(),
                 draining: AtomicBool::new(false),
@@ -174,7 +190,7 @@ impl Supervisor {
             wasm,
             files,
             &self.inner.config.permissions,
-            &self.inner.kv,
+            &self.inner.services,
         )
         .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
         let mut plugins = self.write_plugins();
@@ -343,6 +359,7 @@ impl Supervisor {
                     uptime_ms: None,
                     in_flight: 0,
                     restart_at_ms: None,
+                    log_dropped: 0,
                 });
             }
         }
@@ -351,14 +368,55 @@ impl Supervisor {
 
     /// A plugin's kv value (operators: `prx kv get`).
     pub fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
-        self.inner.kv.get(plugin, key).map_err(|e| e.to_string())
+        self.inner
+            .services
+            .kv
+            .get(plugin, key)
+            .map_err(|e| e.to_string())
     }
 
     /// A plugin's kv keys with a prefix (operators: `prx kv list`).
     pub fn kv_list(&self, plugin: &str, prefix: &str) -> Result<Vec<String>, String> {
         self.inner
+            .services
             .kv
             .list_keys(plugin, prefix)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Publishes an event as the host (`prx.*` topics included).
+    /// Returns the event's sequence number.
+    pub fn publish(&self, topic: &str, payload_json: &str) -> Result<u64, EventError> {
+        self.inner.services.bus.publish(topic, payload_json)
+    }
+
+    /// Subscribes the caller to events matching `pattern` (`*`, `a.*` or
+    /// an exact topic). Dropping the handle unsubscribes.
+    pub fn subscribe(&self, pattern: &str) -> Result<Subscription, EventError> {
+        self.inner.services.bus.subscribe(pattern)
+    }
+
+    /// Every subscriber of the bus with its queue and drop counts.
+    pub fn event_stats(&self) -> Vec<SubscriberStats> {
+        self.inner.services.bus.stats()
+    }
+
+    /// Stores a memory on behalf of the host application.
+    pub async fn store_memory(&self, text: &str, category: &str) -> Result<String, String> {
+        self.inner
+            .services
+            .memory
+            .store(HOST_MEMORY_OWNER, text, category)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The memories most relevant to `query`, best first.
+    pub fn recall_memory(&self, query: &str, limit: u32) -> Result<Vec<Recalled>, String> {
+        self.inner
+            .services
+            .memory
+            .recall(query, limit)
             .map_err(|e| e.to_string())
     }
 

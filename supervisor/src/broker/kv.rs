@@ -135,6 +135,11 @@ impl KvStore {
         Ok(Self { db, writes })
     }
 
+    /// The database, for the other stores that share its file.
+    pub fn database(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+
     pub fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         if key.len() > MAX_KEY_LEN {
             return Ok(None);

@@ -17,15 +17,31 @@
 //! declared but not granted gets `permission denied: <name>` (or traps,
 //! for the functions that have no error channel).
 
+pub mod events;
 pub mod kv;
+pub mod memory;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use prx_ipc::{HostCall, HostReply, HostValue, LogLevel};
+use prx_ipc::{HostCall, HostReply, HostValue, LogLevel, MemoryEntry};
 
+use crate::config::LogRate;
 use crate::manifest::Permission;
+use events::EventBus;
 use kv::KvStore;
+use memory::MemoryStore;
+
+/// What the supervisor serves every plugin from; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub kv: KvStore,
+    pub bus: EventBus,
+    pub memory: MemoryStore,
+    pub log_rate: LogRate,
+}
 
 /// Per-plugin broker state.
 #[derive(Debug)]
@@ -36,6 +52,9 @@ pub struct PluginBroker {
     granted: BTreeSet<Permission>,
     kv: Option<KvStore>,
     kv_quota: u64,
+    bus: Option<EventBus>,
+    memory: Option<MemoryStore>,
+    log: LogLimiter,
 }
 
 impl PluginBroker {
@@ -48,7 +67,21 @@ impl PluginBroker {
             granted: [Permission::Log, Permission::Config].into(),
             kv: None,
             kv_quota: 0,
+            bus: None,
+            memory: None,
+            log: LogLimiter::new(LogRate::default()),
         }
+    }
+
+    /// Serves kv (with a quota in bytes), events, memory and logs from
+    /// the supervisor's services.
+    pub fn with_services(mut self, services: &Services, kv_quota: u64) -> Self {
+        self.kv = Some(services.kv.clone());
+        self.kv_quota = kv_quota;
+        self.bus = Some(services.bus.clone());
+        self.memory = Some(services.memory.clone());
+        self.log = LogLimiter::new(services.log_rate);
+        self
     }
 
     /// Grants: what was declared and allowed (log and config always).
@@ -62,7 +95,7 @@ impl PluginBroker {
         self
     }
 
-    /// Serves kv from `store` with a quota in bytes.
+    /// Serves kv from `store` with a quota in bytes (alone: tests).
     pub fn with_kv(mut self, store: KvStore, quota: u64) -> Self {
         self.kv = Some(store);
         self.kv_quota = quota;
@@ -71,6 +104,14 @@ impl PluginBroker {
 
     pub fn plugin(&self) -> &str {
         &self.plugin
+    }
+
+    /// The plugin's instance is gone (crash, restart, stop): the
+    /// subscriptions it made end with it.
+    pub fn instance_ended(&self) {
+        if let Some(bus) = &self.bus {
+            bus.drop_plugin(&self.plugin);
+        }
     }
 
     pub fn granted(&self) -> &BTreeSet<Permission> {
@@ -107,7 +148,75 @@ impl PluginBroker {
             | HostCall::KvDelete { .. }
             | HostCall::KvListKeys { .. }
             | HostCall::KvIncrement { .. } => self.kv(call).await,
+            HostCall::EventsPublish { .. }
+            | HostCall::EventsSubscribe { .. }
+            | HostCall::EventsUnsubscribe { .. } => self.events(call),
+            HostCall::MemoryStore { .. } | HostCall::MemoryRecall { .. } => self.memory(call).await,
             other => self.unavailable(&other),
+        }
+    }
+
+    fn events(&self, call: HostCall) -> HostReply {
+        let Some(bus) = &self.bus else {
+            return self.unavailable(&call);
+        };
+        let function = call.function();
+        let reply = match call {
+            HostCall::EventsPublish { topic, payload } => bus
+                .publish_from(&self.plugin, &topic, &payload)
+                .map(|_| HostValue::Unit),
+            HostCall::EventsSubscribe { pattern } => bus
+                .subscribe_plugin(&self.plugin, &pattern)
+                .map(HostValue::U64),
+            HostCall::EventsUnsubscribe { id } => bus
+                .unsubscribe_plugin(&self.plugin, id)
+                .map(|()| HostValue::Unit),
+            _ => return HostReply::Trap("not an events call".into()),
+        };
+        self.reply(function, reply)
+    }
+
+    async fn memory(&self, call: HostCall) -> HostReply {
+        let Some(store) = &self.memory else {
+            return self.unavailable(&call);
+        };
+        let function = call.function();
+        let reply = match call {
+            HostCall::MemoryStore { text, category } => store
+                .store(&self.plugin, &text, &category)
+                .await
+                .map(HostValue::String),
+            HostCall::MemoryRecall { query, limit } => store.recall(&query, limit).map(|found| {
+                HostValue::Memories(
+                    found
+                        .into_iter()
+                        .map(|r| MemoryEntry {
+                            id: r.id,
+                            text: r.text,
+                            category: r.category,
+                            importance: r.importance,
+                        })
+                        .collect(),
+                )
+            }),
+            _ => return HostReply::Trap("not a memory call".into()),
+        };
+        self.reply(function, reply)
+    }
+
+    /// A host function's answer; errors reach the guest prefixed with the
+    /// function's name.
+    fn reply<E: std::fmt::Display>(
+        &self,
+        function: &str,
+        reply: Result<HostValue, E>,
+    ) -> HostReply {
+        match reply {
+            Ok(value) => HostReply::Ok(value),
+            Err(e) => {
+                tracing::debug!(plugin = %self.plugin, function, "host call failed: {e}");
+                HostReply::Err(format!("{function}: {e}"))
+            }
         }
     }
 
@@ -131,13 +240,7 @@ impl PluginBroker {
                 .map(HostValue::S64),
             _ => return HostReply::Trap("not a kv call".into()),
         };
-        match reply {
-            Ok(value) => HostReply::Ok(value),
-            Err(e) => {
-                tracing::debug!(plugin = %self.plugin, function, "kv call failed: {e}");
-                HostReply::Err(format!("{function}: {e}"))
-            }
-        }
+        self.reply(function, reply)
     }
 
     /// A host interface this supervisor does not serve yet.
@@ -154,16 +257,93 @@ impl PluginBroker {
         }
     }
 
-    /// Writes a plugin's log line into the supervisor's log.
+    /// Log lines of this plugin dropped by the rate limit so far.
+    pub fn log_dropped(&self) -> u64 {
+        self.log.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Writes a plugin's log line into the supervisor's log, unless the
+    /// plugin is over its rate (then the line is counted and dropped).
     pub fn log(&self, level: LogLevel, message: &str) {
-        let message = sanitize(message);
         let plugin = &*self.plugin;
+        match self.log.admit() {
+            Admit::Yes => {}
+            Admit::No => return,
+            Admit::FirstDrop => {
+                tracing::warn!(
+                    plugin,
+                    "plugin logs faster than {} lines/s; dropping lines until it slows down",
+                    self.log.rate.per_second
+                );
+                return;
+            }
+            Admit::AfterDrops(n) => {
+                tracing::warn!(
+                    plugin,
+                    dropped = n,
+                    "plugin log lines dropped by the rate limit"
+                );
+            }
+        }
+        let message = sanitize(message);
         match level {
             LogLevel::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
             LogLevel::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
             LogLevel::Info => tracing::info!(target: "plugin", plugin, "{message}"),
             LogLevel::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
             LogLevel::Error => tracing::error!(target: "plugin", plugin, "{message}"),
+        }
+    }
+}
+
+/// A token bucket over one plugin's log lines.
+#[derive(Debug)]
+struct LogLimiter {
+    rate: LogRate,
+    /// Tokens left, when they were last counted, and lines dropped since
+    /// the last line let through.
+    bucket: Mutex<(f64, Instant, u64)>,
+    dropped: AtomicU64,
+}
+
+enum Admit {
+    Yes,
+    No,
+    /// The first line dropped after lines went through.
+    FirstDrop,
+    /// Let through after this many were dropped.
+    AfterDrops(u64),
+}
+
+impl LogLimiter {
+    fn new(rate: LogRate) -> Self {
+        Self {
+            rate,
+            bucket: Mutex::new((f64::from(rate.burst), Instant::now(), 0)),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    fn admit(&self) -> Admit {
+        let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last, since) = &mut *bucket;
+        let now = Instant::now();
+        let refill = now.duration_since(*last).as_secs_f64() * f64::from(self.rate.per_second);
+        *tokens = (*tokens + refill).min(f64::from(self.rate.burst));
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            return match std::mem::take(since) {
+                0 => Admit::Yes,
+                n => Admit::AfterDrops(n),
+            };
+        }
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        *since += 1;
+        if *since == 1 {
+            Admit::FirstDrop
+        } else {
+            Admit::No
         }
     }
 }
@@ -310,17 +490,44 @@ mod tests {
 
     #[tokio::test]
     async fn unserved_interfaces_answer_clearly() {
-        let broker = PluginBroker::new("p".into(), vec![])
-            .with_permissions([Permission::Memory].into(), [Permission::Memory].into());
-        let store = HostCall::MemoryStore {
-            text: "t".into(),
-            category: "c".into(),
+        let broker = PluginBroker::new("p".into(), vec![]).with_permissions(
+            [Permission::HttpOutbound].into(),
+            [Permission::HttpOutbound].into(),
+        );
+        let request = HostCall::HttpRequest {
+            method: "GET".into(),
+            url: "https://example.com/".into(),
+            headers: vec![],
+            body: None,
         };
-        match broker.answer(store).await {
+        match broker.answer(request).await {
             HostReply::Err(m) => {
-                assert!(m.contains("memory.store") && m.contains("`memory`"), "{m}")
+                assert!(
+                    m.contains("http-outbound.request") && m.contains("`http-outbound`"),
+                    "{m}"
+                )
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn log_lines_past_the_rate_are_dropped_and_counted() {
+        let rate = LogRate {
+            per_second: 1,
+            burst: 10,
+        };
+        let broker = PluginBroker::new("p".into(), vec![]);
+        let broker = PluginBroker {
+            log: LogLimiter::new(rate),
+            ..broker
+        };
+        for i in 0..1000 {
+            broker.log(LogLevel::Info, &format!("line {i}"));
+        }
+        // The burst passes; at one line a second, at most one more can
+        // have been earned while the loop ran.
+        let dropped = broker.log_dropped();
+        assert!((989..=990).contains(&dropped), "{dropped}");
     }
 }

@@ -1,0 +1,617 @@
+//! The event bus: topics, pattern subscriptions and bounded queues.
+//!
+//! Publishing never waits: every subscriber has its own bounded queue, and
+//! an event that finds a queue full is dropped for that subscriber alone
+//! and counted. A subscriber is either a plugin (one queue per plugin,
+//! however many patterns it subscribed; an event that matches several of
+//! them is queued once) or a host-side [`Subscription`] from the library.
+//!
+//! Topics under `prx.` are the host's: plugins cannot publish them. A
+//! subscription belongs to whoever made it, and only its owner can remove
+//! it; a plugin's subscriptions end with the worker that made them.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// Largest payload accepted (the PRX limit).
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+/// Longest topic or pattern.
+pub const MAX_TOPIC_LEN: usize = 256;
+/// Most live subscriptions one plugin may hold.
+pub const MAX_SUBSCRIPTIONS_PER_PLUGIN: usize = 256;
+/// Events waiting for one subscriber before new ones are dropped.
+pub const DEFAULT_QUEUE: usize = 1024;
+/// Topics reserved to the host.
+pub const HOST_PREFIX: &str = "prx";
+
+/// One published event. Cheap to clone: topic and payload are shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Publication order on this bus, from 1.
+    pub seq: u64,
+    pub topic: Arc<str>,
+    /// The JSON payload, as published.
+    pub payload: Arc<str>,
+    /// The plugin that published it; `None` for the host.
+    pub source: Option<Arc<str>>,
+    /// Milliseconds since the Unix epoch.
+    pub published_at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("payload of {0} bytes is larger than the 64 KiB maximum")]
+    PayloadTooLarge(usize),
+    #[error("payload is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("invalid topic {topic:?}: {why}")]
+    InvalidTopic { topic: String, why: &'static str },
+    #[error("invalid pattern {pattern:?}: {why}")]
+    InvalidPattern { pattern: String, why: &'static str },
+    #[error("topic {0:?} is reserved to the host (prx.*)")]
+    Reserved(String),
+    #[error("no subscription {0} belongs to this plugin")]
+    NotYours(u64),
+    #[error("too many subscriptions (at most {MAX_SUBSCRIPTIONS_PER_PLUGIN} per plugin)")]
+    TooManySubscriptions,
+}
+
+/// A subscription pattern: `*`, `prefix.*` or an exact topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pattern {
+    All,
+    /// `a.b.*`, kept as `a.b.`: matches topics that start with it.
+    Under(String),
+    Exact(String),
+}
+
+impl Pattern {
+    pub fn parse(pattern: &str) -> Result<Self, EventError> {
+        let bad = |why| EventError::InvalidPattern {
+            pattern: pattern.into(),
+            why,
+        };
+        if pattern == "*" {
+            return Ok(Self::All);
+        }
+        if let Some(prefix) = pattern.strip_suffix(".*") {
+            check_topic(prefix).map_err(|e| match e {
+                EventError::InvalidTopic { why, .. } => bad(why),
+                other => other,
+            })?;
+            return Ok(Self::Under(format!("{prefix}.")));
+        }
+        if pattern.contains('*') {
+            return Err(bad(
+                "`*` is allowed alone or as the last segment (`a.*`), nowhere else",
+            ));
+        }
+        check_topic(pattern).map_err(|e| match e {
+            EventError::InvalidTopic { why, .. } => bad(why),
+            other => other,
+        })?;
+        Ok(Self::Exact(pattern.into()))
+    }
+
+    pub fn matches(&self, topic: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Under(prefix) => topic.starts_with(prefix.as_str()),
+            Self::Exact(exact) => topic == exact,
+        }
+    }
+}
+
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::All => f.write_str("*"),
+            Self::Under(prefix) => write!(f, "{prefix}*"),
+            Self::Exact(exact) => f.write_str(exact),
+        }
+    }
+}
+
+/// Topics are dot-separated segments of letters, digits, `_` and `-`.
+pub fn check_topic(topic: &str) -> Result<(), EventError> {
+    let bad = |why| EventError::InvalidTopic {
+        topic: topic.into(),
+        why,
+    };
+    if topic.is_empty() {
+        return Err(bad("empty"));
+    }
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(bad("longer than 256 bytes"));
+    }
+    if topic.split('.').any(str::is_empty) {
+        return Err(bad("empty segment (leading, trailing or doubled `.`)"));
+    }
+    if !topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(bad("only letters, digits, `_`, `-` and `.` are allowed"));
+    }
+    Ok(())
+}
+
+fn is_reserved(topic: &str) -> bool {
+    topic == HOST_PREFIX
+        || topic
+            .strip_prefix(HOST_PREFIX)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// Who holds a subscription.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Owner {
+    Host,
+    Plugin(String),
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Host => f.write_str("host"),
+            Self::Plugin(name) => f.write_str(name),
+        }
+    }
+}
+
+/// A subscriber's queue and counters.
+#[derive(Debug)]
+struct Inbox {
+    owner: Owner,
+    sender: mpsc::Sender<Event>,
+    delivered: AtomicU64,
+    dropped: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+struct Sub {
+    inbox: u64,
+    pattern: Pattern,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_id: u64,
+    seq: u64,
+    /// Subscription id to subscription, in subscription order.
+    subs: BTreeMap<u64, Sub>,
+    inboxes: BTreeMap<u64, Inbox>,
+    /// A plugin's inbox id, and the receiving end until the plugin's
+    /// event handler takes it.
+    plugin_inboxes: BTreeMap<String, (u64, Option<mpsc::Receiver<Event>>)>,
+    published: u64,
+}
+
+/// What `prx events` shows of one subscriber.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubscriberStats {
+    pub owner: Owner,
+    pub patterns: Vec<(u64, String)>,
+    /// Events waiting in its queue.
+    pub queued: usize,
+    pub delivered: u64,
+    /// Events dropped because its queue was full.
+    pub dropped: u64,
+}
+
+/// The bus; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    state: Arc<Mutex<State>>,
+    queue: usize,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new(DEFAULT_QUEUE)
+    }
+}
+
+impl EventBus {
+    /// A bus whose subscribers each queue at most `queue` events.
+    pub fn new(queue: usize) -> Self {
+        Self {
+            state: Arc::default(),
+            queue: queue.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes for a plugin: the payload is checked and `prx.*` refused.
+    pub fn publish_from(
+        &self,
+        plugin: &str,
+        topic: &str,
+        payload: &str,
+    ) -> Result<u64, EventError> {
+        check_topic(topic)?;
+        if is_reserved(topic) {
+            return Err(EventError::Reserved(topic.into()));
+        }
+        self.publish_checked(Some(plugin.into()), topic, payload)
+    }
+
+    /// Publishes as the host (any topic, `prx.*` included).
+    pub fn publish(&self, topic: &str, payload: &str) -> Result<u64, EventError> {
+        check_topic(topic)?;
+        self.publish_checked(None, topic, payload)
+    }
+
+    fn publish_checked(
+        &self,
+        source: Option<Arc<str>>,
+        topic: &str,
+        payload: &str,
+    ) -> Result<u64, EventError> {
+        if payload.len() > MAX_PAYLOAD {
+            return Err(EventError::PayloadTooLarge(payload.len()));
+        }
+        serde_json::from_str::<serde::de::IgnoredAny>(payload)
+            .map_err(|e| EventError::InvalidJson(e.to_string()))?;
+        let mut state = self.lock();
+        state.seq += 1;
+        state.published += 1;
+        let event = Event {
+            seq: state.seq,
+            topic: topic.into(),
+            payload: payload.into(),
+            source,
+            published_at_ms: now_ms(),
+        };
+        // Each inbox once, in the order of its first matching subscription.
+        let mut targets: Vec<u64> = Vec::new();
+        for sub in state.subs.values() {
+            if sub.pattern.matches(topic) && !targets.contains(&sub.inbox) {
+                targets.push(sub.inbox);
+            }
+        }
+        let mut closed = Vec::new();
+        for id in targets {
+            let Some(inbox) = state.inboxes.get(&id) else {
+                continue;
+            };
+            match inbox.sender.try_send(event.clone()) {
+                Ok(()) => {
+                    inbox.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    inbox.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => closed.push(id),
+            }
+        }
+        for id in closed {
+            state.remove_inbox(id);
+        }
+        Ok(event.seq)
+    }
+
+    /// A host-side subscription; events arrive on the returned handle.
+    /// Dropping the handle unsubscribes.
+    pub fn subscribe(&self, pattern: &str) -> Result<Subscription, EventError> {
+        let pattern = Pattern::parse(pattern)?;
+        let (sender, receiver) = mpsc::channel(self.queue);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut state = self.lock();
+        let inbox = state.add_inbox(Owner::Host, sender, dropped.clone());
+        let id = state.add_sub(inbox, pattern);
+        Ok(Subscription {
+            id,
+            receiver,
+            dropped,
+            bus: self.clone(),
+            inbox,
+        })
+    }
+
+    /// A plugin subscribes; returns the subscription id.
+    pub fn subscribe_plugin(&self, plugin: &str, pattern: &str) -> Result<u64, EventError> {
+        let pattern = Pattern::parse(pattern)?;
+        let mut state = self.lock();
+        let inbox = state.plugin_inbox(plugin, self.queue);
+        let held = state.subs.values().filter(|s| s.inbox == inbox).count();
+        if held >= MAX_SUBSCRIPTIONS_PER_PLUGIN {
+            return Err(EventError::TooManySubscriptions);
+        }
+        Ok(state.add_sub(inbox, pattern))
+    }
+
+    /// A plugin removes one of its own subscriptions.
+    pub fn unsubscribe_plugin(&self, plugin: &str, id: u64) -> Result<(), EventError> {
+        let mut state = self.lock();
+        let inbox = state.plugin_inboxes.get(plugin).map(|(inbox, _)| *inbox);
+        match state.subs.get(&id) {
+            Some(sub) if Some(sub.inbox) == inbox => {
+                state.subs.remove(&id);
+                Ok(())
+            }
+            _ => Err(EventError::NotYours(id)),
+        }
+    }
+
+    /// Ends every subscription of a plugin and empties its queue (its
+    /// worker is gone; a new instance subscribes afresh).
+    pub fn drop_plugin(&self, plugin: &str) {
+        let mut state = self.lock();
+        if let Some((inbox, _)) = state.plugin_inboxes.remove(plugin) {
+            state.remove_inbox(inbox);
+        }
+    }
+
+    /// The receiving end of a plugin's queue, for whoever delivers its
+    /// events; `None` once taken (or if it never subscribed).
+    pub fn take_plugin_queue(&self, plugin: &str) -> Option<mpsc::Receiver<Event>> {
+        let mut state = self.lock();
+        let queue = self.queue;
+        state.plugin_inbox(plugin, queue);
+        state
+            .plugin_inboxes
+            .get_mut(plugin)
+            .and_then(|(_, receiver)| receiver.take())
+    }
+
+    /// Every subscriber, with its patterns and counters.
+    pub fn stats(&self) -> Vec<SubscriberStats> {
+        let state = self.lock();
+        state
+            .inboxes
+            .iter()
+            .map(|(id, inbox)| SubscriberStats {
+                owner: inbox.owner.clone(),
+                patterns: state
+                    .subs
+                    .iter()
+                    .filter(|(_, s)| s.inbox == *id)
+                    .map(|(sid, s)| (*sid, s.pattern.to_string()))
+                    .collect(),
+                queued: self.queue - inbox.sender.capacity(),
+                delivered: inbox.delivered.load(Ordering::Relaxed),
+                dropped: inbox.dropped.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Events published since the bus was made.
+    pub fn published(&self) -> u64 {
+        self.lock().published
+    }
+}
+
+impl State {
+    fn add_inbox(
+        &mut self,
+        owner: Owner,
+        sender: mpsc::Sender<Event>,
+        dropped: Arc<AtomicU64>,
+    ) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        let inbox = Inbox {
+            owner,
+            sender,
+            delivered: AtomicU64::new(0),
+            dropped,
+        };
+        self.inboxes.insert(id, inbox);
+        id
+    }
+
+    fn add_sub(&mut self, inbox: u64, pattern: Pattern) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.subs.insert(id, Sub { inbox, pattern });
+        id
+    }
+
+    fn plugin_inbox(&mut self, plugin: &str, queue: usize) -> u64 {
+        if let Some((inbox, _)) = self.plugin_inboxes.get(plugin) {
+            return *inbox;
+        }
+        let (sender, receiver) = mpsc::channel(queue);
+        let id = self.add_inbox(
+            Owner::Plugin(plugin.into()),
+            sender,
+            Arc::new(AtomicU64::new(0)),
+        );
+        self.plugin_inboxes
+            .insert(plugin.into(), (id, Some(receiver)));
+        id
+    }
+
+    fn remove_inbox(&mut self, inbox: u64) {
+        self.inboxes.remove(&inbox);
+        self.subs.retain(|_, s| s.inbox != inbox);
+    }
+}
+
+/// A host-side subscription. Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    id: u64,
+    receiver: mpsc::Receiver<Event>,
+    dropped: Arc<AtomicU64>,
+    bus: EventBus,
+    inbox: u64,
+}
+
+impl Subscription {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The next event; `None` once the bus is gone.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.receiver.recv().await
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.receiver.try_recv().ok()
+    }
+
+    /// Events this subscription lost because its queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.bus.lock().remove_inbox(self.inbox);
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_all_under_or_exactly() {
+        let all = Pattern::parse("*").unwrap();
+        let under = Pattern::parse("tool.*").unwrap();
+        let exact = Pattern::parse("tool.call").unwrap();
+        assert!(all.matches("anything.at.all"));
+        assert!(under.matches("tool.call") && under.matches("tool.result.late"));
+        assert!(!under.matches("tool") && !under.matches("toolbox.call"));
+        assert!(exact.matches("tool.call") && !exact.matches("tool.call.x"));
+        assert_eq!(under.to_string(), "tool.*");
+        for bad in ["", "a.*.b", "a*", "*.a", "a..b", ".a", "a b", "a.**"] {
+            assert!(Pattern::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn payloads_must_be_json_of_at_most_64_kib() {
+        let bus = EventBus::default();
+        let mut sub = bus.subscribe("*").unwrap();
+        // A JSON string of exactly 64 KiB is accepted; one byte more is not.
+        let fits = format!("\"{}\"", "x".repeat(MAX_PAYLOAD - 2));
+        assert_eq!(fits.len(), MAX_PAYLOAD);
+        bus.publish_from("p", "a.b", &fits).unwrap();
+        let over = format!("\"{}\"", "x".repeat(MAX_PAYLOAD - 1));
+        assert_eq!(
+            bus.publish_from("p", "a.b", &over),
+            Err(EventError::PayloadTooLarge(MAX_PAYLOAD + 1))
+        );
+        assert!(matches!(
+            bus.publish_from("p", "a.b", "{not json"),
+            Err(EventError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            bus.publish_from("p", "a.b", ""),
+            Err(EventError::InvalidJson(_))
+        ));
+        assert_eq!(sub.try_recv().map(|e| e.payload.len()), Some(MAX_PAYLOAD));
+        assert_eq!(sub.try_recv(), None, "refused events were delivered");
+    }
+
+    #[test]
+    fn plugins_cannot_publish_host_topics() {
+        let bus = EventBus::default();
+        for topic in ["prx", "prx.lifecycle.loaded"] {
+            assert_eq!(
+                bus.publish_from("p", topic, "{}"),
+                Err(EventError::Reserved(topic.into()))
+            );
+            bus.publish(topic, "{}").unwrap();
+        }
+        // Only the `prx` segment is reserved, not every word starting so.
+        bus.publish_from("p", "prxy.status", "{}").unwrap();
+    }
+
+    #[test]
+    fn a_plugin_gets_each_event_once_and_removes_only_its_own_subscriptions() {
+        let bus = EventBus::default();
+        let a = bus.subscribe_plugin("a", "tool.*").unwrap();
+        bus.subscribe_plugin("a", "*").unwrap();
+        let b = bus.subscribe_plugin("b", "tool.call").unwrap();
+        bus.publish("tool.call", "1").unwrap();
+        let mut queue = bus.take_plugin_queue("a").unwrap();
+        assert_eq!(&*queue.try_recv().unwrap().topic, "tool.call");
+        assert!(queue.try_recv().is_err(), "delivered twice");
+        assert!(bus.take_plugin_queue("a").is_none(), "taken twice");
+
+        assert_eq!(bus.unsubscribe_plugin("a", b), Err(EventError::NotYours(b)));
+        assert_eq!(
+            bus.unsubscribe_plugin("a", 999),
+            Err(EventError::NotYours(999))
+        );
+        bus.unsubscribe_plugin("a", a).unwrap();
+        assert_eq!(bus.unsubscribe_plugin("a", a), Err(EventError::NotYours(a)));
+        let stats = bus.stats();
+        assert_eq!(stats.len(), 2);
+        assert_eq!(stats[0].patterns.len(), 1, "{stats:?}");
+    }
+
+    #[test]
+    fn a_plugin_cannot_hold_unbounded_subscriptions() {
+        let bus = EventBus::default();
+        for _ in 0..MAX_SUBSCRIPTIONS_PER_PLUGIN {
+            bus.subscribe_plugin("p", "a.b").unwrap();
+        }
+        assert_eq!(
+            bus.subscribe_plugin("p", "a.b"),
+            Err(EventError::TooManySubscriptions)
+        );
+        bus.drop_plugin("p");
+        assert!(bus.stats().is_empty());
+        bus.subscribe_plugin("p", "a.b").unwrap();
+    }
+
+    #[test]
+    fn a_subscriber_that_never_reads_loses_events_without_slowing_the_publisher() {
+        let bus = EventBus::new(8);
+        let stalled = bus.subscribe("load.*").unwrap();
+        let mut reader = bus.subscribe("load.test").unwrap();
+        let mut seen = 0;
+        for i in 0..10_000 {
+            bus.publish("load.test", &i.to_string()).unwrap();
+            while reader.try_recv().is_some() {
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 10_000, "the reading subscriber lost events");
+        assert_eq!(stalled.dropped(), 10_000 - 8);
+        let stats = bus.stats();
+        let s = stats.iter().find(|s| s.dropped > 0).unwrap();
+        assert_eq!((s.queued, s.delivered, s.dropped), (8, 8, 9_992));
+    }
+
+    #[tokio::test]
+    async fn events_arrive_in_publish_order_and_dropping_the_handle_unsubscribes() {
+        let bus = EventBus::default();
+        let mut sub = bus.subscribe("a.*").unwrap();
+        for i in 0..5 {
+            bus.publish_from("p", "a.x", &i.to_string()).unwrap();
+        }
+        bus.publish("b.x", "0").unwrap();
+        for i in 0..5 {
+            let e = sub.recv().await.unwrap();
+            assert_eq!(&*e.payload, i.to_string());
+            assert_eq!(e.source.as_deref(), Some("p"));
+        }
+        assert!(sub.try_recv().is_none());
+        drop(sub);
+        assert!(bus.stats().is_empty());
+        assert_eq!(bus.published(), 6);
+    }
+}
