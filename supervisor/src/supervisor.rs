@@ -396,6 +396,11 @@ impl Supervisor {
         self.inner.services.bus.subscribe(pattern)
     }
 
+    /// Events published on the bus since the supervisor started.
+    pub fn events_published(&self) -> u64 {
+        self.inner.services.bus.published()
+    }
+
     /// Every subscriber of the bus with its queue and drop counts.
     pub fn event_stats(&self) -> Vec<SubscriberStats> {
         self.inner.services.bus.stats()

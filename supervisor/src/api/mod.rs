@@ -49,6 +49,9 @@ pub fn router(supervisor: Supervisor) -> Router {
         .route("/v1/plugins/{name}/release", post(release))
         .route("/v1/kv/{plugin}/keys", get(kv_keys))
         .route("/v1/kv/{plugin}/value", get(kv_value))
+        .route("/v1/events", get(event_stats))
+        .route("/v1/events/{topic}", post(publish))
+        .route("/v1/memory", get(recall_memory).post(store_memory))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
         .with_state(supervisor)
 }
@@ -143,6 +146,80 @@ async fn kv_value(
             .into_response()
         }
         Err(error) => error_response(StatusCode::INTERNAL_SERVER_ERROR, error, "kv"),
+    }
+}
+
+/// The bus: events published and every subscriber's counters.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EventStats {
+    pub published: u64,
+    pub subscribers: Vec<crate::broker::events::SubscriberStats>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Published {
+    pub seq: u64,
+}
+
+async fn event_stats(State(sup): State<Supervisor>) -> Json<EventStats> {
+    Json(EventStats {
+        published: sup.events_published(),
+        subscribers: sup.event_stats(),
+    })
+}
+
+async fn publish(
+    State(sup): State<Supervisor>,
+    UrlPath(topic): UrlPath<String>,
+    payload: String,
+) -> Response {
+    match sup.publish(&topic, &payload) {
+        Ok(seq) => Json(Published { seq }).into_response(),
+        Err(e) => error_response(StatusCode::BAD_REQUEST, e.to_string(), "bad_event"),
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoreMemory {
+    pub text: String,
+    #[serde(default)]
+    pub category: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Stored {
+    pub id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RecallQuery {
+    query: String,
+    #[serde(default = "default_recall_limit")]
+    limit: u32,
+}
+
+fn default_recall_limit() -> u32 {
+    5
+}
+
+async fn store_memory(State(sup): State<Supervisor>, body: String) -> Response {
+    let request: StoreMemory = match serde_json::from_str(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            let error = format!("expected {{\"text\": ..., \"category\": ...}}: {e}");
+            return error_response(StatusCode::BAD_REQUEST, error, "bad_request");
+        }
+    };
+    match sup.store_memory(&request.text, &request.category).await {
+        Ok(id) => Json(Stored { id }).into_response(),
+        Err(error) => error_response(StatusCode::BAD_REQUEST, error, "memory"),
+    }
+}
+
+async fn recall_memory(State(sup): State<Supervisor>, Query(q): Query<RecallQuery>) -> Response {
+    match sup.recall_memory(&q.query, q.limit) {
+        Ok(found) => Json(found).into_response(),
+        Err(error) => error_response(StatusCode::INTERNAL_SERVER_ERROR, error, "memory"),
     }
 }
 

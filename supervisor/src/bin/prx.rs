@@ -36,6 +36,22 @@ enum KvCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum MemoryCommand {
+    /// Store TEXT in the built-in memory (as the host, not a plugin).
+    Store {
+        text: String,
+        #[arg(long, default_value = "")]
+        category: String,
+    },
+    /// Print the memories most relevant to QUERY, best first.
+    Recall {
+        query: String,
+        #[arg(long, default_value_t = 5)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Run the supervisor in the foreground.
     Up {
@@ -70,6 +86,30 @@ enum Command {
     Kv {
         #[command(subcommand)]
         command: KvCommand,
+        #[arg(long, default_value = ".prx", global = true)]
+        state: PathBuf,
+    },
+    /// Publish an event as the host: TOPIC (dot-separated) and a JSON
+    /// payload of at most 64 KiB.
+    Publish {
+        topic: String,
+        #[arg(default_value = "{}")]
+        payload: String,
+        #[arg(long, default_value = ".prx")]
+        state: PathBuf,
+    },
+    /// The event bus: subscribers, their patterns, queued and dropped events.
+    Events {
+        #[arg(long, default_value = ".prx")]
+        state: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store in or recall from the built-in memory.
+    Memory {
+        #[command(subcommand)]
+        command: MemoryCommand,
         #[arg(long, default_value = ".prx", global = true)]
         state: PathBuf,
     },
@@ -122,6 +162,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status { state, json } => status(state, json).await,
         Command::Release { plugin, state } => release(&plugin, state).await,
         Command::Kv { command, state } => kv(command, state).await,
+        Command::Publish {
+            topic,
+            payload,
+            state,
+        } => publish(&topic, payload, state).await,
+        Command::Events { state, json } => events(state, json).await,
+        Command::Memory { command, state } => memory(command, state).await,
     }
 }
 
@@ -338,6 +385,94 @@ async fn kv(command: KvCommand, state: PathBuf) -> Result<ExitCode> {
             let keys: Vec<String> = serde_json::from_str(&response.body)?;
             for key in keys {
                 println!("{key}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn publish(topic: &str, payload: String, state: PathBuf) -> Result<ExitCode> {
+    if let Err(e) = prx_supervisor::broker::events::check_topic(topic) {
+        eprintln!("prx: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let uri = format!("/v1/events/{topic}");
+    let response = client::request(&socket(&state), "POST", &uri, Some(payload)).await?;
+    if response.status != 200 {
+        return Ok(api_error(response.body));
+    }
+    let published: api::Published = serde_json::from_str(&response.body)?;
+    println!("published {topic} (event {})", published.seq);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn events(state: PathBuf, json: bool) -> Result<ExitCode> {
+    let response = client::request(&socket(&state), "GET", "/v1/events", None).await?;
+    if response.status != 200 {
+        return Ok(api_error(response.body));
+    }
+    if json {
+        println!("{}", response.body);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stats: api::EventStats = serde_json::from_str(&response.body)?;
+    println!("{} events published", stats.published);
+    println!(
+        "{:<20} {:>8} {:>10} {:>8}  PATTERNS (id)",
+        "SUBSCRIBER", "QUEUED", "DELIVERED", "DROPPED"
+    );
+    for s in &stats.subscribers {
+        let patterns: Vec<String> = s
+            .patterns
+            .iter()
+            .map(|(id, p)| format!("{p} ({id})"))
+            .collect();
+        println!(
+            "{:<20} {:>8} {:>10} {:>8}  {}",
+            s.owner.to_string(),
+            s.queued,
+            s.delivered,
+            s.dropped,
+            patterns.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn memory(command: MemoryCommand, state: PathBuf) -> Result<ExitCode> {
+    let response = match &command {
+        MemoryCommand::Store { text, category } => {
+            let body = serde_json::to_string(&api::StoreMemory {
+                text: text.clone(),
+                category: category.clone(),
+            })?;
+            client::request(&socket(&state), "POST", "/v1/memory", Some(body)).await?
+        }
+        MemoryCommand::Recall { query, limit } => {
+            let q = form_urlencoded::Serializer::new(String::new())
+                .append_pair("query", query)
+                .append_pair("limit", &limit.to_string())
+                .finish();
+            let uri = format!("/v1/memory?{q}");
+            client::request(&socket(&state), "GET", &uri, None).await?
+        }
+    };
+    if response.status != 200 {
+        return Ok(api_error(response.body));
+    }
+    match command {
+        MemoryCommand::Store { .. } => {
+            let stored: api::Stored = serde_json::from_str(&response.body)?;
+            println!("stored memory {}", stored.id);
+        }
+        MemoryCommand::Recall { .. } => {
+            let found: Vec<prx_supervisor::broker::memory::Recalled> =
+                serde_json::from_str(&response.body)?;
+            for m in found {
+                println!(
+                    "{:>6} {:.2} [{}] {} ({})",
+                    m.id, m.importance, m.category, m.text, m.plugin
+                );
             }
         }
     }

@@ -1,5 +1,7 @@
 //! Counts visits per name in the plugin's kv store and remembers who came
 //! last: `{"name": "ada"}` -> `ada has visited 3 times (last visitor: bob)`.
+//! Each visit is also published on the event bus as `visit-counter.visited`
+//! with `{"name": .., "count": ..}`, for any subscriber that cares.
 
 use prx_pdk::prelude::*;
 
@@ -27,6 +29,11 @@ impl Tool for VisitCounter {
         if let Err(e) = kv::set_str("last", name) {
             log::warn(&format!("cannot remember the last visitor: {e}"));
         }
+        // Events are optional: without the permission the count still works.
+        let visited = serde_json::json!({ "name": name, "count": count });
+        if let Err(e) = events::publish_json("visit-counter.visited", &visited) {
+            log::debug(&format!("visit not published: {e}"));
+        }
         let times = if count == 1 { "time" } else { "times" };
         PluginResult::ok(format!(
             "{name} has visited {count} {times} (last visitor: {last})"
@@ -50,6 +57,15 @@ mod tests {
         assert_eq!(
             prx_pdk::kv::list_keys("visits:"),
             ["visits:ada", "visits:bob"]
+        );
+        let published = prx_pdk::testing::published();
+        assert_eq!(published.len(), 3);
+        assert_eq!(
+            published[2],
+            (
+                "visit-counter.visited".to_owned(),
+                r#"{"count":2,"name":"ada"}"#.to_owned()
+            )
         );
     }
 }
