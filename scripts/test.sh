@@ -21,6 +21,9 @@ cargo build --workspace --bins --quiet
 
 echo "== clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# Guests: natively (the PDK's test host) and for the wasm target.
+(cd plugins && cargo clippy --workspace --all-targets --quiet -- -D warnings)
+(cd plugins && cargo clippy --workspace --target wasm32-wasip2 --quiet -- -D warnings)
 
 echo "== host tests"
 cargo test --workspace 2>&1 | tee -a "$results"

@@ -172,7 +172,7 @@ pub(crate) fn memory_recall(query: &str, limit: u32) -> Result<Vec<MemoryEntry>,
             .filter(|(score, _)| *score > 0)
             .collect()
     });
-    scored.sort_by(|a, b| b.0.cmp(&a.0));
+    scored.sort_by_key(|s| std::cmp::Reverse(s.0));
     Ok(scored
         .into_iter()
         .take(limit as usize)

@@ -82,7 +82,8 @@ impl From<PluginResult> for wit::PluginResult {
 /// Exports a [`Tool`] as the plugin's `prx:plugin/tool-exports`.
 ///
 /// The export exists only when building for wasm, so `cargo test` on the
-/// host can build the same crate (as a `cdylib` too) and test the logic.
+/// host can build the same crate (as a `cdylib` too) and test the logic;
+/// there the macro defines a hidden `__prx_tool_execute` instead.
 #[macro_export]
 macro_rules! export_tool {
     ($tool:ty) => {
@@ -106,5 +107,13 @@ macro_rules! export_tool {
                 __PrxTool with_types_in $crate::bindings::tool
             );
         };
+
+        /// The exported tool, for native tests (the wasm export is the
+        /// real entry point).
+        #[cfg(not(target_arch = "wasm32"))]
+        #[doc(hidden)]
+        pub fn __prx_tool_execute(args: &str) -> $crate::PluginResult {
+            <$tool as $crate::Tool>::execute(args)
+        }
     };
 }
