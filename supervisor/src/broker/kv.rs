@@ -8,17 +8,22 @@
 //! values) are counted in the same transaction as every write, so the
 //! quota holds exactly.
 //!
-//! Writes go through one writer thread that takes every write waiting and
-//! commits them in one durable transaction (one fsync), then answers each:
+//! Writes go through one writer thread that takes every write waiting,
+//! applies them in one transaction, makes the batch durable with one sync
+//! of the write-ahead log ([`super::wal`]), commits it, then answers each:
 //! a write is acknowledged only once it is on disk, and many concurrent
-//! writers share the cost of the sync.
+//! writers share the cost of the sync. Once a second the log's effects are
+//! made durable in redb itself and the log starts over.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
+
+use super::wal::{CHECKPOINT_BYTES, Effect, Wal};
 
 const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
 const USAGE: TableDefinition<&str, u64> = TableDefinition::new("kv_usage");
@@ -30,6 +35,10 @@ pub const MAX_KEY_LEN: usize = 1024;
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// How long a batch waits for writers it expects (see [`writer`]).
+const LINGER: Duration = Duration::from_micros(50);
+/// How often the log is folded into a durable redb commit.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KvError {
@@ -93,17 +102,27 @@ impl std::fmt::Debug for KvStore {
 }
 
 impl KvStore {
-    /// Opens (or creates) the database file. redb locks it: a second
+    /// Opens (or creates) the database file and its log (`<path>.wal`),
+    /// replaying what the log holds. redb locks the file: a second
     /// supervisor on the same state directory is refused.
     ///
     /// A store being closed in this same process (a supervisor stopped and
     /// started again) releases the lock when its writer thread has drained;
     /// opening waits up to [`LOCK_WAIT`] for that.
     pub fn open(path: &Path) -> Result<Self, KvError> {
+        Self::open_checkpointing(path, CHECKPOINT_EVERY)
+    }
+
+    fn open_checkpointing(path: &Path, every: Duration) -> Result<Self, KvError> {
         let started = std::time::Instant::now();
         loop {
             match Database::create(path) {
-                Ok(db) => return Self::start(db),
+                Ok(db) => {
+                    let (mut wal, effects) =
+                        Wal::open(&path.with_extension("wal")).map_err(storage)?;
+                    replay(&db, &mut wal, effects)?;
+                    return Self::start(db, Some(wal), every);
+                }
                 Err(redb::DatabaseError::DatabaseAlreadyOpen) if started.elapsed() < LOCK_WAIT => {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
@@ -117,10 +136,11 @@ impl KvStore {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(storage)?;
-        Self::start(db)
+        Self::start(db, None, CHECKPOINT_EVERY)
     }
 
-    fn start(db: Database) -> Result<Self, KvError> {
+    /// Without a log (in memory) every batch commits durably in redb.
+    fn start(db: Database, wal: Option<Wal>, every: Duration) -> Result<Self, KvError> {
         let db = Arc::new(db);
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(KV).map_err(storage)?;
@@ -130,7 +150,7 @@ impl KvStore {
         let writer_db = db.clone();
         std::thread::Builder::new()
             .name("prx-kv-writer".into())
-            .spawn(move || writer(writer_db, queue))
+            .spawn(move || writer(writer_db, wal, every, queue))
             .map_err(storage)?;
         Ok(Self { db, writes })
     }
@@ -252,33 +272,147 @@ fn check_key(key: &str) -> Result<(), KvError> {
     Ok(())
 }
 
-/// Takes every write waiting, applies them in one transaction, commits
-/// durably once, then answers them all. Ends when every handle is gone.
-fn writer(db: Arc<Database>, queue: mpsc::Receiver<Write>) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+/// Applies what a log left behind (a crash after acknowledged writes
+/// and before their checkpoint) in one durable commit, then starts the log
+/// over.
+fn replay(db: &Database, wal: &mut Wal, effects: Vec<Effect>) -> Result<(), KvError> {
+    if effects.is_empty() {
+        return wal.reset().map_err(storage);
+    }
+    let count = effects.len();
+    create_tables(db)?;
+    let mut txn = db.begin_write().map_err(storage)?;
+    txn.set_durability(Durability::Immediate).map_err(storage)?;
+    {
+        let mut kv = txn.open_table(KV).map_err(storage)?;
+        let mut usage = txn.open_table(USAGE).map_err(storage)?;
+        for effect in effects {
+            let (namespace, op) = match effect {
+                Effect::Set {
+                    namespace,
+                    key,
+                    value,
+                } => (
+                    namespace,
+                    Op::Set {
+                        key,
+                        value,
+                        quota: u64::MAX,
+                    },
+                ),
+                Effect::Delete { namespace, key } => (namespace, Op::Delete { key }),
+            };
+            apply(&mut kv, &mut usage, &namespace, &op)?;
+        }
+    }
+    txn.commit().map_err(storage)?;
+    wal.reset().map_err(storage)?;
+    tracing::info!(path = %wal.path().display(), count, "kv writes replayed from the log");
+    Ok(())
+}
+
+fn create_tables(db: &Database) -> Result<(), KvError> {
+    let txn = db.begin_write().map_err(storage)?;
+    txn.open_table(KV).map_err(storage)?;
+    txn.open_table(USAGE).map_err(storage)?;
+    txn.commit().map_err(storage)
+}
+
+/// Takes every write waiting, applies them in one transaction, makes them
+/// durable once, then answers them all. Checkpoints the log once a second
+/// (and when it grows large). Ends, with a last checkpoint, when every
+/// handle is gone.
+///
+/// Writers that wait for their answer before writing again would split
+/// into two cohorts that take turns (one syncing while the other queues),
+/// each batch half full. So a batch smaller than the last one waits up to
+/// [`LINGER`] for the writers that have just been answered; a lone writer
+/// never waits, and a batch that waited in vain lowers the expectation.
+fn writer(db: Arc<Database>, mut wal: Option<Wal>, every: Duration, queue: mpsc::Receiver<Write>) {
+    let mut last_checkpoint = Instant::now();
+    let mut expected = 1;
+    loop {
+        let wait = every.saturating_sub(last_checkpoint.elapsed());
+        let first = match queue.recv_timeout(wait) {
+            Ok(first) => Some(first),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(first) = first {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let linger_until = Instant::now() + LINGER;
+            while batch.len() < expected.min(MAX_BATCH) {
+                let left = linger_until.saturating_duration_since(Instant::now());
+                match queue.recv_timeout(left) {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            expected = batch.len();
+            let results = commit_batch(&db, wal.as_mut(), &batch);
+            for (write, result) in batch.into_iter().zip(results) {
+                let _ = write.reply.send(result);
             }
         }
-        let results = commit_batch(&db, &batch);
-        for (write, result) in batch.into_iter().zip(results) {
-            let _ = write.reply.send(result);
+        if let Some(wal) = wal.as_mut()
+            && (wal.len() >= CHECKPOINT_BYTES
+                || (!wal.is_empty() && last_checkpoint.elapsed() >= every))
+        {
+            checkpoint(&db, wal);
+        }
+        if last_checkpoint.elapsed() >= every {
+            last_checkpoint = Instant::now();
+        }
+    }
+    if let Some(wal) = wal.as_mut() {
+        checkpoint(&db, wal);
+    }
+}
+
+/// One durable redb commit makes every logged batch permanent; then the
+/// log can start over. On failure the log is kept (it is still the truth)
+/// and the next checkpoint tries again.
+fn checkpoint(db: &Database, wal: &mut Wal) {
+    if wal.is_empty() {
+        return;
+    }
+    let durable = db.begin_write().map_err(storage).and_then(|mut txn| {
+        txn.set_durability(Durability::Immediate).map_err(storage)?;
+        txn.commit().map_err(storage)
+    });
+    match durable.and_then(|()| wal.reset().map_err(storage)) {
+        Ok(()) => {}
+        Err(e) => {
+            tracing::error!(path = %wal.path().display(), "kv checkpoint failed (the log keeps the writes): {e}")
         }
     }
 }
 
-fn commit_batch(db: &Database, batch: &[Write]) -> Vec<Result<Done, KvError>> {
+fn commit_batch(
+    db: &Database,
+    wal: Option<&mut Wal>,
+    batch: &[Write],
+) -> Vec<Result<Done, KvError>> {
     let fail_all = |e: KvError| batch.iter().map(|_| Err(e.clone())).collect();
     let mut txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => return fail_all(storage(e)),
     };
-    if let Err(e) = txn.set_durability(Durability::Immediate) {
+    // With a log, the log's sync is the durable step.
+    let durability = match wal {
+        Some(_) => Durability::None,
+        None => Durability::Immediate,
+    };
+    if let Err(e) = txn.set_durability(durability) {
         return fail_all(storage(e));
     }
+    let mut effects = Vec::new();
     let results = {
         let (mut kv, mut usage) = match (txn.open_table(KV), txn.open_table(USAGE)) {
             (Ok(kv), Ok(usage)) => (kv, usage),
@@ -286,12 +420,57 @@ fn commit_batch(db: &Database, batch: &[Write]) -> Vec<Result<Done, KvError>> {
         };
         batch
             .iter()
-            .map(|w| apply(&mut kv, &mut usage, &w.namespace, &w.op))
+            .map(|w| {
+                let done = apply(&mut kv, &mut usage, &w.namespace, &w.op)?;
+                effects.extend(effect_of(&w.namespace, &w.op, &done));
+                Ok(done)
+            })
             .collect::<Vec<_>>()
     };
+    let Some(wal) = wal else {
+        return match txn.commit() {
+            Ok(()) => results,
+            Err(e) => fail_all(storage(e)),
+        };
+    };
+    let before = wal.len();
+    if let Err(e) = wal.append(&effects) {
+        // Dropping the transaction aborts it: nothing changed.
+        drop(txn);
+        return fail_all(storage(format!("writing the kv log: {e}")));
+    }
     match txn.commit() {
         Ok(()) => results,
-        Err(e) => fail_all(storage(e)),
+        Err(e) => {
+            if let Err(undo) = wal.undo(before) {
+                tracing::error!(path = %wal.path().display(), "a failed kv batch could not be taken out of the log: {undo}");
+            }
+            fail_all(storage(e))
+        }
+    }
+}
+
+/// What an applied write changed, as the log records it: the value an
+/// increment produced rather than the increment, so replay is idempotent.
+/// `None` when nothing changed (a delete of a missing key).
+fn effect_of(namespace: &str, op: &Op, done: &Done) -> Option<Effect> {
+    let namespace = namespace.to_owned();
+    match (op, done) {
+        (Op::Set { key, value, .. }, _) => Some(Effect::Set {
+            namespace,
+            key: key.clone(),
+            value: value.clone(),
+        }),
+        (Op::Increment { key, .. }, Done::Count(n)) => Some(Effect::Set {
+            namespace,
+            key: key.clone(),
+            value: n.to_string().into_bytes(),
+        }),
+        (Op::Delete { key }, Done::Bool(true)) => Some(Effect::Delete {
+            namespace,
+            key: key.clone(),
+        }),
+        _ => None,
     }
 }
 
@@ -495,5 +674,61 @@ mod tests {
         let kv = KvStore::open(&path).unwrap();
         assert_eq!(kv.get("p", "k").unwrap().as_deref(), Some(&b"v"[..]));
         assert_eq!(kv.usage("p").unwrap(), 2);
+        kv.set("p", "k2", b"v".to_vec(), 1 << 20).await.unwrap();
+        // A clean close checkpoints: the log is emptied once the writer
+        // has drained.
+        drop(kv);
+        let wal = path.with_extension("wal");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Wal::open(&wal).unwrap().1.is_empty() {
+            assert!(Instant::now() < deadline, "the log was never emptied");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The files as a crash would leave them: the writer never gets to
+    /// checkpoint, and the copies are taken while it still runs.
+    fn crashed_copy(from: &Path, to: &Path, with_log: bool) {
+        std::fs::create_dir_all(to).unwrap();
+        std::fs::copy(from.join("kv.redb"), to.join("kv.redb")).unwrap();
+        if with_log {
+            std::fs::copy(from.join("kv.wal"), to.join("kv.wal")).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn acknowledged_writes_are_in_the_log_until_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live");
+        std::fs::create_dir(&live).unwrap();
+        let never = Duration::from_secs(365 * 86_400);
+        let kv = KvStore::open_checkpointing(&live.join("kv.redb"), never).unwrap();
+        kv.set("p", "gone", b"x".to_vec(), 1 << 20).await.unwrap();
+        kv.delete("p", "gone").await.unwrap();
+        kv.set("p", "k", b"v".to_vec(), 1 << 20).await.unwrap();
+        for _ in 0..3 {
+            kv.increment("p", "n", 2, 1 << 20).await.unwrap();
+        }
+        // Without the log, the database alone is at its last durable
+        // commit: none of the acknowledged writes are there.
+        crashed_copy(&live, &dir.path().join("no-log"), false);
+        let bare = KvStore::open(&dir.path().join("no-log/kv.redb")).unwrap();
+        assert_eq!(bare.get("p", "k").unwrap(), None);
+        drop(bare);
+        // With it, every one is, and replaying is idempotent: an increment
+        // was logged as the value it produced.
+        let copy = dir.path().join("crashed");
+        crashed_copy(&live, &copy, true);
+        for _ in 0..2 {
+            let kv = KvStore::open_checkpointing(&copy.join("kv.redb"), never).unwrap();
+            assert_eq!(kv.get("p", "k").unwrap().as_deref(), Some(&b"v"[..]));
+            assert_eq!(kv.get("p", "n").unwrap().as_deref(), Some(&b"6"[..]));
+            assert_eq!(kv.get("p", "gone").unwrap(), None);
+            assert_eq!(kv.usage("p").unwrap(), 2 + 2);
+            drop(kv);
+            // Next round: the same log replayed over the replayed state.
+            std::fs::copy(live.join("kv.wal"), copy.join("kv.wal")).unwrap();
+        }
+        drop(kv);
     }
 }

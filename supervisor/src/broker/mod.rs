@@ -20,6 +20,7 @@
 pub mod events;
 pub mod kv;
 pub mod memory;
+pub mod wal;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
