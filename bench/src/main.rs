@@ -436,8 +436,8 @@ fn main() -> Result<()> {
     let iso_mt = isolated_on(&multi, &config, calls)?;
     let kv_wasm = wasm.with_file_name("kv_tool.wasm");
     let (kv_local, kv_isolated) = kv_get_latency(&multi, &kv_wasm, &worker)?;
-    let writes_8 = durable_writes(&multi, 8, 2_000)?;
-    let writes_1 = durable_writes(&multi, 1, 500)?;
+    let writes_8 = durable_writes(&multi, 8, 5_000)?;
+    let writes_1 = durable_writes(&multi, 1, 2_000)?;
     let cycles = std::env::var("PRX_BENCH_CYCLES")
         .ok()
         .and_then(|c| c.parse().ok())
