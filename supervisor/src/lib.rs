@@ -11,6 +11,7 @@ pub mod api;
 pub mod broker;
 pub mod cache;
 pub mod config;
+pub mod config_file;
 pub mod error;
 pub mod manifest;
 pub mod plugin;

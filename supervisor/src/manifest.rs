@@ -489,7 +489,7 @@ fn check_relative_path(key: &str, path: &str) -> Result<(), String> {
 }
 
 /// Turns a TOML/serde error into one line with the line number and key.
-fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
+pub(crate) fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
     let message = e.message().trim_end().replace('\n', " ");
     let message = message
         .replace("unknown field ", "unknown key ")

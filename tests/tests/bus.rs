@@ -314,3 +314,40 @@ fn operators_publish_and_see_the_bus_from_the_cli() {
         stdout(&out)
     );
 }
+
+#[test]
+fn the_permission_policy_comes_from_the_config_file() {
+    let env = Env::new();
+    env.add(
+        "needs-kv",
+        "kv-tool",
+        &tool_manifest("needs-kv", "kv", "[permissions]\nrequired = [\"kv\"]\n"),
+    );
+    env.add("bus", "bus-tool", &bus_manifest("bus", "bus"));
+    let config = env.state().with_file_name("prx.toml");
+    std::fs::write(
+        &config,
+        "[permissions]\ndefault = [\"memory\"]\n\n[kv]\nephemeral = true\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let daemon = Daemon::start_with(&env, &["--config", &config]);
+
+    let plugins = stdout(&daemon.cli(&["plugins"]));
+    assert!(
+        plugins.contains(
+            "plugin `needs-kv` requires permission `kv`, which the operator's policy does not allow for it"
+        ),
+        "{plugins}"
+    );
+    let call = |args: Value| {
+        let out = daemon.cli(&["call", "bus", &args.to_string()]);
+        serde_json::from_str::<Value>(stdout(&out).trim()).expect("json")
+    };
+    assert_eq!(
+        call(json!({"op":"publish","topic":"a.b","payload":"{}"})),
+        json!({"err": "permission denied: events"})
+    );
+    let stored = call(json!({"op":"remember","text":"allowed by the file","category":""}));
+    assert!(stored["ok"].is_string(), "{stored}");
+}

@@ -36,6 +36,12 @@ enum KvCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Parse FILE; print the settings, or the first mistake with its line.
+    Check { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
 enum MemoryCommand {
     /// Store TEXT in the built-in memory (as the host, not a plugin).
     Store {
@@ -55,12 +61,16 @@ enum MemoryCommand {
 enum Command {
     /// Run the supervisor in the foreground.
     Up {
-        /// Directory with one sub-directory per plugin (plugin.toml + wasm).
+        /// A config file (see docs/prx.toml); the flags below win over it.
         #[arg(long)]
-        plugins: PathBuf,
-        /// The supervisor's own files (compile cache, API socket).
-        #[arg(long, default_value = ".prx")]
-        state: PathBuf,
+        config: Option<PathBuf>,
+        /// Directory with one sub-directory per plugin (plugin.toml + wasm).
+        #[arg(long, required_unless_present = "config")]
+        plugins: Option<PathBuf>,
+        /// The supervisor's own files (kv database, compile cache, API
+        /// socket); `.prx` unless the config file says otherwise.
+        #[arg(long)]
+        state: Option<PathBuf>,
         /// Compiled artifacts (default: <state>/cache). Safe to share
         /// between supervisors: entries are keyed by content.
         #[arg(long)]
@@ -113,6 +123,11 @@ enum Command {
         #[arg(long, default_value = ".prx", global = true)]
         state: PathBuf,
     },
+    /// Check a config file and print what it sets.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Lift the quarantine of a plugin and start it again.
     Release {
         plugin: String,
@@ -153,10 +168,26 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Up {
+            config,
             plugins,
             state,
             cache_dir,
-        } => up(plugins, state, cache_dir).await,
+        } => {
+            let mut config = match config {
+                Some(file) => SupervisorConfig::from_file(&file, plugins, state)?,
+                None => SupervisorConfig::new(
+                    plugins.context("--plugins is required without --config")?,
+                    state.unwrap_or_else(|| PathBuf::from(".prx")),
+                ),
+            };
+            if cache_dir.is_some() {
+                config.cache_dir = cache_dir;
+            }
+            up(config).await
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => config_check(&file),
         Command::Call { tool, args, state } => call(&tool, args, state).await,
         Command::Plugins { state, json } => list(state, json).await,
         Command::Status { state, json } => status(state, json).await,
@@ -183,10 +214,58 @@ fn init_logging() {
         .init();
 }
 
-async fn up(plugins: PathBuf, state: PathBuf, cache_dir: Option<PathBuf>) -> Result<ExitCode> {
+fn config_check(file: &std::path::Path) -> Result<ExitCode> {
+    let config = match SupervisorConfig::from_file(file, None, None) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("prx: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let policy = |set: &std::collections::BTreeSet<prx_supervisor::manifest::Permission>| {
+        set.iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("{}: ok", file.display());
+    println!("plugins      {}", config.plugins_dir.display());
+    println!("state        {}", config.state_dir.display());
+    println!("cache        {}", config.cache_dir().display());
+    match &config.permissions.default {
+        Some(set) => println!("permissions  default: {}", policy(set)),
+        None => println!("permissions  default: every declared permission"),
+    }
+    for (plugin, set) in &config.permissions.plugins {
+        println!("             {plugin}: {}", policy(set));
+    }
+    let r = &config.restart;
+    println!(
+        "restart      backoff {:?} to {:?}, healthy after {:?}, quarantine after {} crashes in {:?}",
+        r.backoff_initial, r.backoff_max, r.healthy_after, r.max_crashes, r.crash_window
+    );
+    println!(
+        "liveness     ping every {:?}, timeout {:?}",
+        config.liveness.interval, config.liveness.timeout
+    );
+    println!(
+        "logs         {} lines/s per plugin, burst {}",
+        config.log_rate.per_second, config.log_rate.burst
+    );
+    println!("events       queue {} per subscriber", config.event_queue);
+    println!(
+        "kv           {}",
+        if config.ephemeral_kv {
+            "in memory (ephemeral)".to_owned()
+        } else {
+            config.kv_path().display().to_string()
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn up(config: SupervisorConfig) -> Result<ExitCode> {
     init_logging();
-    let mut config = SupervisorConfig::new(plugins, state);
-    config.cache_dir = cache_dir;
     let socket = config.socket_path();
     let supervisor = Supervisor::start(config)
         .await

@@ -105,9 +105,16 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `prx up` and waits for its readiness line.
     pub fn start(env: &Env) -> Self {
+        Self::start_with(env, &[])
+    }
+
+    /// Starts `prx up <extra> --plugins .. --state ..`.
+    pub fn start_with(env: &Env, extra: &[&str]) -> Self {
         std::fs::create_dir_all(env.plugins()).expect("plugins dir");
         let mut child = Command::new(bin("prx"))
-            .args(["up", "--plugins"])
+            .arg("up")
+            .args(extra)
+            .arg("--plugins")
             .arg(env.plugins())
             .arg("--state")
             .arg(env.state())

@@ -1,0 +1,270 @@
+//! The operator's config file (`prx up --config prx.toml`).
+//!
+//! Every key is optional and has the default [`SupervisorConfig::new`]
+//! gives; unknown keys are errors with their line, so a typo never turns
+//! into a silently ignored setting. Relative paths are relative to the
+//! file's directory. `docs/prx.toml` lists every key with its default, and
+//! a test parses it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{LogRate, PermissionPolicy, SupervisorConfig};
+use crate::manifest::Permission;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    plugins: Option<PathBuf>,
+    state: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    #[serde(default)]
+    permissions: Permissions,
+    #[serde(default)]
+    restart: Restart,
+    #[serde(default)]
+    liveness: Liveness,
+    #[serde(default)]
+    calls: Calls,
+    #[serde(default)]
+    logs: Logs,
+    #[serde(default)]
+    events: Events,
+    #[serde(default)]
+    kv: Kv,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Permissions {
+    default: Option<BTreeSet<Permission>>,
+    #[serde(default)]
+    plugins: BTreeMap<String, BTreeSet<Permission>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Restart {
+    backoff_initial_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+    healthy_after_s: Option<u64>,
+    max_crashes: Option<u32>,
+    crash_window_s: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Liveness {
+    interval_ms: Option<u64>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Calls {
+    load_timeout_s: Option<u64>,
+    deadline_grace_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Logs {
+    plugin_lines_per_second: Option<u32>,
+    plugin_burst: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Events {
+    queue: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Kv {
+    ephemeral: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("{0}: {1}")]
+    Invalid(PathBuf, String),
+}
+
+impl SupervisorConfig {
+    /// Reads a config file. `plugins` and `state` may come from the
+    /// command line instead (`overrides`), which wins over the file.
+    pub fn from_file(
+        path: &Path,
+        plugins: Option<PathBuf>,
+        state: Option<PathBuf>,
+    ) -> Result<Self, ConfigFileError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigFileError::Read(path.to_owned(), e))?;
+        Self::parse_file(path, &text, plugins, state)
+    }
+
+    fn parse_file(
+        path: &Path,
+        text: &str,
+        plugins: Option<PathBuf>,
+        state: Option<PathBuf>,
+    ) -> Result<Self, ConfigFileError> {
+        let invalid = |m: String| ConfigFileError::Invalid(path.to_owned(), m);
+        let file: File = toml::from_str(text)
+            .map_err(|e| invalid(crate::manifest::describe_toml_error(&e, text)))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let plugins = plugins.or(file.plugins.map(resolve)).ok_or_else(|| {
+            invalid("no plugins directory: set `plugins = \"...\"` or pass --plugins".into())
+        })?;
+        let state = state
+            .or(file.state.map(resolve))
+            .unwrap_or_else(|| base.join(".prx"));
+        let mut config = Self::new(plugins, state);
+        config.cache_dir = file.cache_dir.map(resolve);
+        config.permissions = PermissionPolicy {
+            default: file.permissions.default,
+            plugins: file.permissions.plugins,
+        };
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        let r = &mut config.restart;
+        set(
+            &mut r.backoff_initial,
+            file.restart.backoff_initial_ms.map(ms),
+        );
+        set(&mut r.backoff_max, file.restart.backoff_max_ms.map(ms));
+        set(&mut r.healthy_after, file.restart.healthy_after_s.map(s));
+        set(&mut r.max_crashes, file.restart.max_crashes);
+        set(&mut r.crash_window, file.restart.crash_window_s.map(s));
+        if r.backoff_initial > r.backoff_max {
+            return Err(invalid(
+                "[restart] backoff_initial_ms is larger than backoff_max_ms".into(),
+            ));
+        }
+        let l = &mut config.liveness;
+        set(&mut l.interval, file.liveness.interval_ms.map(ms));
+        set(&mut l.timeout, file.liveness.timeout_ms.map(ms));
+        if l.interval.is_zero() || l.timeout.is_zero() {
+            return Err(invalid(
+                "[liveness] interval_ms and timeout_ms must be above zero".into(),
+            ));
+        }
+        set(&mut config.load_timeout, file.calls.load_timeout_s.map(s));
+        set(
+            &mut config.deadline_grace,
+            file.calls.deadline_grace_ms.map(ms),
+        );
+        let LogRate { per_second, burst } = &mut config.log_rate;
+        set(per_second, file.logs.plugin_lines_per_second);
+        set(burst, file.logs.plugin_burst);
+        if config.log_rate.burst == 0 {
+            return Err(invalid(
+                "[logs] plugin_burst must be at least 1 (0 would drop every line)".into(),
+            ));
+        }
+        set(&mut config.event_queue, file.events.queue);
+        if config.event_queue == 0 {
+            return Err(invalid("[events] queue must be at least 1".into()));
+        }
+        set(&mut config.ephemeral_kv, file.kv.ephemeral);
+        Ok(config)
+    }
+}
+
+fn set<T>(field: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *field = value;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<SupervisorConfig, String> {
+        SupervisorConfig::parse_file(Path::new("/etc/prx/prx.toml"), text, None, None)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_documented_example_parses_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/prx.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config = SupervisorConfig::parse_file(&path, &text, None, None).unwrap();
+        let defaults = SupervisorConfig::new("x", "y");
+        // Every number in the example is the default it documents.
+        assert_eq!(config.restart, defaults.restart);
+        assert_eq!(config.liveness, defaults.liveness);
+        assert_eq!(config.log_rate, defaults.log_rate);
+        assert_eq!(config.event_queue, defaults.event_queue);
+        assert_eq!(config.load_timeout, defaults.load_timeout);
+        assert_eq!(config.deadline_grace, defaults.deadline_grace);
+        assert_eq!(config.ephemeral_kv, defaults.ephemeral_kv);
+        assert!(config.plugins_dir.ends_with("plugins"));
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_file_and_the_command_line_wins() {
+        let config = parse("plugins = \"p\"\nstate = \"/var/lib/prx\"\n").unwrap();
+        assert_eq!(config.plugins_dir, Path::new("/etc/prx/p"));
+        assert_eq!(config.state_dir, Path::new("/var/lib/prx"));
+        let config = SupervisorConfig::parse_file(
+            Path::new("/etc/prx/prx.toml"),
+            "plugins = \"p\"\n",
+            Some("cli".into()),
+            None,
+        )
+        .unwrap();
+        assert_eq!(config.plugins_dir, Path::new("cli"));
+        assert_eq!(config.state_dir, Path::new("/etc/prx/.prx"));
+    }
+
+    #[test]
+    fn the_permission_policy_is_read_per_plugin_and_by_default() {
+        let config = parse(
+            "plugins = \"p\"\n[permissions]\ndefault = [\"kv\"]\n[permissions.plugins]\nweather = [\"kv\", \"http-outbound\"]\n",
+        )
+        .unwrap();
+        let policy = &config.permissions;
+        assert!(policy.allows("any", Permission::Kv));
+        assert!(!policy.allows("any", Permission::HttpOutbound));
+        assert!(policy.allows("weather", Permission::HttpOutbound));
+        assert!(
+            policy.allows("any", Permission::Log),
+            "log is always allowed"
+        );
+    }
+
+    #[test]
+    fn mistakes_are_errors_with_their_line() {
+        for (text, expected) in [
+            (
+                "plugins = \"p\"\n[restart]\nmax_crash = 3\n",
+                "/etc/prx/prx.toml: line 3: unknown key `max_crash`",
+            ),
+            (
+                "plugins = \"p\"\n[permissions]\ndefault = [\"network\"]\n",
+                "/etc/prx/prx.toml: line 3: unknown variant `network`",
+            ),
+            ("state = \"s\"\n", "no plugins directory"),
+            (
+                "plugins = \"p\"\n[logs]\nplugin_burst = 0\n",
+                "plugin_burst must be at least 1",
+            ),
+            (
+                "plugins = \"p\"\n[restart]\nbackoff_initial_ms = 5000\nbackoff_max_ms = 10\n",
+                "backoff_initial_ms is larger than backoff_max_ms",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(expected), "{text:?}: {err}");
+        }
+    }
+}
