@@ -29,6 +29,11 @@ run call nope '{}'
 run call visit '{"name":"ada"}'
 run call visit '{"name":"ada"}'
 run kv list visit-counter
+run events
+run publish ops.note '{"from":"the operator"}'
+run memory store 'Paris is the capital of France' --category fact
+run memory store 'The deploy key rotates on Mondays' --category ops
+run memory recall 'capital of France'
 run status
 echo
 echo "supervisor log:"

@@ -548,9 +548,14 @@ async fn memory(command: MemoryCommand, state: PathBuf) -> Result<ExitCode> {
             let found: Vec<prx_supervisor::broker::memory::Recalled> =
                 serde_json::from_str(&response.body)?;
             for m in found {
+                let by = if m.plugin.starts_with('(') {
+                    "the host".to_owned()
+                } else {
+                    format!("plugin `{}`", m.plugin)
+                };
                 println!(
-                    "{:>6} {:.2} [{}] {} ({})",
-                    m.id, m.importance, m.category, m.text, m.plugin
+                    "{:>6} {:.2} [{}] {} (stored by {by})",
+                    m.id, m.importance, m.category, m.text
                 );
             }
         }
