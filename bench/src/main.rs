@@ -471,7 +471,7 @@ fn main() -> Result<()> {
         kv_isolated.0 as f64 / kv_local.0.max(1) as f64
     );
     println!();
-    println!("| durable kv writes (acknowledged after fsync) | writes/s |");
+    println!("| durable kv writes (acknowledged after the log's sync) | writes/s |");
     println!("|---|---|");
     println!("| 8 concurrent writers (group commit) | {writes_8:.0} |");
     println!("| 1 writer | {writes_1:.0} |");
