@@ -59,6 +59,8 @@ pub enum KvError {
     Overflow { key: String },
     #[error("storage failed: {0}")]
     Storage(String),
+    #[error("storage failed: writing the kv log {0}")]
+    LogFailed(String),
 }
 
 fn storage(e: impl std::fmt::Display) -> KvError {
@@ -512,6 +514,10 @@ fn writer(
 ) {
     let mut last_checkpoint = Instant::now();
     let mut expected = 1;
+    // Set by a failed sync of the log: after an fsync error Linux does not
+    // promise that earlier writes reached the disk, so the store refuses
+    // every write until the supervisor is restarted (and replays the log).
+    let mut poisoned: Option<KvError> = None;
     loop {
         let wait = every.saturating_sub(last_checkpoint.elapsed());
         let first = match queue.recv_timeout(wait) {
@@ -536,7 +542,18 @@ fn writer(
                 }
             }
             expected = batch.len();
-            let results = commit_batch(&db, &overlay, wal.as_mut(), &batch);
+            let results = match &poisoned {
+                Some(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+                None => commit_batch(&db, &overlay, wal.as_mut(), &batch),
+            };
+            if poisoned.is_none()
+                && let Some(Err(KvError::LogFailed(e))) = results.first()
+            {
+                tracing::error!("kv log sync failed; refusing writes until restart: {e}");
+                poisoned = Some(KvError::Storage(format!(
+                    "the kv store refuses writes since its log failed ({e}); restart the supervisor"
+                )));
+            }
             for (write, result) in batch.into_iter().zip(results) {
                 let _ = write.reply.send(result);
             }
@@ -605,7 +622,7 @@ fn commit_batch(
         && let Err(e) = wal.append(&batch.effects)
     {
         // Nothing was published: the batch never happened.
-        let e = storage(format!("writing the kv log {}: {e}", wal.path().display()));
+        let e = KvError::LogFailed(format!("{}: {e}", wal.path().display()));
         return writes.iter().map(|_| Err(e.clone())).collect();
     }
     batch.publish();
@@ -788,6 +805,32 @@ mod tests {
         let kv = KvStore::open(&path).unwrap();
         assert_eq!(kv.list_keys("p", "").unwrap(), ["a", "c", "d"]);
         assert_eq!(kv.usage("p").unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_failed_log_sync_fails_the_batch_and_refuses_writes_until_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let broken = dir.path().join("inject-sync-failure");
+        std::fs::create_dir(&broken).unwrap();
+        let kv = KvStore::open(&broken.join("kv.redb")).unwrap();
+        let first = kv.set("p", "k", b"v".to_vec(), 1 << 20).await.unwrap_err();
+        assert!(
+            first.to_string().contains("writing the kv log")
+                && first.to_string().contains("injected"),
+            "{first}"
+        );
+        assert_eq!(
+            kv.get("p", "k").unwrap(),
+            None,
+            "a failed write became visible"
+        );
+        let next = kv.increment("p", "n", 1, 1 << 20).await.unwrap_err();
+        assert!(
+            next.to_string().contains("restart the supervisor"),
+            "{next}"
+        );
+        // Reads go on working.
+        assert!(kv.list_keys("p", "").unwrap().is_empty());
     }
 
     /// The files as a crash would leave them: the writer never gets to
