@@ -154,6 +154,7 @@ fn worker_spawn_to_ready(
     wasm: &[u8],
     worker: &Path,
     rounds: usize,
+    sandbox: prx_supervisor::worker::verify::SandboxPolicy,
 ) -> Result<(Duration, Duration)> {
     use prx_supervisor::broker::PluginBroker;
     use prx_supervisor::worker::{SourceKind, Worker, WorkerSpec};
@@ -171,6 +172,7 @@ fn worker_spawn_to_ready(
             broker: Arc::new(PluginBroker::new("echo-tool".into(), Vec::new())),
             liveness: prx_supervisor::config::Liveness::default(),
             extra_args: Vec::new(),
+            sandbox,
         };
         let first = Worker::start(spec.clone()).await?;
         first.worker.stop(Duration::from_secs(1)).await;
@@ -431,7 +433,14 @@ fn main() -> Result<()> {
         .build()?;
     // The first start compiles and fills the cache; the rounds after are warm.
     let (spawn_p50, spawn_min) = spawn_to_ready(&current, &config, 21)?;
-    let (worker_p50, worker_min) = worker_spawn_to_ready(&current, &bytes, &worker, 21)?;
+    let sandboxed = prx_supervisor::worker::verify::SandboxPolicy::default();
+    let bare = prx_supervisor::worker::verify::SandboxPolicy {
+        enabled: Default::default(),
+        required: Default::default(),
+        ..sandboxed.clone()
+    };
+    let (bare_p50, bare_min) = worker_spawn_to_ready(&current, &bytes, &worker, 21, bare)?;
+    let (worker_p50, worker_min) = worker_spawn_to_ready(&current, &bytes, &worker, 21, sandboxed)?;
     let iso_ct = isolated_on(&current, &config, calls)?;
     let iso_mt = isolated_on(&multi, &config, calls)?;
     let kv_wasm = wasm.with_file_name("kv_tool.wasm");
@@ -479,7 +488,12 @@ fn main() -> Result<()> {
     println!("| measurement | median | best |");
     println!("|---|---|---|");
     println!(
-        "| worker spawn to ready (exec, handshake, deserialize, instantiate), warm cache | {:.2} ms | {:.2} ms |",
+        "| worker spawn to ready (exec, handshake, deserialize, instantiate), warm cache, no sandbox layer | {:.2} ms | {:.2} ms |",
+        bare_p50.as_secs_f64() * 1000.0,
+        bare_min.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| the same with every sandbox layer (namespaces, rlimits, capabilities, no_new_privs, landlock, seccomp) | {:.2} ms | {:.2} ms |",
         worker_p50.as_secs_f64() * 1000.0,
         worker_min.as_secs_f64() * 1000.0
     );

@@ -101,12 +101,12 @@ pub struct Hello {
 }
 
 /// Which sandbox layers the worker applied, in the order it tried them.
-#[derive(Debug, Clone, Default, PartialEq, Encode, Decode)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
 pub struct SandboxReport {
     pub layers: Vec<LayerReport>,
 }
 
-#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct LayerReport {
     pub layer: String,
     pub status: LayerStatus,
@@ -132,6 +132,62 @@ pub struct Welcome {
     /// Plugin log lines below this level are dropped in the worker (the
     /// supervisor would discard them anyway; this saves the frames).
     pub log_level: LogLevel,
+    /// The confinement to apply before the component is received.
+    pub sandbox: SandboxSettings,
+}
+
+/// Which sandbox layers the worker applies after [`Welcome`], and their
+/// numbers. Every layer is on in production; tests turn single layers off
+/// to show that the others still hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub struct SandboxSettings {
+    /// User, network, IPC and mount namespaces, with an empty root.
+    pub namespaces: bool,
+    pub rlimits: bool,
+    /// Drop every capability (effective, permitted, inheritable, ambient,
+    /// bounding).
+    pub capabilities: bool,
+    /// `no_new_privs` and not dumpable.
+    pub no_new_privs: bool,
+    /// Landlock: no filesystem access, no TCP, no signals or abstract
+    /// sockets outside the sandbox.
+    pub landlock: bool,
+    pub seccomp: SeccompMode,
+    /// `RLIMIT_AS` in bytes; 0 leaves it unlimited.
+    pub address_space: u64,
+    /// `RLIMIT_FSIZE` in bytes. The worker writes no file, but wasmtime
+    /// keeps a module's initial memory in an anonymous memfd, which the
+    /// limit covers: at least the component's size.
+    pub file_size: u64,
+    /// `RLIMIT_CPU` in seconds; 0 leaves it unlimited.
+    pub cpu_seconds: u64,
+}
+
+impl SandboxSettings {
+    /// Every layer on.
+    pub fn all(address_space: u64) -> Self {
+        Self {
+            namespaces: true,
+            rlimits: true,
+            capabilities: true,
+            no_new_privs: true,
+            landlock: true,
+            seccomp: SeccompMode::Enforce,
+            address_space,
+            file_size: 0,
+            cpu_seconds: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum SeccompMode {
+    Off,
+    /// Syscalls outside the allowlist are allowed and logged by the
+    /// kernel (to derive the list).
+    Log,
+    /// Syscalls outside the allowlist kill the process.
+    Enforce,
 }
 
 /// Per-invocation limits the worker applies to every store it makes.
@@ -183,6 +239,8 @@ pub struct Loaded {
     pub artifact_len: u64,
     /// How long compiling or deserialising took, in microseconds.
     pub compile_us: u64,
+    /// Every sandbox layer, applied or not, in order.
+    pub sandbox: SandboxReport,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]

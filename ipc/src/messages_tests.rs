@@ -28,13 +28,17 @@ fn every_supervisor_message_round_trips() {
         memory_reservation: 16 << 20,
         memory_guard: 64 << 10,
     };
-    for component in [
+    let modes = [SeccompMode::Off, SeccompMode::Log, SeccompMode::Enforce];
+    for (component, seccomp) in [
         ComponentSource::Wasm {
             len: 1234,
             want_artifact: true,
         },
         ComponentSource::Artifact { len: 99 },
-    ] {
+    ]
+    .into_iter()
+    .flat_map(|c| modes.map(|m| (c, m)))
+    {
         round_trip(ToWorker::Welcome(Welcome {
             protocol: crate::PROTOCOL_VERSION,
             plugin: "echo".into(),
@@ -42,6 +46,11 @@ fn every_supervisor_message_round_trips() {
             engine,
             component,
             log_level: LogLevel::Info,
+            sandbox: SandboxSettings {
+                seccomp,
+                landlock: seccomp != SeccompMode::Off,
+                ..SandboxSettings::all(8 << 30)
+            },
         }));
     }
     round_trip(ToWorker::Chunk(Chunk {
@@ -126,7 +135,14 @@ fn every_worker_message_round_trips() {
         imports: vec!["prx:host/log@0.1.0".into()],
         artifact_len: 1 << 20,
         compile_us: 1500,
+        sandbox: SandboxReport {
+            layers: vec![LayerReport {
+                layer: "seccomp".into(),
+                status: LayerStatus::Unavailable("not built in".into()),
+            }],
+        },
     }));
+
     for stage in [
         LoadStage::Receive,
         LoadStage::Compile,

@@ -137,6 +137,7 @@ pub struct SupervisorConfig {
     pub liveness: Liveness,
     pub permissions: PermissionPolicy,
     pub log_rate: LogRate,
+    pub sandbox: crate::worker::verify::SandboxPolicy,
     /// Events one subscriber may have waiting; more are dropped and counted.
     pub event_queue: usize,
     /// Keep kv data in memory only (tests); otherwise `<state_dir>/kv.redb`.
@@ -163,6 +164,7 @@ impl SupervisorConfig {
             liveness: Liveness::default(),
             permissions: PermissionPolicy::default(),
             log_rate: LogRate::default(),
+            sandbox: crate::worker::verify::SandboxPolicy::default(),
             event_queue: crate::broker::events::DEFAULT_QUEUE,
             ephemeral_kv: false,
             retry_poll: DEFAULT_RETRY_POLL,

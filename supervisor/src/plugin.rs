@@ -18,6 +18,7 @@ use crate::config::{Liveness, PermissionPolicy, RestartPolicy};
 use crate::error::CallError;
 use crate::manifest::Permission;
 use crate::manifest::{CapabilityType, Manifest};
+use crate::worker::verify::SandboxRefusal;
 use crate::worker::{SourceKind, StartError, Worker, WorkerSpec};
 use std::collections::BTreeSet;
 
@@ -127,6 +128,7 @@ pub struct Runtime {
     pub restart: RestartPolicy,
     pub liveness: Liveness,
     pub extra_worker_args: Vec<String>,
+    pub sandbox: crate::worker::verify::SandboxPolicy,
 }
 
 impl Plugin {
@@ -271,6 +273,9 @@ impl Plugin {
     pub async fn load(self: &Arc<Self>, rt: &Runtime) -> Result<(), String> {
         let worker = match self.start_worker(rt).await {
             Ok(worker) => worker,
+            Err(e @ StartError::Sandbox(SandboxRefusal::Contradicted { .. })) => {
+                return Err(self.quarantine(format!("security event: {e}")));
+            }
             Err(e) => return Err(self.fail(format!("{e}"))),
         };
         if let Err(e) = self.check_exports(&worker) {
@@ -378,6 +383,7 @@ impl Plugin {
             broker: self.broker.clone(),
             liveness: rt.liveness,
             extra_args: rt.extra_worker_args.clone(),
+            sandbox: rt.sandbox.clone(),
         }
     }
 
@@ -624,7 +630,11 @@ async fn supervise(plugin: Arc<Plugin>, rt: Runtime, mut worker: Arc<Worker>) {
                         took_ms = started.elapsed().as_millis() as u64, "worker restarted");
                     break new;
                 }
-                Err(e @ StartError::Load { .. }) => {
+                Err(e @ StartError::Sandbox(SandboxRefusal::Contradicted { .. })) => {
+                    plugin.quarantine(format!("security event: {e}"));
+                    return;
+                }
+                Err(e @ (StartError::Load { .. } | StartError::Sandbox(_))) => {
                     // The same bytes fail the same way: retrying cannot help.
                     let reason = plugin.fail(format!("restart failed: {e}"));
                     tracing::error!(plugin = %plugin.name, "{reason}");

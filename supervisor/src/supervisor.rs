@@ -109,6 +109,7 @@ impl Supervisor {
                 .iter()
                 .flat_map(|m| ["--test-abort-on-log".to_owned(), m.clone()])
                 .collect(),
+            sandbox: config.sandbox.clone(),
         };
         let kv = if config.ephemeral_kv {
             KvStore::in_memory()

@@ -14,11 +14,40 @@ use prx_supervisor::{CallError, Supervisor};
 async fn liar(mode: &str) -> (Env, Supervisor) {
     let env = Env::new();
     env.add(mode, "echo-tool", &tool_manifest(mode, "fake", ""));
-    let mut config = env.config();
-    config.worker_binary = Some(env!("CARGO_BIN_EXE_fake-worker").into());
-    let sup = Supervisor::start(config).await.expect("start");
+    let sup = Supervisor::start(fake_config(&env)).await.expect("start");
     assert_eq!(sup.running(), 1, "{:?}", sup.failures());
     (env, sup)
+}
+
+/// The fake worker applies no sandbox: nothing is required of it (it
+/// stands for a worker already taken over).
+fn fake_config(env: &Env) -> prx_supervisor::SupervisorConfig {
+    let mut config = env.config();
+    config.worker_binary = Some(env!("CARGO_BIN_EXE_fake-worker").into());
+    config.sandbox.required.clear();
+    config
+}
+
+#[tokio::test]
+async fn a_worker_that_lies_about_its_sandbox_is_quarantined_at_load() {
+    let env = Env::new();
+    env.add(
+        "sandbox-liar",
+        "echo-tool",
+        &tool_manifest("sandbox-liar", "fake", ""),
+    );
+    let sup = Supervisor::start(fake_config(&env)).await.expect("start");
+    assert_eq!(sup.running(), 0);
+    let status = sup.plugins()[0].clone();
+    assert_eq!(status.state, "quarantined", "{status:?}");
+    let reason = status.error.unwrap_or_default();
+    assert!(
+        reason.contains("security event")
+            && reason.contains("reports sandbox layer `seccomp` applied, but /proc/")
+            && reason.contains("Seccomp: \"0\""),
+        "{reason}"
+    );
+    sup.shutdown().await;
 }
 
 #[tokio::test]

@@ -7,7 +7,9 @@
 //! - [`link`]: the blocking frame link to the supervisor;
 //! - [`runtime`]: the engine, the host imports and the plugin instance;
 //! - [`sandbox`]: the OS confinement steps applied before any plugin byte is
-//!   read.
+//!   read;
+//! - [`seccomp`]: the system-call allowlist installed once the plugin is
+//!   loaded.
 //!
 //! Nothing here decides policy: every host call is answered by the
 //! supervisor, which does not trust this process.
@@ -15,3 +17,4 @@
 pub mod link;
 pub mod runtime;
 pub mod sandbox;
+pub mod seccomp;

@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use prx_ipc::{
     CHUNK_LEN, Chunk, ComponentSource, FromWorker, Hello, InvokeReply, LoadFailed, LoadStage,
-    Loaded, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ToWorker, WORKER_SOCKET_FD, Welcome, WireError,
+    Loaded, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, SandboxReport, ToWorker, WORKER_SOCKET_FD,
+    Welcome, WireError,
 };
 use prx_worker::link::{Link, LinkBackend};
 use prx_worker::runtime::{self, Plugin};
@@ -90,9 +91,9 @@ fn main() -> ExitCode {
         min_protocol: MIN_PROTOCOL_VERSION,
         max_protocol: PROTOCOL_VERSION,
         worker_version: env!("CARGO_PKG_VERSION").into(),
-        sandbox: report,
+        sandbox: report.clone(),
     };
-    match run(&link, hello, abort_marker) {
+    match run(&link, hello, report, abort_marker) {
         Ok(()) => ExitCode::SUCCESS,
         Err(WorkerError::Wire(WireError::Closed)) => ExitCode::SUCCESS,
         Err(e @ WorkerError::Load { .. }) => {
@@ -118,7 +119,12 @@ fn install_panic_hook(link: Arc<Link>) {
     }));
 }
 
-fn run(link: &Arc<Link>, hello: Hello, abort_marker: Option<String>) -> Result<(), WorkerError> {
+fn run(
+    link: &Arc<Link>,
+    hello: Hello,
+    mut report: SandboxReport,
+    abort_marker: Option<String>,
+) -> Result<(), WorkerError> {
     link.send(&FromWorker::Hello(hello))?;
     let welcome = match link.recv()? {
         ToWorker::Welcome(w) => w,
@@ -135,7 +141,8 @@ fn run(link: &Arc<Link>, hello: Hello, abort_marker: Option<String>) -> Result<(
             welcome.protocol
         )));
     }
-    let mut plugin = load(link, &welcome, abort_marker)?;
+    sandbox::confine(&welcome.sandbox, &mut report);
+    let mut plugin = load(link, &welcome, report, abort_marker)?;
     serve(link, &mut plugin)
 }
 
@@ -144,6 +151,7 @@ fn run(link: &Arc<Link>, hello: Hello, abort_marker: Option<String>) -> Result<(
 fn load(
     link: &Arc<Link>,
     welcome: &Welcome,
+    mut report: SandboxReport,
     abort_marker: Option<String>,
 ) -> Result<Plugin, WorkerError> {
     let load_err = |stage: LoadStage| {
@@ -189,11 +197,14 @@ fn load(
     } else {
         Vec::new()
     };
+    // Last: from here on the worker only computes and talks on the link.
+    sandbox::seccomp(&welcome.sandbox, &mut report);
     link.send(&FromWorker::Loaded(Loaded {
         exports: plugin.exports().to_vec(),
         imports: plugin.imports().to_vec(),
         artifact_len: artifact.len() as u64,
         compile_us,
+        sandbox: report,
     }))?;
     for piece in artifact.chunks(CHUNK_LEN) {
         link.send(&FromWorker::Chunk(Chunk {

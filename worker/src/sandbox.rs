@@ -1,15 +1,27 @@
-//! Confinement of the worker process, applied before any plugin byte is read.
+//! Confinement of the worker process.
 //!
 //! Each step is one function returning `Result<(), SandboxError>`, so
-//! [`enter`] reads as the list of steps in their order. The order matters:
-//! fds are closed before anything else can use them, and the parent-death
-//! signal is set before the parent check (or the parent could die between
-//! the two unnoticed).
+//! [`enter`] and [`confine`] read as the list of steps in their order:
+//!
+//! 1. [`enter`], at start-up, before the first frame: close every fd but
+//!    the link, clear the environment, chdir /, parent-death signal,
+//!    parent check (the signal before the check, or the parent could die
+//!    between the two unnoticed).
+//! 2. [`confine`], once the supervisor's `Welcome` says which layers and
+//!    which numbers, before a byte of the plugin is received: namespaces
+//!    (user, network, IPC, mount with an empty read-only root), rlimits,
+//!    capabilities dropped, `no_new_privs` and not dumpable, Landlock.
+//! 3. The engine is built and the plugin compiled and instantiated.
+//! 4. [`crate::seccomp::install`] last, on every thread.
+//!
+//! A layer the kernel does not offer is reported, not fatal here: the
+//! supervisor checks the report (and the process itself) against what the
+//! operator requires.
 
 use std::os::fd::RawFd;
 
 use nix::sys::signal::Signal;
-use prx_ipc::{LayerReport, LayerStatus, SandboxReport};
+use prx_ipc::{LayerReport, LayerStatus, SandboxReport, SandboxSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -21,7 +33,44 @@ pub enum SandboxError {
     ParentDeathSignal(#[source] nix::Error),
     #[error("the supervisor (pid {expected}) is gone; parent is now {actual}")]
     ParentGone { expected: i32, actual: i32 },
+    #[error("dropping to an unprivileged user: {0}")]
+    DropUser(#[source] nix::Error),
+    #[error("unshare: {0}")]
+    Unshare(#[source] nix::Error),
+    #[error("writing {file}: {source}")]
+    IdMap {
+        file: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("making an empty root ({step}): {source}")]
+    EmptyRoot {
+        step: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("setrlimit {resource}: {source}")]
+    Rlimit {
+        resource: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("dropping capabilities: {0}")]
+    Capabilities(String),
+    #[error("no_new_privs: {0}")]
+    NoNewPrivs(#[source] nix::Error),
+    #[error("landlock: {0}")]
+    Landlock(String),
+    #[error("landlock is not enforced by this kernel ({0})")]
+    LandlockUnsupported(String),
 }
+
+/// The uid and gid a worker started by root runs as (`nobody`).
+const NOBODY: u32 = 65534;
+/// Descriptors a worker may hold: stdio, the link, memfd images, spare.
+const MAX_FDS: u64 = 32;
+/// Threads a worker may have: main, epoch ticker, compile threads.
+const MAX_THREADS: u64 = 128;
 
 /// Applies every step; returns what was applied, for the handshake.
 pub fn enter(keep_fd: RawFd, supervisor_pid: Option<i32>) -> Result<SandboxReport, SandboxError> {
@@ -38,16 +87,222 @@ pub fn enter(keep_fd: RawFd, supervisor_pid: Option<i32>) -> Result<SandboxRepor
     Ok(report)
 }
 
+type Step<'a> = &'a dyn Fn() -> Result<(), SandboxError>;
+
+/// Applies the layers `settings` asks for, in order, recording each.
+pub fn confine(settings: &SandboxSettings, report: &mut SandboxReport) {
+    let steps: [(&str, bool, Step<'_>); 5] = [
+        ("namespaces", settings.namespaces, &namespaces),
+        ("rlimits", settings.rlimits, &|| rlimits(settings)),
+        ("capabilities", settings.capabilities, &drop_capabilities),
+        ("no-new-privs", settings.no_new_privs, &no_new_privs),
+        ("landlock", settings.landlock, &landlock),
+    ];
+    for (layer, wanted, step) in steps {
+        if !wanted {
+            report.record(layer, LayerStatus::Disabled);
+            continue;
+        }
+        match step() {
+            Ok(()) => report.applied(layer),
+            Err(e) => report.record(layer, LayerStatus::Unavailable(e.to_string())),
+        }
+    }
+}
+
+/// Installs seccomp (the last layer) and records it.
+pub fn seccomp(settings: &SandboxSettings, report: &mut SandboxReport) {
+    match settings.seccomp {
+        prx_ipc::SeccompMode::Off => report.record("seccomp", LayerStatus::Disabled),
+        mode => match crate::seccomp::install(mode) {
+            Ok(()) if mode == prx_ipc::SeccompMode::Log => report.record(
+                "seccomp",
+                LayerStatus::Unavailable("log mode: violations are logged, not blocked".into()),
+            ),
+            Ok(()) => report.applied("seccomp"),
+            Err(e) => report.record("seccomp", LayerStatus::Unavailable(e.to_string())),
+        },
+    }
+}
+
 trait Record {
     fn applied(&mut self, layer: &str);
+    fn record(&mut self, layer: &str, status: LayerStatus);
 }
 
 impl Record for SandboxReport {
     fn applied(&mut self, layer: &str) {
+        self.record(layer, LayerStatus::Applied);
+    }
+
+    fn record(&mut self, layer: &str, status: LayerStatus) {
         self.layers.push(LayerReport {
             layer: layer.into(),
-            status: LayerStatus::Applied,
+            status,
         });
+    }
+}
+
+/// A new user namespace (as `nobody` when started by root), with new
+/// network, IPC and mount namespaces owned by it: no interfaces but a
+/// loopback that is down, no System V IPC shared with anyone, and a root
+/// that is an empty read-only tmpfs.
+///
+/// No PID namespace: after `unshare(CLONE_NEWPID)` a process can no
+/// longer create threads, and the worker needs them. Seccomp forbids new
+/// processes, `kill` and `ptrace` instead.
+fn namespaces() -> Result<(), SandboxError> {
+    use nix::sched::{CloneFlags, unshare};
+    use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
+    if Uid::effective().is_root() {
+        let nobody = (Uid::from_raw(NOBODY), Gid::from_raw(NOBODY));
+        setgroups(&[]).map_err(SandboxError::DropUser)?;
+        setresgid(nobody.1, nobody.1, nobody.1).map_err(SandboxError::DropUser)?;
+        setresuid(nobody.0, nobody.0, nobody.0).map_err(SandboxError::DropUser)?;
+        // Changing uid made the process undumpable, which makes its /proc
+        // files root's: the id maps below could not be written. The
+        // no_new_privs step makes it undumpable again.
+        nix::sys::prctl::set_dumpable(true).map_err(SandboxError::DropUser)?;
+    }
+    let (uid, gid) = (Uid::effective().as_raw(), Gid::effective().as_raw());
+    unshare(
+        CloneFlags::CLONE_NEWUSER
+            | CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWNS,
+    )
+    .map_err(SandboxError::Unshare)?;
+    let write = |file: &'static str, text: String| {
+        std::fs::write(format!("/proc/self/{file}"), text)
+            .map_err(|source| SandboxError::IdMap { file, source })
+    };
+    write("setgroups", "deny".into())?;
+    write("uid_map", format!("0 {uid} 1"))?;
+    write("gid_map", format!("0 {gid} 1"))?;
+    empty_root()
+}
+
+/// Replaces the root with an empty tmpfs, read-only, in this mount
+/// namespace only.
+fn empty_root() -> Result<(), SandboxError> {
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    let step = |step: &'static str| move |source| SandboxError::EmptyRoot { step, source };
+    let none: Option<&str> = None;
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
+        .map_err(step("making mounts private"))?;
+    // Any existing directory serves as the mount point; /tmp nearly
+    // always exists, /dev always.
+    let new_root = ["/tmp", "/mnt", "/dev"]
+        .into_iter()
+        .find(|d| std::path::Path::new(d).is_dir())
+        .unwrap_or("/dev");
+    let hidden = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(
+        Some("tmpfs"),
+        new_root,
+        Some("tmpfs"),
+        hidden,
+        Some("size=4k,nr_inodes=4,mode=0555"),
+    )
+    .map_err(step("mounting a tmpfs"))?;
+    let old = format!("{new_root}/old");
+    nix::unistd::mkdir(
+        old.as_str(),
+        nix::sys::stat::Mode::from_bits_truncate(0o000),
+    )
+    .map_err(step("mkdir"))?;
+    nix::unistd::pivot_root(new_root, old.as_str()).map_err(step("pivot_root"))?;
+    nix::unistd::chdir("/").map_err(step("chdir"))?;
+    umount2("/old", MntFlags::MNT_DETACH).map_err(step("detaching the old root"))?;
+    std::fs::remove_dir("/old").map_err(|e| SandboxError::EmptyRoot {
+        step: "rmdir",
+        source: nix::Error::from_raw(e.raw_os_error().unwrap_or(0)),
+    })?;
+    mount(
+        none,
+        "/",
+        none,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | hidden,
+        none,
+    )
+    .map_err(step("remounting read-only"))
+}
+
+/// No core dumps, no file writes, few descriptors and threads, the address
+/// space the engine needs, and optionally a CPU-time cap.
+fn rlimits(settings: &SandboxSettings) -> Result<(), SandboxError> {
+    use nix::sys::resource::{Resource, setrlimit};
+    let set = |resource: Resource, name: &'static str, value: u64| {
+        setrlimit(resource, value, value).map_err(|source| SandboxError::Rlimit {
+            resource: name,
+            source,
+        })
+    };
+    set(Resource::RLIMIT_CORE, "core", 0)?;
+    set(Resource::RLIMIT_FSIZE, "fsize", settings.file_size)?;
+    set(Resource::RLIMIT_NOFILE, "nofile", MAX_FDS)?;
+    set(Resource::RLIMIT_NPROC, "nproc", MAX_THREADS)?;
+    set(Resource::RLIMIT_MEMLOCK, "memlock", 0)?;
+    set(Resource::RLIMIT_MSGQUEUE, "msgqueue", 0)?;
+    if settings.address_space > 0 {
+        set(Resource::RLIMIT_AS, "as", settings.address_space)?;
+    }
+    if settings.cpu_seconds > 0 {
+        set(Resource::RLIMIT_CPU, "cpu", settings.cpu_seconds)?;
+    }
+    Ok(())
+}
+
+/// Empties every capability set: bounding and ambient first (dropping
+/// from the bounding set needs CAP_SETPCAP, still effective then), then
+/// inheritable, effective and permitted.
+fn drop_capabilities() -> Result<(), SandboxError> {
+    use caps::CapSet;
+    for set in [
+        CapSet::Bounding,
+        CapSet::Ambient,
+        CapSet::Inheritable,
+        CapSet::Effective,
+        CapSet::Permitted,
+    ] {
+        caps::clear(None, set).map_err(|e| SandboxError::Capabilities(format!("{set:?}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// No privilege can be gained by exec (setuid bits, file capabilities),
+/// and the process cannot be ptraced or dumped by its own uid.
+fn no_new_privs() -> Result<(), SandboxError> {
+    nix::sys::prctl::set_no_new_privs().map_err(SandboxError::NoNewPrivs)?;
+    nix::sys::prctl::set_dumpable(false).map_err(SandboxError::NoNewPrivs)
+}
+
+/// Landlock with no rule: every filesystem access it knows is denied, as
+/// are TCP bind and connect, signals to processes outside the sandbox and
+/// abstract Unix sockets made outside it. Applied while the worker has one
+/// thread; threads made later inherit it.
+fn landlock() -> Result<(), SandboxError> {
+    use landlock::{
+        ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, RulesetAttr, RulesetStatus,
+        Scope,
+    };
+    let abi = ABI::V6;
+    let err = |e: landlock::RulesetError| SandboxError::Landlock(e.to_string());
+    let status = landlock::Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(abi))
+        .map_err(err)?
+        .handle_access(AccessNet::from_all(abi))
+        .map_err(err)?
+        .scope(Scope::from_all(abi))
+        .map_err(err)?
+        .create()
+        .map_err(err)?
+        .restrict_self()
+        .map_err(err)?;
+    match status.ruleset {
+        RulesetStatus::FullyEnforced => Ok(()),
+        other => Err(SandboxError::LandlockUnsupported(format!("{other:?}"))),
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod link;
 mod spawn;
+pub mod verify;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -65,6 +66,7 @@ pub struct WorkerSpec {
     pub liveness: Liveness,
     /// Extra worker arguments (test hooks).
     pub extra_args: Vec<String>,
+    pub sandbox: verify::SandboxPolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +101,8 @@ pub enum StartError {
     Violation(String),
     #[error("the worker exited during start-up ({0})")]
     Exited(String),
+    #[error(transparent)]
+    Sandbox(#[from] verify::SandboxRefusal),
 }
 
 impl StartError {
@@ -227,7 +231,15 @@ impl Worker {
             handshake(&spec, &mut reader, &mut writer),
         )
         .await;
-        let done = match handshake {
+        let checked = handshake.map(|r| {
+            r.and_then(
+                |done| match verify::check(&spec.sandbox, &done.sandbox, pid) {
+                    Ok(()) => Ok(done),
+                    Err(refusal) => Err(StartError::Sandbox(refusal)),
+                },
+            )
+        });
+        let done = match checked {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => {
                 let _ = kill_tx.send(());
@@ -477,6 +489,11 @@ async fn handshake(
             engine: spec.engine,
             component,
             log_level: plugin_log_level(),
+            sandbox: spec.sandbox.settings(
+                spec.engine.memory_reservation,
+                spec.engine.memory_guard,
+                len,
+            ),
         }))
         .await
         .map_err(send)?;
@@ -534,8 +551,9 @@ async fn handshake(
             )));
         }
     };
+    // The worker's full report: start-up steps, then every layer.
     Ok(Handshake {
-        sandbox: hello.sandbox,
+        sandbox: loaded.sandbox,
         exports: loaded.exports,
         imports: loaded.imports,
         artifact,

@@ -10,6 +10,8 @@
 //! - `pong-without-ping`: sends a pong nobody asked for;
 //! - `call-not-imported`: makes a host call to `events`, which it did not
 //!   report among its imports;
+//! - `sandbox-liar`: reports every sandbox layer applied, having applied
+//!   none;
 //! - anything else: behaves.
 //!
 //! It never loads wasm: it claims to export the tool interface and answers
@@ -57,11 +59,28 @@ fn main() {
             _ => return,
         }
     }
+    let mut sandbox = SandboxReport::default();
+    if welcome.plugin == "sandbox-liar" {
+        for layer in [
+            "namespaces",
+            "rlimits",
+            "capabilities",
+            "no-new-privs",
+            "landlock",
+            "seccomp",
+        ] {
+            sandbox.layers.push(prx_ipc::LayerReport {
+                layer: layer.into(),
+                status: prx_ipc::LayerStatus::Applied,
+            });
+        }
+    }
     let loaded = Loaded {
         exports: vec!["prx:plugin/tool-exports@0.1.0".into()],
         imports: vec!["prx:host/log@0.1.0".into(), "prx:host/kv@0.1.0".into()],
         artifact_len: 0,
         compile_us: 0,
+        sandbox,
     };
     write_frame(&mut link, &FromWorker::Loaded(loaded)).expect("loaded");
     let mode = welcome.plugin.as_str();
