@@ -149,6 +149,10 @@ pub struct SupervisorConfig {
     /// line, so tests can make a worker crash on demand. Only the library
     /// can set it; `prx` and its config never do.
     pub test_abort_marker: Option<String>,
+    /// Test-only: every worker answers tool calls by trying this forbidden
+    /// thing from inside its sandbox (`prx-worker --test-probe`). Only the
+    /// library can set it; `prx` and its config never do.
+    pub test_probe: Option<String>,
 }
 
 impl SupervisorConfig {
@@ -169,6 +173,7 @@ impl SupervisorConfig {
             ephemeral_kv: false,
             retry_poll: DEFAULT_RETRY_POLL,
             test_abort_marker: None,
+            test_probe: None,
         }
     }
 

@@ -108,6 +108,12 @@ impl Supervisor {
                 .test_abort_marker
                 .iter()
                 .flat_map(|m| ["--test-abort-on-log".to_owned(), m.clone()])
+                .chain(
+                    config
+                        .test_probe
+                        .iter()
+                        .flat_map(|p| ["--test-probe".to_owned(), p.clone()]),
+                )
                 .collect(),
             sandbox: config.sandbox.clone(),
         };

@@ -15,6 +15,7 @@
 //! supervisor, which does not trust this process.
 
 pub mod link;
+pub mod probe;
 pub mod runtime;
 pub mod sandbox;
 pub mod seccomp;

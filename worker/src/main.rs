@@ -44,6 +44,7 @@ fn main() -> ExitCode {
     let mut supervisor_pid = None;
     let mut link_fd = WORKER_SOCKET_FD;
     let mut abort_marker = None;
+    let mut probe = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -55,6 +56,9 @@ fn main() -> ExitCode {
             // Test-only: abort when the plugin logs this line. Only the
             // supervisor library's test configuration passes it.
             "--test-abort-on-log" => abort_marker = args.next(),
+            // Test-only: answer tool calls by trying something forbidden
+            // (see `probe`). Only the library's test configuration passes it.
+            "--test-probe" => probe = args.next(),
             "--link-fd" => match args.next().and_then(|fd| fd.parse().ok()) {
                 Some(fd) if fd > 2 => link_fd = fd,
                 _ => {
@@ -93,7 +97,7 @@ fn main() -> ExitCode {
         worker_version: env!("CARGO_PKG_VERSION").into(),
         sandbox: report.clone(),
     };
-    match run(&link, hello, report, abort_marker) {
+    match run(&link, hello, report, abort_marker, probe.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(WorkerError::Wire(WireError::Closed)) => ExitCode::SUCCESS,
         Err(e @ WorkerError::Load { .. }) => {
@@ -124,6 +128,7 @@ fn run(
     hello: Hello,
     mut report: SandboxReport,
     abort_marker: Option<String>,
+    probe: Option<&str>,
 ) -> Result<(), WorkerError> {
     link.send(&FromWorker::Hello(hello))?;
     let welcome = match link.recv()? {
@@ -143,7 +148,7 @@ fn run(
     }
     sandbox::confine(&welcome.sandbox, &mut report);
     let mut plugin = load(link, &welcome, report, abort_marker)?;
-    serve(link, &mut plugin)
+    serve(link, &mut plugin, probe)
 }
 
 /// Receives, compiles (or deserialises) and instantiates the plugin, then
@@ -238,11 +243,20 @@ fn receive_blob(link: &Link, len: u64) -> Result<Vec<u8>, WorkerError> {
     Ok(bytes)
 }
 
-fn serve(link: &Link, plugin: &mut Plugin) -> Result<(), WorkerError> {
+fn serve(link: &Link, plugin: &mut Plugin, probe: Option<&str>) -> Result<(), WorkerError> {
     loop {
         match link.recv()? {
             ToWorker::Invoke(invoke) => {
-                let outcome = plugin.invoke(&invoke.call);
+                let outcome = match (probe, &invoke.call) {
+                    (Some(probe), prx_ipc::Call::ToolExecute { .. }) => {
+                        Ok(prx_ipc::Output::ToolResult(prx_ipc::PluginResult {
+                            success: true,
+                            output: prx_worker::probe::run(probe),
+                            error: None,
+                        }))
+                    }
+                    _ => plugin.invoke(&invoke.call),
+                };
                 link.send(&FromWorker::InvokeReply(InvokeReply {
                     id: invoke.id,
                     outcome,

@@ -1,0 +1,131 @@
+//! Test-only: what an attacker who escaped wasm would try first, run from
+//! inside a fully sandboxed worker. `prx-worker --test-probe NAME` loads
+//! its plugin as usual and then answers every tool call by trying NAME and
+//! reporting the result as the tool's output: `blocked: <errno>` or
+//! `ALLOWED`. A probe the seccomp filter catches never reports: the worker
+//! dies of `SIGSYS`, which the caller sees as a crash.
+//!
+//! Only the supervisor library's test configuration passes the flag; the
+//! `prx` binary and its config file have no way to.
+
+use std::ffi::CString;
+
+use nix::errno::Errno;
+use nix::libc;
+
+/// Runs one probe. `name` is `what[:argument]`.
+pub fn run(name: &str) -> String {
+    let (what, arg) = name.split_once(':').unwrap_or((name, ""));
+    let outcome: Result<(), Errno> = match what {
+        "open-passwd" => open("/etc/passwd", libc::O_RDONLY),
+        // The argument: a file the supervisor owns (its kv database).
+        "open-file" => open(arg, libc::O_RDONLY),
+        "write-file" => open("/tmp/prx-probe", libc::O_CREAT | libc::O_WRONLY),
+        "inet-socket" => socket(libc::AF_INET).map(|_| ()),
+        // The argument: a port a test listens on at 127.0.0.1.
+        "connect-loopback" => connect_loopback(arg.parse().unwrap_or(9)),
+        "fork" => fork(),
+        "execve" => execve(),
+        // The argument: the supervisor's pid.
+        "ptrace" => ptrace(arg.parse().unwrap_or(1)),
+        "kill" => kill(arg.parse().unwrap_or(1)),
+        "raise-nofile" => raise_nofile(),
+        other => return format!("unknown probe {other:?}"),
+    };
+    match outcome {
+        Ok(()) => "ALLOWED".into(),
+        Err(errno) => format!("blocked: {}", errno.desc()),
+    }
+}
+
+fn check(rc: libc::c_long) -> Result<libc::c_long, Errno> {
+    if rc < 0 { Err(Errno::last()) } else { Ok(rc) }
+}
+
+fn open(path: &str, flags: libc::c_int) -> Result<(), Errno> {
+    let path = CString::new(path).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: a plain syscall on a valid C string; the fd, if any, is
+    // closed at once.
+    let fd = check(unsafe { libc::open(path.as_ptr(), flags, 0o600) } as libc::c_long)?;
+    // SAFETY: the fd was just opened by this function.
+    unsafe { libc::close(fd as libc::c_int) };
+    Ok(())
+}
+
+fn socket(domain: libc::c_int) -> Result<libc::c_int, Errno> {
+    // SAFETY: a plain syscall.
+    check(unsafe { libc::socket(domain, libc::SOCK_STREAM, 0) } as libc::c_long)
+        .map(|fd| fd as libc::c_int)
+}
+
+fn connect_loopback(port: u16) -> Result<(), Errno> {
+    let fd = socket(libc::AF_INET)?;
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `addr` is a valid sockaddr_in of the size given.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    let result = check(rc as libc::c_long).map(|_| ());
+    // SAFETY: the fd was opened above.
+    unsafe { libc::close(fd) };
+    result
+}
+
+fn fork() -> Result<(), Errno> {
+    // SAFETY: the child only exits at once.
+    let pid = check(unsafe { libc::fork() } as libc::c_long)?;
+    if pid == 0 {
+        // SAFETY: leaving the child without running anything else.
+        unsafe { libc::_exit(0) };
+    }
+    Ok(())
+}
+
+fn execve() -> Result<(), Errno> {
+    let path = CString::new("/bin/true").map_err(|_| Errno::EINVAL)?;
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    // SAFETY: valid, null-terminated argv and envp.
+    check(unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) } as libc::c_long)
+        .map(|_| ())
+}
+
+fn ptrace(pid: libc::pid_t) -> Result<(), Errno> {
+    // SAFETY: a plain syscall; attaching would only stop the target.
+    check(unsafe {
+        libc::ptrace(
+            libc::PTRACE_ATTACH,
+            pid,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+        )
+    })
+    .map(|_| ())
+}
+
+fn kill(pid: libc::pid_t) -> Result<(), Errno> {
+    // SAFETY: a plain syscall. If it were allowed, the target dies: the
+    // test that asks for this probe checks its supervisor survives.
+    check(unsafe { libc::kill(pid, libc::SIGKILL) } as libc::c_long).map(|_| ())
+}
+
+fn raise_nofile() -> Result<(), Errno> {
+    // Above a sandboxed worker's hard limit (32), below the supervisor's.
+    let limit = libc::rlimit {
+        rlim_cur: 4096,
+        rlim_max: 4096,
+    };
+    // SAFETY: a valid rlimit struct.
+    check(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } as libc::c_long).map(|_| ())
+}
