@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::config::{LogRate, PermissionPolicy, SupervisorConfig};
 use crate::manifest::Permission;
+use crate::worker::verify::Layer;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +36,25 @@ struct File {
     events: Events,
     #[serde(default)]
     kv: Kv,
+    #[serde(default)]
+    sandbox: Sandbox,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sandbox {
+    required: Option<BTreeSet<Layer>>,
+    seccomp: Option<SeccompSetting>,
+    address_space_base_mb: Option<u64>,
+    cpu_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum SeccompSetting {
+    Enforce,
+    /// Development only: forbidden syscalls are allowed and logged.
+    LogOnly,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,6 +194,21 @@ impl SupervisorConfig {
             return Err(invalid("[events] queue must be at least 1".into()));
         }
         set(&mut config.ephemeral_kv, file.kv.ephemeral);
+        let sandbox = &mut config.sandbox;
+        set(&mut sandbox.required, file.sandbox.required);
+        if let Some(mode) = file.sandbox.seccomp {
+            sandbox.seccomp_log_only = mode == SeccompSetting::LogOnly;
+        }
+        if sandbox.seccomp_log_only && sandbox.required.contains(&Layer::Seccomp) {
+            return Err(invalid(
+                "[sandbox] seccomp = \"log-only\" lets forbidden syscalls through, so seccomp cannot also be required; remove \"seccomp\" from [sandbox] required (development only)".into(),
+            ));
+        }
+        set(
+            &mut sandbox.address_space_base,
+            file.sandbox.address_space_base_mb.map(|mb| mb << 20),
+        );
+        set(&mut sandbox.cpu_seconds, file.sandbox.cpu_seconds);
         Ok(config)
     }
 }
@@ -207,6 +242,7 @@ mod tests {
         assert_eq!(config.load_timeout, defaults.load_timeout);
         assert_eq!(config.deadline_grace, defaults.deadline_grace);
         assert_eq!(config.ephemeral_kv, defaults.ephemeral_kv);
+        assert_eq!(config.sandbox, defaults.sandbox);
         assert!(config.plugins_dir.ends_with("plugins"));
     }
 
@@ -261,6 +297,14 @@ mod tests {
             (
                 "plugins = \"p\"\n[restart]\nbackoff_initial_ms = 5000\nbackoff_max_ms = 10\n",
                 "backoff_initial_ms is larger than backoff_max_ms",
+            ),
+            (
+                "plugins = \"p\"\n[sandbox]\nseccomp = \"log-only\"\n",
+                "seccomp cannot also be required",
+            ),
+            (
+                "plugins = \"p\"\n[sandbox]\nrequired = [\"selinux\"]\n",
+                "line 3: unknown variant `selinux`",
             ),
         ] {
             let err = parse(text).unwrap_err();

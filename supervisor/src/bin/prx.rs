@@ -253,6 +253,22 @@ fn config_check(file: &std::path::Path) -> Result<ExitCode> {
         config.log_rate.per_second, config.log_rate.burst
     );
     println!("events       queue {} per subscriber", config.event_queue);
+    let sandbox = &config.sandbox;
+    let required: Vec<&str> = sandbox.required.iter().map(|l| l.as_str()).collect();
+    println!(
+        "sandbox      every layer; required: {}; seccomp {}; address space {} MiB + memories",
+        if required.is_empty() {
+            "none".to_owned()
+        } else {
+            required.join(", ")
+        },
+        if sandbox.seccomp_log_only {
+            "log-only (development)"
+        } else {
+            "enforced"
+        },
+        sandbox.address_space_base >> 20
+    );
     println!(
         "kv           {}",
         if config.ephemeral_kv {
