@@ -439,8 +439,8 @@ fn main() -> Result<()> {
         required: Default::default(),
         ..sandboxed.clone()
     };
-    let (bare_p50, bare_min) = worker_spawn_to_ready(&current, &bytes, &worker, 21, bare)?;
-    let (worker_p50, worker_min) = worker_spawn_to_ready(&current, &bytes, &worker, 21, sandboxed)?;
+    let (bare_p50, bare_min) = worker_spawn_to_ready(&current, &bytes, &worker, 41, bare)?;
+    let (worker_p50, worker_min) = worker_spawn_to_ready(&current, &bytes, &worker, 41, sandboxed)?;
     let iso_ct = isolated_on(&current, &config, calls)?;
     let iso_mt = isolated_on(&multi, &config, calls)?;
     let kv_wasm = wasm.with_file_name("kv_tool.wasm");

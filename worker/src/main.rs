@@ -45,6 +45,7 @@ fn main() -> ExitCode {
     let mut link_fd = WORKER_SOCKET_FD;
     let mut abort_marker = None;
     let mut probe = None;
+    let mut netns_fd: Option<i32> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -59,6 +60,12 @@ fn main() -> ExitCode {
             // Test-only: answer tool calls by trying something forbidden
             // (see `probe`). Only the library's test configuration passes it.
             "--test-probe" => probe = args.next(),
+            "--netns-fd" => {
+                netns_fd = args
+                    .next()
+                    .and_then(|fd| fd.parse().ok())
+                    .filter(|fd| *fd > 2)
+            }
             "--link-fd" => match args.next().and_then(|fd| fd.parse().ok()) {
                 Some(fd) if fd > 2 => link_fd = fd,
                 _ => {
@@ -74,7 +81,8 @@ fn main() -> ExitCode {
             }
         }
     }
-    let report = match sandbox::enter(link_fd, supervisor_pid) {
+    let keep: Vec<i32> = std::iter::once(link_fd).chain(netns_fd).collect();
+    let report = match sandbox::enter(&keep, supervisor_pid) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("prx-worker: sandbox: {e}");
@@ -97,7 +105,11 @@ fn main() -> ExitCode {
         worker_version: env!("CARGO_PKG_VERSION").into(),
         sandbox: report.clone(),
     };
-    match run(&link, hello, report, abort_marker, probe.as_deref()) {
+    // SAFETY: the supervisor passes its namespace descriptor as this number
+    // and the sandbox step kept it open; nothing else owns it.
+    let netns = netns_fd
+        .map(|fd| unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    match run(&link, hello, report, netns, abort_marker, probe.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(WorkerError::Wire(WireError::Closed)) => ExitCode::SUCCESS,
         Err(e @ WorkerError::Load { .. }) => {
@@ -127,6 +139,7 @@ fn run(
     link: &Arc<Link>,
     hello: Hello,
     mut report: SandboxReport,
+    netns: Option<std::os::fd::OwnedFd>,
     abort_marker: Option<String>,
     probe: Option<&str>,
 ) -> Result<(), WorkerError> {
@@ -146,7 +159,7 @@ fn run(
             welcome.protocol
         )));
     }
-    sandbox::confine(&welcome.sandbox, &mut report);
+    sandbox::confine(&welcome.sandbox, &mut report, netns);
     let mut plugin = load(link, &welcome, report, abort_marker)?;
     serve(link, &mut plugin, probe)
 }

@@ -18,7 +18,7 @@
 //! supervisor checks the report (and the process itself) against what the
 //! operator requires.
 
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 
 use nix::sys::signal::Signal;
 use prx_ipc::{LayerReport, LayerStatus, SandboxReport, SandboxSettings};
@@ -73,9 +73,9 @@ const MAX_FDS: u64 = 32;
 const MAX_THREADS: u64 = 128;
 
 /// Applies every step; returns what was applied, for the handshake.
-pub fn enter(keep_fd: RawFd, supervisor_pid: Option<i32>) -> Result<SandboxReport, SandboxError> {
+pub fn enter(keep: &[RawFd], supervisor_pid: Option<i32>) -> Result<SandboxReport, SandboxError> {
     let mut report = SandboxReport::default();
-    close_other_fds(keep_fd)?;
+    close_other_fds(keep)?;
     report.applied("close-fds");
     clear_environment();
     std::env::set_current_dir("/")
@@ -90,9 +90,14 @@ pub fn enter(keep_fd: RawFd, supervisor_pid: Option<i32>) -> Result<SandboxRepor
 type Step<'a> = &'a dyn Fn() -> Result<(), SandboxError>;
 
 /// Applies the layers `settings` asks for, in order, recording each.
-pub fn confine(settings: &SandboxSettings, report: &mut SandboxReport) {
+/// `netns` is the supervisor's shared empty network namespace, if it
+/// passed one; it is closed here whatever happens.
+pub fn confine(settings: &SandboxSettings, report: &mut SandboxReport, netns: Option<OwnedFd>) {
+    let netns = std::cell::RefCell::new(netns);
     let steps: [(&str, bool, Step<'_>); 5] = [
-        ("namespaces", settings.namespaces, &namespaces),
+        ("namespaces", settings.namespaces, &|| {
+            namespaces(netns.borrow_mut().take())
+        }),
         ("rlimits", settings.rlimits, &|| rlimits(settings)),
         ("capabilities", settings.capabilities, &drop_capabilities),
         ("no-new-privs", settings.no_new_privs, &no_new_privs),
@@ -108,6 +113,7 @@ pub fn confine(settings: &SandboxSettings, report: &mut SandboxReport) {
             Err(e) => report.record(layer, LayerStatus::Unavailable(e.to_string())),
         }
     }
+    drop(netns);
 }
 
 /// Installs seccomp (the last layer) and records it.
@@ -151,9 +157,21 @@ impl Record for SandboxReport {
 /// No PID namespace: after `unshare(CLONE_NEWPID)` a process can no
 /// longer create threads, and the worker needs them. Seccomp forbids new
 /// processes, `kill` and `ptrace` instead.
-fn namespaces() -> Result<(), SandboxError> {
-    use nix::sched::{CloneFlags, unshare};
+fn namespaces(netns: Option<OwnedFd>) -> Result<(), SandboxError> {
+    use nix::sched::{CloneFlags, setns, unshare};
     use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
+    let mut flags = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWNS;
+    // Joining the supervisor's empty namespace needs the privilege we are
+    // about to give up; making one of our own is the fallback.
+    if let Some(netns) = netns
+        && Uid::effective().is_root()
+        && setns(&netns, CloneFlags::CLONE_NEWNET).is_ok()
+    {
+        flags.remove(CloneFlags::CLONE_NEWNET);
+    }
     if Uid::effective().is_root() {
         let nobody = (Uid::from_raw(NOBODY), Gid::from_raw(NOBODY));
         setgroups(&[]).map_err(SandboxError::DropUser)?;
@@ -165,13 +183,7 @@ fn namespaces() -> Result<(), SandboxError> {
         nix::sys::prctl::set_dumpable(true).map_err(SandboxError::DropUser)?;
     }
     let (uid, gid) = (Uid::effective().as_raw(), Gid::effective().as_raw());
-    unshare(
-        CloneFlags::CLONE_NEWUSER
-            | CloneFlags::CLONE_NEWNET
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWNS,
-    )
-    .map_err(SandboxError::Unshare)?;
+    unshare(flags).map_err(SandboxError::Unshare)?;
     let write = |file: &'static str, text: String| {
         std::fs::write(format!("/proc/self/{file}"), text)
             .map_err(|source| SandboxError::IdMap { file, source })
@@ -306,9 +318,10 @@ fn landlock() -> Result<(), SandboxError> {
     }
 }
 
-/// Closes every descriptor above stderr except the link. stdin, stdout and
+/// Closes every descriptor above stderr except those in `keep` (the link,
+/// and the shared network namespace when there is one). stdin, stdout and
 /// stderr are /dev/null when the supervisor starts us.
-fn close_other_fds(keep: RawFd) -> Result<(), SandboxError> {
+fn close_other_fds(keep: &[RawFd]) -> Result<(), SandboxError> {
     let close = |first: u32, last: u32| -> Result<(), SandboxError> {
         if first > last {
             return Ok(());
@@ -322,9 +335,18 @@ fn close_other_fds(keep: RawFd) -> Result<(), SandboxError> {
         }
         Ok(())
     };
-    let keep = keep as u32;
-    close(3, keep.saturating_sub(1))?;
-    close(keep + 1, u32::MAX)
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .map(|fd| *fd as u32)
+        .filter(|fd| *fd > 2)
+        .collect();
+    keep.sort_unstable();
+    let mut next = 3;
+    for fd in keep {
+        close(next, fd.saturating_sub(1))?;
+        next = fd + 1;
+    }
+    close(next, u32::MAX)
 }
 
 /// The supervisor starts us with an empty environment; this makes sure.
