@@ -71,6 +71,8 @@ async fn an_escaped_attacker_can_do_none_of_the_usual_things() {
         format!("ptrace:{supervisor_pid}"),
         format!("kill:{supervisor_pid}"),
         "raise-nofile".to_owned(),
+        // A descriptor passed to the supervisor over the link.
+        "send-fd".to_owned(),
     ];
     for name in &probes {
         let outcome = probe(name).await;
@@ -100,7 +102,7 @@ async fn without_the_sandbox_the_same_probes_succeed() {
 
 #[tokio::test]
 async fn seccomp_kills_on_the_first_forbidden_syscall() {
-    for name in ["inet-socket", "fork", "execve", "raise-nofile"] {
+    for name in ["inet-socket", "fork", "execve", "raise-nofile", "send-fd"] {
         match probe(name).await {
             Outcome::Killed(cause) => assert!(cause.contains("SIGSYS"), "{name}: {cause}"),
             other => panic!("{name}: {other:?}"),

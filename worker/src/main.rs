@@ -109,7 +109,8 @@ fn main() -> ExitCode {
     // and the sandbox step kept it open; nothing else owns it.
     let netns = netns_fd
         .map(|fd| unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
-    match run(&link, hello, report, netns, abort_marker, probe.as_deref()) {
+    let probe = probe.as_deref().map(|p| (p, link_fd));
+    match run(&link, hello, report, netns, abort_marker, probe) {
         Ok(()) => ExitCode::SUCCESS,
         Err(WorkerError::Wire(WireError::Closed)) => ExitCode::SUCCESS,
         Err(e @ WorkerError::Load { .. }) => {
@@ -141,7 +142,7 @@ fn run(
     mut report: SandboxReport,
     netns: Option<std::os::fd::OwnedFd>,
     abort_marker: Option<String>,
-    probe: Option<&str>,
+    probe: Option<(&str, i32)>,
 ) -> Result<(), WorkerError> {
     link.send(&FromWorker::Hello(hello))?;
     let welcome = match link.recv()? {
@@ -256,15 +257,15 @@ fn receive_blob(link: &Link, len: u64) -> Result<Vec<u8>, WorkerError> {
     Ok(bytes)
 }
 
-fn serve(link: &Link, plugin: &mut Plugin, probe: Option<&str>) -> Result<(), WorkerError> {
+fn serve(link: &Link, plugin: &mut Plugin, probe: Option<(&str, i32)>) -> Result<(), WorkerError> {
     loop {
         match link.recv()? {
             ToWorker::Invoke(invoke) => {
                 let outcome = match (probe, &invoke.call) {
-                    (Some(probe), prx_ipc::Call::ToolExecute { .. }) => {
+                    (Some((probe, fd)), prx_ipc::Call::ToolExecute { .. }) => {
                         Ok(prx_ipc::Output::ToolResult(prx_ipc::PluginResult {
                             success: true,
-                            output: prx_worker::probe::run(probe),
+                            output: prx_worker::probe::run(probe, fd),
                             error: None,
                         }))
                     }

@@ -13,8 +13,9 @@ use std::ffi::CString;
 use nix::errno::Errno;
 use nix::libc;
 
-/// Runs one probe. `name` is `what[:argument]`.
-pub fn run(name: &str) -> String {
+/// Runs one probe. `name` is `what[:argument]`; `link` is the worker's
+/// link to the supervisor.
+pub fn run(name: &str, link: libc::c_int) -> String {
     let (what, arg) = name.split_once(':').unwrap_or((name, ""));
     let outcome: Result<(), Errno> = match what {
         "open-passwd" => open("/etc/passwd", libc::O_RDONLY),
@@ -30,6 +31,7 @@ pub fn run(name: &str) -> String {
         "ptrace" => ptrace(arg.parse().unwrap_or(1)),
         "kill" => kill(arg.parse().unwrap_or(1)),
         "raise-nofile" => raise_nofile(),
+        "send-fd" => send_fd(link),
         other => return format!("unknown probe {other:?}"),
     };
     match outcome {
@@ -118,6 +120,35 @@ fn kill(pid: libc::pid_t) -> Result<(), Errno> {
     // SAFETY: a plain syscall. If it were allowed, the target dies: the
     // test that asks for this probe checks its supervisor survives.
     check(unsafe { libc::kill(pid, libc::SIGKILL) } as libc::c_long).map(|_| ())
+}
+
+/// Passes a descriptor (stdin) to the supervisor over the link.
+fn send_fd(link: libc::c_int) -> Result<(), Errno> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
+    let mut control = vec![0u8; space];
+    // SAFETY: msghdr is plain data; every pointer set below outlives the
+    // call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: the control buffer has room for one header and one int.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), 0);
+    }
+    // SAFETY: a valid msghdr.
+    check(unsafe { libc::sendmsg(link, &msg, 0) } as libc::c_long).map(|_| ())
 }
 
 fn raise_nofile() -> Result<(), Errno> {
