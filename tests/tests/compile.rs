@@ -1,0 +1,68 @@
+//! A component that takes too long to compile: the worker compiling it is
+//! killed at the load timeout, the plugin is marked failed (not retried
+//! in a loop), and the other plugins load and serve as usual.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Env, echo_manifest, tool_manifest};
+use prx_supervisor::Supervisor;
+
+/// A valid component whose one core function is a very long chain of
+/// additions: cheap to write, slow for Cranelift to compile.
+fn slow_to_compile(additions: usize) -> Vec<u8> {
+    let mut body = String::with_capacity(additions * 24);
+    for _ in 0..additions {
+        body.push_str("i32.const 1 i32.add\n");
+    }
+    let text = format!(
+        "(component (core module (func (export \"f\") (param i32) (result i32) local.get 0\n{body})))"
+    );
+    wat::parse_str(&text).expect("valid component text")
+}
+
+#[tokio::test]
+async fn a_compile_past_the_load_timeout_fails_the_plugin_once() {
+    let env = Env::new();
+    env.add("echo-tool", "echo-tool", &echo_manifest());
+    let dir = env.plugins().join("slow");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("plugin.toml"), tool_manifest("slow", "slow", "")).unwrap();
+    std::fs::write(dir.join("plugin.wasm"), slow_to_compile(400_000)).unwrap();
+    let mut config = env.config();
+    config.ephemeral_kv = true;
+    config.load_timeout = Duration::from_millis(1500);
+    config.retry_poll = Duration::from_millis(50);
+    // A cache of its own: the slow component must really be compiled.
+    config.cache_dir = Some(env.state().join("fresh-cache"));
+    let sup = Supervisor::start(config).await.expect("start");
+
+    let slow = sup
+        .plugins()
+        .into_iter()
+        .find(|p| p.name == "slow")
+        .unwrap();
+    assert_eq!(slow.state, "failed", "{slow:?}");
+    let error = slow.error.unwrap_or_default();
+    assert!(
+        error.contains("loading did not finish within 1.5s (compile timeout)"),
+        "{error}"
+    );
+    assert_eq!(slow.pid, None, "the compiling worker was not killed");
+    // The others are unaffected.
+    assert_eq!(
+        sup.call_tool("echo", r#"{"text":"fine"}"#).await.unwrap(),
+        "fine"
+    );
+    // Not retried in a loop: its files did not change, so after many
+    // retry polls it is still failed, with no restart.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let slow = sup
+        .plugins()
+        .into_iter()
+        .find(|p| p.name == "slow")
+        .unwrap();
+    assert_eq!((slow.state.as_str(), slow.restarts), ("failed", 0));
+    sup.shutdown().await;
+}
