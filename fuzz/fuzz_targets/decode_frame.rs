@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use prx_ipc::{read_frame, FromWorker, ToWorker};
+use prx_ipc::{FromWorker, ToWorker, read_frame};
 
 fuzz_target!(|data: &[u8]| {
     let mut input = data;
