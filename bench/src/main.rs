@@ -158,7 +158,20 @@ fn worker_spawn_to_ready(
 ) -> Result<(Duration, Duration)> {
     use prx_supervisor::broker::PluginBroker;
     use prx_supervisor::worker::{SourceKind, Worker, WorkerSpec};
-    runtime.block_on(async {
+    let cgroups = Arc::new(
+        if sandbox
+            .enabled
+            .contains(&prx_supervisor::worker::verify::Layer::Cgroup)
+        {
+            prx_supervisor::worker::cgroup::Cgroups::detect(&format!(
+                "prx-bench-{}",
+                std::process::id()
+            ))
+        } else {
+            prx_supervisor::worker::cgroup::Cgroups::Unavailable("off".into())
+        },
+    );
+    let result = runtime.block_on(async {
         let mut spec = WorkerSpec {
             plugin: "echo-tool".into(),
             binary: worker.to_owned(),
@@ -172,6 +185,7 @@ fn worker_spawn_to_ready(
             broker: Arc::new(PluginBroker::new("echo-tool".into(), Vec::new())),
             liveness: prx_supervisor::config::Liveness::default(),
             extra_args: Vec::new(),
+            cgroups: cgroups.clone(),
             sandbox,
         };
         let first = Worker::start(spec.clone()).await?;
@@ -187,7 +201,9 @@ fn worker_spawn_to_ready(
         }
         samples.sort();
         Ok((samples[samples.len() / 2], samples[0]))
-    })
+    });
+    cgroups.remove();
+    result
 }
 
 /// New supervisor + worker from a warm cache, to the first answered call.
@@ -493,7 +509,7 @@ fn main() -> Result<()> {
         bare_min.as_secs_f64() * 1000.0
     );
     println!(
-        "| the same with every sandbox layer (namespaces, rlimits, capabilities, no_new_privs, landlock, seccomp) | {:.2} ms | {:.2} ms |",
+        "| the same with every sandbox layer (namespaces, rlimits, capabilities, no_new_privs, landlock, seccomp, cgroup) | {:.2} ms | {:.2} ms |",
         worker_p50.as_secs_f64() * 1000.0,
         worker_min.as_secs_f64() * 1000.0
     );

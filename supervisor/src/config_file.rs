@@ -47,6 +47,8 @@ struct Sandbox {
     seccomp: Option<SeccompSetting>,
     address_space_base_mb: Option<u64>,
     cpu_seconds: Option<u64>,
+    memory_base_mb: Option<u64>,
+    max_tasks: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -209,6 +211,11 @@ impl SupervisorConfig {
             file.sandbox.address_space_base_mb.map(|mb| mb << 20),
         );
         set(&mut sandbox.cpu_seconds, file.sandbox.cpu_seconds);
+        set(
+            &mut sandbox.memory_base,
+            file.sandbox.memory_base_mb.map(|mb| mb << 20),
+        );
+        set(&mut sandbox.max_tasks, file.sandbox.max_tasks);
         Ok(config)
     }
 }

@@ -129,6 +129,7 @@ pub struct Runtime {
     pub liveness: Liveness,
     pub extra_worker_args: Vec<String>,
     pub sandbox: crate::worker::verify::SandboxPolicy,
+    pub cgroups: Arc<crate::worker::cgroup::Cgroups>,
 }
 
 impl Plugin {
@@ -384,6 +385,7 @@ impl Plugin {
             liveness: rt.liveness,
             extra_args: rt.extra_worker_args.clone(),
             sandbox: rt.sandbox.clone(),
+            cgroups: rt.cgroups.clone(),
         }
     }
 

@@ -116,6 +116,26 @@ impl Supervisor {
                 )
                 .collect(),
             sandbox: config.sandbox.clone(),
+            cgroups: Arc::new(
+                if config
+                    .sandbox
+                    .enabled
+                    .contains(&crate::worker::verify::Layer::Cgroup)
+                {
+                    // One directory per supervisor, even for several in one
+                    // process (tests): each removes its own at shutdown.
+                    static STARTED: AtomicUsize = AtomicUsize::new(0);
+                    let cgroups = crate::worker::cgroup::Cgroups::detect(&format!(
+                        "prx-{}-{}",
+                        std::process::id(),
+                        STARTED.fetch_add(1, Ordering::Relaxed)
+                    ));
+                    tracing::info!("worker memory and pids limits: {}", cgroups.describe());
+                    cgroups
+                } else {
+                    crate::worker::cgroup::Cgroups::Unavailable("turned off".into())
+                },
+            ),
         };
         let kv = if config.ephemeral_kv {
             KvStore::in_memory()
@@ -532,6 +552,8 @@ impl Supervisor {
             stops.spawn(async move { plugin.stop(STOP_GRACE).await });
         }
         stops.join_all().await;
+        // Every worker has exited and left its cgroup.
+        self.inner.runtime.cgroups.remove();
     }
 }
 

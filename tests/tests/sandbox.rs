@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 
-use common::{Env, echo_manifest};
+use common::{Env, echo_manifest, tool_manifest};
 use prx_supervisor::worker::verify::Layer;
 use prx_supervisor::{CallError, Supervisor};
 
@@ -164,11 +164,72 @@ async fn the_worker_reports_every_layer_and_the_supervisor_agrees() {
             "{ns}"
         );
     }
+    // Its own cgroup, with the memory and task limits of the policy.
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let leaf = format!("/echo-tool-{pid}");
+    assert!(
+        cgroups.contains(&format!("/prx-{}-", std::process::id())) && cgroups.contains(&leaf),
+        "{cgroups}"
+    );
+    let dirs: Vec<std::path::PathBuf> = cgroups
+        .lines()
+        .filter(|l| l.ends_with(&leaf))
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controller, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let mount = match controller {
+                "" => "/sys/fs/cgroup".to_owned(),
+                c => format!("/sys/fs/cgroup/{c}"),
+            };
+            Some(std::path::PathBuf::from(mount).join(path.trim_start_matches('/')))
+        })
+        .collect();
+    assert!(!dirs.is_empty());
+    let expected = prx_supervisor::worker::verify::SandboxPolicy::default().memory_limit(16 << 20);
+    let limit = dirs
+        .iter()
+        .find_map(|d| {
+            ["memory.max", "memory.limit_in_bytes"]
+                .iter()
+                .find_map(|f| std::fs::read_to_string(d.join(f)).ok())
+        })
+        .unwrap();
+    assert_eq!(limit.trim(), expected.to_string());
     assert_eq!(
         sup.call_tool("echo", r#"{"text":"still works"}"#)
             .await
             .unwrap(),
         "still works"
+    );
+    sup.shutdown().await;
+    // Gone with the worker.
+    for dir in dirs {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}
+
+#[tokio::test]
+async fn the_cgroup_limit_counts_the_runtime_not_only_linear_memory() {
+    let env = Env::new();
+    env.add("echo-tool", "echo-tool", &echo_manifest());
+    let mut config = env.config();
+    config.ephemeral_kv = true;
+    // Room for the plugin's linear memory (8 x 1 MiB) but nothing for the
+    // runtime compiling it: the cgroup counts the compiler's memory too.
+    std::fs::write(
+        env.plugins().join("echo-tool/plugin.toml"),
+        tool_manifest("echo-tool", "echo", "[resources]\nmax_memory_mb = 1\n"),
+    )
+    .unwrap();
+    config.sandbox.memory_base = 0;
+    config.sandbox.required.insert(Layer::Cgroup);
+    config.cache_dir = Some(env.state().join("fresh-cache"));
+    let sup = Supervisor::start(config).await.expect("start");
+    assert_eq!(sup.running(), 0);
+    let failure = &sup.failures()[0].error;
+    assert!(
+        failure.contains("signal SIGKILL (out of memory: over its cgroup's memory limit)"),
+        "{failure}"
     );
     sup.shutdown().await;
 }

@@ -25,6 +25,8 @@ pub const MAX_TEXT: usize = 64 * 1024;
 pub const MAX_CATEGORY: usize = 128;
 /// Most entries one plugin may store.
 pub const MAX_ENTRIES_PER_PLUGIN: u64 = 100_000;
+/// Most bytes of text one plugin may store.
+pub const MAX_BYTES_PER_PLUGIN: u64 = 64 << 20;
 /// Most entries one recall returns.
 pub const MAX_RECALL: u32 = 100;
 /// Longest word indexed; longer runs are cut.
@@ -43,6 +45,8 @@ pub enum MemoryError {
     NoWords,
     #[error("this plugin already stores {MAX_ENTRIES_PER_PLUGIN} memories, the maximum")]
     Full,
+    #[error("this plugin's memories would pass {MAX_BYTES_PER_PLUGIN} bytes of text, the maximum")]
+    TooMuchText,
     #[error("storage failed: {0}")]
     Storage(String),
 }
@@ -257,9 +261,14 @@ fn insert(
                 .unwrap_or(0))
         };
         let per_plugin = format!("plugin:{}", entry.plugin);
+        let bytes_key = format!("bytes:{}", entry.plugin);
         let mine = get(&per_plugin)?;
         if mine >= MAX_ENTRIES_PER_PLUGIN {
             return Err(MemoryError::Full);
+        }
+        let bytes = get(&bytes_key)? + entry.text.len() as u64;
+        if bytes > MAX_BYTES_PER_PLUGIN {
+            return Err(MemoryError::TooMuchText);
         }
         let id = get("next_id")? + 1;
         let count = get("count")?;
@@ -269,6 +278,7 @@ fn insert(
             ("count", count + 1),
             ("total_terms", total + entry.terms),
             (per_plugin.as_str(), mine + 1),
+            (bytes_key.as_str(), bytes),
         ] {
             stats.insert(name, value).map_err(storage)?;
         }
@@ -369,6 +379,22 @@ mod tests {
         let got = m.recall("rust sandbox", 3).unwrap();
         assert_eq!(got[0].id, short);
         assert_eq!(got[1].id, long);
+    }
+
+    #[tokio::test]
+    async fn a_plugin_cannot_store_more_than_its_share_of_text() {
+        let m = store();
+        let text = "word ".repeat(MAX_TEXT / 5);
+        let fits = (MAX_BYTES_PER_PLUGIN / text.len() as u64) as usize;
+        for _ in 0..fits {
+            m.store("greedy", &text, "").await.unwrap();
+        }
+        assert_eq!(
+            m.store("greedy", &text, "").await,
+            Err(MemoryError::TooMuchText)
+        );
+        // Another plugin is not affected.
+        m.store("modest", "a short note", "").await.unwrap();
     }
 
     #[tokio::test]

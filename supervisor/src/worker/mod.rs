@@ -7,6 +7,7 @@
 //! The plugin's identity is the [`Worker`] value created for this process,
 //! never anything a frame says.
 
+pub mod cgroup;
 mod link;
 mod spawn;
 pub mod verify;
@@ -19,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use prx_ipc::{
     CHUNK_LEN, Call, Chunk, ComponentSource, EngineSettings, FromWorker, GuestError, HostCallMsg,
-    HostReplyMsg, Invoke, Limits, LoadStage, LogLevel, MIN_PROTOCOL_VERSION, Output,
-    PROTOCOL_VERSION, SandboxReport, ToWorker, Welcome, negotiate,
+    HostReplyMsg, Invoke, LayerReport, LayerStatus, Limits, LoadStage, LogLevel,
+    MIN_PROTOCOL_VERSION, Output, PROTOCOL_VERSION, SandboxReport, ToWorker, Welcome, negotiate,
 };
 use tokio::sync::{Mutex as AsyncMutex, oneshot, watch};
 
@@ -67,6 +68,8 @@ pub struct WorkerSpec {
     /// Extra worker arguments (test hooks).
     pub extra_args: Vec<String>,
     pub sandbox: verify::SandboxPolicy,
+    /// Where this supervisor's workers get their cgroups.
+    pub cgroups: Arc<cgroup::Cgroups>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +217,22 @@ impl Worker {
                 source,
             })?;
         let pid = spawned.child.id().unwrap_or(0);
+        // Into its cgroup before it is sent anything to run.
+        let cgroup = if spec.sandbox.enabled.contains(&verify::Layer::Cgroup) {
+            let limit = spec.sandbox.memory_limit(spec.limits.max_memory_bytes);
+            Some(
+                spec.cgroups
+                    .place(&spec.plugin, pid, limit, spec.sandbox.max_tasks),
+            )
+        } else {
+            None
+        };
+        let cgroup_status = match &cgroup {
+            None => LayerStatus::Disabled,
+            Some(Ok(_)) => LayerStatus::Applied,
+            Some(Err(why)) => LayerStatus::Unavailable(why.clone()),
+        };
+        let cgroup = cgroup.and_then(Result::ok);
         let stream = tokio::net::UnixStream::from_std(spawned.socket).map_err(|source| {
             StartError::Spawn {
                 binary: spec.binary.clone(),
@@ -223,7 +242,7 @@ impl Worker {
         let (read_half, write_half) = stream.into_split();
         let (kill_tx, kill_rx) = oneshot::channel();
         let (exit_tx, exit_rx) = watch::channel(None);
-        let waiter = tokio::spawn(wait_for_exit(spawned.child, kill_rx, exit_tx));
+        let waiter = tokio::spawn(wait_for_exit(spawned.child, kill_rx, exit_tx, cgroup));
         let mut reader = FrameReader::new(read_half);
         let mut writer = FrameWriter::new(write_half);
         let handshake = tokio::time::timeout(
@@ -232,18 +251,30 @@ impl Worker {
         )
         .await;
         let checked = handshake.map(|r| {
-            r.and_then(
-                |done| match verify::check(&spec.sandbox, &done.sandbox, pid) {
+            r.and_then(|mut done| {
+                // The supervisor's own layer, after the worker's.
+                done.sandbox.layers.push(LayerReport {
+                    layer: verify::Layer::Cgroup.as_str().into(),
+                    status: cgroup_status.clone(),
+                });
+                match verify::check(&spec.sandbox, &done.sandbox, pid) {
                     Ok(()) => Ok(done),
                     Err(refusal) => Err(StartError::Sandbox(refusal)),
-                },
-            )
+                }
+            })
         });
         let done = match checked {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => {
                 let _ = kill_tx.send(());
                 let _ = waiter.await;
+                // A worker that died on its own says how (a signal, the
+                // cgroup's memory limit): more use than "link closed".
+                if let StartError::Exited(what) = &e
+                    && let Some(cause) = exit_rx.borrow().clone()
+                {
+                    return Err(StartError::Exited(format!("{what}; {cause}")));
+                }
                 return Err(e);
             }
             Err(_) => {
@@ -695,6 +726,7 @@ async fn wait_for_exit(
     mut child: tokio::process::Child,
     kill: oneshot::Receiver<()>,
     exit: watch::Sender<Option<String>>,
+    cgroup: Option<cgroup::WorkerCgroup>,
 ) {
     let status = tokio::select! {
         status = child.wait() => status,
@@ -703,10 +735,18 @@ async fn wait_for_exit(
             child.wait().await
         }
     };
-    let cause = match status {
+    let mut cause = match status {
         Ok(status) => describe_exit(status),
         Err(e) => format!("wait failed: {e}"),
     };
+    if cgroup
+        .as_ref()
+        .is_some_and(cgroup::WorkerCgroup::oom_killed)
+    {
+        cause.push_str(" (out of memory: over its cgroup's memory limit)");
+    }
+    // The process is gone: its cgroup can be removed (on drop).
+    drop(cgroup);
     let _ = exit.send(Some(cause));
 }
 

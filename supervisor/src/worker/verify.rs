@@ -19,16 +19,19 @@ pub enum Layer {
     NoNewPrivs,
     Landlock,
     Seccomp,
+    /// Applied by the supervisor: a memory and pids cgroup per worker.
+    Cgroup,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 6] = [
+    pub const ALL: [Layer; 7] = [
         Layer::Namespaces,
         Layer::Rlimits,
         Layer::Capabilities,
         Layer::NoNewPrivs,
         Layer::Landlock,
         Layer::Seccomp,
+        Layer::Cgroup,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +42,7 @@ impl Layer {
             Self::NoNewPrivs => "no-new-privs",
             Self::Landlock => "landlock",
             Self::Seccomp => "seccomp",
+            Self::Cgroup => "cgroup",
         }
     }
 }
@@ -66,6 +70,11 @@ pub struct SandboxPolicy {
     /// long as its plugin, so CPU time accumulates over every call; fuel
     /// and the epoch deadline bound each call).
     pub cpu_seconds: u64,
+    /// A worker's cgroup memory limit for the runtime itself (compiling
+    /// included); each linear memory's maximum comes on top.
+    pub memory_base: u64,
+    /// A worker's cgroup limit on tasks (threads).
+    pub max_tasks: u64,
 }
 
 /// Linear memories counted into the address-space limit.
@@ -82,11 +91,20 @@ impl Default for SandboxPolicy {
             required: [Layer::Seccomp, Layer::NoNewPrivs, Layer::Rlimits].into(),
             address_space_base: 4 << 30,
             cpu_seconds: 0,
+            memory_base: 1 << 30,
+            max_tasks: 128,
         }
     }
 }
 
 impl SandboxPolicy {
+    /// The cgroup memory limit of a worker whose linear memories may grow
+    /// to `max_memory` bytes each.
+    pub fn memory_limit(&self, max_memory: u64) -> u64 {
+        self.memory_base
+            .saturating_add(MEMORIES_IN_ADDRESS_SPACE.saturating_mul(max_memory))
+    }
+
     /// What the worker is told to apply, for a plugin whose linear
     /// memories reserve `memory_reservation + memory_guard` each.
     pub fn settings(
@@ -204,6 +222,15 @@ pub fn check(
                     format!("/proc/{pid}/status says {set}: {value:?}"),
                 );
             }
+        }
+    }
+    if applied(Layer::Cgroup) {
+        let cgroups = std::fs::read_to_string(proc.join("cgroup")).unwrap_or_default();
+        if !cgroups.contains(&format!("-{pid}")) {
+            return contradicted(
+                Layer::Cgroup,
+                format!("/proc/{pid}/cgroup does not name its cgroup: {cgroups:?}"),
+            );
         }
     }
     if applied(Layer::Namespaces) {
