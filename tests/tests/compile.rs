@@ -6,21 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Env, echo_manifest, tool_manifest};
+use common::{Env, echo_manifest, slow_to_compile, tool_manifest};
 use prx_supervisor::Supervisor;
-
-/// A valid component whose one core function is a very long chain of
-/// additions: cheap to write, slow for Cranelift to compile.
-fn slow_to_compile(additions: usize) -> Vec<u8> {
-    let mut body = String::with_capacity(additions * 24);
-    for _ in 0..additions {
-        body.push_str("i32.const 1 i32.add\n");
-    }
-    let text = format!(
-        "(component (core module (func (export \"f\") (param i32) (result i32) local.get 0\n{body})))"
-    );
-    wat::parse_str(&text).expect("valid component text")
-}
 
 #[tokio::test]
 async fn a_compile_past_the_load_timeout_fails_the_plugin_once() {

@@ -29,6 +29,68 @@ fn fake_config(env: &Env) -> prx_supervisor::SupervisorConfig {
 }
 
 #[tokio::test]
+async fn a_stalled_partial_frame_costs_one_call_and_a_flood_costs_nothing() {
+    let honest_env = Env::new();
+    honest_env.add("echo-tool", "echo-tool", &echo_manifest());
+    let honest = honest_env.supervisor().await;
+
+    // Half a header, then silence: the call's deadline kills the worker
+    // (a stalled worker cannot be told from a slow one, so it is a crash,
+    // restarted, not a quarantine).
+    let env = Env::new();
+    env.add(
+        "partial-frame",
+        "echo-tool",
+        &tool_manifest(
+            "partial-frame",
+            "fake",
+            "[resources]\nmax_execution_time_ms = 100\n",
+        ),
+    );
+    let mut config = fake_config(&env);
+    config.deadline_grace = Duration::from_millis(100);
+    let sup = Supervisor::start(config).await.expect("start");
+    let pid = sup.plugins()[0].pid.unwrap();
+    let result = sup.call_tool("fake", "{}").await;
+    assert!(
+        matches!(result, Err(CallError::Unresponsive { .. })),
+        "{result:?}"
+    );
+    let gone = || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+    };
+    for _ in 0..200 {
+        if gone() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(gone(), "the stalled worker was not killed");
+    assert_eq!(
+        honest.call_tool("echo", r#"{"text":"ok"}"#).await.unwrap(),
+        "ok"
+    );
+    sup.shutdown().await;
+
+    // 100,000 log frames before the answer: the answer arrives, the lines
+    // past the rate limit are dropped and counted.
+    let (_env, sup) = liar("flood").await;
+    assert_eq!(sup.call_tool("fake", "{}").await.unwrap(), "honest");
+    let status = sup.plugins()[0].clone();
+    assert_eq!(status.state, "running");
+    assert!(status.log_dropped >= 99_000, "{}", status.log_dropped);
+    assert_eq!(
+        honest.call_tool("echo", r#"{"text":"ok"}"#).await.unwrap(),
+        "ok"
+    );
+    sup.shutdown().await;
+    honest.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_worker_that_lies_about_its_sandbox_is_quarantined_at_load() {
     let env = Env::new();
     env.add(

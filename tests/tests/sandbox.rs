@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 
-use common::{Env, echo_manifest, tool_manifest};
+use common::{Env, echo_manifest, slow_to_compile, tool_manifest};
 use prx_supervisor::worker::verify::Layer;
 use prx_supervisor::{CallError, Supervisor};
 
@@ -30,14 +30,16 @@ impl Outcome {
     }
 }
 
+/// `{kv}` in a probe stands for this supervisor's own kv database.
 async fn probe_with(probe: &str, enabled: BTreeSet<Layer>) -> (Outcome, Env) {
     let env = Env::new();
     env.add("echo-tool", "echo-tool", &echo_manifest());
     let mut config = env.config();
-    config.test_probe = Some(probe.to_owned());
+    let kv = config.kv_path();
+    config.test_probe = Some(probe.replace("{kv}", &kv.display().to_string()));
     config.sandbox.enabled = enabled;
     config.sandbox.required.clear();
-    config.ephemeral_kv = true;
+    config.ephemeral_kv = !probe.contains("{kv}");
     let sup = Supervisor::start(config).await.expect("start");
     assert_eq!(sup.running(), 1, "{probe}: {:?}", sup.failures());
     let outcome = match sup.call_tool("echo", "{}").await {
@@ -59,10 +61,10 @@ async fn an_escaped_attacker_can_do_none_of_the_usual_things() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let supervisor_pid = std::process::id();
-    let secret = tempfile::NamedTempFile::new().unwrap();
     let probes = [
         "open-passwd".to_owned(),
-        format!("open-file:{}", secret.path().display()),
+        // The supervisor's redb file, with every plugin's data.
+        "open-file:{kv}".to_owned(),
         "write-file".to_owned(),
         "inet-socket".to_owned(),
         format!("connect-loopback:{port}"),
@@ -120,11 +122,10 @@ async fn seccomp_kills_on_the_first_forbidden_syscall() {
 async fn with_any_one_layer_off_the_others_still_keep_files_and_network_out() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let secret = tempfile::NamedTempFile::new().unwrap();
     for off in Layer::ALL {
         let enabled: BTreeSet<Layer> = Layer::ALL.into_iter().filter(|l| *l != off).collect();
         for name in [
-            format!("open-file:{}", secret.path().display()),
+            "open-file:{kv}".to_owned(),
             "open-passwd".to_owned(),
             format!("connect-loopback:{port}"),
         ] {
@@ -214,11 +215,17 @@ async fn the_cgroup_limit_counts_the_runtime_not_only_linear_memory() {
     env.add("echo-tool", "echo-tool", &echo_manifest());
     let mut config = env.config();
     config.ephemeral_kv = true;
-    // Room for the plugin's linear memory (8 x 1 MiB) but nothing for the
-    // runtime compiling it: the cgroup counts the compiler's memory too.
+    // Room for the plugin's linear memory (8 x 2 MiB) but nothing for the
+    // runtime compiling it (a long function): the cgroup counts the
+    // compiler's memory too.
     std::fs::write(
         env.plugins().join("echo-tool/plugin.toml"),
-        tool_manifest("echo-tool", "echo", "[resources]\nmax_memory_mb = 1\n"),
+        tool_manifest("echo-tool", "echo", "[resources]\nmax_memory_mb = 2\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        env.plugins().join("echo-tool/plugin.wasm"),
+        slow_to_compile(100_000),
     )
     .unwrap();
     config.sandbox.memory_base = 0;

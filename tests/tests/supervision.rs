@@ -278,9 +278,18 @@ async fn crashed_workers_are_reaped_no_zombie_stays() {
         );
     }
     assert_eq!(sup.call_tool("echo", r#"{"text":"x"}"#).await.unwrap(), "x");
-    assert_eq!(zombies_of(std::process::id()), Vec::<u32>::new());
+    // Other tests in this process start and stop workers too: one of
+    // theirs may be caught between its exit and its reaping. A zombie of
+    // ours would stay; theirs go within moments.
+    let none_stay = || async {
+        eventually(Duration::from_secs(2), || {
+            zombies_of(std::process::id()).is_empty()
+        })
+        .await
+    };
+    assert!(none_stay().await, "{:?}", zombies_of(std::process::id()));
     sup.shutdown().await;
-    assert_eq!(zombies_of(std::process::id()), Vec::<u32>::new());
+    assert!(none_stay().await, "{:?}", zombies_of(std::process::id()));
 }
 
 #[test]

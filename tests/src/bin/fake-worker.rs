@@ -12,6 +12,8 @@
 //!   report among its imports;
 //! - `sandbox-liar`: reports every sandbox layer applied, having applied
 //!   none;
+//! - `partial-frame`: answers a call with half a frame header, then stalls;
+//! - `flood`: sends 100,000 log lines before each answer;
 //! - anything else: behaves.
 //!
 //! It never loads wasm: it claims to export the tool interface and answers
@@ -151,6 +153,25 @@ fn main() {
             }
             "pong-without-ping" => {
                 let _ = write_frame(&mut link, &FromWorker::Pong(424242));
+            }
+            "partial-frame" => {
+                let _ = link.write_all(&[8, 0]);
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+            "flood" => {
+                let line = FromWorker::Log(prx_ipc::LogMsg {
+                    level: prx_ipc::LogLevel::Error,
+                    message: "flood".into(),
+                });
+                let frame = encode(&line).expect("encode");
+                let mut burst = Vec::with_capacity(frame.len() * 1000);
+                for _ in 0..1000 {
+                    burst.extend_from_slice(&frame);
+                }
+                for _ in 0..100 {
+                    let _ = link.write_all(&burst);
+                }
+                let _ = write_frame(&mut link, &reply(invoke.id));
             }
             _ => {
                 let _ = write_frame(&mut link, &reply(invoke.id));

@@ -192,3 +192,16 @@ pub fn parent_of(pid: u32) -> Option<u32> {
         .find_map(|l| l.strip_prefix("PPid:"))
         .and_then(|v| v.trim().parse().ok())
 }
+
+/// A valid component whose one core function is a very long chain of
+/// additions: cheap to write, slow for Cranelift to compile.
+pub fn slow_to_compile(additions: usize) -> Vec<u8> {
+    let mut body = String::with_capacity(additions * 24);
+    for _ in 0..additions {
+        body.push_str("i32.const 1 i32.add\n");
+    }
+    let text = format!(
+        "(component (core module (func (export \"f\") (param i32) (result i32) local.get 0\n{body})))"
+    );
+    wat::parse_str(&text).expect("valid component text")
+}
