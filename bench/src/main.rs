@@ -455,8 +455,13 @@ fn main() -> Result<()> {
         required: Default::default(),
         ..sandboxed.clone()
     };
-    let (bare_p50, bare_min) = worker_spawn_to_ready(&current, &bytes, &worker, 41, bare)?;
+    let (bare_p50, bare_min) = worker_spawn_to_ready(&current, &bytes, &worker, 41, bare.clone())?;
     let (worker_p50, worker_min) = worker_spawn_to_ready(&current, &bytes, &worker, 41, sandboxed)?;
+    let unsandboxed = SupervisorConfig {
+        sandbox: bare.clone(),
+        ..config.clone()
+    };
+    let iso_bare = isolated_on(&current, &unsandboxed, calls)?;
     let iso_ct = isolated_on(&current, &config, calls)?;
     let iso_mt = isolated_on(&multi, &config, calls)?;
     let kv_wasm = wasm.with_file_name("kv_tool.wasm");
@@ -481,6 +486,10 @@ fn main() -> Result<()> {
         );
     };
     row("echo in-process (wasmtime, baseline)", &base);
+    row(
+        "echo isolated, current-thread runtime, no sandbox layer",
+        &iso_bare,
+    );
     row("echo isolated, current-thread runtime", &iso_ct);
     row("echo isolated, multi-thread runtime", &iso_mt);
     let ns = |n: u64| format!("{:.1} µs", n as f64 / 1000.0);
