@@ -87,6 +87,10 @@ pub struct PluginStatus {
     /// Log lines dropped by the per-plugin rate limit.
     #[serde(default)]
     pub log_dropped: u64,
+    /// The current worker's sandbox layers: `applied`, `disabled`, or
+    /// `unavailable: <why>`.
+    #[serde(default)]
+    pub sandbox: Vec<(String, String)>,
 }
 
 pub struct Plugin {
@@ -265,6 +269,25 @@ impl Plugin {
                 .clone(),
             in_flight: worker.as_ref().map(|w| w.in_flight()).unwrap_or(0),
             log_dropped: self.broker.log_dropped(),
+            sandbox: worker
+                .as_ref()
+                .map(|w| {
+                    w.sandbox()
+                        .layers
+                        .iter()
+                        .map(|l| {
+                            let status = match &l.status {
+                                prx_ipc::LayerStatus::Applied => "applied".to_owned(),
+                                prx_ipc::LayerStatus::Disabled => "disabled".to_owned(),
+                                prx_ipc::LayerStatus::Unavailable(why) => {
+                                    format!("unavailable: {why}")
+                                }
+                            };
+                            (l.layer.clone(), status)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             uptime_ms: worker.map(|w| w.uptime().as_millis() as u64),
         }
     }

@@ -387,6 +387,7 @@ impl Supervisor {
                     in_flight: 0,
                     restart_at_ms: None,
                     log_dropped: 0,
+                    sandbox: Vec::new(),
                 });
             }
         }

@@ -401,8 +401,8 @@ async fn status(state: PathBuf, json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     println!(
-        "{:<20} {:<24} {:>8} {:>8} {:>10}  LAST EXIT",
-        "NAME", "STATE", "PID", "RESTARTS", "UPTIME"
+        "{:<20} {:<24} {:>8} {:>8} {:>10} {:<10} LAST EXIT",
+        "NAME", "STATE", "PID", "RESTARTS", "UPTIME", "SANDBOX"
     );
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -422,20 +422,51 @@ async fn status(state: PathBuf, json: bool) -> Result<ExitCode> {
             ),
             None => p.state.clone(),
         };
+        // Sandbox layers: the count applied (the worker's start-up steps
+        // aside), details below for any that are not.
+        let layers: Vec<&(String, String)> = p
+            .sandbox
+            .iter()
+            .filter(|(layer, _)| is_layer(layer))
+            .collect();
+        let applied = layers.iter().filter(|(_, s)| s == "applied").count();
+        let sandbox = if layers.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{applied}/{}", layers.len())
+        };
         println!(
-            "{:<20} {:<24} {:>8} {:>8} {:>10}  {}",
+            "{:<20} {:<24} {:>8} {:>8} {:>10} {:<10} {}",
             p.name,
             state,
             pid,
             p.restarts,
             uptime,
+            sandbox,
             p.last_exit.as_deref().unwrap_or("-")
         );
+    }
+    for p in &plugins {
+        for (layer, status) in p
+            .sandbox
+            .iter()
+            .filter(|(l, s)| is_layer(l) && s != "applied")
+        {
+            println!("\n{}: sandbox layer {layer} {status}", p.name);
+        }
     }
     for p in plugins.iter().filter(|p| p.error.is_some()) {
         println!("\n{}: {}", p.name, p.error.as_deref().unwrap_or_default());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A layer `prx status` counts (the worker also reports its start-up
+/// steps, which always apply).
+fn is_layer(name: &str) -> bool {
+    prx_supervisor::worker::verify::Layer::ALL
+        .iter()
+        .any(|l| l.as_str() == name)
 }
 
 fn human_duration(ms: u64) -> String {

@@ -258,7 +258,15 @@ impl Worker {
                     status: cgroup_status.clone(),
                 });
                 match verify::check(&spec.sandbox, &done.sandbox, pid) {
-                    Ok(()) => Ok(done),
+                    Ok(()) => {
+                        for layer in &done.sandbox.layers {
+                            if let LayerStatus::Unavailable(why) = &layer.status {
+                                tracing::warn!(plugin = %spec.plugin, pid, layer = %layer.layer,
+                                    "sandbox layer not applied (not required): {why}");
+                            }
+                        }
+                        Ok(done)
+                    }
                     Err(refusal) => Err(StartError::Sandbox(refusal)),
                 }
             })
