@@ -146,6 +146,14 @@ async fn the_worker_reports_every_layer_and_the_supervisor_agrees() {
     let sup = Supervisor::start(config).await.expect("start");
     assert_eq!(sup.running(), 1, "{:?}", sup.failures());
     let pid = sup.plugins()[0].pid.unwrap();
+    // The operator sees every layer applied.
+    let reported = sup.plugins()[0].sandbox.clone();
+    for layer in Layer::ALL {
+        assert!(
+            reported.contains(&(layer.as_str().to_owned(), "applied".to_owned())),
+            "{layer}: {reported:?}"
+        );
+    }
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let field = |name: &str| {
         status
