@@ -268,7 +268,7 @@ impl EventBus {
             topic: topic.into(),
             payload: payload.into(),
             source,
-            published_at_ms: now_ms(),
+            published_at_ms: super::now_ms(),
         };
         // Each inbox once, in the order of its first matching subscription.
         let mut targets: Vec<u64> = Vec::new();
@@ -471,13 +471,6 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         self.bus.lock().remove_inbox(self.inbox);
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -144,7 +144,7 @@ impl MemoryStore {
             text: text.into(),
             category: category.into(),
             plugin: plugin.into(),
-            stored_at_ms: now_ms(),
+            stored_at_ms: super::now_ms(),
             terms: tf.values().map(|n| u64::from(*n)).sum(),
         };
         let db = self.db.clone();
@@ -293,13 +293,6 @@ fn insert(
     };
     txn.commit().map_err(storage)?;
     Ok(id)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -349,6 +349,14 @@ impl LogLimiter {
     }
 }
 
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// The permission a host call needs.
 pub fn permission_of(call: &HostCall) -> Permission {
     match call {
