@@ -37,6 +37,7 @@ fn services() -> &'static (tokio::runtime::Runtime, Services) {
             bus: EventBus::new(64),
             memory,
             log_rate: LogRate::default(),
+            http: Default::default(),
         };
         (runtime, services)
     })

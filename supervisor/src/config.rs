@@ -138,6 +138,7 @@ pub struct SupervisorConfig {
     pub permissions: PermissionPolicy,
     pub log_rate: LogRate,
     pub sandbox: crate::worker::verify::SandboxPolicy,
+    pub http: crate::broker::http::HttpPolicy,
     /// Events one subscriber may have waiting; more are dropped and counted.
     pub event_queue: usize,
     /// Keep kv data in memory only (tests); otherwise `<state_dir>/kv.redb`.
@@ -169,6 +170,7 @@ impl SupervisorConfig {
             permissions: PermissionPolicy::default(),
             log_rate: LogRate::default(),
             sandbox: crate::worker::verify::SandboxPolicy::default(),
+            http: crate::broker::http::HttpPolicy::default(),
             event_queue: crate::broker::events::DEFAULT_QUEUE,
             ephemeral_kv: false,
             retry_poll: DEFAULT_RETRY_POLL,

@@ -178,11 +178,22 @@ impl Plugin {
         for perm in declared.iter().filter(|perm| !policy.allows(&name, **perm)) {
             tracing::warn!(plugin = %name, permission = %perm, "optional permission not granted by policy; its calls will fail");
         }
-        let broker = Arc::new(
-            PluginBroker::new(name.clone(), manifest.config_pairs())
-                .with_permissions(declared, granted)
-                .with_services(services, r.max_kv_storage_kb * 1024),
-        );
+        let mut broker = PluginBroker::new(name.clone(), manifest.config_pairs())
+            .with_services(services, r.max_kv_storage_kb * 1024);
+        if declared.contains(&Permission::HttpOutbound) {
+            let allowlist = crate::broker::http::Allowlist::parse(&p.http_allowlist)
+                .map_err(|e| format!("plugin `{name}`: {e}"))?;
+            let http = crate::broker::http::PluginHttp::new(
+                name.clone(),
+                allowlist,
+                &services.http,
+                r.max_http_requests,
+                Duration::from_millis(r.max_execution_time_ms),
+            )
+            .map_err(|e| format!("plugin `{name}`: {e}"))?;
+            broker = broker.with_http(http);
+        }
+        let broker = Arc::new(broker.with_permissions(declared, granted));
         Ok(Arc::new(Self {
             name,
             dir,

@@ -150,6 +150,7 @@ impl Supervisor {
             bus: EventBus::new(config.event_queue),
             memory,
             log_rate: config.log_rate,
+            http: config.http.clone(),
         };
         let dirs = plugin_dirs(&config.plugins_dir)
             .map_err(|e| StartupError::PluginsDir(config.plugins_dir.clone(), e))?;

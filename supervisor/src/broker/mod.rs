@@ -18,6 +18,7 @@
 //! for the functions that have no error channel).
 
 pub mod events;
+pub mod http;
 pub mod kv;
 pub mod memory;
 pub mod wal;
@@ -42,6 +43,7 @@ pub struct Services {
     pub bus: EventBus,
     pub memory: MemoryStore,
     pub log_rate: LogRate,
+    pub http: http::HttpPolicy,
 }
 
 /// Per-plugin broker state.
@@ -55,6 +57,7 @@ pub struct PluginBroker {
     kv_quota: u64,
     bus: Option<EventBus>,
     memory: Option<MemoryStore>,
+    http: Option<http::PluginHttp>,
     log: LogLimiter,
 }
 
@@ -70,6 +73,7 @@ impl PluginBroker {
             kv_quota: 0,
             bus: None,
             memory: None,
+            http: None,
             log: LogLimiter::new(LogRate::default()),
         }
     }
@@ -94,6 +98,19 @@ impl PluginBroker {
         self.declared = declared;
         self.granted.extend(granted);
         self
+    }
+
+    /// Serves http-outbound for this plugin.
+    pub fn with_http(mut self, http: http::PluginHttp) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// An invocation begins (counts and time per invocation restart).
+    pub fn begin_invocation(&self) {
+        if let Some(http) = &self.http {
+            http.begin_invocation();
+        }
     }
 
     /// Serves kv from `store` with a quota in bytes (alone: tests).
@@ -153,7 +170,25 @@ impl PluginBroker {
             | HostCall::EventsSubscribe { .. }
             | HostCall::EventsUnsubscribe { .. } => self.events(call),
             HostCall::MemoryStore { .. } | HostCall::MemoryRecall { .. } => self.memory(call).await,
-            other => self.unavailable(&other),
+            HostCall::HttpRequest {
+                method,
+                url,
+                headers,
+                body,
+            } => match &self.http {
+                Some(http) => self.reply(
+                    "http-outbound.request",
+                    http.request(&method, &url, headers, body)
+                        .await
+                        .map(HostValue::Http),
+                ),
+                None => self.unavailable(&HostCall::HttpRequest {
+                    method,
+                    url,
+                    headers,
+                    body,
+                }),
+            },
         }
     }
 

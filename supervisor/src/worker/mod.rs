@@ -158,6 +158,7 @@ struct Pending {
 /// A running worker.
 pub struct Worker {
     plugin: Arc<str>,
+    broker: Arc<PluginBroker>,
     pid: u32,
     exports: Vec<String>,
     /// Interfaces the component imports, as the worker reported at load.
@@ -293,6 +294,7 @@ impl Worker {
         };
         let worker = Arc::new(Worker {
             plugin: spec.plugin.clone(),
+            broker: spec.broker.clone(),
             pid,
             exports: done.exports,
             imports: done.imports,
@@ -326,6 +328,11 @@ impl Worker {
             let mut pending = self.lock_pending();
             if let Some(cause) = &pending.closed {
                 return Err(InvokeError::Died(cause.clone()));
+            }
+            // An idle worker starts on this call at once; otherwise it
+            // starts when the reply before it arrives (see `serve`).
+            if pending.calls.is_empty() {
+                self.broker.begin_invocation();
             }
             pending.calls.insert(id, tx);
         }
@@ -671,6 +678,9 @@ async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: Arc<PluginB
                 };
                 match waiting {
                     Some(tx) => {
+                        // A worker runs one invocation at a time: host
+                        // calls from here on belong to the next one.
+                        broker.begin_invocation();
                         let _ = tx.send(reply.outcome.map_err(InvokeError::Guest));
                     }
                     None if abandoned => {}

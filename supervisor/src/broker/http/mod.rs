@@ -1,0 +1,377 @@
+//! `prx:host/http-outbound`: requests made by the supervisor, with
+//! reqwest, on a plugin's behalf. Workers have no network at all; this is
+//! the only place the allowlist is decided.
+//!
+//! A request goes out only when:
+//!
+//! - its URL passes the plugin's [`Allowlist`] (and so does every redirect
+//!   hop, checked by a custom redirect policy before it is followed);
+//! - every address it connects to is outside the ranges plugins may not
+//!   reach (loopback, private, link-local with the cloud metadata address,
+//!   CGNAT, unique-local, unspecified, multicast, IPv4-mapped forms of
+//!   these), unless the operator allowed a range. Names are resolved by a
+//!   resolver of ours that drops such addresses, so a name that changes
+//!   its answer between check and connect (DNS rebinding) gains nothing;
+//!   IP literals are checked before the request;
+//! - the plugin has made fewer than `max_http_requests` in this
+//!   invocation.
+//!
+//! Proxies from the environment are ignored. The response body is read
+//! in chunks and cut at the cap; bodies are passed on as sent (no
+//! decompression), so a compressed bomb stays its compressed size.
+
+pub mod allowlist;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use prx_ipc::HttpResponse;
+use url::{Host, Url};
+
+pub use allowlist::{Allowlist, Refusal};
+
+/// Methods a plugin may use.
+pub const METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
+/// Redirect hops followed at most.
+const MAX_REDIRECTS: usize = 10;
+
+/// The operator's http settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpPolicy {
+    /// Ranges plugins may reach although they are otherwise refused
+    /// (tests allow loopback).
+    pub allowed_ranges: Vec<IpNet>,
+    /// Largest response body passed to a plugin.
+    pub max_body: u64,
+    /// Longest a request may take, the invocation's remaining time
+    /// permitting.
+    pub timeout: Duration,
+}
+
+impl Default for HttpPolicy {
+    fn default() -> Self {
+        Self {
+            allowed_ranges: Vec::new(),
+            max_body: 4 << 20,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The range an address falls in that plugins may not reach, if any.
+pub fn forbidden_range(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            if v4.is_loopback() {
+                Some("loopback")
+            } else if v4.is_private() {
+                Some("private")
+            } else if v4.is_link_local() {
+                Some("link-local (cloud metadata)")
+            } else if a == 100 && (64..128).contains(&b) {
+                Some("shared address space (CGNAT)")
+            } else if v4.is_unspecified() || a == 0 {
+                Some("unspecified")
+            } else if v4.is_broadcast() || v4.is_multicast() {
+                Some("broadcast or multicast")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return forbidden_range(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            if v6.is_loopback() {
+                Some("loopback")
+            } else if v6.is_unspecified() {
+                Some("unspecified")
+            } else if first & 0xfe00 == 0xfc00 {
+                Some("unique-local")
+            } else if first & 0xffc0 == 0xfe80 {
+                Some("link-local")
+            } else if v6.is_multicast() {
+                Some("multicast")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Why `ip` may not be reached under `allowed`, if it may not.
+fn refused(ip: IpAddr, allowed: &[IpNet]) -> Option<&'static str> {
+    let range = forbidden_range(ip)?;
+    let canonical = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    (!allowed.iter().any(|net| net.contains(&canonical))).then_some(range)
+}
+
+/// Resolves names and drops the addresses plugins may not reach.
+struct GuardedResolver {
+    allowed: Arc<Vec<IpNet>>,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allowed = self.allowed.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut why = None;
+            let usable: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|a| match refused(a.ip(), &allowed) {
+                    Some(range) => {
+                        why = Some((a.ip(), range));
+                        false
+                    }
+                    None => true,
+                })
+                .collect();
+            if usable.is_empty() {
+                let message = match why {
+                    Some((ip, range)) => {
+                        format!("{host} resolves to {ip} ({range}), which plugins may not reach")
+                    }
+                    None => format!("{host} does not resolve"),
+                };
+                return Err(message.into());
+            }
+            Ok(Box::new(usable.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Checks a URL's IP literal (names go through the resolver).
+fn check_literal(url: &Url, allowed: &[IpNet]) -> Result<(), String> {
+    let ip = match url.host() {
+        Some(Host::Ipv4(a)) => IpAddr::V4(a),
+        Some(Host::Ipv6(a)) => IpAddr::V6(a),
+        _ => return Ok(()),
+    };
+    match refused(ip, allowed) {
+        Some(range) => Err(format!(
+            "{url}: {ip} is {range}, which plugins may not reach"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// One plugin's http: its allowlist, its client, its request count.
+#[derive(Debug)]
+pub struct PluginHttp {
+    plugin: Arc<str>,
+    allowlist: Arc<Allowlist>,
+    allowed: Arc<Vec<IpNet>>,
+    client: reqwest::Client,
+    max_body: u64,
+    timeout: Duration,
+    max_requests: u32,
+    max_execution: Duration,
+    made: AtomicU32,
+    invocation_started: Mutex<Instant>,
+}
+
+impl PluginHttp {
+    pub fn new(
+        plugin: Arc<str>,
+        allowlist: Allowlist,
+        policy: &HttpPolicy,
+        max_requests: u32,
+        max_execution: Duration,
+    ) -> Result<Self, String> {
+        let allowlist = Arc::new(allowlist);
+        let allowed = Arc::new(policy.allowed_ranges.clone());
+        let (hop_list, hop_allowed, hop_plugin) =
+            (allowlist.clone(), allowed.clone(), plugin.clone());
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+            }
+            let hop = attempt.url().clone();
+            let checked = hop_list
+                .check_url(&hop)
+                .map_err(|e| e.to_string())
+                .and_then(|()| check_literal(&hop, &hop_allowed));
+            match checked {
+                Ok(()) => attempt.follow(),
+                Err(why) => attempt.error(format!(
+                    "plugin `{hop_plugin}`: redirect to {hop} refused ({why})"
+                )),
+            }
+        });
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(redirects)
+            .dns_resolver(Arc::new(GuardedResolver {
+                allowed: allowed.clone(),
+            }))
+            .connect_timeout(policy.timeout)
+            .build()
+            .map_err(|e| format!("cannot build the http client: {e}"))?;
+        Ok(Self {
+            plugin,
+            allowlist,
+            allowed,
+            client,
+            max_body: policy.max_body,
+            timeout: policy.timeout,
+            max_requests,
+            max_execution,
+            made: AtomicU32::new(0),
+            invocation_started: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// A new invocation begins: the request count starts over, and the
+    /// time left is counted from now.
+    pub fn begin_invocation(&self) {
+        self.made.store(0, Ordering::SeqCst);
+        *self
+            .invocation_started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    /// Makes one request, or says which rule refused it.
+    pub async fn request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: Vec<(String, String)>,
+        body: Option<Vec<u8>>,
+    ) -> Result<HttpResponse, String> {
+        let plugin = &self.plugin;
+        let method = method.to_ascii_uppercase();
+        if !METHODS.contains(&method.as_str()) {
+            return Err(format!(
+                "plugin `{plugin}`: method {method:?} is not one of {}",
+                METHODS.join(", ")
+            ));
+        }
+        let parsed = self
+            .allowlist
+            .check(url)
+            .map_err(|e| format!("plugin `{plugin}`: {e}"))?;
+        check_literal(&parsed, &self.allowed).map_err(|e| format!("plugin `{plugin}`: {e}"))?;
+        let made = self.made.fetch_add(1, Ordering::SeqCst);
+        if made >= self.max_requests {
+            return Err(format!(
+                "plugin `{plugin}`: request {} of this invocation refused: max_http_requests = {}",
+                made + 1,
+                self.max_requests
+            ));
+        }
+        let started = *self
+            .invocation_started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let left = self.max_execution.saturating_sub(started.elapsed());
+        let timeout = self.timeout.min(left).max(Duration::from_millis(1));
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut request = self.client.request(method, parsed.clone()).timeout(timeout);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let failed = |e: reqwest::Error| {
+            let what = if e.is_timeout() {
+                format!("no answer within {} ms", timeout.as_millis())
+            } else {
+                // The chain names the redirect or resolver refusal.
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    text.push_str(": ");
+                    text.push_str(&s.to_string());
+                    source = s.source();
+                }
+                text
+            };
+            format!("plugin `{plugin}`: {parsed}: {what}")
+        };
+        let mut response = request.send().await.map_err(failed)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let too_big = || {
+            format!(
+                "plugin `{plugin}`: {parsed}: response body larger than {} bytes (the limit)",
+                self.max_body
+            )
+        };
+        if response.content_length().is_some_and(|n| n > self.max_body) {
+            return Err(too_big());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(failed)? {
+            if body.len() as u64 + chunk.len() as u64 > self.max_body {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ranges_plugins_may_not_reach() {
+        for (ip, range) in [
+            ("127.0.0.1", "loopback"),
+            ("10.1.2.3", "private"),
+            ("172.16.0.1", "private"),
+            ("192.168.1.1", "private"),
+            ("169.254.169.254", "link-local (cloud metadata)"),
+            ("100.64.0.1", "shared address space (CGNAT)"),
+            ("0.0.0.0", "unspecified"),
+            ("::1", "loopback"),
+            ("::", "unspecified"),
+            ("fd00::1", "unique-local"),
+            ("fe80::1", "link-local"),
+            ("::ffff:127.0.0.1", "loopback"),
+            ("::ffff:169.254.169.254", "link-local (cloud metadata)"),
+        ] {
+            assert_eq!(forbidden_range(ip.parse().unwrap()), Some(range), "{ip}");
+        }
+        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700::1111", "100.128.0.1"] {
+            assert_eq!(forbidden_range(ip.parse().unwrap()), None, "{ip}");
+        }
+        let loopback: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        assert_eq!(refused("127.0.0.1".parse().unwrap(), &loopback), None);
+        assert_eq!(
+            refused("::ffff:127.0.0.1".parse().unwrap(), &loopback),
+            None
+        );
+        assert_eq!(
+            refused("10.0.0.1".parse().unwrap(), &loopback),
+            Some("private")
+        );
+    }
+}
