@@ -38,6 +38,16 @@ struct File {
     kv: Kv,
     #[serde(default)]
     sandbox: Sandbox,
+    #[serde(default)]
+    http: Http,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Http {
+    allowed_ranges: Option<Vec<String>>,
+    max_body_kb: Option<u64>,
+    timeout_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +226,23 @@ impl SupervisorConfig {
             file.sandbox.memory_base_mb.map(|mb| mb << 20),
         );
         set(&mut sandbox.max_tasks, file.sandbox.max_tasks);
+        if let Some(ranges) = file.http.allowed_ranges {
+            config.http.allowed_ranges = ranges
+                .iter()
+                .map(|r| {
+                    r.parse().map_err(|e| {
+                        invalid(format!(
+                            "[http] allowed_ranges: {r:?} is not a range like \"10.0.0.0/8\" ({e})"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        set(
+            &mut config.http.max_body,
+            file.http.max_body_kb.map(|kb| kb << 10),
+        );
+        set(&mut config.http.timeout, file.http.timeout_s.map(s));
         Ok(config)
     }
 }
@@ -250,6 +277,7 @@ mod tests {
         assert_eq!(config.deadline_grace, defaults.deadline_grace);
         assert_eq!(config.ephemeral_kv, defaults.ephemeral_kv);
         assert_eq!(config.sandbox, defaults.sandbox);
+        assert_eq!(config.http, defaults.http);
         assert!(config.plugins_dir.ends_with("plugins"));
     }
 
@@ -312,6 +340,10 @@ mod tests {
             (
                 "plugins = \"p\"\n[sandbox]\nrequired = [\"selinux\"]\n",
                 "line 3: unknown variant `selinux`",
+            ),
+            (
+                "plugins = \"p\"\n[http]\nallowed_ranges = [\"10.0.0.0/33\"]\n",
+                "is not a range like",
             ),
         ] {
             let err = parse(text).unwrap_err();
