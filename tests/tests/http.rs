@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 /// A small HTTP/1.1 server: one thread per connection, answers by path.
 fn serve() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let port = listener.local_addr().expect("its address").port();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             std::thread::spawn(move || answer(stream, port));
@@ -25,7 +25,10 @@ fn serve() -> u16 {
 }
 
 fn answer(mut stream: TcpStream, port: u16) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
     let mut first = String::new();
     let _ = reader.read_line(&mut first);
     loop {
