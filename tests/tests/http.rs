@@ -111,7 +111,7 @@ async fn call(sup: &Supervisor, args: Value) -> Value {
 /// Loopback is refused unless the operator allows it: here, the test
 /// server is on it.
 fn allow_loopback(config: &mut prx_supervisor::SupervisorConfig) {
-    config.http.allowed_ranges = vec!["127.0.0.0/8".parse().unwrap()];
+    config.http.allowed_ranges = vec!["127.0.0.0/8".parse().expect("a range")];
 }
 
 fn refused(outcome: &Value, words: &str) {
