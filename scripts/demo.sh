@@ -10,9 +10,26 @@ scripts/build-plugins.sh
 
 state=$(mktemp -d)
 log="$state/prx.log"
-target/debug/prx up --plugins target/plugins --state "$state" >"$state/ready" 2>"$log" &
+# A local service for the http-fetch example (port 18080, as its
+# http_allowlist says). Plugins may not reach loopback by default; the
+# demo's config allows this one address.
+web_pid=
+if command -v python3 >/dev/null; then
+  mkdir -p "$state/web"
+  echo '{"healthy":true,"served_by":"a local service"}' >"$state/web/status.json"
+  python3 -m http.server 18080 --bind 127.0.0.1 --directory "$state/web" >/dev/null 2>&1 &
+  web_pid=$!
+fi
+cat >"$state/prx.toml" <<EOF
+plugins = "$PWD/target/plugins"
+state = "$state"
+
+[http]
+allowed_ranges = ["127.0.0.1/32"]
+EOF
+target/debug/prx up --config "$state/prx.toml" >"$state/ready" 2>"$log" &
 prx_pid=$!
-trap 'kill $prx_pid 2>/dev/null; wait $prx_pid 2>/dev/null; rm -rf "$state"' EXIT
+trap 'kill $prx_pid $web_pid 2>/dev/null; wait $prx_pid 2>/dev/null; rm -rf "$state"' EXIT
 
 for _ in $(seq 1 600); do
   grep -q '^prx: ready' "$state/ready" 2>/dev/null && break
@@ -34,6 +51,10 @@ run publish ops.note '{"from":"the operator"}'
 run memory store 'Paris is the capital of France' --category fact
 run memory store 'The deploy key rotates on Mondays' --category ops
 run memory recall 'capital of France'
+if [ -n "$web_pid" ]; then
+  run call fetch '{"path":"/status.json"}'
+  run call fetch '{"path":"/missing.json"}'
+fi
 run status
 echo
 echo "supervisor log:"

@@ -31,12 +31,18 @@ fn answer(mut stream: TcpStream, port: u16) {
     let mut reader = BufReader::new(read_half);
     let mut first = String::new();
     let _ = reader.read_line(&mut first);
+    let mut length = 0;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
             break;
         }
+        if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = n.trim().parse().unwrap_or(0);
+        }
     }
+    let mut body = vec![0; length];
+    let _ = std::io::Read::read_exact(&mut reader, &mut body);
     let path = first.split_whitespace().nth(1).unwrap_or("/").to_owned();
     let redirect = |to: &str| {
         format!(
@@ -48,6 +54,19 @@ fn answer(mut stream: TcpStream, port: u16) {
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello".to_owned()
         }
         "/redirect-ok" => redirect("/ok"),
+        "/status.json" => {
+            let json = r#"{"healthy":true}"#;
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+                json.len()
+            )
+        }
+        // Echoes what was posted.
+        "/notes" => format!(
+            "HTTP/1.1 201 Created\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            body.len(),
+            String::from_utf8_lossy(&body)
+        ),
         "/redirect-away" => redirect(&format!("http://127.0.0.1:{}/ok", port + 1)),
         "/redirect-metadata" => redirect("http://169.254.169.254/latest/meta-data/"),
         "/big" => {
@@ -281,10 +300,59 @@ async fn requests_are_counted_bodies_capped_and_silence_cut_at_the_deadline() {
     let again = call(&sup, json!({"url": format!("{origin}/ok")})).await;
     assert_eq!(again["ok"]["status"], 200, "{again}");
 
+    // The supervisor is this process: its resident memory must not take
+    // in the 100 MiB (it stops reading at the cap).
+    let rss_kib = || {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = rss_kib();
     let big = call(&sup, json!({"url": format!("{origin}/big")})).await;
     refused(&big, "response body larger than 4194304 bytes (the limit)");
+    let grew = rss_kib().saturating_sub(before);
+    assert!(grew < 48 * 1024, "resident memory grew by {grew} KiB");
 
     let silent = call(&sup, json!({"url": format!("{origin}/silent")})).await;
     refused(&silent, "no answer within 1000 ms");
+    sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_example_fetches_and_posts_through_the_supervisor() {
+    let port = serve();
+    let env = Env::new();
+    // The example's manifest, pointed at this test's server.
+    let manifest = std::fs::read_to_string(
+        std::path::Path::new(env!("PRX_ROOT")).join("plugins/examples/http-fetch/plugin.toml"),
+    )
+    .expect("the example's manifest")
+    .replace("127.0.0.1:18080", &format!("127.0.0.1:{port}"));
+    env.add("http-fetch", "http-fetch", &manifest);
+    let mut config = env.config();
+    config.ephemeral_kv = true;
+    allow_loopback(&mut config);
+    let sup = Supervisor::start(config).await.expect("start");
+    assert_eq!(sup.running(), 1, "{:?}", sup.failures());
+    assert_eq!(
+        sup.call_tool("fetch", r#"{"path":"/status.json"}"#)
+            .await
+            .expect("get"),
+        r#"{"healthy":true}"#
+    );
+    assert_eq!(
+        sup.call_tool("fetch", r#"{"path":"/notes","post":{"text":"hi"}}"#)
+            .await
+            .expect("post"),
+        r#"{"text":"hi"}"#
+    );
+    let missing = sup
+        .call_tool("fetch", r#"{"path":"/nothing-here"}"#)
+        .await
+        .expect_err("a 404");
+    assert!(missing.to_string().contains("answered 404"), "{missing}");
     sup.shutdown().await;
 }
