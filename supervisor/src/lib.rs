@@ -12,6 +12,7 @@ pub mod broker;
 pub mod cache;
 pub mod config;
 pub mod config_file;
+pub mod cron;
 pub mod error;
 pub mod manifest;
 pub mod plugin;
