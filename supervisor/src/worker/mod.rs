@@ -29,7 +29,7 @@ pub use link::LinkError;
 use link::{FrameReader, FrameWriter};
 pub use spawn::spawn_worker;
 
-use crate::broker::PluginBroker;
+use crate::broker::{PluginBroker, untrusted_text};
 use crate::config::Liveness;
 
 /// Largest compiled artifact accepted from a worker: a Python component
@@ -507,7 +507,7 @@ async fn handshake(
     };
     let hello = match reader.read().await.map_err(link_err)? {
         FromWorker::Hello(hello) => hello,
-        FromWorker::Fatal(message) => return Err(StartError::Exited(message)),
+        FromWorker::Fatal(message) => return Err(StartError::Exited(untrusted_text(message))),
         other => {
             return Err(StartError::Violation(format!(
                 "expected Hello, got kind {}",
@@ -561,7 +561,7 @@ async fn handshake(
             FromWorker::LoadFailed(failed) => {
                 return Err(StartError::Load {
                     stage: stage_name(failed.stage),
-                    message: failed.message,
+                    message: untrusted_text(failed.message),
                 });
             }
             FromWorker::Log(line) => spec.broker.log(line.level, &line.message),
@@ -572,7 +572,7 @@ async fn handshake(
                     .await
                     .map_err(send)?;
             }
-            FromWorker::Fatal(message) => return Err(StartError::Exited(message)),
+            FromWorker::Fatal(message) => return Err(StartError::Exited(untrusted_text(message))),
             other => {
                 return Err(StartError::Violation(format!(
                     "unexpected frame kind {} while loading",
@@ -597,9 +597,17 @@ async fn handshake(
             )));
         }
     };
-    // The worker's full report: start-up steps, then every layer.
+    // The worker's full report: start-up steps, then every layer. Its
+    // words are kept, logged and shown to operators.
+    let mut sandbox = loaded.sandbox;
+    for layer in &mut sandbox.layers {
+        layer.layer = untrusted_text(std::mem::take(&mut layer.layer));
+        if let LayerStatus::Unavailable(why) = &mut layer.status {
+            *why = untrusted_text(std::mem::take(why));
+        }
+    }
     Ok(Handshake {
-        sandbox: loaded.sandbox,
+        sandbox,
         exports: loaded.exports,
         imports: loaded.imports,
         artifact,
@@ -681,7 +689,11 @@ async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: Arc<PluginB
                         // A worker runs one invocation at a time: host
                         // calls from here on belong to the next one.
                         broker.begin_invocation();
-                        let _ = tx.send(reply.outcome.map_err(InvokeError::Guest));
+                        let outcome = reply.outcome.map_err(|mut e| {
+                            e.message = untrusted_text(e.message);
+                            InvokeError::Guest(e)
+                        });
+                        let _ = tx.send(outcome);
                     }
                     None if abandoned => {}
                     // An id we never issued, or one answered twice.
@@ -726,6 +738,7 @@ async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: Arc<PluginB
                 }
             }
             FromWorker::Fatal(message) => {
+                let message = untrusted_text(message);
                 tracing::error!(plugin = %worker.plugin, pid = worker.pid, %message, "worker reported a fatal error");
             }
             other => {
