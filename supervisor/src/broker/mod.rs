@@ -170,25 +170,7 @@ impl PluginBroker {
             | HostCall::EventsSubscribe { .. }
             | HostCall::EventsUnsubscribe { .. } => self.events(call),
             HostCall::MemoryStore { .. } | HostCall::MemoryRecall { .. } => self.memory(call).await,
-            HostCall::HttpRequest {
-                method,
-                url,
-                headers,
-                body,
-            } => match &self.http {
-                Some(http) => self.reply(
-                    "http-outbound.request",
-                    http.request(&method, &url, headers, body)
-                        .await
-                        .map(HostValue::Http),
-                ),
-                None => self.unavailable(&HostCall::HttpRequest {
-                    method,
-                    url,
-                    headers,
-                    body,
-                }),
-            },
+            HostCall::HttpRequest { .. } => self.http(call).await,
         }
     }
 
@@ -210,6 +192,24 @@ impl PluginBroker {
             _ => return HostReply::Trap("not an events call".into()),
         };
         self.reply(function, reply)
+    }
+
+    async fn http(&self, call: HostCall) -> HostReply {
+        let Some(http) = &self.http else {
+            return self.unavailable(&call);
+        };
+        let function = call.function();
+        let HostCall::HttpRequest {
+            method,
+            url,
+            headers,
+            body,
+        } = call
+        else {
+            return HostReply::Trap("not an http call".into());
+        };
+        let reply = http.request(&method, &url, headers, body).await;
+        self.reply(function, reply.map(HostValue::Http))
     }
 
     async fn memory(&self, call: HostCall) -> HostReply {

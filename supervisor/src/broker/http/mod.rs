@@ -38,6 +38,32 @@ pub const METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 /// Redirect hops followed at most.
 const MAX_REDIRECTS: usize = 10;
 
+/// Headers the supervisor sets itself: `Host` would send the request to
+/// another site on the allowlisted server (a shared host or CDN), and the
+/// others control the connection or the framing of the body.
+const RESERVED_HEADERS: [&str; 11] = [
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+    "expect",
+];
+
+/// A plugin's request header the supervisor refuses, if any.
+fn reserved_header<'a>(headers: &'a [(String, String)]) -> Option<&'a str> {
+    headers.iter().map(|(name, _)| name.as_str()).find(|name| {
+        RESERVED_HEADERS
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(name.trim()))
+    })
+}
+
 /// The operator's http settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpPolicy {
@@ -263,6 +289,11 @@ impl PluginHttp {
             .check(url)
             .map_err(|e| format!("plugin `{plugin}`: {e}"))?;
         check_literal(&parsed, &self.allowed).map_err(|e| format!("plugin `{plugin}`: {e}"))?;
+        if let Some(name) = reserved_header(&headers) {
+            return Err(format!(
+                "plugin `{plugin}`: header {name:?} is set by the host, not by plugins"
+            ));
+        }
         let made = self.made.fetch_add(1, Ordering::SeqCst);
         if made >= self.max_requests {
             return Err(format!(
@@ -340,6 +371,36 @@ impl PluginHttp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_that_would_redirect_or_reframe_a_request_are_refused() {
+        let h = |name: &str| {
+            vec![
+                ("accept".to_owned(), "*/*".to_owned()),
+                (name.to_owned(), "x".to_owned()),
+            ]
+        };
+        for name in [
+            "Host",
+            "host",
+            " HOST",
+            "Transfer-Encoding",
+            "content-length",
+            "Connection",
+            "Upgrade",
+        ] {
+            assert!(reserved_header(&h(name)).is_some(), "{name} passed");
+        }
+        for name in [
+            "accept",
+            "authorization",
+            "x-api-key",
+            "content-type",
+            "hostname",
+        ] {
+            assert_eq!(reserved_header(&h(name)), None, "{name} refused");
+        }
+    }
 
     #[test]
     fn the_ranges_plugins_may_not_reach() {
