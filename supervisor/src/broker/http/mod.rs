@@ -56,7 +56,7 @@ const RESERVED_HEADERS: [&str; 11] = [
 ];
 
 /// A plugin's request header the supervisor refuses, if any.
-fn reserved_header<'a>(headers: &'a [(String, String)]) -> Option<&'a str> {
+fn reserved_header(headers: &[(String, String)]) -> Option<&str> {
     headers.iter().map(|(name, _)| name.as_str()).find(|name| {
         RESERVED_HEADERS
             .iter()
