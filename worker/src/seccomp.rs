@@ -76,7 +76,6 @@ const ALLOWED: &[(i64, &str)] = &[
     (libc::SYS_sched_getaffinity, "how many compile threads"),
     (libc::SYS_gettid, "thread ids"),
     (libc::SYS_getpid, "process id"),
-    (libc::SYS_prctl, "thread names"),
     (libc::SYS_exit, "a thread ends"),
     (libc::SYS_exit_group, "the worker ends"),
     // Signals: wasmtime turns faults into traps.
@@ -87,7 +86,6 @@ const ALLOWED: &[(i64, &str)] = &[
         libc::SYS_sigaltstack,
         "trap handlers run on their own stack",
     ),
-    (libc::SYS_tgkill, "a panicking thread aborting the worker"),
     // Time and randomness (WASI clocks and random).
     (
         libc::SYS_clock_gettime,
@@ -160,32 +158,40 @@ fn filters(mismatch: SeccompAction) -> Result<[BpfProgram; 3], SeccompError> {
     };
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         ALLOWED.iter().map(|(nr, _)| (*nr, Vec::new())).collect();
+    // Allowed only for one value of one argument.
+    let mut only = |nr: i64, arg: u8, op: SeccompCmpOp, value: u64| -> Result<(), SeccompError> {
+        let condition =
+            SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value).map_err(build)?;
+        rules.insert(nr, vec![SeccompRule::new(vec![condition]).map_err(build)?]);
+        Ok(())
+    };
+    let thread = libc::CLONE_THREAD as u64;
     // clone: threads only (CLONE_THREAD set); a new process never.
-    let thread = SeccompCondition::new(
-        0,
-        SeccompCmpArgLen::Qword,
-        SeccompCmpOp::MaskedEq(libc::CLONE_THREAD as u64),
-        libc::CLONE_THREAD as u64,
-    )
-    .map_err(build)?;
-    rules.insert(
-        libc::SYS_clone,
-        vec![SeccompRule::new(vec![thread]).map_err(build)?],
-    );
-    rules.insert(libc::SYS_clone3, Vec::new());
+    only(libc::SYS_clone, 0, SeccompCmpOp::MaskedEq(thread), thread)?;
     // socketpair: a connected pair of Unix sockets, for WASI's runtime to
     // wake itself; it reaches nothing outside the process.
-    let local = SeccompCondition::new(
+    only(
+        libc::SYS_socketpair,
         0,
-        SeccompCmpArgLen::Dword,
         SeccompCmpOp::Eq,
         libc::AF_UNIX as u64,
-    )
-    .map_err(build)?;
-    rules.insert(
-        libc::SYS_socketpair,
-        vec![SeccompRule::new(vec![local]).map_err(build)?],
-    );
+    )?;
+    // prctl: naming new threads, nothing else (not dumpable again, ...).
+    only(
+        libc::SYS_prctl,
+        0,
+        SeccompCmpOp::Eq,
+        libc::PR_SET_NAME as u64,
+    )?;
+    // tgkill: a thread of this process only (a panicking thread aborts the
+    // worker with it); never another process.
+    only(
+        libc::SYS_tgkill,
+        0,
+        SeccompCmpOp::Eq,
+        u64::from(std::process::id()),
+    )?;
+    rules.insert(libc::SYS_clone3, Vec::new());
     rules.extend(REFUSED.iter().map(|(nr, _)| (*nr, Vec::new())));
     let allowlist = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, arch)
         .and_then(TryInto::try_into)
