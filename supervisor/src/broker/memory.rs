@@ -29,6 +29,8 @@ pub const MAX_ENTRIES_PER_PLUGIN: u64 = 100_000;
 pub const MAX_BYTES_PER_PLUGIN: u64 = 64 << 20;
 /// Most entries one recall returns.
 pub const MAX_RECALL: u32 = 100;
+/// Most distinct words of a query looked up (each is an index scan).
+pub const MAX_QUERY_TERMS: usize = 64;
 /// Longest word indexed; longer runs are cut.
 const MAX_TERM: usize = 64;
 /// BM25 parameters, the usual ones.
@@ -43,6 +45,8 @@ pub enum MemoryError {
     CategoryTooLong(usize),
     #[error("text has no words to index")]
     NoWords,
+    #[error("a query of {0} different words; at most {MAX_QUERY_TERMS}")]
+    TooManyWords(usize),
     #[error("this plugin already stores {MAX_ENTRIES_PER_PLUGIN} memories, the maximum")]
     Full,
     #[error("this plugin's memories would pass {MAX_BYTES_PER_PLUGIN} bytes of text, the maximum")]
@@ -158,10 +162,16 @@ impl MemoryStore {
     /// The `limit` entries most relevant to `query`, best first. Entries
     /// that share no word with the query are not returned.
     pub fn recall(&self, query: &str, limit: u32) -> Result<Vec<Recalled>, MemoryError> {
+        if query.len() > MAX_TEXT {
+            return Err(MemoryError::TextTooLong(query.len()));
+        }
         let limit = limit.min(MAX_RECALL) as usize;
         let mut query_terms: Vec<String> = terms(query).collect();
         query_terms.sort();
         query_terms.dedup();
+        if query_terms.len() > MAX_QUERY_TERMS {
+            return Err(MemoryError::TooManyWords(query_terms.len()));
+        }
         if limit == 0 || query_terms.is_empty() {
             return Ok(Vec::new());
         }
@@ -403,6 +413,12 @@ mod tests {
         );
         assert_eq!(m.store("p", "  ..!", "c").await, Err(MemoryError::NoWords));
         assert!(m.recall("", 5).unwrap().is_empty());
+        let many: String = (0..65).map(|i| format!("w{i} ")).collect();
+        assert_eq!(m.recall(&many, 5), Err(MemoryError::TooManyWords(65)));
+        assert_eq!(
+            m.recall(&"a".repeat(MAX_TEXT + 1), 5),
+            Err(MemoryError::TextTooLong(MAX_TEXT + 1))
+        );
         assert!(m.recall("anything", 0).unwrap().is_empty());
         assert_eq!(m.count().unwrap(), 0);
     }

@@ -321,7 +321,11 @@ impl PluginBroker {
                 );
             }
         }
-        let message = sanitize(message);
+        // Escaped, and cut when very long: a line is for reading.
+        let message = match sanitize(message) {
+            line if line.len() > MAX_UNTRUSTED_TEXT => untrusted_text(line.into_owned()).into(),
+            line => line,
+        };
         match level {
             LogLevel::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
             LogLevel::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
