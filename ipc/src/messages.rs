@@ -100,6 +100,27 @@ pub struct Hello {
     pub sandbox: SandboxReport,
 }
 
+/// The names both sides use for the sandbox layers in a [`SandboxReport`].
+pub mod layer {
+    pub const NAMESPACES: &str = "namespaces";
+    pub const RLIMITS: &str = "rlimits";
+    pub const CAPABILITIES: &str = "capabilities";
+    pub const NO_NEW_PRIVS: &str = "no-new-privs";
+    pub const LANDLOCK: &str = "landlock";
+    pub const SECCOMP: &str = "seccomp";
+    /// Applied by the supervisor, not the worker.
+    pub const CGROUP: &str = "cgroup";
+    /// The ones a worker applies, in order.
+    pub const WORKER: [&str; 6] = [
+        NAMESPACES,
+        RLIMITS,
+        CAPABILITIES,
+        NO_NEW_PRIVS,
+        LANDLOCK,
+        SECCOMP,
+    ];
+}
+
 /// Which sandbox layers the worker applied, in the order it tried them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
 pub struct SandboxReport {

@@ -21,7 +21,7 @@
 use std::os::fd::{OwnedFd, RawFd};
 
 use nix::sys::signal::Signal;
-use prx_ipc::{LayerReport, LayerStatus, SandboxReport, SandboxSettings};
+use prx_ipc::{LayerReport, LayerStatus, SandboxReport, SandboxSettings, layer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -95,13 +95,17 @@ type Step<'a> = &'a dyn Fn() -> Result<(), SandboxError>;
 pub fn confine(settings: &SandboxSettings, report: &mut SandboxReport, netns: Option<OwnedFd>) {
     let netns = std::cell::RefCell::new(netns);
     let steps: [(&str, bool, Step<'_>); 5] = [
-        ("namespaces", settings.namespaces, &|| {
+        (layer::NAMESPACES, settings.namespaces, &|| {
             namespaces(netns.borrow_mut().take())
         }),
-        ("rlimits", settings.rlimits, &|| rlimits(settings)),
-        ("capabilities", settings.capabilities, &drop_capabilities),
-        ("no-new-privs", settings.no_new_privs, &no_new_privs),
-        ("landlock", settings.landlock, &landlock),
+        (layer::RLIMITS, settings.rlimits, &|| rlimits(settings)),
+        (
+            layer::CAPABILITIES,
+            settings.capabilities,
+            &drop_capabilities,
+        ),
+        (layer::NO_NEW_PRIVS, settings.no_new_privs, &no_new_privs),
+        (layer::LANDLOCK, settings.landlock, &landlock),
     ];
     for (layer, wanted, step) in steps {
         if !wanted {
@@ -119,14 +123,14 @@ pub fn confine(settings: &SandboxSettings, report: &mut SandboxReport, netns: Op
 /// Installs seccomp (the last layer) and records it.
 pub fn seccomp(settings: &SandboxSettings, report: &mut SandboxReport) {
     match settings.seccomp {
-        prx_ipc::SeccompMode::Off => report.record("seccomp", LayerStatus::Disabled),
+        prx_ipc::SeccompMode::Off => report.record(layer::SECCOMP, LayerStatus::Disabled),
         mode => match crate::seccomp::install(mode) {
             Ok(()) if mode == prx_ipc::SeccompMode::Log => report.record(
-                "seccomp",
+                layer::SECCOMP,
                 LayerStatus::Unavailable("log mode: violations are logged, not blocked".into()),
             ),
-            Ok(()) => report.applied("seccomp"),
-            Err(e) => report.record("seccomp", LayerStatus::Unavailable(e.to_string())),
+            Ok(()) => report.applied(layer::SECCOMP),
+            Err(e) => report.record(layer::SECCOMP, LayerStatus::Unavailable(e.to_string())),
         },
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use prx_ipc::{LayerStatus, SandboxReport, SandboxSettings, SeccompMode};
+use prx_ipc::{LayerStatus, SandboxReport, SandboxSettings, SeccompMode, layer};
 use serde::{Deserialize, Serialize};
 
 /// A sandbox layer the operator can require.
@@ -36,13 +36,13 @@ impl Layer {
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Namespaces => "namespaces",
-            Self::Rlimits => "rlimits",
-            Self::Capabilities => "capabilities",
-            Self::NoNewPrivs => "no-new-privs",
-            Self::Landlock => "landlock",
-            Self::Seccomp => "seccomp",
-            Self::Cgroup => "cgroup",
+            Self::Namespaces => layer::NAMESPACES,
+            Self::Rlimits => layer::RLIMITS,
+            Self::Capabilities => layer::CAPABILITIES,
+            Self::NoNewPrivs => layer::NO_NEW_PRIVS,
+            Self::Landlock => layer::LANDLOCK,
+            Self::Seccomp => layer::SECCOMP,
+            Self::Cgroup => layer::CGROUP,
         }
     }
 }

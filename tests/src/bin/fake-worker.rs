@@ -63,14 +63,7 @@ fn main() {
     }
     let mut sandbox = SandboxReport::default();
     if welcome.plugin == "sandbox-liar" {
-        for layer in [
-            "namespaces",
-            "rlimits",
-            "capabilities",
-            "no-new-privs",
-            "landlock",
-            "seccomp",
-        ] {
+        for layer in prx_ipc::layer::WORKER {
             sandbox.layers.push(prx_ipc::LayerReport {
                 layer: layer.into(),
                 status: prx_ipc::LayerStatus::Applied,
