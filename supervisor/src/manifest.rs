@@ -411,9 +411,9 @@ fn check_capability(index: usize, cap: &Capability) -> Result<(), String> {
         (Some(_), kind) if kind != CapabilityType::Cron => {
             Err(format!("{at} has `schedule`, which only cron uses"))
         }
-        (Some(schedule), _) if schedule.split_whitespace().count() != 5 => Err(format!(
-            "{at} schedule = \"{schedule}\" is not a 5-field cron expression (minute hour day-of-month month day-of-week)"
-        )),
+        (Some(schedule), _) => crate::cron::CronSchedule::parse(schedule)
+            .map(|_| ())
+            .map_err(|e| format!("{at} schedule: {e}")),
         _ => Ok(()),
     }
 }

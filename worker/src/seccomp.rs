@@ -221,13 +221,3 @@ fn filters(mismatch: SeccompAction) -> Result<[BpfProgram; 3], SeccompError> {
 fn filters(_: SeccompAction) -> Result<[BpfProgram; 3], SeccompError> {
     Err(SeccompError::Unsupported)
 }
-
-/// A syscall number and why it is listed.
-pub type Entry = (i64, &'static str);
-
-/// The allowlist and the syscalls answered `EACCES`, for the docs and
-/// tests.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub fn lists() -> (&'static [Entry], &'static [Entry]) {
-    (ALLOWED, REFUSED)
-}

@@ -41,10 +41,6 @@ impl Drop for WorkerCgroup {
 }
 
 impl WorkerCgroup {
-    pub fn dirs(&self) -> &[PathBuf] {
-        &self.dirs
-    }
-
     /// True when the kernel killed a process of this cgroup for going over
     /// its memory limit.
     pub fn oom_killed(&self) -> bool {
