@@ -29,7 +29,6 @@ pub struct CronError {
 /// A parsed five-field expression.
 #[derive(Debug, Clone)]
 pub struct CronSchedule {
-    expr: String,
     schedules: Vec<cron::Schedule>,
 }
 
@@ -169,10 +168,7 @@ impl CronSchedule {
             .iter()
             .map(|spec| cron::Schedule::from_str(spec).map_err(|e| err(e.to_string())))
             .collect::<Result<_, _>>()?;
-        Ok(Self {
-            expr: expr.into(),
-            schedules,
-        })
+        Ok(Self { schedules })
     }
 
     /// The first fire time strictly after `t`.
@@ -181,10 +177,6 @@ impl CronSchedule {
             .iter()
             .filter_map(|s| s.after(&t).next())
             .min()
-    }
-
-    pub fn expr(&self) -> &str {
-        &self.expr
     }
 }
 
