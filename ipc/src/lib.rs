@@ -35,10 +35,10 @@ pub use messages::*;
 
 /// The protocol version this build speaks. Bump it on any change to a
 /// message's layout; old workers are then refused at the handshake.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The oldest protocol version this build still accepts.
-pub const MIN_PROTOCOL_VERSION: u16 = 1;
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
 
 /// The descriptor a worker takes as its link when the supervisor does not
 /// name one with `--link-fd`.
@@ -61,7 +61,7 @@ mod tests {
 
     #[test]
     fn negotiation_picks_the_highest_common_version() {
-        assert_eq!(negotiate(1, 1), Some(1));
+        assert_eq!(negotiate(MIN_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION), Some(MIN_PROTOCOL_VERSION));
         assert_eq!(negotiate(1, 9), Some(PROTOCOL_VERSION));
     }
 
@@ -69,5 +69,7 @@ mod tests {
     fn negotiation_refuses_disjoint_ranges() {
         assert_eq!(negotiate(PROTOCOL_VERSION + 1, PROTOCOL_VERSION + 5), None);
         assert_eq!(negotiate(0, 0), None);
+        // Version 1 lacked the calls of every capability but `tool`.
+        assert_eq!(negotiate(1, 1), None);
     }
 }

@@ -290,7 +290,74 @@ pub struct Invoke {
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub enum Call {
     ToolGetSpec,
-    ToolExecute { args: String },
+    ToolExecute {
+        args: String,
+    },
+    HookOnEvent {
+        event: String,
+        payload: String,
+    },
+    MiddlewareProcess {
+        stage: String,
+        data: String,
+    },
+    CronRun,
+    ProviderName,
+    ProviderChat {
+        messages: Vec<ChatMessage>,
+        model: String,
+        temperature: f64,
+    },
+    StorageName,
+    StorageStore {
+        key: String,
+        content: String,
+        category: String,
+        session_id: Option<String>,
+    },
+    StorageRecall {
+        query: String,
+        limit: u32,
+        session_id: Option<String>,
+    },
+    StorageForget {
+        key: String,
+    },
+    StorageCount,
+    StorageHealth,
+    ModuleOnLoad,
+    ModuleRpc {
+        name: String,
+        payload: String,
+    },
+    ModuleOnEvent {
+        topic: String,
+        payload: String,
+    },
+    ModuleDescribe,
+}
+
+impl Call {
+    /// The component export the call needs.
+    pub fn export(&self) -> &'static str {
+        match self {
+            Self::ToolGetSpec | Self::ToolExecute { .. } => "prx:plugin/tool-exports@0.1.0",
+            Self::HookOnEvent { .. } => "prx:plugin/hook-exports@0.1.0",
+            Self::MiddlewareProcess { .. } => "prx:plugin/middleware-exports@0.1.0",
+            Self::CronRun => "prx:plugin/cron-exports@0.1.0",
+            Self::ProviderName | Self::ProviderChat { .. } => "prx:plugin/provider-exports@0.1.0",
+            Self::StorageName
+            | Self::StorageStore { .. }
+            | Self::StorageRecall { .. }
+            | Self::StorageForget { .. }
+            | Self::StorageCount
+            | Self::StorageHealth => "prx:plugin/storage-exports@0.1.0",
+            Self::ModuleOnLoad
+            | Self::ModuleRpc { .. }
+            | Self::ModuleOnEvent { .. }
+            | Self::ModuleDescribe => "prx:plugin/module-exports@0.1.0",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
@@ -304,6 +371,54 @@ pub struct InvokeReply {
 pub enum Output {
     ToolSpec(ToolSpec),
     ToolResult(PluginResult),
+    /// The `ok` of a `result<_, string>`.
+    Unit,
+    /// A string, or the `ok` of a `result<string, string>`.
+    Text(String),
+    Bool(bool),
+    Count(u32),
+    Chat(ChatResponse),
+    Stored(Vec<StoredMemory>),
+    ModuleInfo(ModuleInfo),
+    /// The `err` of a guest function's `result`: the plugin refused,
+    /// it did not fail (the instance stays).
+    Refused(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ChatResponse {
+    pub text: Option<String>,
+    pub tool_calls: Vec<ToolCall>,
+}
+
+/// A memory as a storage plugin returns it.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct StoredMemory {
+    pub id: String,
+    pub key: String,
+    pub content: String,
+    pub category: String,
+    pub timestamp: String,
+    pub score: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ModuleInfo {
+    pub status: String,
+    pub stats: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -399,6 +514,21 @@ pub enum HostCall {
         query: String,
         limit: u32,
     },
+    CacheGet {
+        namespace: String,
+        key: String,
+    },
+    CachePut {
+        namespace: String,
+        key: String,
+        value: Vec<u8>,
+    },
+    CacheClear {
+        namespace: String,
+    },
+    RpcRegister {
+        name: String,
+    },
 }
 
 impl HostCall {
@@ -416,6 +546,10 @@ impl HostCall {
             | Self::EventsUnsubscribe { .. } => "prx:host/events@0.1.0",
             Self::HttpRequest { .. } => "prx:host/http-outbound@0.1.0",
             Self::MemoryStore { .. } | Self::MemoryRecall { .. } => "prx:host/memory@0.1.0",
+            Self::CacheGet { .. } | Self::CachePut { .. } | Self::CacheClear { .. } => {
+                "prx:host/cache@0.1.0"
+            }
+            Self::RpcRegister { .. } => "prx:host/rpc@0.1.0",
         }
     }
 
@@ -435,6 +569,10 @@ impl HostCall {
             Self::HttpRequest { .. } => "http-outbound.request",
             Self::MemoryStore { .. } => "memory.store",
             Self::MemoryRecall { .. } => "memory.recall",
+            Self::CacheGet { .. } => "cache.get",
+            Self::CachePut { .. } => "cache.put",
+            Self::CacheClear { .. } => "cache.clear",
+            Self::RpcRegister { .. } => "rpc.register",
         }
     }
 }

@@ -66,6 +66,55 @@ fn every_supervisor_message_round_trips() {
             args: r#"{"text":"héllo"}"#.into(),
         },
     }));
+    let calls = [
+        Call::HookOnEvent {
+            event: "tool.call".into(),
+            payload: "{}".into(),
+        },
+        Call::MiddlewareProcess {
+            stage: "inbound".into(),
+            data: r#"{"text":"hi"}"#.into(),
+        },
+        Call::CronRun,
+        Call::ProviderName,
+        Call::ProviderChat {
+            messages: vec![ChatMessage {
+                role: "user".into(),
+                content: "hello".into(),
+            }],
+            model: "m".into(),
+            temperature: 0.25,
+        },
+        Call::StorageName,
+        Call::StorageStore {
+            key: "k".into(),
+            content: "c".into(),
+            category: "fact".into(),
+            session_id: Some("s".into()),
+        },
+        Call::StorageRecall {
+            query: "q".into(),
+            limit: 3,
+            session_id: None,
+        },
+        Call::StorageForget { key: "k".into() },
+        Call::StorageCount,
+        Call::StorageHealth,
+        Call::ModuleOnLoad,
+        Call::ModuleRpc {
+            name: "stats.mean".into(),
+            payload: "[1,2]".into(),
+        },
+        Call::ModuleOnEvent {
+            topic: "a.b".into(),
+            payload: "{}".into(),
+        },
+        Call::ModuleDescribe,
+    ];
+    for call in calls {
+        assert!(call.export().starts_with("prx:plugin/"));
+        round_trip(ToWorker::Invoke(Invoke { id: 9, call }));
+    }
     let values = [
         HostValue::Unit,
         HostValue::Bool(true),
@@ -172,6 +221,39 @@ fn every_worker_message_round_trips() {
             error: Some("nope".into()),
         })),
     }));
+    let outputs = [
+        Output::Unit,
+        Output::Text("t".into()),
+        Output::Bool(true),
+        Output::Count(7),
+        Output::Chat(ChatResponse {
+            text: Some("hi".into()),
+            tool_calls: vec![ToolCall {
+                id: "1".into(),
+                name: "echo".into(),
+                arguments: "{}".into(),
+            }],
+        }),
+        Output::Stored(vec![StoredMemory {
+            id: "1".into(),
+            key: "k".into(),
+            content: "c".into(),
+            category: "fact".into(),
+            timestamp: "2026-11-22T00:00:00Z".into(),
+            score: Some(0.5),
+        }]),
+        Output::ModuleInfo(ModuleInfo {
+            status: "LOADED".into(),
+            stats: vec![("calls".into(), "3".into())],
+        }),
+        Output::Refused("no".into()),
+    ];
+    for output in outputs {
+        round_trip(FromWorker::InvokeReply(InvokeReply {
+            id: 4,
+            outcome: Ok(output),
+        }));
+    }
     for kind in [
         GuestErrorKind::Trap,
         GuestErrorKind::OutOfFuel,
@@ -223,6 +305,21 @@ fn every_worker_message_round_trips() {
         HostCall::MemoryRecall {
             query: "q".into(),
             limit: 5,
+        },
+        HostCall::CacheGet {
+            namespace: "n".into(),
+            key: "k".into(),
+        },
+        HostCall::CachePut {
+            namespace: "n".into(),
+            key: "k".into(),
+            value: vec![1],
+        },
+        HostCall::CacheClear {
+            namespace: "n".into(),
+        },
+        HostCall::RpcRegister {
+            name: "forecast".into(),
         },
     ];
     for call in calls {

@@ -29,16 +29,27 @@ wasmtime::component::bindgen!({
             import prx:host/http-outbound@0.1.0;
             import prx:host/memory@0.1.0;
             import prx:host/kv-atomic@0.1.0;
+            import prx:host/cache@0.1.0;
+            import prx:host/rpc@0.1.0;
 
             export prx:plugin/tool-exports@0.1.0;
+            export prx:plugin/hook-exports@0.1.0;
+            export prx:plugin/middleware-exports@0.1.0;
+            export prx:plugin/cron-exports@0.1.0;
+            export prx:plugin/provider-exports@0.1.0;
+            export prx:plugin/storage-exports@0.1.0;
+            export prx:plugin/module-exports@0.1.0;
         }
     ",
     world: "prx:worker/plugin-host",
     imports: { default: trappable },
 });
 
-pub use exports::prx::plugin::tool_exports;
-use prx::host::{config, events, http_outbound, kv, kv_atomic, log, memory};
+pub use exports::prx::plugin::{
+    cron_exports, hook_exports, middleware_exports, module_exports, provider_exports,
+    storage_exports, tool_exports,
+};
+use prx::host::{cache, config, events, http_outbound, kv, kv_atomic, log, memory, rpc};
 
 /// A guest trap raised because a host call could not be answered.
 #[derive(Debug)]
@@ -309,5 +320,42 @@ impl memory::Host for StoreState {
                 importance: e.importance,
             })
             .collect())
+    }
+}
+
+impl cache::Host for StoreState {
+    fn get(
+        &mut self,
+        namespace: String,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, String>> {
+        let reply = self.call(HostCall::CacheGet { namespace, key })?;
+        expect!(reply, "cache.get", HostValue::OptBytes(v) => v)
+    }
+
+    fn put(
+        &mut self,
+        namespace: String,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let reply = self.call(HostCall::CachePut {
+            namespace,
+            key,
+            value,
+        })?;
+        expect!(reply, "cache.put", HostValue::Unit => ())
+    }
+
+    fn clear(&mut self, namespace: String) -> wasmtime::Result<Result<u32, String>> {
+        let reply = self.call(HostCall::CacheClear { namespace })?;
+        expect!(reply, "cache.clear", HostValue::U64(n) => u32::try_from(n).unwrap_or(u32::MAX))
+    }
+}
+
+impl rpc::Host for StoreState {
+    fn register(&mut self, name: String) -> wasmtime::Result<Result<(), String>> {
+        let reply = self.call(HostCall::RpcRegister { name })?;
+        expect!(reply, "rpc.register", HostValue::Unit => ())
     }
 }

@@ -16,7 +16,7 @@ mod output;
 mod plugin;
 
 pub use engine::{EPOCH_TICK, build_engine, compile, deserialize, start_epoch_ticker};
-pub use plugin::{Plugin, TOOL_EXPORT};
+pub use plugin::Plugin;
 
 use prx_ipc::{HostCall, HostReply, LogLevel};
 

@@ -2,16 +2,19 @@
 
 use std::sync::Arc;
 
-use prx_ipc::{Call, GuestError, GuestErrorKind, Limits, Output, PluginResult, ToolSpec};
+use prx_ipc::{
+    Call, ChatResponse, GuestError, GuestErrorKind, Limits, ModuleInfo, Output, PluginResult,
+    StoredMemory, ToolCall, ToolSpec,
+};
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, Store, Trap};
 
 use super::HostBackend;
 use super::engine::EPOCH_TICK;
-use super::host::{HostTrap, Limiter, PluginHost, StoreState, tool_exports};
-
-/// The export a tool plugin must have.
-pub const TOOL_EXPORT: &str = "prx:plugin/tool-exports@0.1.0";
+use super::host::{
+    HostTrap, Limiter, PluginHost, StoreState, cron_exports, hook_exports, middleware_exports,
+    module_exports, provider_exports, storage_exports, tool_exports,
+};
 
 /// A linked plugin, ready to instantiate.
 pub struct Plugin {
@@ -20,8 +23,70 @@ pub struct Plugin {
     limits: Limits,
     exports: Vec<String>,
     imports: Vec<String>,
-    tool: Option<tool_exports::GuestIndices>,
+    indices: Indices,
     live: Option<Live>,
+}
+
+/// Where each capability's functions are in the component, for the
+/// capabilities it exports.
+struct Indices {
+    tool: Option<tool_exports::GuestIndices>,
+    hook: Option<hook_exports::GuestIndices>,
+    middleware: Option<middleware_exports::GuestIndices>,
+    cron: Option<cron_exports::GuestIndices>,
+    provider: Option<provider_exports::GuestIndices>,
+    storage: Option<storage_exports::GuestIndices>,
+    module: Option<module_exports::GuestIndices>,
+}
+
+/// The exported functions of one instance.
+#[derive(Default)]
+struct Guests {
+    tool: Option<tool_exports::Guest>,
+    hook: Option<hook_exports::Guest>,
+    middleware: Option<middleware_exports::Guest>,
+    cron: Option<cron_exports::Guest>,
+    provider: Option<provider_exports::Guest>,
+    storage: Option<storage_exports::Guest>,
+    module: Option<module_exports::Guest>,
+}
+
+impl Indices {
+    fn new(pre: &InstancePre<StoreState>) -> Self {
+        Self {
+            tool: tool_exports::GuestIndices::new(pre).ok(),
+            hook: hook_exports::GuestIndices::new(pre).ok(),
+            middleware: middleware_exports::GuestIndices::new(pre).ok(),
+            cron: cron_exports::GuestIndices::new(pre).ok(),
+            provider: provider_exports::GuestIndices::new(pre).ok(),
+            storage: storage_exports::GuestIndices::new(pre).ok(),
+            module: module_exports::GuestIndices::new(pre).ok(),
+        }
+    }
+
+    fn load(
+        &self,
+        store: &mut Store<StoreState>,
+        instance: &wasmtime::component::Instance,
+    ) -> wasmtime::Result<Guests> {
+        macro_rules! load {
+            ($field:ident) => {
+                match &self.$field {
+                    Some(indices) => Some(indices.load(&mut *store, instance)?),
+                    None => None,
+                }
+            };
+        }
+        Ok(Guests {
+            tool: load!(tool),
+            hook: load!(hook),
+            middleware: load!(middleware),
+            cron: load!(cron),
+            provider: load!(provider),
+            storage: load!(storage),
+            module: load!(module),
+        })
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -36,7 +101,7 @@ impl std::fmt::Debug for Plugin {
 /// A store with an instance in it, valid until a call fails.
 struct Live {
     store: Store<StoreState>,
-    tool: Option<tool_exports::Guest>,
+    guests: Guests,
 }
 
 impl Plugin {
@@ -61,14 +126,14 @@ impl Plugin {
             .imports(engine)
             .map(|(name, _)| name.to_owned())
             .collect();
-        let tool = tool_exports::GuestIndices::new(&pre).ok();
+        let indices = Indices::new(&pre);
         Ok(Self {
             pre,
             backend,
             limits,
             exports,
             imports,
-            tool,
+            indices,
             live: None,
         })
     }
@@ -107,14 +172,11 @@ impl Plugin {
         let result = self
             .pre
             .instantiate(&mut store)
-            .and_then(|instance| match &self.tool {
-                Some(indices) => indices.load(&mut store, &instance).map(Some),
-                None => Ok(None),
-            });
+            .and_then(|instance| self.indices.load(&mut store, &instance));
         flush_output(&store);
         match result {
-            Ok(tool) => {
-                self.live = Some(Live { store, tool });
+            Ok(guests) => {
+                self.live = Some(Live { store, guests });
                 Ok(())
             }
             Err(err) => Err(classify(&err, &store, &self.limits)),
@@ -131,29 +193,16 @@ impl Plugin {
                 message: "no live instance".into(),
             });
         };
-        let Some(tool) = live.tool.as_ref() else {
-            return Err(GuestError {
-                kind: GuestErrorKind::MissingExport,
-                message: format!("the component does not export {TOOL_EXPORT}"),
-            });
-        };
         let store = &mut live.store;
         arm(store, &self.limits);
-        let result = match call {
-            Call::ToolGetSpec => tool.call_get_spec(&mut *store).map(|s| {
-                Output::ToolSpec(ToolSpec {
-                    name: s.name,
-                    description: s.description,
-                    parameters_schema: s.parameters_schema,
-                })
-            }),
-            Call::ToolExecute { args } => tool.call_execute(&mut *store, args).map(|r| {
-                Output::ToolResult(PluginResult {
-                    success: r.success,
-                    output: r.output,
-                    error: r.error,
-                })
-            }),
+        let result = match dispatch(&live.guests, store, call) {
+            Some(result) => result,
+            None => {
+                return Err(GuestError {
+                    kind: GuestErrorKind::MissingExport,
+                    message: format!("the component does not export {}", call.export()),
+                });
+            }
         };
         flush_output(store);
         match result {
@@ -165,6 +214,154 @@ impl Plugin {
             }
         }
     }
+}
+
+/// Runs `call` on the export it belongs to; `None` when the component does
+/// not export it.
+fn dispatch(
+    guests: &Guests,
+    store: &mut Store<StoreState>,
+    call: &Call,
+) -> Option<wasmtime::Result<Output>> {
+    let refused = |r: Result<Output, String>| r.unwrap_or_else(Output::Refused);
+    let result = match call {
+        Call::ToolGetSpec => guests.tool.as_ref()?.call_get_spec(store).map(|s| {
+            Output::ToolSpec(ToolSpec {
+                name: s.name,
+                description: s.description,
+                parameters_schema: s.parameters_schema,
+            })
+        }),
+        Call::ToolExecute { args } => guests.tool.as_ref()?.call_execute(store, args).map(|r| {
+            Output::ToolResult(PluginResult {
+                success: r.success,
+                output: r.output,
+                error: r.error,
+            })
+        }),
+        Call::HookOnEvent { event, payload } => guests
+            .hook
+            .as_ref()?
+            .call_on_event(store, event, payload)
+            .map(|r| refused(r.map(|()| Output::Unit))),
+        Call::MiddlewareProcess { stage, data } => guests
+            .middleware
+            .as_ref()?
+            .call_process(store, stage, data)
+            .map(|r| refused(r.map(Output::Text))),
+        Call::CronRun => guests
+            .cron
+            .as_ref()?
+            .call_run(store)
+            .map(|r| refused(r.map(Output::Text))),
+        Call::ProviderName => guests.provider.as_ref()?.call_name(store).map(Output::Text),
+        Call::ProviderChat {
+            messages,
+            model,
+            temperature,
+        } => {
+            let messages: Vec<_> = messages
+                .iter()
+                .map(|m| provider_exports::ChatMessage {
+                    role: m.role.clone(),
+                    content: m.content.clone(),
+                })
+                .collect();
+            guests
+                .provider
+                .as_ref()?
+                .call_chat(store, &messages, model, *temperature)
+                .map(|r| {
+                    refused(r.map(|c| {
+                        Output::Chat(ChatResponse {
+                            text: c.text,
+                            tool_calls: c
+                                .tool_calls
+                                .into_iter()
+                                .map(|t| ToolCall {
+                                    id: t.id,
+                                    name: t.name,
+                                    arguments: t.arguments,
+                                })
+                                .collect(),
+                        })
+                    }))
+                })
+        }
+        Call::StorageName => guests.storage.as_ref()?.call_name(store).map(Output::Text),
+        Call::StorageStore {
+            key,
+            content,
+            category,
+            session_id,
+        } => guests
+            .storage
+            .as_ref()?
+            .call_store_memory(store, key, content, category, session_id.as_deref())
+            .map(|r| refused(r.map(|()| Output::Unit))),
+        Call::StorageRecall {
+            query,
+            limit,
+            session_id,
+        } => guests
+            .storage
+            .as_ref()?
+            .call_recall_memory(store, query, *limit, session_id.as_deref())
+            .map(|r| {
+                refused(r.map(|entries| {
+                    Output::Stored(
+                        entries
+                            .into_iter()
+                            .map(|e| StoredMemory {
+                                id: e.id,
+                                key: e.key,
+                                content: e.content,
+                                category: e.category,
+                                timestamp: e.timestamp,
+                                score: e.score,
+                            })
+                            .collect(),
+                    )
+                }))
+            }),
+        Call::StorageForget { key } => guests
+            .storage
+            .as_ref()?
+            .call_forget_memory(store, key)
+            .map(|r| refused(r.map(Output::Bool))),
+        Call::StorageCount => guests
+            .storage
+            .as_ref()?
+            .call_count_memories(store)
+            .map(|r| refused(r.map(Output::Count))),
+        Call::StorageHealth => guests
+            .storage
+            .as_ref()?
+            .call_health_check(store)
+            .map(Output::Bool),
+        Call::ModuleOnLoad => guests
+            .module
+            .as_ref()?
+            .call_on_load(store)
+            .map(|r| refused(r.map(|()| Output::Unit))),
+        Call::ModuleRpc { name, payload } => guests
+            .module
+            .as_ref()?
+            .call_on_rpc(store, name, payload)
+            .map(|r| refused(r.map(Output::Text))),
+        Call::ModuleOnEvent { topic, payload } => guests
+            .module
+            .as_ref()?
+            .call_on_event(store, topic, payload)
+            .map(|r| refused(r.map(|()| Output::Unit))),
+        Call::ModuleDescribe => guests.module.as_ref()?.call_describe(store).map(|info| {
+            Output::ModuleInfo(ModuleInfo {
+                status: info.status,
+                stats: info.stats.into_iter().map(|s| (s.name, s.value)).collect(),
+            })
+        }),
+    };
+    Some(result)
 }
 
 /// Refills fuel and arms the wall-clock deadline. Runs before any guest code.
