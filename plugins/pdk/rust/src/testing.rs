@@ -25,6 +25,8 @@ struct State {
     next_id: u64,
     http: Option<HttpHandler>,
     memories: Vec<MemoryEntry>,
+    cache: BTreeMap<(String, String), Vec<u8>>,
+    rpcs: Vec<String>,
 }
 
 thread_local! {
@@ -178,4 +180,36 @@ pub(crate) fn memory_recall(query: &str, limit: u32) -> Result<Vec<MemoryEntry>,
         .take(limit as usize)
         .map(|(_, m)| m)
         .collect())
+}
+
+pub(crate) fn cache_get(namespace: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+    Ok(with(|s| s.cache.get(&(namespace.into(), key.into())).cloned()))
+}
+
+pub(crate) fn cache_put(namespace: &str, key: &str, value: &[u8]) -> Result<(), String> {
+    with(|s| s.cache.insert((namespace.into(), key.into()), value.to_vec()));
+    Ok(())
+}
+
+pub(crate) fn cache_clear(namespace: &str) -> Result<u32, String> {
+    Ok(with(|s| {
+        let before = s.cache.len();
+        s.cache.retain(|(ns, _), _| ns != namespace);
+        (before - s.cache.len()) as u32
+    }))
+}
+
+pub(crate) fn rpc_register(name: &str) -> Result<(), String> {
+    with(|s| {
+        if s.rpcs.iter().any(|r| r == name) {
+            return Err(format!("rpc `{name}` is already registered"));
+        }
+        s.rpcs.push(name.into());
+        Ok(())
+    })
+}
+
+/// RPC names registered on this test thread, in order.
+pub fn registered_rpcs() -> Vec<String> {
+    with(|s| s.rpcs.clone())
 }
