@@ -120,6 +120,10 @@ impl Default for LogRate {
 /// notices a fixed plugin before an operator has switched windows.
 pub const DEFAULT_RETRY_POLL: Duration = Duration::from_secs(1);
 
+/// A storage backend that stops answering is noticed within this; its
+/// calls fail at once from then on, rather than each waiting for it.
+pub const DEFAULT_STORAGE_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone)]
 pub struct SupervisorConfig {
     /// Holds one directory per plugin: `<dir>/<name>/plugin.toml`.
@@ -141,6 +145,18 @@ pub struct SupervisorConfig {
     pub http: crate::broker::http::HttpPolicy,
     /// Events one subscriber may have waiting; more are dropped and counted.
     pub event_queue: usize,
+    /// Events whose causal chain holds this many plugins reach no plugin
+    /// (a loop between handlers stops here).
+    pub event_max_depth: usize,
+    /// Middleware plugins whose crash or timeout skips them instead of
+    /// blocking the chain. An error they return still blocks.
+    pub middleware_fail_open: BTreeSet<String>,
+    /// The storage capability serving memory instead of the built-in store.
+    pub memory_backend: Option<String>,
+    /// How often that storage plugin's `health-check` is asked.
+    pub storage_health_interval: Duration,
+    /// Where cron schedules read the time (UTC).
+    pub clock: std::sync::Arc<dyn crate::scheduler::Clock>,
     /// Keep kv data in memory only (tests); otherwise `<state_dir>/kv.redb`.
     pub ephemeral_kv: bool,
     /// How often the files of failed and quarantined plugins are checked
@@ -172,6 +188,11 @@ impl SupervisorConfig {
             sandbox: crate::worker::verify::SandboxPolicy::default(),
             http: crate::broker::http::HttpPolicy::default(),
             event_queue: crate::broker::events::DEFAULT_QUEUE,
+            event_max_depth: crate::broker::events::DEFAULT_MAX_DEPTH,
+            middleware_fail_open: BTreeSet::new(),
+            memory_backend: None,
+            storage_health_interval: DEFAULT_STORAGE_HEALTH_INTERVAL,
+            clock: std::sync::Arc::new(crate::scheduler::SystemClock),
             ephemeral_kv: false,
             retry_poll: DEFAULT_RETRY_POLL,
             test_abort_marker: None,

@@ -40,6 +40,23 @@ struct File {
     sandbox: Sandbox,
     #[serde(default)]
     http: Http,
+    #[serde(default)]
+    middleware: Middleware,
+    #[serde(default)]
+    memory: Memory,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Middleware {
+    fail_open: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Memory {
+    backend: Option<String>,
+    health_interval_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +129,7 @@ struct Logs {
 #[serde(deny_unknown_fields)]
 struct Events {
     queue: Option<usize>,
+    max_depth: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +223,30 @@ impl SupervisorConfig {
         if config.event_queue == 0 {
             return Err(invalid("[events] queue must be at least 1".into()));
         }
+        set(&mut config.event_max_depth, file.events.max_depth);
+        if config.event_max_depth == 0 {
+            return Err(invalid(
+                "[events] max_depth must be at least 1 (0 would deliver no event to any plugin)"
+                    .into(),
+            ));
+        }
+        for name in file.middleware.fail_open.unwrap_or_default() {
+            crate::manifest::check_name("[middleware] fail_open", &name).map_err(invalid)?;
+            config.middleware_fail_open.insert(name);
+        }
+        match file.memory.backend.as_deref() {
+            None | Some("built-in") => {}
+            Some(name) => config.memory_backend = Some(name.to_owned()),
+        }
+        match file.memory.health_interval_s {
+            Some(0) => {
+                return Err(invalid(
+                    "[memory] health_interval_s must be at least 1".into(),
+                ));
+            }
+            Some(n) => config.storage_health_interval = s(n),
+            None => {}
+        }
         set(&mut config.ephemeral_kv, file.kv.ephemeral);
         let sandbox = &mut config.sandbox;
         set(&mut sandbox.required, file.sandbox.required);
@@ -273,6 +315,13 @@ mod tests {
         assert_eq!(config.liveness, defaults.liveness);
         assert_eq!(config.log_rate, defaults.log_rate);
         assert_eq!(config.event_queue, defaults.event_queue);
+        assert_eq!(config.event_max_depth, defaults.event_max_depth);
+        assert_eq!(config.middleware_fail_open, defaults.middleware_fail_open);
+        assert_eq!(config.memory_backend, defaults.memory_backend);
+        assert_eq!(
+            config.storage_health_interval,
+            defaults.storage_health_interval
+        );
         assert_eq!(config.load_timeout, defaults.load_timeout);
         assert_eq!(config.deadline_grace, defaults.deadline_grace);
         assert_eq!(config.ephemeral_kv, defaults.ephemeral_kv);

@@ -36,6 +36,40 @@ pub enum CallError {
     BadReply { plugin: String },
     #[error("the supervisor is shutting down and takes no new calls")]
     ShuttingDown,
+    #[error("no {what} named `{name}`{}", loaded_list(.known))]
+    NotFound {
+        what: &'static str,
+        name: String,
+        known: Vec<String>,
+    },
+    #[error("middleware `{plugin}` blocked the {stage} chain: {error}")]
+    Blocked {
+        plugin: String,
+        stage: String,
+        error: String,
+    },
+    #[error("plugin `{plugin}` refused {action}: {error}")]
+    Refused {
+        plugin: String,
+        action: String,
+        error: String,
+    },
+    #[error("plugin `{plugin}` returned {what}")]
+    BadOutput { plugin: String, what: String },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("plugin `{plugin}` is busy: {why}")]
+    Busy { plugin: String, why: String },
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+fn loaded_list(known: &[String]) -> String {
+    if known.is_empty() {
+        "; none is loaded".into()
+    } else {
+        format!("; loaded: {}", known.join(", "))
+    }
 }
 
 fn known_list(known: &[String]) -> String {
@@ -69,6 +103,27 @@ fn hint(kind: GuestErrorKind) -> &'static str {
 }
 
 impl CallError {
+    /// The plugin the error is about, if one is.
+    pub fn plugin(&self) -> Option<&str> {
+        match self {
+            Self::NotRunning { plugin, .. }
+            | Self::ToolFailed { plugin, .. }
+            | Self::Guest { plugin, .. }
+            | Self::Unresponsive { plugin, .. }
+            | Self::Crashed { plugin, .. }
+            | Self::BadReply { plugin }
+            | Self::Blocked { plugin, .. }
+            | Self::Refused { plugin, .. }
+            | Self::BadOutput { plugin, .. }
+            | Self::Busy { plugin, .. } => Some(plugin),
+            Self::UnknownTool { .. }
+            | Self::ShuttingDown
+            | Self::NotFound { .. }
+            | Self::BadRequest(_)
+            | Self::Unavailable(_) => None,
+        }
+    }
+
     /// A short machine-readable kind for the API and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -87,6 +142,13 @@ impl CallError {
             Self::Crashed { .. } => "crashed",
             Self::BadReply { .. } => "bad_reply",
             Self::ShuttingDown => "shutting_down",
+            Self::NotFound { .. } => "not_found",
+            Self::Blocked { .. } => "blocked",
+            Self::Refused { .. } => "refused",
+            Self::BadOutput { .. } => "bad_output",
+            Self::BadRequest(_) => "bad_request",
+            Self::Busy { .. } => "busy",
+            Self::Unavailable(_) => "unavailable",
         }
     }
 }

@@ -16,10 +16,16 @@ pub mod cron;
 pub mod error;
 pub mod manifest;
 pub mod plugin;
+pub mod scheduler;
+pub mod storage;
 mod supervisor;
 pub mod worker;
 
 pub use config::SupervisorConfig;
 pub use error::CallError;
 pub use plugin::{PluginState, PluginStatus};
-pub use supervisor::{LoadFailure, StartupError, Supervisor, ToolInfo};
+pub use prx_ipc::{ChatMessage, ChatResponse, ToolCall};
+pub use supervisor::{
+    CronJob, LoadFailure, MIDDLEWARE_STAGES, MemoryFound, ModuleDescription, StartupError,
+    Supervisor, ToolInfo,
+};

@@ -66,6 +66,8 @@ pub enum CapabilityType {
     Cron,
     Provider,
     Storage,
+    /// A bus module (this host's addition to PRX 0.1.0's six).
+    Module,
 }
 
 impl CapabilityType {
@@ -78,6 +80,7 @@ impl CapabilityType {
             Self::Cron => "prx:plugin/cron-exports@0.1.0",
             Self::Provider => "prx:plugin/provider-exports@0.1.0",
             Self::Storage => "prx:plugin/storage-exports@0.1.0",
+            Self::Module => "prx:plugin/module-exports@0.1.0",
         }
     }
 
@@ -89,6 +92,7 @@ impl CapabilityType {
             Self::Cron => "cron",
             Self::Provider => "provider",
             Self::Storage => "storage",
+            Self::Module => "module",
         }
     }
 }

@@ -3,16 +3,17 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use prx_ipc::{EngineSettings, Limits, ToolSpec};
+use prx_ipc::{Call, EngineSettings, Limits, Output, ToolSpec};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::broker::PluginBroker;
 use crate::broker::Services;
+use crate::broker::events::{Chain, EventBus, no_chain};
 use crate::cache::CompileCache;
 use crate::config::{Liveness, PermissionPolicy, RestartPolicy};
 use crate::error::CallError;
@@ -91,6 +92,15 @@ pub struct PluginStatus {
     /// `unavailable: <why>`.
     #[serde(default)]
     pub sandbox: Vec<(String, String)>,
+    /// RPC names a module registered.
+    #[serde(default)]
+    pub rpcs: Vec<String>,
+    /// Events its handler (hook or module) received, and how many of those
+    /// failed (an error, a trap, no answer).
+    #[serde(default)]
+    pub events_handled: u64,
+    #[serde(default)]
+    pub handler_failures: u64,
 }
 
 pub struct Plugin {
@@ -112,6 +122,16 @@ pub struct Plugin {
     stopping: AtomicBool,
     /// Wakes a backoff sleep early (stop, release).
     wake: tokio::sync::Notify,
+    bus: EventBus,
+    /// What `name()` answered at load (providers, storage).
+    reported_name: Mutex<Option<String>>,
+    /// RPC names the current instance's `on-load` registered (modules).
+    rpcs: Mutex<Vec<String>>,
+    pub(crate) events_handled: AtomicU64,
+    pub(crate) handler_failures: AtomicU64,
+    /// Cron: set while a run is in progress.
+    pub(crate) cron_running: AtomicBool,
+    pub(crate) cron: Mutex<crate::scheduler::CronStats>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -194,6 +214,16 @@ impl Plugin {
             broker = broker.with_http(http);
         }
         let broker = Arc::new(broker.with_permissions(declared, granted));
+        // A hook's manifest patterns hold from now on, across restarts, so
+        // no event is missed while a worker starts.
+        for cap in manifest.capabilities_of(CapabilityType::Hook) {
+            for pattern in &cap.events {
+                services
+                    .bus
+                    .subscribe_plugin_fixed(&name, pattern.pattern())
+                    .map_err(|e| format!("plugin `{name}`: event pattern: {e}"))?;
+            }
+        }
         Ok(Arc::new(Self {
             name,
             dir,
@@ -210,7 +240,144 @@ impl Plugin {
             last_exit: Mutex::new(None),
             stopping: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
+            bus: services.bus.clone(),
+            reported_name: Mutex::new(None),
+            rpcs: Mutex::new(Vec::new()),
+            events_handled: AtomicU64::new(0),
+            handler_failures: AtomicU64::new(0),
+            cron_running: AtomicBool::new(false),
+            cron: Mutex::new(Default::default()),
         }))
+    }
+
+    /// Publishes a host event about this plugin (`prx.lifecycle.*`).
+    pub fn announce(&self, topic: &str, mut payload: serde_json::Value) {
+        payload["plugin"] = self.name.as_ref().into();
+        payload["version"] = self.manifest.plugin.version.as_str().into();
+        if let Err(e) = self.bus.publish(topic, &payload.to_string()) {
+            tracing::warn!(plugin = %self.name, topic, "cannot publish: {e}");
+        }
+    }
+
+    /// What the plugin's `name()` answered at load (providers, storage).
+    pub fn reported_name(&self) -> Option<String> {
+        self.reported_name
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// RPC names the current instance registered.
+    pub fn rpcs(&self) -> Vec<String> {
+        self.rpcs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Publishes an `error` event (`message`, `context`, `plugin`); the
+    /// plugins in `chain` caused it and do not receive it.
+    pub fn report_error(&self, message: &str, context: &str, chain: Chain) {
+        let payload = serde_json::json!({
+            "message": message,
+            "context": context,
+            "plugin": &*self.name,
+        });
+        if let Err(e) = self.bus.publish_caused("error", &payload.to_string(), chain) {
+            tracing::warn!(plugin = %self.name, "cannot publish an error event: {e}");
+        }
+    }
+
+    /// The broker serving this plugin's host calls.
+    pub fn broker(&self) -> &PluginBroker {
+        &self.broker
+    }
+
+    /// True once the plugin is being stopped for good.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Calls into the plugin, waiting for a worker up to the plugin's
+    /// deadline. A guest's `err` comes back as [`Output::Refused`].
+    pub async fn call(&self, rt: &Runtime, call: Call, chain: Chain) -> Result<Output, CallError> {
+        let deadline = self.deadline(rt);
+        let worker = self.ready_worker(deadline).await?;
+        self.call_worker(&worker, rt, call, chain).await
+    }
+
+    async fn call_worker(
+        &self,
+        worker: &Worker,
+        rt: &Runtime,
+        call: Call,
+        chain: Chain,
+    ) -> Result<Output, CallError> {
+        let deadline = self.deadline(rt);
+        worker
+            .invoke(call, deadline, chain)
+            .await
+            .map_err(|e| self.call_error(e, rt))
+    }
+
+    /// What a new instance needs before it serves: the tool spec, the
+    /// provider's or storage's name, a module's `on-load`.
+    async fn init_worker(&self, worker: &Worker, rt: &Runtime) -> Result<(), String> {
+        if self
+            .manifest
+            .capabilities_of(CapabilityType::Tool)
+            .next()
+            .is_some()
+        {
+            let spec = self
+                .read_tool_spec(worker, rt)
+                .await
+                .map_err(|e| format!("get-spec failed: {e}"))?;
+            *self.spec.lock().unwrap_or_else(|p| p.into_inner()) = Some(spec);
+        }
+        for kind in [CapabilityType::Provider, CapabilityType::Storage] {
+            let Some(cap) = self.manifest.capabilities_of(kind).next() else {
+                continue;
+            };
+            let call = match kind {
+                CapabilityType::Provider => Call::ProviderName,
+                _ => Call::StorageName,
+            };
+            match self.call_worker(worker, rt, call, no_chain()).await {
+                Ok(Output::Text(name)) => {
+                    let name = crate::broker::untrusted_text(name);
+                    if cap.name.as_deref() != Some(name.as_str()) {
+                        tracing::warn!(plugin = %self.name, manifest = ?cap.name, reported = %name,
+                            "the {kind}'s name() differs from its manifest name; routing by the manifest name");
+                    }
+                    *self.reported_name.lock().unwrap_or_else(|p| p.into_inner()) = Some(name);
+                }
+                Ok(_) => return Err("name() answered with the wrong type".into()),
+                Err(e) => return Err(format!("name() failed: {e}")),
+            }
+        }
+        if self
+            .manifest
+            .capabilities_of(CapabilityType::Module)
+            .next()
+            .is_some()
+        {
+            self.broker.begin_registration();
+            let loaded = self
+                .call_worker(worker, rt, Call::ModuleOnLoad, no_chain())
+                .await;
+            let names = self.broker.end_registration();
+            match loaded {
+                Ok(Output::Unit) => {}
+                Ok(Output::Refused(e)) => {
+                    return Err(format!(
+                        "on-load refused: {}",
+                        crate::broker::untrusted_text(e)
+                    ));
+                }
+                Ok(_) => return Err("on-load answered with the wrong type".into()),
+                Err(e) => return Err(format!("on-load failed: {e}")),
+            }
+            *self.rpcs.lock().unwrap_or_else(|p| p.into_inner()) = names;
+        }
+        Ok(())
     }
 
     /// Failed or quarantined: waiting for its files or an operator.
@@ -300,6 +467,9 @@ impl Plugin {
                 })
                 .unwrap_or_default(),
             uptime_ms: worker.map(|w| w.uptime().as_millis() as u64),
+            rpcs: self.rpcs(),
+            events_handled: self.events_handled.load(Ordering::Relaxed),
+            handler_failures: self.handler_failures.load(Ordering::Relaxed),
         }
     }
 
@@ -317,22 +487,16 @@ impl Plugin {
             worker.kill();
             return Err(self.fail(e));
         }
-        if self
-            .manifest
-            .capabilities_of(CapabilityType::Tool)
-            .next()
-            .is_some()
-        {
-            match self.read_tool_spec(&worker, rt).await {
-                Ok(spec) => *self.spec.lock().unwrap_or_else(|p| p.into_inner()) = Some(spec),
-                Err(e) => {
-                    worker.kill();
-                    return Err(self.fail(format!("get-spec failed: {e}")));
-                }
-            }
+        if let Err(e) = self.init_worker(&worker, rt).await {
+            worker.kill();
+            return Err(self.fail(e));
         }
         self.worker.send_replace(Some(worker.clone()));
         self.set_state(PluginState::Running);
+        self.announce(
+            "prx.lifecycle.loaded",
+            serde_json::json!({ "pid": worker.pid() }),
+        );
         tokio::spawn(supervise(self.clone(), rt.clone(), worker));
         Ok(())
     }
@@ -352,10 +516,24 @@ impl Plugin {
             *state = PluginState::Restarting;
         }
         tracing::info!(plugin = %self.name, event = "prx.lifecycle.released", "quarantine lifted by the operator");
-        match self.start_worker(rt).await {
+        let started = match self.start_worker(rt).await {
+            Ok(worker) => match self.init_worker(&worker, rt).await {
+                Ok(()) => Ok(worker),
+                Err(e) => {
+                    worker.kill();
+                    Err(e)
+                }
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        match started {
             Ok(worker) => {
                 self.worker.send_replace(Some(worker.clone()));
                 self.set_state(PluginState::Running);
+                self.announce(
+                    "prx.lifecycle.released",
+                    serde_json::json!({ "pid": worker.pid() }),
+                );
                 tokio::spawn(supervise(self.clone(), rt.clone(), worker));
                 Ok(())
             }
@@ -370,12 +548,19 @@ impl Plugin {
         );
         self.set_state(PluginState::Quarantined(message.clone()));
         tracing::error!(plugin = %self.name, event = "prx.lifecycle.quarantined", "{message}");
+        self.announce(
+            "prx.lifecycle.quarantined",
+            serde_json::json!({ "reason": message }),
+        );
         message
     }
 
-    fn fail(&self, reason: String) -> String {
+    /// Marks the plugin failed (not retried until its files change); its
+    /// event queue and subscriptions go.
+    pub(crate) fn fail(&self, reason: String) -> String {
         let message = format!("plugin `{}` ({}): {reason}", self.name, self.dir.display());
         self.set_state(PluginState::Failed(message.clone()));
+        self.broker.plugin_removed();
         message
     }
 
@@ -443,7 +628,10 @@ impl Plugin {
 
     async fn read_tool_spec(&self, worker: &Worker, rt: &Runtime) -> Result<ToolSpec, CallError> {
         let deadline = self.deadline(rt);
-        match worker.invoke(prx_ipc::Call::ToolGetSpec, deadline).await {
+        match worker
+            .invoke(prx_ipc::Call::ToolGetSpec, deadline, no_chain())
+            .await
+        {
             Ok(prx_ipc::Output::ToolSpec(spec)) => Ok(spec),
             Ok(_) => Err(CallError::BadReply {
                 plugin: self.name.to_string(),
@@ -534,6 +722,8 @@ impl Plugin {
             worker.stop(grace).await;
         }
         self.broker.instance_ended();
+        self.broker.plugin_removed();
+        self.announce("prx.lifecycle.unloaded", serde_json::json!({}));
     }
 }
 
@@ -610,6 +800,14 @@ async fn supervise(plugin: Arc<Plugin>, rt: Runtime, mut worker: Arc<Worker>) {
             Exit::Security(c) | Exit::Crash(c) => c.clone(),
         };
         *plugin.last_exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(cause.clone());
+        plugin.announce(
+            "prx.lifecycle.crashed",
+            serde_json::json!({
+                "pid": worker.pid(),
+                "cause": cause,
+                "security": matches!(exit, Exit::Security(_)),
+            }),
+        );
         if let Exit::Security(reason) = exit {
             tracing::error!(plugin = %plugin.name, pid = worker.pid(), event = "prx.lifecycle.crashed",
                 security = true, %reason, "worker stopped for a security reason");
@@ -662,8 +860,22 @@ async fn supervise(plugin: Arc<Plugin>, rt: Runtime, mut worker: Arc<Worker>) {
             let started = Instant::now();
             match plugin.start_worker(&rt).await {
                 Ok(new) => {
+                    if let Err(e) = plugin.init_worker(&new, &rt).await {
+                        // Counted as one more crash: the instance never served.
+                        tracing::warn!(plugin = %plugin.name, "restarted worker failed to initialise: {e}");
+                        new.kill();
+                        cause = e;
+                        continue;
+                    }
                     tracing::info!(plugin = %plugin.name, pid = new.pid(), event = "prx.lifecycle.restarted",
                         took_ms = started.elapsed().as_millis() as u64, "worker restarted");
+                    plugin.announce(
+                        "prx.lifecycle.restarted",
+                        serde_json::json!({
+                            "pid": new.pid(),
+                            "restarts": plugin.restarts.load(Ordering::Relaxed),
+                        }),
+                    );
                     break new;
                 }
                 Err(e @ StartError::Sandbox(SandboxRefusal::Contradicted { .. })) => {

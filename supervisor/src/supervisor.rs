@@ -10,10 +10,14 @@ use std::time::Duration;
 use prx_ipc::{Call, Output};
 use serde::Serialize;
 
+#[path = "routing.rs"]
+mod routing;
+pub use routing::{CronJob, MIDDLEWARE_STAGES, MemoryFound, ModuleDescription};
+
 use crate::broker::Services;
 use crate::broker::events::{EventBus, EventError, SubscriberStats, Subscription};
 use crate::broker::kv::KvStore;
-use crate::broker::memory::{MemoryStore, Recalled};
+use crate::broker::memory::MemoryStore;
 use crate::cache::CompileCache;
 use crate::config::SupervisorConfig;
 use crate::error::CallError;
@@ -25,6 +29,9 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Who stored a memory the host application stored: not a valid plugin
 /// name, so no plugin can be mistaken for it.
 const HOST_MEMORY_OWNER: &str = "(host)";
+/// Tool arguments larger than this are left out of `tool.call` events
+/// (an event payload is at most 64 KiB).
+const MAX_ANNOUNCED_ARGS: usize = 16 * 1024;
 
 /// Problems that stop the supervisor itself from starting (a single bad
 /// plugin never does).
@@ -83,6 +90,10 @@ struct Inner {
     runtime: Runtime,
     plugins: RwLock<BTreeMap<String, Arc<Plugin>>>,
     tools: RwLock<BTreeMap<String, Arc<Plugin>>>,
+    /// Providers by capability name.
+    providers: RwLock<BTreeMap<String, Arc<Plugin>>>,
+    /// Bus-module RPCs by name.
+    rpcs: RwLock<BTreeMap<String, Arc<Plugin>>>,
     failures: RwLock<Vec<LoadFailure>>,
 }
 
@@ -145,12 +156,23 @@ impl Supervisor {
         .map_err(|e| StartupError::Kv(config.kv_path(), e))?;
         let memory = MemoryStore::new(kv.database())
             .map_err(|e| StartupError::Memory(config.kv_path(), e))?;
+        let storage = config
+            .memory_backend
+            .clone()
+            .map(|name| Arc::new(crate::storage::StorageRoute::new(name)));
+        if let Some(route) = &storage {
+            tokio::spawn(crate::storage::poll_health(
+                Arc::downgrade(route),
+                config.storage_health_interval,
+            ));
+        }
         let services = Services {
             kv,
-            bus: EventBus::new(config.event_queue),
+            bus: EventBus::new(config.event_queue).with_max_depth(config.event_max_depth),
             memory,
             log_rate: config.log_rate,
             http: config.http.clone(),
+            storage,
         };
         let dirs = plugin_dirs(&config.plugins_dir)
             .map_err(|e| StartupError::PluginsDir(config.plugins_dir.clone(), e))?;
@@ -164,28 +186,34 @@ impl Supervisor {
                 runtime,
                 plugins: RwLock::default(),
                 tools: RwLock::default(),
+                providers: RwLock::default(),
+                rpcs: RwLock::default(),
                 failures: RwLock::default(),
             }),
         };
-        let mut loading = Vec::new();
+        // Every manifest first, so each hook is subscribed before any
+        // plugin loads and announces itself.
+        let mut prepared = Vec::new();
         for dir in dirs {
             match supervisor.prepare(&dir) {
-                Ok(plugin) => {
-                    let rt = supervisor.inner.runtime.clone();
-                    loading.push(tokio::spawn(async move {
-                        let result = plugin.load(&rt).await;
-                        (plugin, result)
-                    }));
-                }
+                Ok(plugin) => prepared.push(plugin),
                 Err(error) => supervisor.record_failure(dir, error),
             }
+        }
+        let mut loading = Vec::new();
+        for plugin in prepared {
+            let rt = supervisor.inner.runtime.clone();
+            loading.push(tokio::spawn(async move {
+                let result = plugin.load(&rt).await;
+                (plugin, result)
+            }));
         }
         for task in loading {
             let Ok((plugin, result)) = task.await else {
                 continue;
             };
             match result {
-                Ok(()) => supervisor.register_tools(&plugin),
+                Ok(()) => supervisor.register(&plugin).await,
                 Err(error) => supervisor.record_failure(plugin.dir.clone(), error),
             }
         }
@@ -251,12 +279,18 @@ impl Supervisor {
     /// out of `failed` and `quarantined` once its files change.
     async fn retry(&self, dir: &Path) {
         tracing::info!(dir = %dir.display(), "plugin files changed; loading the plugin again");
-        self.write_plugins().retain(|_, p| p.dir != dir);
-        self.inner
-            .tools
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, p| p.dir != dir);
+        self.write_plugins().retain(|_, p| {
+            if p.dir == dir {
+                p.broker().plugin_removed();
+            }
+            p.dir != dir
+        });
+        for table in [&self.inner.tools, &self.inner.providers, &self.inner.rpcs] {
+            table
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, p| p.dir != dir);
+        }
         self.inner
             .failures
             .write()
@@ -264,7 +298,7 @@ impl Supervisor {
             .retain(|f| f.dir != dir);
         match self.prepare(dir) {
             Ok(plugin) => match plugin.load(&self.inner.runtime).await {
-                Ok(()) => self.register_tools(&plugin),
+                Ok(()) => self.register(&plugin).await,
                 Err(error) => self.record_failure(dir.to_owned(), error),
             },
             Err(error) => self.record_failure(dir.to_owned(), error),
@@ -288,6 +322,67 @@ impl Supervisor {
             }
         }
         dirs
+    }
+
+    /// Routes a loaded plugin's capabilities; a plugin whose RPC names
+    /// clash with another's is stopped and marked failed.
+    async fn register(&self, plugin: &Arc<Plugin>) {
+        if let Err(error) = self.register_rpcs(plugin) {
+            plugin.stop(STOP_GRACE).await;
+            let error = plugin.fail(error);
+            self.record_failure(plugin.dir.clone(), error);
+            return;
+        }
+        self.register_tools(plugin);
+        self.register_providers(plugin);
+        if let Some(route) = &self.inner.services.storage {
+            let serves = plugin
+                .manifest
+                .capabilities_of(CapabilityType::Storage)
+                .any(|c| c.name.as_deref() == Some(route.name()));
+            if serves {
+                route.attach(plugin.clone(), self.inner.runtime.clone());
+                tracing::info!(plugin = %plugin.name, backend = route.name(), "memory is served by this storage plugin");
+            }
+        }
+        self.spawn_delivery(plugin);
+        self.spawn_schedules(plugin);
+    }
+
+    fn register_rpcs(&self, plugin: &Arc<Plugin>) -> Result<(), String> {
+        let names = plugin.rpcs();
+        let mut rpcs = self.inner.rpcs.write().unwrap_or_else(|p| p.into_inner());
+        for name in &names {
+            if let Some(other) = rpcs.get(name)
+                && other.name != plugin.name
+            {
+                return Err(format!(
+                    "registers the RPC `{name}`, which plugin `{}` already serves; RPC names are unique across plugins: rename it in one of them or remove one plugin",
+                    other.name
+                ));
+            }
+        }
+        for name in names {
+            rpcs.insert(name, plugin.clone());
+        }
+        Ok(())
+    }
+
+    fn register_providers(&self, plugin: &Arc<Plugin>) {
+        let mut providers = self
+            .inner
+            .providers
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        for cap in plugin.manifest.capabilities_of(CapabilityType::Provider) {
+            let Some(name) = &cap.name else { continue };
+            if let Some(other) = providers.get(name) {
+                tracing::error!(plugin = %plugin.name, provider = %name, other = %other.name,
+                    "provider name already served by another plugin; keeping the first");
+                continue;
+            }
+            providers.insert(name.clone(), plugin.clone());
+        }
     }
 
     fn register_tools(&self, plugin: &Arc<Plugin>) {
@@ -336,13 +431,45 @@ impl Supervisor {
                 tool: tool.into(),
                 known: self.tools().into_iter().map(|t| t.name).collect(),
             })?;
+        let bus = &self.inner.services.bus;
+        let mut announced = serde_json::json!({ "tool_name": tool, "plugin": &*plugin.name });
+        announced["args"] = if args_json.len() <= MAX_ANNOUNCED_ARGS {
+            serde_json::from_str(args_json).unwrap_or_else(|_| args_json.into())
+        } else {
+            serde_json::Value::Null
+        };
+        let _ = bus.publish("tool.call", &announced.to_string());
+        let started = std::time::Instant::now();
+        let result = self.execute_tool(&plugin, tool, args_json).await;
+        let result_event = serde_json::json!({
+            "tool_name": tool,
+            "plugin": &*plugin.name,
+            "success": result.is_ok(),
+            "duration_ms": started.elapsed().as_millis() as u64,
+        });
+        let _ = bus.publish("tool.result", &result_event.to_string());
+        if let Err(e) = &result {
+            plugin.report_error(&e.to_string(), "tool.call", crate::broker::events::no_chain());
+        }
+        result
+    }
+
+    async fn execute_tool(
+        &self,
+        plugin: &Arc<Plugin>,
+        tool: &str,
+        args_json: &str,
+    ) -> Result<String, CallError> {
         let rt = &self.inner.runtime;
         let deadline = plugin.deadline(rt);
         let worker = plugin.ready_worker(deadline).await?;
         let call = Call::ToolExecute {
             args: args_json.into(),
         };
-        match worker.invoke(call, deadline).await {
+        match worker
+            .invoke(call, deadline, crate::broker::events::no_chain())
+            .await
+        {
             Ok(Output::ToolResult(result)) if result.success => Ok(result.output),
             Ok(Output::ToolResult(result)) => Err(CallError::ToolFailed {
                 plugin: plugin.name.to_string(),
@@ -389,6 +516,9 @@ impl Supervisor {
                     restart_at_ms: None,
                     log_dropped: 0,
                     sandbox: Vec::new(),
+                    rpcs: Vec::new(),
+                    events_handled: 0,
+                    handler_failures: 0,
                 });
             }
         }
@@ -433,25 +563,6 @@ impl Supervisor {
     /// Every subscriber of the bus with its queue and drop counts.
     pub fn event_stats(&self) -> Vec<SubscriberStats> {
         self.inner.services.bus.stats()
-    }
-
-    /// Stores a memory on behalf of the host application.
-    pub async fn store_memory(&self, text: &str, category: &str) -> Result<String, String> {
-        self.inner
-            .services
-            .memory
-            .store(HOST_MEMORY_OWNER, text, category)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    /// The memories most relevant to `query`, best first.
-    pub fn recall_memory(&self, query: &str, limit: u32) -> Result<Vec<Recalled>, String> {
-        self.inner
-            .services
-            .memory
-            .recall(query, limit)
-            .map_err(|e| e.to_string())
     }
 
     /// Plugins that could not be loaded, with the reason.

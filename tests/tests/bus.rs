@@ -183,12 +183,12 @@ async fn memory_recall_ranks_the_best_match_first() {
     assert!(found[1]["importance"].as_f64().unwrap() < 1.0);
 
     // The library sees the same store, and which plugin stored what.
-    let recalled = sup.recall_memory("rainy weather", 1).unwrap();
-    assert_eq!(recalled[0].plugin, "one");
+    let recalled = sup.recall_memory("rainy weather", 1).await.unwrap();
+    assert_eq!(recalled[0].plugin.as_deref(), Some("one"));
     sup.store_memory("rainy days in Rome", "note")
         .await
         .unwrap();
-    let recalled = sup.recall_memory("rainy weather", 2).unwrap();
+    let recalled = sup.recall_memory("rainy weather", 2).await.unwrap();
     assert_eq!(recalled.len(), 2);
     sup.shutdown().await;
 }

@@ -66,3 +66,58 @@ pub async fn request(
         body: String::from_utf8_lossy(&bytes).into_owned(),
     })
 }
+
+/// Sends a GET whose answer streams: calls `line` with each line of the
+/// body as it arrives, until the server ends it or `line` returns false.
+/// Returns the status and, when it is not 200, the body.
+pub async fn stream_lines(
+    socket: &Path,
+    uri: &str,
+    mut line: impl FnMut(&str) -> bool,
+) -> Result<ApiResponse, ClientError> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|source| ClientError::Connect {
+            path: socket.display().to_string(),
+            source,
+        })?;
+    let http = |e: &dyn std::fmt::Display| ClientError::Http(e.to_string());
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| http(&e))?;
+    tokio::spawn(conn);
+    let request = Request::builder()
+        .method("GET")
+        .uri(uri)
+        .header("host", "prx")
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| http(&e))?;
+    let response = sender.send_request(request).await.map_err(|e| http(&e))?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut pending: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| http(&e))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        pending.extend_from_slice(&data);
+        if status != 200 {
+            continue;
+        }
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let text = String::from_utf8_lossy(&pending[..end]).into_owned();
+            pending.drain(..=end);
+            if !line(&text) {
+                return Ok(ApiResponse {
+                    status,
+                    body: String::new(),
+                });
+            }
+        }
+    }
+    Ok(ApiResponse {
+        status,
+        body: String::from_utf8_lossy(&pending).into_owned(),
+    })
+}

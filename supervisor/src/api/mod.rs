@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +51,19 @@ pub fn router(supervisor: Supervisor) -> Router {
         .route("/v1/kv/{plugin}/value", get(kv_value))
         .route("/v1/events", get(event_stats))
         .route("/v1/events/{topic}", post(publish))
+        .route("/v1/events/stream", get(event_stream))
         .route("/v1/memory", get(recall_memory).post(store_memory))
+        .route("/v1/memory/count", get(count_memories))
+        .route("/v1/memory/{id}", delete(forget_memory))
+        .route("/v1/middleware", get(middleware_chain))
+        .route("/v1/middleware/{stage}", post(run_middleware))
+        .route("/v1/providers", get(providers))
+        .route("/v1/providers/{name}/chat", post(chat))
+        .route("/v1/rpc", get(rpc_names))
+        .route("/v1/rpc/{name}", post(rpc))
+        .route("/v1/modules", get(modules))
+        .route("/v1/cron", get(cron_jobs))
+        .route("/v1/cron/{plugin}/run", post(run_cron))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
         .with_state(supervisor)
 }
@@ -217,10 +229,226 @@ async fn store_memory(State(sup): State<Supervisor>, body: String) -> Response {
 }
 
 async fn recall_memory(State(sup): State<Supervisor>, Query(q): Query<RecallQuery>) -> Response {
-    match sup.recall_memory(&q.query, q.limit) {
+    match sup.recall_memory(&q.query, q.limit).await {
         Ok(found) => Json(found).into_response(),
-        Err(error) => error_response(StatusCode::INTERNAL_SERVER_ERROR, error, "memory"),
+        Err(error) => error_response(StatusCode::SERVICE_UNAVAILABLE, error, "memory"),
     }
+}
+
+async fn forget_memory(State(sup): State<Supervisor>, UrlPath(id): UrlPath<String>) -> Response {
+    match sup.forget_memory(&id).await {
+        Ok(found) => Json(serde_json::json!({ "forgotten": found })).into_response(),
+        Err(error) => error_response(StatusCode::SERVICE_UNAVAILABLE, error, "memory"),
+    }
+}
+
+async fn count_memories(State(sup): State<Supervisor>) -> Response {
+    match sup.count_memories().await {
+        Ok(count) => Json(serde_json::json!({ "count": count, "backend": sup.memory_backend() }))
+            .into_response(),
+        Err(error) => error_response(StatusCode::SERVICE_UNAVAILABLE, error, "memory"),
+    }
+}
+
+/// The status that says whose fault a call error is.
+fn call_error_response(e: &CallError) -> Response {
+    let status = match e {
+        CallError::UnknownTool { .. } | CallError::NotFound { .. } => StatusCode::NOT_FOUND,
+        CallError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        CallError::ToolFailed { .. } | CallError::Blocked { .. } | CallError::Refused { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        CallError::Busy { .. } => StatusCode::CONFLICT,
+        CallError::NotRunning { .. } | CallError::ShuttingDown | CallError::Unavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    error_response(status, e.to_string(), e.kind())
+}
+
+fn output_response(result: Result<String, CallError>) -> Response {
+    match result {
+        Ok(output) => Json(CallResponse { output }).into_response(),
+        Err(e) => call_error_response(&e),
+    }
+}
+
+async fn middleware_chain(State(sup): State<Supervisor>) -> Response {
+    let chain: Vec<_> = sup
+        .middleware_chain()
+        .into_iter()
+        .map(|(priority, plugin)| serde_json::json!({ "priority": priority, "plugin": plugin }))
+        .collect();
+    Json(chain).into_response()
+}
+
+async fn run_middleware(
+    State(sup): State<Supervisor>,
+    UrlPath(stage): UrlPath<String>,
+    body: String,
+) -> Response {
+    output_response(sup.run_middleware(&stage, &body).await)
+}
+
+async fn providers(State(sup): State<Supervisor>) -> Response {
+    let list: Vec<_> = sup
+        .providers()
+        .into_iter()
+        .map(|(name, plugin)| serde_json::json!({ "name": name, "plugin": plugin }))
+        .collect();
+    Json(list).into_response()
+}
+
+/// `POST /v1/providers/{name}/chat`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChatRequest {
+    pub messages: Vec<ChatMessageBody>,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChatMessageBody {
+    pub role: String,
+    pub content: String,
+}
+
+fn default_temperature() -> f64 {
+    0.7
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChatReply {
+    pub text: Option<String>,
+    pub tool_calls: Vec<ToolCallBody>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ToolCallBody {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+async fn chat(
+    State(sup): State<Supervisor>,
+    UrlPath(name): UrlPath<String>,
+    body: String,
+) -> Response {
+    let request: ChatRequest = match serde_json::from_str(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            let error = format!(
+                "expected {{\"messages\": [{{\"role\": ..., \"content\": ...}}], \"model\": ..., \"temperature\": ...}}: {e}"
+            );
+            return error_response(StatusCode::BAD_REQUEST, error, "bad_request");
+        }
+    };
+    let messages = request
+        .messages
+        .into_iter()
+        .map(|m| prx_ipc::ChatMessage {
+            role: m.role,
+            content: m.content,
+        })
+        .collect();
+    match sup
+        .chat(&name, messages, &request.model, request.temperature)
+        .await
+    {
+        Ok(reply) => Json(ChatReply {
+            text: reply.text,
+            tool_calls: reply
+                .tool_calls
+                .into_iter()
+                .map(|t| ToolCallBody {
+                    id: t.id,
+                    name: t.name,
+                    arguments: t.arguments,
+                })
+                .collect(),
+        })
+        .into_response(),
+        Err(e) => call_error_response(&e),
+    }
+}
+
+async fn rpc_names(State(sup): State<Supervisor>) -> Response {
+    let list: Vec<_> = sup
+        .rpc_names()
+        .into_iter()
+        .map(|(name, plugin)| serde_json::json!({ "name": name, "plugin": plugin }))
+        .collect();
+    Json(list).into_response()
+}
+
+async fn rpc(State(sup): State<Supervisor>, UrlPath(name): UrlPath<String>, body: String) -> Response {
+    output_response(sup.rpc(&name, &body).await)
+}
+
+async fn modules(State(sup): State<Supervisor>) -> Response {
+    Json(sup.describe_modules().await).into_response()
+}
+
+async fn cron_jobs(State(sup): State<Supervisor>) -> Response {
+    Json(sup.cron_jobs()).into_response()
+}
+
+async fn run_cron(State(sup): State<Supervisor>, UrlPath(plugin): UrlPath<String>) -> Response {
+    output_response(sup.run_cron(&plugin).await)
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamQuery {
+    #[serde(default = "all_events")]
+    pattern: String,
+}
+
+fn all_events() -> String {
+    "*".into()
+}
+
+/// One event as `prx events tail` prints it: a JSON line each.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StreamedEvent {
+    pub seq: u64,
+    pub topic: String,
+    pub payload: serde_json::Value,
+    pub source: Option<String>,
+    pub published_at_ms: u64,
+    pub chain: Vec<String>,
+}
+
+/// Events matching `pattern` as they are published, one JSON object per
+/// line, until the client goes away.
+async fn event_stream(State(sup): State<Supervisor>, Query(q): Query<StreamQuery>) -> Response {
+    let subscription = match sup.subscribe(&q.pattern) {
+        Ok(s) => s,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, e.to_string(), "bad_request"),
+    };
+    let lines = futures_util::stream::unfold(subscription, |mut sub| async move {
+        let event = sub.recv().await?;
+        let line = StreamedEvent {
+            seq: event.seq,
+            topic: event.topic.to_string(),
+            payload: serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::Null),
+            source: event.source.map(|s| s.to_string()),
+            published_at_ms: event.published_at_ms,
+            chain: event.chain.iter().map(|p| p.to_string()).collect(),
+        };
+        let mut text = serde_json::to_string(&line).unwrap_or_default();
+        text.push('\n');
+        Some((Ok::<_, std::convert::Infallible>(text), sub))
+    });
+    Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(axum::body::Body::from_stream(lines))
+        .unwrap_or_else(|e| {
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), "internal")
+        })
 }
 
 async fn release(State(sup): State<Supervisor>, UrlPath(name): UrlPath<String>) -> Response {
@@ -239,18 +467,5 @@ async fn call_tool(
         let error = format!("the arguments for `{name}` are not valid JSON");
         return error_response(StatusCode::BAD_REQUEST, error, "bad_request");
     }
-    match sup.call_tool(&name, &body).await {
-        Ok(output) => Json(CallResponse { output }).into_response(),
-        Err(e) => {
-            let status = match &e {
-                CallError::UnknownTool { .. } => StatusCode::NOT_FOUND,
-                CallError::ToolFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-                CallError::NotRunning { .. } | CallError::ShuttingDown => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-                _ => StatusCode::BAD_GATEWAY,
-            };
-            error_response(status, e.to_string(), e.kind())
-        }
-    }
+    output_response(sup.call_tool(&name, &body).await)
 }

@@ -55,6 +55,30 @@ enum MemoryCommand {
         #[arg(long, default_value_t = 5)]
         limit: u32,
     },
+    /// Forget the memory ID (as `store` or `recall` printed it).
+    Forget { id: String },
+    /// How many memories are stored, and which backend serves them.
+    Count,
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Print events as they are published (one JSON object per line),
+    /// optionally only those matching PATTERN (`*`, `a.*`, `a.b`).
+    Tail {
+        #[arg(default_value = "*")]
+        pattern: String,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CronCommand {
+    /// Run PLUGIN's cron job now, off schedule (refused while a run of it
+    /// is going); prints its output.
+    Run { plugin: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,15 +132,64 @@ enum Command {
         #[arg(long, default_value = ".prx")]
         state: PathBuf,
     },
-    /// The event bus: subscribers, their patterns, queued and dropped events.
+    /// The event bus: subscribers, their patterns, queued and dropped
+    /// events; `prx events tail` follows events live.
     Events {
-        #[arg(long, default_value = ".prx")]
+        #[command(subcommand)]
+        command: Option<EventsCommand>,
+        #[arg(long, default_value = ".prx", global = true)]
         state: PathBuf,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Store in or recall from the built-in memory.
+    /// Run the middleware chain of STAGE (inbound, outbound, llm_request,
+    /// llm_response) over JSON data; prints the result.
+    Middleware {
+        stage: String,
+        #[arg(default_value = "{}")]
+        data: String,
+        #[arg(long, default_value = ".prx")]
+        state: PathBuf,
+    },
+    /// Chat with PROVIDER: MESSAGES is a JSON list of {"role", "content"}.
+    Chat {
+        provider: String,
+        messages: String,
+        #[arg(long, default_value = "")]
+        model: String,
+        #[arg(long, default_value_t = 0.7)]
+        temperature: f64,
+        #[arg(long, default_value = ".prx")]
+        state: PathBuf,
+    },
+    /// Call the bus-module RPC NAME with a JSON payload; prints the reply.
+    Rpc {
+        name: String,
+        #[arg(default_value = "{}")]
+        payload: String,
+        #[arg(long, default_value = ".prx")]
+        state: PathBuf,
+    },
+    /// Bus modules: their RPCs, status and stats.
+    Modules {
+        #[arg(long, default_value = ".prx")]
+        state: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cron plugins: schedules, next fire times, last results; `prx cron
+    /// run PLUGIN` runs one now.
+    Cron {
+        #[command(subcommand)]
+        command: Option<CronCommand>,
+        #[arg(long, default_value = ".prx", global = true)]
+        state: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store in, recall from, forget from or count the memory (the
+    /// built-in store, or the storage plugin the config selects).
     Memory {
         #[command(subcommand)]
         command: MemoryCommand,
@@ -198,7 +271,43 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             payload,
             state,
         } => publish(&topic, payload, state).await,
-        Command::Events { state, json } => events(state, json).await,
+        Command::Events {
+            command: None,
+            state,
+            json,
+        } => events(state, json).await,
+        Command::Events {
+            command: Some(EventsCommand::Tail { pattern, count }),
+            state,
+            ..
+        } => tail(&pattern, count, state).await,
+        Command::Middleware { stage, data, state } => {
+            let uri = format!("/v1/middleware/{stage}");
+            post_output(&state, &uri, data).await
+        }
+        Command::Chat {
+            provider,
+            messages,
+            model,
+            temperature,
+            state,
+        } => chat(&provider, &messages, model, temperature, state).await,
+        Command::Rpc {
+            name,
+            payload,
+            state,
+        } => post_output(&state, &format!("/v1/rpc/{name}"), payload).await,
+        Command::Modules { state, json } => modules(state, json).await,
+        Command::Cron {
+            command: Some(CronCommand::Run { plugin }),
+            state,
+            ..
+        } => post_output(&state, &format!("/v1/cron/{plugin}/run"), String::new()).await,
+        Command::Cron {
+            command: None,
+            state,
+            json,
+        } => cron(state, json).await,
         Command::Memory { command, state } => memory(command, state).await,
     }
 }
@@ -384,8 +493,12 @@ fn socket(state: &std::path::Path) -> PathBuf {
 }
 
 async fn call(tool: &str, args: String, state: PathBuf) -> Result<ExitCode> {
-    let uri = format!("/v1/tools/{tool}/call");
-    let response = client::request(&socket(&state), "POST", &uri, Some(args)).await?;
+    post_output(&state, &format!("/v1/tools/{tool}/call"), args).await
+}
+
+/// POSTs `body` and prints the `output` of the answer.
+async fn post_output(state: &std::path::Path, uri: &str, body: String) -> Result<ExitCode> {
+    let response = client::request(&socket(state), "POST", uri, Some(body)).await?;
     if response.status == 200 {
         let ok: CallResponse = serde_json::from_str(&response.body)
             .with_context(|| format!("unexpected answer: {}", response.body))?;
@@ -582,6 +695,14 @@ async fn memory(command: MemoryCommand, state: PathBuf) -> Result<ExitCode> {
             let uri = format!("/v1/memory?{q}");
             client::request(&socket(&state), "GET", &uri, None).await?
         }
+        MemoryCommand::Forget { id } => {
+            let id: String = form_urlencoded::byte_serialize(id.as_bytes()).collect();
+            let uri = format!("/v1/memory/{id}");
+            client::request(&socket(&state), "DELETE", &uri, None).await?
+        }
+        MemoryCommand::Count => {
+            client::request(&socket(&state), "GET", "/v1/memory/count", None).await?
+        }
     };
     if response.status != 200 {
         return Ok(api_error(response.body));
@@ -592,20 +713,150 @@ async fn memory(command: MemoryCommand, state: PathBuf) -> Result<ExitCode> {
             println!("stored memory {}", stored.id);
         }
         MemoryCommand::Recall { .. } => {
-            let found: Vec<prx_supervisor::broker::memory::Recalled> =
-                serde_json::from_str(&response.body)?;
+            let found: Vec<prx_supervisor::MemoryFound> = serde_json::from_str(&response.body)?;
             for m in found {
-                let by = if m.plugin.starts_with('(') {
-                    "the host".to_owned()
-                } else {
-                    format!("plugin `{}`", m.plugin)
+                let by = match m.plugin.as_deref() {
+                    Some(p) if p.starts_with('(') => " (stored by the host)".to_owned(),
+                    Some(p) => format!(" (stored by plugin `{p}`)"),
+                    None => String::new(),
                 };
                 println!(
-                    "{:>6} {:.2} [{}] {} (stored by {by})",
+                    "{:>6} {:.2} [{}] {}{by}",
                     m.id, m.importance, m.category, m.text
                 );
             }
         }
+        MemoryCommand::Forget { id } => {
+            let answer: serde_json::Value = serde_json::from_str(&response.body)?;
+            if answer["forgotten"] == true {
+                println!("forgot memory {id}");
+            } else {
+                println!("no memory {id}");
+            }
+        }
+        MemoryCommand::Count => {
+            let answer: serde_json::Value = serde_json::from_str(&response.body)?;
+            println!(
+                "{} memories (backend: {})",
+                answer["count"], answer["backend"]["backend"]
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn tail(pattern: &str, count: Option<u64>, state: PathBuf) -> Result<ExitCode> {
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("pattern", pattern)
+        .finish();
+    let uri = format!("/v1/events/stream?{q}");
+    let mut seen = 0u64;
+    let response = client::stream_lines(&socket(&state), &uri, |line| {
+        println!("{line}");
+        let _ = std::io::stdout().flush();
+        seen += 1;
+        count.is_none_or(|n| seen < n)
+    })
+    .await?;
+    if response.status != 200 {
+        return Ok(api_error(response.body));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn chat(
+    provider: &str,
+    messages: &str,
+    model: String,
+    temperature: f64,
+    state: PathBuf,
+) -> Result<ExitCode> {
+    let messages: Vec<api::ChatMessageBody> = match serde_json::from_str(messages) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!(
+                "prx: MESSAGES must be a JSON list of {{\"role\": ..., \"content\": ...}}: {e}"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let body = serde_json::to_string(&api::ChatRequest {
+        messages,
+        model,
+        temperature,
+    })?;
+    let uri = format!("/v1/providers/{provider}/chat");
+    let response = client::request(&socket(&state), "POST", &uri, Some(body)).await?;
+    if response.status != 200 {
+        return Ok(api_error(response.body));
+    }
+    let reply: api::ChatReply = serde_json::from_str(&response.body)
+        .with_context(|| format!("unexpected answer: {}", response.body))?;
+    if let Some(text) = &reply.text {
+        println!("{text}");
+    }
+    for call in &reply.tool_calls {
+        println!("tool call {}: {} {}", call.id, call.name, call.arguments);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn modules(state: PathBuf, json: bool) -> Result<ExitCode> {
+    let response = client::request(&socket(&state), "GET", "/v1/modules", None).await?;
+    if response.status != 200 {
+        return Ok(api_error(response.body));
+    }
+    if json {
+        println!("{}", response.body);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let modules: Vec<prx_supervisor::ModuleDescription> = serde_json::from_str(&response.body)?;
+    for m in modules {
+        let status = m.status.as_deref().unwrap_or("-");
+        println!("{} ({}): {status}", m.plugin, m.state);
+        println!("  rpcs: {}", m.rpcs.join(", "));
+        for (name, value) in &m.stats {
+            println!("  {name}: {value}");
+        }
+        if let Some(error) = &m.error {
+            println!("  error: {error}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn cron(state: PathBuf, json: bool) -> Result<ExitCode> {
+    let response = client::request(&socket(&state), "GET", "/v1/cron", None).await?;
+    if response.status != 200 {
+        return Ok(api_error(response.body));
+    }
+    if json {
+        println!("{}", response.body);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let jobs: Vec<prx_supervisor::CronJob> = serde_json::from_str(&response.body)?;
+    println!(
+        "{:<20} {:<16} {:<26} {:>5} {:>5} {:>7}  LAST",
+        "PLUGIN", "SCHEDULE", "NEXT (UTC)", "RUNS", "FAIL", "SKIPPED"
+    );
+    for j in jobs {
+        let last = j
+            .stats
+            .last
+            .map(|l| {
+                let ok = if l.success { "ok" } else { "failed" };
+                format!("{ok} in {} ms: {}", l.duration_ms, l.output)
+            })
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<20} {:<16} {:<26} {:>5} {:>5} {:>7}  {last}",
+            j.plugin,
+            j.schedule,
+            j.stats.next.as_deref().unwrap_or("-"),
+            j.stats.runs,
+            j.stats.failures,
+            j.stats.skipped,
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,7 +8,14 @@
 //!
 //! Topics under `prx.` are the host's: plugins cannot publish them. A
 //! subscription belongs to whoever made it, and only its owner can remove
-//! it; a plugin's subscriptions end with the worker that made them.
+//! it; a plugin's runtime subscriptions end with the worker that made them,
+//! its manifest subscriptions (and its queue) with the plugin.
+//!
+//! Every event carries its causal chain: the plugins whose event handlers
+//! led to it, first cause first. An event is never queued for a plugin in
+//! its own chain (a handler never hears the echo of itself, however many
+//! plugins the echo went through), and an event whose chain is already
+//! `max_depth` long is queued for no plugin at all. Both are counted.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +34,22 @@ pub const MAX_SUBSCRIPTIONS_PER_PLUGIN: usize = 256;
 pub const DEFAULT_QUEUE: usize = 1024;
 /// Topics reserved to the host.
 pub const HOST_PREFIX: &str = "prx";
+/// Longest causal chain whose events still reach plugins.
+pub const DEFAULT_MAX_DEPTH: usize = 8;
+
+/// The plugins whose event handlers led to an event or a call, first cause
+/// first. Empty for what the host or an operator started.
+pub type Chain = Arc<[Arc<str>]>;
+
+/// The chain of nothing: a host call outside any handler.
+pub fn no_chain() -> Chain {
+    Arc::new([])
+}
+
+/// `chain` followed by `plugin`: what a handler of `plugin` causes.
+pub fn extend(chain: &Chain, plugin: &Arc<str>) -> Chain {
+    chain.iter().cloned().chain([plugin.clone()]).collect()
+}
 
 /// One published event. Cheap to clone: topic and payload are shared.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +63,8 @@ pub struct Event {
     pub source: Option<Arc<str>>,
     /// Milliseconds since the Unix epoch.
     pub published_at_ms: u64,
+    /// The plugins whose handlers caused it, first cause first.
+    pub chain: Chain,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -170,12 +195,16 @@ struct Inbox {
     sender: mpsc::Sender<Event>,
     delivered: AtomicU64,
     dropped: Arc<AtomicU64>,
+    /// Events held back by the recursion protection.
+    suppressed: AtomicU64,
 }
 
 #[derive(Debug)]
 struct Sub {
     inbox: u64,
     pattern: Pattern,
+    /// From the manifest: kept when the plugin's worker is replaced.
+    fixed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -189,6 +218,8 @@ struct State {
     /// event handler takes it.
     plugin_inboxes: BTreeMap<String, (u64, Option<mpsc::Receiver<Event>>)>,
     published: u64,
+    /// Events that reached no plugin because their chain was too long.
+    too_deep: u64,
 }
 
 /// What `prx events` shows of one subscriber.
@@ -201,6 +232,10 @@ pub struct SubscriberStats {
     pub delivered: u64,
     /// Events dropped because its queue was full.
     pub dropped: u64,
+    /// Events held back because the plugin's own handler caused them, or
+    /// their causal chain was too long.
+    #[serde(default)]
+    pub suppressed: u64,
 }
 
 /// The bus; cheap to clone.
@@ -208,6 +243,7 @@ pub struct SubscriberStats {
 pub struct EventBus {
     state: Arc<Mutex<State>>,
     queue: usize,
+    max_depth: usize,
 }
 
 impl Default for EventBus {
@@ -222,7 +258,14 @@ impl EventBus {
         Self {
             state: Arc::default(),
             queue: queue.max(1),
+            max_depth: DEFAULT_MAX_DEPTH,
         }
+    }
+
+    /// Events whose causal chain has `max_depth` plugins reach no plugin.
+    pub fn with_max_depth(mut self, max_depth: usize) -> Self {
+        self.max_depth = max_depth.max(1);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -230,23 +273,36 @@ impl EventBus {
     }
 
     /// Publishes for a plugin: the payload is checked and `prx.*` refused.
+    /// `chain` is the causal chain of the invocation that publishes.
     pub fn publish_from(
         &self,
         plugin: &str,
         topic: &str,
         payload: &str,
+        chain: Chain,
     ) -> Result<u64, EventError> {
         check_topic(topic)?;
         if is_reserved(topic) {
             return Err(EventError::Reserved(topic.into()));
         }
-        self.publish_checked(Some(plugin.into()), topic, payload)
+        self.publish_checked(Some(plugin.into()), topic, payload, chain)
     }
 
     /// Publishes as the host (any topic, `prx.*` included).
     pub fn publish(&self, topic: &str, payload: &str) -> Result<u64, EventError> {
+        self.publish_caused(topic, payload, no_chain())
+    }
+
+    /// Publishes as the host something the handlers in `chain` caused (a
+    /// handler's failure, say): those plugins do not receive it.
+    pub fn publish_caused(
+        &self,
+        topic: &str,
+        payload: &str,
+        chain: Chain,
+    ) -> Result<u64, EventError> {
         check_topic(topic)?;
-        self.publish_checked(None, topic, payload)
+        self.publish_checked(None, topic, payload, chain)
     }
 
     fn publish_checked(
@@ -254,6 +310,7 @@ impl EventBus {
         source: Option<Arc<str>>,
         topic: &str,
         payload: &str,
+        chain: Chain,
     ) -> Result<u64, EventError> {
         if payload.len() > MAX_PAYLOAD {
             return Err(EventError::PayloadTooLarge(payload.len()));
@@ -269,7 +326,9 @@ impl EventBus {
             payload: payload.into(),
             source,
             published_at_ms: super::now_ms(),
+            chain,
         };
+        let too_deep = event.chain.len() >= self.max_depth;
         // Each inbox once, in the order of its first matching subscription.
         let mut targets: Vec<u64> = Vec::new();
         for sub in state.subs.values() {
@@ -278,10 +337,18 @@ impl EventBus {
             }
         }
         let mut closed = Vec::new();
+        let mut held_back = 0;
         for id in targets {
             let Some(inbox) = state.inboxes.get(&id) else {
                 continue;
             };
+            if let Owner::Plugin(name) = &inbox.owner
+                && (too_deep || event.chain.iter().any(|p| **p == **name))
+            {
+                inbox.suppressed.fetch_add(1, Ordering::Relaxed);
+                held_back += 1;
+                continue;
+            }
             match inbox.sender.try_send(event.clone()) {
                 Ok(()) => {
                     inbox.delivered.fetch_add(1, Ordering::Relaxed);
@@ -295,6 +362,14 @@ impl EventBus {
         for id in closed {
             state.remove_inbox(id);
         }
+        if too_deep && held_back > 0 {
+            state.too_deep += 1;
+            tracing::warn!(topic, chain = ?event.chain, max_depth = self.max_depth,
+                "event not delivered to {held_back} plugin(s): its causal chain is too long (a loop between plugins?)");
+        } else if held_back > 0 {
+            tracing::debug!(topic, chain = ?event.chain,
+                "event not delivered to {held_back} plugin(s) whose own handler caused it");
+        }
         Ok(event.seq)
     }
 
@@ -306,7 +381,7 @@ impl EventBus {
         let dropped = Arc::new(AtomicU64::new(0));
         let mut state = self.lock();
         let inbox = state.add_inbox(Owner::Host, sender, dropped.clone());
-        let id = state.add_sub(inbox, pattern);
+        let id = state.add_sub(inbox, pattern, false);
         Ok(Subscription {
             id,
             receiver,
@@ -316,8 +391,24 @@ impl EventBus {
         })
     }
 
-    /// A plugin subscribes; returns the subscription id.
+    /// A plugin subscribes at run time (`events.subscribe`); the
+    /// subscription ends with the worker instance. Returns its id.
     pub fn subscribe_plugin(&self, plugin: &str, pattern: &str) -> Result<u64, EventError> {
+        self.subscribe_plugin_as(plugin, pattern, false)
+    }
+
+    /// A subscription from a plugin's manifest: it lasts as long as the
+    /// plugin does, across worker restarts.
+    pub fn subscribe_plugin_fixed(&self, plugin: &str, pattern: &str) -> Result<u64, EventError> {
+        self.subscribe_plugin_as(plugin, pattern, true)
+    }
+
+    fn subscribe_plugin_as(
+        &self,
+        plugin: &str,
+        pattern: &str,
+        fixed: bool,
+    ) -> Result<u64, EventError> {
         let pattern = Pattern::parse(pattern)?;
         let mut state = self.lock();
         let inbox = state.plugin_inbox(plugin, self.queue);
@@ -325,7 +416,7 @@ impl EventBus {
         if held >= MAX_SUBSCRIPTIONS_PER_PLUGIN {
             return Err(EventError::TooManySubscriptions);
         }
-        Ok(state.add_sub(inbox, pattern))
+        Ok(state.add_sub(inbox, pattern, fixed))
     }
 
     /// A plugin removes one of its own subscriptions.
@@ -341,13 +432,29 @@ impl EventBus {
         }
     }
 
-    /// Ends every subscription of a plugin and empties its queue (its
-    /// worker is gone; a new instance subscribes afresh).
-    pub fn drop_plugin(&self, plugin: &str) {
+    /// A plugin's worker is gone: its run-time subscriptions end (a new
+    /// instance subscribes afresh); its manifest subscriptions and the
+    /// events already queued for it stay.
+    pub fn end_instance(&self, plugin: &str) {
+        let mut state = self.lock();
+        if let Some((inbox, _)) = state.plugin_inboxes.get(plugin) {
+            let inbox = *inbox;
+            state.subs.retain(|_, s| s.inbox != inbox || s.fixed);
+        }
+    }
+
+    /// A plugin is gone for good (unloaded, stopped): every subscription
+    /// ends and its queue is closed.
+    pub fn remove_plugin(&self, plugin: &str) {
         let mut state = self.lock();
         if let Some((inbox, _)) = state.plugin_inboxes.remove(plugin) {
             state.remove_inbox(inbox);
         }
+    }
+
+    /// Events that reached no plugin because their chain was too long.
+    pub fn too_deep(&self) -> u64 {
+        self.lock().too_deep
     }
 
     /// The receiving end of a plugin's queue, for whoever delivers its
@@ -379,6 +486,7 @@ impl EventBus {
                 queued: self.queue - inbox.sender.capacity(),
                 delivered: inbox.delivered.load(Ordering::Relaxed),
                 dropped: inbox.dropped.load(Ordering::Relaxed),
+                suppressed: inbox.suppressed.load(Ordering::Relaxed),
             })
             .collect()
     }
@@ -403,15 +511,23 @@ impl State {
             sender,
             delivered: AtomicU64::new(0),
             dropped,
+            suppressed: AtomicU64::new(0),
         };
         self.inboxes.insert(id, inbox);
         id
     }
 
-    fn add_sub(&mut self, inbox: u64, pattern: Pattern) -> u64 {
+    fn add_sub(&mut self, inbox: u64, pattern: Pattern, fixed: bool) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
-        self.subs.insert(id, Sub { inbox, pattern });
+        self.subs.insert(
+            id,
+            Sub {
+                inbox,
+                pattern,
+                fixed,
+            },
+        );
         id
     }
 
@@ -499,18 +615,18 @@ mod tests {
         // A JSON string of exactly 64 KiB is accepted; one byte more is not.
         let fits = format!("\"{}\"", "x".repeat(MAX_PAYLOAD - 2));
         assert_eq!(fits.len(), MAX_PAYLOAD);
-        bus.publish_from("p", "a.b", &fits).unwrap();
+        bus.publish_from("p", "a.b", &fits, no_chain()).unwrap();
         let over = format!("\"{}\"", "x".repeat(MAX_PAYLOAD - 1));
         assert_eq!(
-            bus.publish_from("p", "a.b", &over),
+            bus.publish_from("p", "a.b", &over, no_chain()),
             Err(EventError::PayloadTooLarge(MAX_PAYLOAD + 1))
         );
         assert!(matches!(
-            bus.publish_from("p", "a.b", "{not json"),
+            bus.publish_from("p", "a.b", "{not json", no_chain()),
             Err(EventError::InvalidJson(_))
         ));
         assert!(matches!(
-            bus.publish_from("p", "a.b", ""),
+            bus.publish_from("p", "a.b", "", no_chain()),
             Err(EventError::InvalidJson(_))
         ));
         assert_eq!(sub.try_recv().map(|e| e.payload.len()), Some(MAX_PAYLOAD));
@@ -522,13 +638,13 @@ mod tests {
         let bus = EventBus::default();
         for topic in ["prx", "prx.lifecycle.loaded"] {
             assert_eq!(
-                bus.publish_from("p", topic, "{}"),
+                bus.publish_from("p", topic, "{}", no_chain()),
                 Err(EventError::Reserved(topic.into()))
             );
             bus.publish(topic, "{}").unwrap();
         }
         // Only the `prx` segment is reserved, not every word starting so.
-        bus.publish_from("p", "prxy.status", "{}").unwrap();
+        bus.publish_from("p", "prxy.status", "{}", no_chain()).unwrap();
     }
 
     #[test]
@@ -565,7 +681,7 @@ mod tests {
             bus.subscribe_plugin("p", "a.b"),
             Err(EventError::TooManySubscriptions)
         );
-        bus.drop_plugin("p");
+        bus.remove_plugin("p");
         assert!(bus.stats().is_empty());
         bus.subscribe_plugin("p", "a.b").unwrap();
     }
@@ -594,7 +710,7 @@ mod tests {
         let bus = EventBus::default();
         let mut sub = bus.subscribe("a.*").unwrap();
         for i in 0..5 {
-            bus.publish_from("p", "a.x", &i.to_string()).unwrap();
+            bus.publish_from("p", "a.x", &i.to_string(), no_chain()).unwrap();
         }
         bus.publish("b.x", "0").unwrap();
         for i in 0..5 {
@@ -606,5 +722,69 @@ mod tests {
         drop(sub);
         assert!(bus.stats().is_empty());
         assert_eq!(bus.published(), 6);
+    }
+
+    #[test]
+    fn a_handler_never_hears_its_own_echo_and_long_chains_stop() {
+        let bus = EventBus::default().with_max_depth(3);
+        bus.subscribe_plugin("a", "*").unwrap();
+        bus.subscribe_plugin("b", "*").unwrap();
+        let mut a = bus.take_plugin_queue("a").unwrap();
+        let mut b = bus.take_plugin_queue("b").unwrap();
+        let mut host = bus.subscribe("*").unwrap();
+        let name = |n: &str| -> Arc<str> { n.into() };
+        // a's handler publishes: b gets it, a does not.
+        let from_a = extend(&no_chain(), &name("a"));
+        bus.publish_from("a", "x.y", "1", from_a.clone()).unwrap();
+        assert!(a.try_recv().is_err(), "a heard its own echo");
+        assert_eq!(&*b.try_recv().unwrap().chain, &*from_a);
+        // b's handler answers: a is in the chain, so neither gets it.
+        let from_ab = extend(&from_a, &name("b"));
+        bus.publish_from("b", "x.z", "2", from_ab.clone()).unwrap();
+        assert!(a.try_recv().is_err() && b.try_recv().is_err());
+        // A chain of three distinct plugins reaches no plugin (c is new).
+        bus.subscribe_plugin("c", "*").unwrap();
+        let mut c = bus.take_plugin_queue("c").unwrap();
+        let from_abd = extend(&from_ab, &name("d"));
+        bus.publish_from("d", "x.w", "3", from_abd).unwrap();
+        assert!(c.try_recv().is_err(), "a too-long chain was delivered");
+        assert_eq!(bus.too_deep(), 1);
+        // The host's own subscribers see everything.
+        assert_eq!(
+            std::iter::from_fn(|| host.try_recv()).count(),
+            3,
+            "host subscribers are not plugins"
+        );
+        let stats = bus.stats();
+        let suppressed = |who: &str| {
+            stats
+                .iter()
+                .find(|s| s.owner == Owner::Plugin(who.into()))
+                .map(|s| s.suppressed)
+        };
+        assert_eq!(
+            (suppressed("a"), suppressed("b"), suppressed("c")),
+            (Some(3), Some(2), Some(1))
+        );
+    }
+
+    #[test]
+    fn manifest_subscriptions_and_the_queue_outlive_a_worker() {
+        let bus = EventBus::default();
+        bus.subscribe_plugin_fixed("h", "audit.*").unwrap();
+        bus.subscribe_plugin("h", "other").unwrap();
+        let mut queue = bus.take_plugin_queue("h").unwrap();
+        bus.publish("audit.one", "1").unwrap();
+        bus.end_instance("h");
+        bus.publish("audit.two", "2").unwrap();
+        bus.publish("other", "3").unwrap();
+        let topics: Vec<_> = std::iter::from_fn(|| queue.try_recv().ok())
+            .map(|e| e.topic.to_string())
+            .collect();
+        assert_eq!(topics, ["audit.one", "audit.two"]);
+        bus.remove_plugin("h");
+        bus.publish("audit.three", "4").unwrap();
+        assert!(queue.try_recv().is_err());
+        assert!(bus.stats().is_empty());
     }
 }

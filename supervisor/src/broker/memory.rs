@@ -242,6 +242,18 @@ impl MemoryStore {
             .collect())
     }
 
+    /// Removes the entry `id` (as `store` returned it) and its index
+    /// postings; true when it existed.
+    pub async fn forget(&self, id: &str) -> Result<bool, MemoryError> {
+        let Ok(id) = id.parse::<u64>() else {
+            return Ok(false);
+        };
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || remove(&db, id))
+            .await
+            .map_err(storage)?
+    }
+
     /// Entries stored (all plugins).
     pub fn count(&self) -> Result<u64, MemoryError> {
         let txn = self.db.begin_read().map_err(storage)?;
@@ -305,9 +317,65 @@ fn insert(
     Ok(id)
 }
 
+fn remove(db: &Database, id: u64) -> Result<bool, MemoryError> {
+    let mut txn = db.begin_write().map_err(storage)?;
+    txn.set_durability(Durability::Immediate).map_err(storage)?;
+    {
+        let mut entries = txn.open_table(ENTRIES).map_err(storage)?;
+        let Some(raw) = entries.remove(id).map_err(storage)? else {
+            return Ok(false);
+        };
+        let entry: StoredMemory = serde_json::from_slice(raw.value()).map_err(storage)?;
+        drop(raw);
+        let mut postings = txn.open_table(POSTINGS).map_err(storage)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for term in terms(&entry.text) {
+            if seen.insert(term.clone()) {
+                postings.remove((term.as_str(), id)).map_err(storage)?;
+            }
+        }
+        let mut stats = txn.open_table(STATS).map_err(storage)?;
+        let per_plugin = format!("plugin:{}", entry.plugin);
+        let bytes_key = format!("bytes:{}", entry.plugin);
+        for (name, minus) in [
+            ("count", 1),
+            ("total_terms", entry.terms),
+            (per_plugin.as_str(), 1),
+            (bytes_key.as_str(), entry.text.len() as u64),
+        ] {
+            let now = stats
+                .get(name)
+                .map_err(storage)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            stats
+                .insert(name, now.saturating_sub(minus))
+                .map_err(storage)?;
+        }
+    }
+    txn.commit().map_err(storage)?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn forgetting_removes_the_entry_its_postings_and_its_counts() {
+        let m = store();
+        let id = m.store("p", "red apples and green pears", "fact").await.unwrap();
+        m.store("p", "green grass", "fact").await.unwrap();
+        assert_eq!(m.count().unwrap(), 2);
+        assert!(m.forget(&id).await.unwrap());
+        assert!(!m.forget(&id).await.unwrap(), "forgotten twice");
+        assert!(!m.forget("not-an-id").await.unwrap());
+        assert_eq!(m.count().unwrap(), 1);
+        assert!(m.recall("apples", 5).unwrap().is_empty());
+        let green = m.recall("green", 5).unwrap();
+        assert_eq!(green.len(), 1);
+        assert_eq!(green[0].text, "green grass");
+    }
 
     fn store() -> MemoryStore {
         let db = Database::builder()

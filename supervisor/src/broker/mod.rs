@@ -32,7 +32,8 @@ use prx_ipc::{HostCall, HostReply, HostValue, LogLevel, MemoryEntry};
 
 use crate::config::LogRate;
 use crate::manifest::Permission;
-use events::EventBus;
+use crate::storage::StorageRoute;
+use events::{Chain, EventBus};
 use kv::KvStore;
 use memory::MemoryStore;
 
@@ -44,7 +45,19 @@ pub struct Services {
     pub memory: MemoryStore,
     pub log_rate: LogRate,
     pub http: http::HttpPolicy,
+    /// A storage plugin serving memory instead of the built-in store.
+    pub storage: Option<Arc<StorageRoute>>,
 }
+
+/// Longest RPC name; dot-separated words of `[a-z0-9_-]`.
+pub const MAX_RPC_NAME: usize = 128;
+/// Most RPCs one module may register.
+pub const MAX_RPCS_PER_PLUGIN: usize = 64;
+/// Longest cache namespace and key.
+pub const MAX_CACHE_NAMESPACE: usize = 64;
+pub const MAX_CACHE_KEY: usize = 1024;
+/// Separates namespace and key in the kv store; refused inside both.
+const CACHE_SEPARATOR: char = '\u{1f}';
 
 /// Per-plugin broker state.
 #[derive(Debug)]
@@ -59,6 +72,11 @@ pub struct PluginBroker {
     memory: Option<MemoryStore>,
     http: Option<http::PluginHttp>,
     log: LogLimiter,
+    storage: Option<Arc<StorageRoute>>,
+    /// The causal chain of the invocation the worker runs now.
+    chain: Mutex<Chain>,
+    /// RPC names registered by the `on-load` running now; `None` outside it.
+    registering: Mutex<Option<Vec<String>>>,
 }
 
 impl PluginBroker {
@@ -75,6 +93,9 @@ impl PluginBroker {
             memory: None,
             http: None,
             log: LogLimiter::new(LogRate::default()),
+            storage: None,
+            chain: Mutex::new(events::no_chain()),
+            registering: Mutex::new(None),
         }
     }
 
@@ -86,6 +107,7 @@ impl PluginBroker {
         self.bus = Some(services.bus.clone());
         self.memory = Some(services.memory.clone());
         self.log = LogLimiter::new(services.log_rate);
+        self.storage = services.storage.clone();
         self
     }
 
@@ -106,11 +128,32 @@ impl PluginBroker {
         self
     }
 
-    /// An invocation begins (counts and time per invocation restart).
-    pub fn begin_invocation(&self) {
+    /// An invocation begins (counts and time per invocation restart);
+    /// its host calls carry `chain`.
+    pub fn begin_invocation(&self, chain: Chain) {
         if let Some(http) = &self.http {
             http.begin_invocation();
         }
+        *self.chain.lock().unwrap_or_else(|p| p.into_inner()) = chain;
+    }
+
+    fn current_chain(&self) -> Chain {
+        self.chain.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// `on-load` is about to run: `rpc.register` is accepted until
+    /// [`Self::end_registration`].
+    pub fn begin_registration(&self) {
+        *self.registering.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+    }
+
+    /// `on-load` returned: the RPC names it registered.
+    pub fn end_registration(&self) -> Vec<String> {
+        self.registering
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default()
     }
 
     /// Serves kv from `store` with a quota in bytes (alone: tests).
@@ -124,11 +167,23 @@ impl PluginBroker {
         &self.plugin
     }
 
-    /// The plugin's instance is gone (crash, restart, stop): the
-    /// subscriptions it made end with it.
+    /// The plugin's instance is gone (crash, restart): the subscriptions
+    /// it made end with it.
     pub fn instance_ended(&self) {
         if let Some(bus) = &self.bus {
-            bus.drop_plugin(&self.plugin);
+            bus.end_instance(&self.plugin);
+        }
+        self.registering
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    /// The plugin is gone for good: every subscription ends, manifest ones
+    /// included, and its event queue closes.
+    pub fn plugin_removed(&self) {
+        if let Some(bus) = &self.bus {
+            bus.remove_plugin(&self.plugin);
         }
     }
 
@@ -138,7 +193,12 @@ impl PluginBroker {
 
     /// Answers one host call of this plugin.
     pub async fn answer(&self, call: HostCall) -> HostReply {
-        let permission = permission_of(&call);
+        if let HostCall::RpcRegister { name } = &call {
+            return self.register_rpc(name);
+        }
+        let Some(permission) = permission_of(&call) else {
+            return HostReply::Trap(format!("{}: no permission applies", call.function()));
+        };
         if !self.granted.contains(&permission) {
             let why = if self.declared.contains(&permission) {
                 "not granted by the operator's policy"
@@ -171,7 +231,99 @@ impl PluginBroker {
             | HostCall::EventsUnsubscribe { .. } => self.events(call),
             HostCall::MemoryStore { .. } | HostCall::MemoryRecall { .. } => self.memory(call).await,
             HostCall::HttpRequest { .. } => self.http(call).await,
+            HostCall::CacheGet { .. } | HostCall::CachePut { .. } | HostCall::CacheClear { .. } => {
+                self.cache(call).await
+            }
+            HostCall::RpcRegister { .. } => HostReply::Trap("rpc.register: misrouted".into()),
         }
+    }
+
+    fn register_rpc(&self, name: &str) -> HostReply {
+        let mut registering = self.registering.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(names) = registering.as_mut() else {
+            return HostReply::Err(
+                "rpc.register: RPC handlers are registered in on-load only".into(),
+            );
+        };
+        if let Err(why) = check_rpc_name(name) {
+            return HostReply::Err(format!("rpc.register: {why}"));
+        }
+        if names.iter().any(|n| n == name) {
+            return HostReply::Err(format!(
+                "rpc.register: `{name}` is already registered by this module"
+            ));
+        }
+        if names.len() >= MAX_RPCS_PER_PLUGIN {
+            return HostReply::Err(format!(
+                "rpc.register: a module may register at most {MAX_RPCS_PER_PLUGIN} RPCs"
+            ));
+        }
+        names.push(name.to_owned());
+        HostReply::Ok(HostValue::Unit)
+    }
+
+    /// The kv namespace holding this plugin's cache.
+    fn cache_namespace(&self) -> String {
+        format!("{}{CACHE_SEPARATOR}cache", self.plugin)
+    }
+
+    async fn cache(&self, call: HostCall) -> HostReply {
+        let Some(store) = &self.kv else {
+            return self.unavailable(&call);
+        };
+        let function = call.function();
+        let ns = self.cache_namespace();
+        let reply = match call {
+            HostCall::CacheGet { namespace, key } => match cache_key(&namespace, &key) {
+                Ok(k) => store
+                    .get(&ns, &k)
+                    .map(HostValue::OptBytes)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            },
+            HostCall::CachePut {
+                namespace,
+                key,
+                value,
+            } => match cache_key(&namespace, &key) {
+                Ok(k) => store
+                    .set(&ns, &k, value, self.kv_quota)
+                    .await
+                    .map(|()| HostValue::Unit)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            },
+            HostCall::CacheClear { namespace } => match cache_key(&namespace, "") {
+                Ok(prefix) => match store.list_keys(&ns, &prefix) {
+                    // Deleted together, so the store makes them durable in
+                    // one batch rather than one sync each.
+                    Ok(keys) => {
+                        let mut deletes = tokio::task::JoinSet::new();
+                        for key in keys {
+                            let (store, ns) = (store.clone(), ns.clone());
+                            deletes.spawn(async move { store.delete(&ns, &key).await });
+                        }
+                        let mut removed = 0u64;
+                        let mut failed = None;
+                        while let Some(done) = deletes.join_next().await {
+                            match done {
+                                Ok(Ok(found)) => removed += u64::from(found),
+                                Ok(Err(e)) => failed = Some(e.to_string()),
+                                Err(e) => failed = Some(e.to_string()),
+                            }
+                        }
+                        match failed {
+                            None => Ok(HostValue::U64(removed)),
+                            Some(e) => Err(e),
+                        }
+                    }
+                    Err(e) => Err(e.to_string()),
+                },
+                Err(e) => Err(e),
+            },
+            _ => return HostReply::Trap("not a cache call".into()),
+        };
+        self.reply(function, reply)
     }
 
     fn events(&self, call: HostCall) -> HostReply {
@@ -181,7 +333,7 @@ impl PluginBroker {
         let function = call.function();
         let reply = match call {
             HostCall::EventsPublish { topic, payload } => bus
-                .publish_from(&self.plugin, &topic, &payload)
+                .publish_from(&self.plugin, &topic, &payload, self.current_chain())
                 .map(|_| HostValue::Unit),
             HostCall::EventsSubscribe { pattern } => bus
                 .subscribe_plugin(&self.plugin, &pattern)
@@ -213,6 +365,9 @@ impl PluginBroker {
     }
 
     async fn memory(&self, call: HostCall) -> HostReply {
+        if let Some(route) = &self.storage {
+            return self.memory_from_plugin(route, call).await;
+        }
         let Some(store) = &self.memory else {
             return self.unavailable(&call);
         };
@@ -235,6 +390,40 @@ impl PluginBroker {
                         .collect(),
                 )
             }),
+            _ => return HostReply::Trap("not a memory call".into()),
+        };
+        self.reply(function, reply)
+    }
+
+    /// Memory served by the operator's storage plugin.
+    async fn memory_from_plugin(&self, route: &StorageRoute, call: HostCall) -> HostReply {
+        let function = call.function();
+        if route.is_served_by(&self.plugin) {
+            return HostReply::Err(format!(
+                "{function}: this plugin is the memory backend; it cannot call memory (it would call itself)"
+            ));
+        }
+        let chain = self.current_chain();
+        let reply = match call {
+            HostCall::MemoryStore { text, category } => route
+                .store(&text, &category, None, chain)
+                .await
+                .map(HostValue::String),
+            HostCall::MemoryRecall { query, limit } => {
+                route.recall(&query, limit, None, chain).await.map(|found| {
+                    HostValue::Memories(
+                        found
+                            .into_iter()
+                            .map(|m| MemoryEntry {
+                                id: m.key,
+                                text: m.content,
+                                category: m.category,
+                                importance: m.score.unwrap_or(0.0),
+                            })
+                            .collect(),
+                    )
+                })
+            }
             _ => return HostReply::Trap("not a memory call".into()),
         };
         self.reply(function, reply)
@@ -281,7 +470,7 @@ impl PluginBroker {
 
     /// A host interface this supervisor does not serve yet.
     fn unavailable(&self, call: &HostCall) -> HostReply {
-        let permission = permission_of(call);
+        let permission = permission_of(call).map(Permission::as_str).unwrap_or("none");
         let message = format!(
             "{} is not available in this version of prx-sandbox (permission `{permission}`)",
             call.function()
@@ -396,26 +585,73 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The permission a host call needs.
-pub fn permission_of(call: &HostCall) -> Permission {
-    match call {
+/// The permission a host call needs; `None` for `rpc.register`, which
+/// any module may call during its `on-load`.
+pub fn permission_of(call: &HostCall) -> Option<Permission> {
+    Some(match call {
         HostCall::ConfigGet { .. } | HostCall::ConfigGetAll => Permission::Config,
         HostCall::KvGet { .. }
         | HostCall::KvSet { .. }
         | HostCall::KvDelete { .. }
         | HostCall::KvListKeys { .. }
-        | HostCall::KvIncrement { .. } => Permission::Kv,
+        | HostCall::KvIncrement { .. }
+        | HostCall::CacheGet { .. }
+        | HostCall::CachePut { .. }
+        | HostCall::CacheClear { .. } => Permission::Kv,
         HostCall::EventsPublish { .. }
         | HostCall::EventsSubscribe { .. }
         | HostCall::EventsUnsubscribe { .. } => Permission::Events,
         HostCall::HttpRequest { .. } => Permission::HttpOutbound,
         HostCall::MemoryStore { .. } | HostCall::MemoryRecall { .. } => Permission::Memory,
+        HostCall::RpcRegister { .. } => return None,
+    })
+}
+
+/// RPC names are dot-separated words of lowercase letters, digits, `_`
+/// and `-`.
+pub fn check_rpc_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_RPC_NAME
+        && name.split('.').all(|word| {
+            !word.is_empty()
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not an RPC name (dot-separated words of lowercase letters, digits, `_` and `-`, at most {MAX_RPC_NAME} bytes), e.g. \"stats.mean\""
+        ))
     }
+}
+
+/// The kv key of a cache entry; with an empty `key`, the prefix of the
+/// whole namespace.
+fn cache_key(namespace: &str, key: &str) -> Result<String, String> {
+    if namespace.is_empty()
+        || namespace.len() > MAX_CACHE_NAMESPACE
+        || !namespace
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(format!(
+            "namespace {namespace:?} must be 1 to {MAX_CACHE_NAMESPACE} letters, digits, `_`, `-` or `.`"
+        ));
+    }
+    if key.len() > MAX_CACHE_KEY || key.contains(CACHE_SEPARATOR) {
+        return Err(format!(
+            "key of {} bytes: keys are at most {MAX_CACHE_KEY} bytes, without U+001F",
+            key.len()
+        ));
+    }
+    Ok(format!("{namespace}{CACHE_SEPARATOR}{key}"))
 }
 
 /// Functions whose WIT result has an `err` case; the others can only
 /// trap to refuse.
-fn has_error_channel(call: &HostCall) -> bool {
+pub(crate) fn has_error_channel(call: &HostCall) -> bool {
     !matches!(
         call,
         HostCall::KvGet { .. }

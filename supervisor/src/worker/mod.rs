@@ -12,7 +12,7 @@ mod link;
 mod spawn;
 pub mod verify;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +29,7 @@ pub use link::LinkError;
 use link::{FrameReader, FrameWriter};
 pub use spawn::spawn_worker;
 
+use crate::broker::events::Chain;
 use crate::broker::{PluginBroker, untrusted_text};
 use crate::config::Liveness;
 
@@ -144,11 +145,19 @@ pub struct Started {
 
 type Reply = oneshot::Sender<Result<Output, InvokeError>>;
 
+/// A call waiting for its reply, and the causal chain its host calls carry.
+struct Waiting {
+    reply: Reply,
+    chain: Chain,
+}
+
 /// In-flight calls; `closed` once the worker is gone, so no call can be
 /// added that nobody will answer.
 #[derive(Default)]
 struct Pending {
-    calls: HashMap<u64, Reply>,
+    /// By id: the worker runs them in the order they were sent, which is
+    /// id order (ids are taken while the link is held for writing).
+    calls: BTreeMap<u64, Waiting>,
     /// Ids whose caller gave up (deadline); a late reply to one is dropped,
     /// not mistaken for a forged id.
     abandoned: HashSet<u64>,
@@ -321,9 +330,19 @@ impl Worker {
 
     /// Calls into the plugin. The worker enforces the limits itself; this
     /// deadline is the backstop for a worker that stops answering.
-    pub async fn invoke(&self, call: Call, deadline: Duration) -> Result<Output, InvokeError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+    ///
+    /// `chain` is the causal chain of the call (the plugins whose event
+    /// handlers led to it); the plugin's host calls during it carry it.
+    pub async fn invoke(
+        &self,
+        call: Call,
+        deadline: Duration,
+        chain: Chain,
+    ) -> Result<Output, InvokeError> {
         let (tx, rx) = oneshot::channel();
+        // The id is taken with the link held, so ids go out in order.
+        let mut writer = self.writer.lock().await;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         {
             let mut pending = self.lock_pending();
             if let Some(cause) = &pending.closed {
@@ -332,16 +351,12 @@ impl Worker {
             // An idle worker starts on this call at once; otherwise it
             // starts when the reply before it arrives (see `serve`).
             if pending.calls.is_empty() {
-                self.broker.begin_invocation();
+                self.broker.begin_invocation(chain.clone());
             }
-            pending.calls.insert(id, tx);
+            pending.calls.insert(id, Waiting { reply: tx, chain });
         }
-        let sent = self
-            .writer
-            .lock()
-            .await
-            .write(&ToWorker::Invoke(Invoke { id, call }))
-            .await;
+        let sent = writer.write(&ToWorker::Invoke(Invoke { id, call })).await;
+        drop(writer);
         if let Err(e) = sent {
             self.lock_pending().calls.remove(&id);
             return Err(InvokeError::Died(format!("link write failed: {e}")));
@@ -429,7 +444,7 @@ impl Worker {
             pending.closed.get_or_insert_with(|| cause.to_owned());
             std::mem::take(&mut pending.calls)
         };
-        for (_, reply) in calls {
+        for (_, Waiting { reply, .. }) in calls {
             let _ = reply.send(Err(InvokeError::Died(cause.to_owned())));
         }
     }
@@ -679,16 +694,18 @@ async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: Arc<PluginB
         };
         match frame {
             FromWorker::InvokeReply(reply) => {
-                let (waiting, abandoned) = {
+                let (waiting, abandoned, next) = {
                     let mut pending = worker.lock_pending();
                     let abandoned = pending.abandoned.remove(&reply.id);
-                    (pending.calls.remove(&reply.id), abandoned)
+                    let waiting = pending.calls.remove(&reply.id);
+                    let next = pending.calls.values().next().map(|w| w.chain.clone());
+                    (waiting, abandoned, next)
                 };
                 match waiting {
-                    Some(tx) => {
+                    Some(Waiting { reply: tx, .. }) => {
                         // A worker runs one invocation at a time: host
                         // calls from here on belong to the next one.
-                        broker.begin_invocation();
+                        broker.begin_invocation(next.unwrap_or_else(crate::broker::events::no_chain));
                         let outcome = reply.outcome.map_err(|mut e| {
                             e.message = untrusted_text(e.message);
                             InvokeError::Guest(e)

@@ -100,6 +100,8 @@ fn main() {
                 output: "honest".into(),
                 error: None,
             }),
+            // The fake loads as a tool only; other calls never come.
+            _ => Output::Refused("the fake worker serves tools only".into()),
         };
         let reply = |id| {
             FromWorker::InvokeReply(InvokeReply {
