@@ -560,6 +560,12 @@ impl Supervisor {
         self.inner.services.bus.published()
     }
 
+    /// Events that reached no plugin because their causal chain was
+    /// `[events] max_depth` long (a loop between plugins stopped).
+    pub fn events_too_deep(&self) -> u64 {
+        self.inner.services.bus.too_deep()
+    }
+
     /// Every subscriber of the bus with its queue and drop counts.
     pub fn event_stats(&self) -> Vec<SubscriberStats> {
         self.inner.services.bus.stats()

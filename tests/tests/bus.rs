@@ -91,8 +91,10 @@ async fn plugin_events_reach_library_subscribers_and_bad_ones_are_refused() {
         let text = err["err"].as_str().unwrap_or_default();
         assert!(text.starts_with(why), "{args}: {err}");
     }
+    // What the plugin published, among the host's own tool events.
     let topics: Vec<String> = std::iter::from_fn(|| all.try_recv())
         .map(|e| e.topic.to_string())
+        .filter(|t| !t.starts_with("tool."))
         .collect();
     assert_eq!(topics, ["weather.paris", "big.one"]);
 
@@ -294,12 +296,15 @@ fn operators_publish_and_see_the_bus_from_the_cli() {
         "{}",
         stderr(&out)
     );
+    // ops.note, then tool.call, visit-counter.visited and tool.result
+    // (and the host's lifecycle events).
     let out = daemon.cli(&["events"]);
-    assert!(
-        stdout(&out).starts_with("2 events published"),
-        "{}",
-        stdout(&out)
-    );
+    let published: u64 = stdout(&out)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_default();
+    assert!(published >= 4, "{}", stdout(&out));
 
     let out = daemon.cli(&["memory", "store", "the deploy key rotates on mondays"]);
     assert!(

@@ -27,6 +27,9 @@ const READ_BUFFER: usize = 64 << 10;
 pub struct Link {
     reader: Mutex<BufReader<UnixStream>>,
     writer: Mutex<Writer>,
+    /// Invocations that arrived while one was running (the supervisor
+    /// pipelines calls); served in order once it ends.
+    deferred: Mutex<std::collections::VecDeque<ToWorker>>,
 }
 
 /// Frames that need no answer (log lines) wait here and leave with the next
@@ -60,6 +63,7 @@ impl Link {
                 queued: Vec::new(),
             }),
             reader: Mutex::new(BufReader::with_capacity(READ_BUFFER, stream)),
+            deferred: Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -90,7 +94,30 @@ impl Link {
         Ok(())
     }
 
+    /// The next frame to serve: a deferred invocation first, else one
+    /// from the socket.
     pub fn recv(&self) -> Result<ToWorker, WireError> {
+        let deferred = self
+            .deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front();
+        match deferred {
+            Some(frame) => Ok(frame),
+            None => self.recv_wire(),
+        }
+    }
+
+    /// Keeps an invocation that arrived during another for later.
+    fn defer(&self, frame: ToWorker) {
+        self.deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(frame);
+    }
+
+    /// The next frame from the socket.
+    fn recv_wire(&self) -> Result<ToWorker, WireError> {
         let mut r = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         if r.buffer().is_empty() {
             spin_until_readable(r.get_ref());
@@ -149,8 +176,10 @@ impl HostBackend for LinkBackend {
             link_lost(&e);
         }
         loop {
-            match self.link.recv() {
+            match self.link.recv_wire() {
                 Ok(ToWorker::HostReply(reply)) if reply.id == id => return reply.reply,
+                // The next call, sent before this one ended: after it.
+                Ok(frame @ ToWorker::Invoke(_)) => self.link.defer(frame),
                 Ok(ToWorker::Ping(nonce)) => {
                     if let Err(e) = self.link.send(&FromWorker::Pong(nonce)) {
                         link_lost(&e);

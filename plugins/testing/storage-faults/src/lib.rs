@@ -1,7 +1,6 @@
 //! Test guest: a storage backend with switchable faults. Memories live in
-//! kv. Storing the content `!unhealthy` makes `health-check` false (and
-//! `!healthy` true again); `!error` is refused with an error; `!trap`
-//! crashes the instance.
+//! kv. Storing the content `!unhealthy` makes the next ten `health-check`s
+//! false; `!error` is refused with an error; `!trap` crashes the instance.
 
 use prx_pdk::prelude::*;
 
@@ -19,8 +18,7 @@ impl Storage for Faulty {
         _session_id: Option<&str>,
     ) -> Result<(), String> {
         match content {
-            "!unhealthy" => return kv::set_str("healthy", "no"),
-            "!healthy" => return kv::delete("healthy").map(|_| ()),
+            "!unhealthy" => return kv::set_str("unhealthy-checks", "10"),
             "!error" => return Err("the backend refused the write".into()),
             "!trap" => panic!("storage crashed"),
             _ => {}
@@ -63,7 +61,13 @@ impl Storage for Faulty {
     }
 
     fn health_check() -> bool {
-        kv::get_str("healthy").as_deref() != Some("no")
+        match kv::increment("unhealthy-checks", -1) {
+            Ok(left) if left >= 0 => false,
+            _ => {
+                let _ = kv::delete("unhealthy-checks");
+                true
+            }
+        }
     }
 }
 

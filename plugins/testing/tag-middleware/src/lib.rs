@@ -1,5 +1,5 @@
 //! Test guest: a middleware that appends `[config] tag` to the data's
-//! `trail` list. It refuses when `fail_at` names its tag, traps when
+//! `trail` list and counts its calls in kv (`calls`). It refuses when `fail_at` names its tag, traps when
 //! `trap_at` does, and spins past its time limit when `stall_at` does.
 
 use prx_pdk::prelude::*;
@@ -9,6 +9,7 @@ pub struct Tag;
 impl Middleware for Tag {
     fn process(stage: &str, data_json: &str) -> Result<String, String> {
         let tag = config::get("tag").unwrap_or_else(|| "untagged".into());
+        kv::increment("calls", 1)?;
         let mut data: serde_json::Value =
             serde_json::from_str(data_json).map_err(|e| e.to_string())?;
         if data["fail_at"] == tag.as_str() {
