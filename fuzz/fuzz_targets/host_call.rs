@@ -72,9 +72,8 @@ fuzz_target!(|data: &[u8]| {
     let reply = runtime.block_on(broker.answer(msg.call));
     // `rpc.register` needs no permission, and outside an `on-load` (always,
     // here) it is refused.
-    let allowed = permission.is_none_or(|p| {
-        granted.contains(&p) || matches!(p, Permission::Log | Permission::Config)
-    });
+    let allowed = permission
+        .is_none_or(|p| granted.contains(&p) || matches!(p, Permission::Log | Permission::Config));
     if !allowed || permission.is_none() {
         assert!(
             !matches!(reply, HostReply::Ok(_)),

@@ -61,7 +61,10 @@ mod tests {
 
     #[test]
     fn negotiation_picks_the_highest_common_version() {
-        assert_eq!(negotiate(MIN_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION), Some(MIN_PROTOCOL_VERSION));
+        assert_eq!(
+            negotiate(MIN_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION),
+            Some(MIN_PROTOCOL_VERSION)
+        );
         assert_eq!(negotiate(1, 9), Some(PROTOCOL_VERSION));
     }
 

@@ -280,7 +280,10 @@ impl Plugin {
             "context": context,
             "plugin": &*self.name,
         });
-        if let Err(e) = self.bus.publish_caused("error", &payload.to_string(), chain) {
+        if let Err(e) = self
+            .bus
+            .publish_caused("error", &payload.to_string(), chain)
+        {
             tracing::warn!(plugin = %self.name, "cannot publish an error event: {e}");
         }
     }

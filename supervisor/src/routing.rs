@@ -208,7 +208,12 @@ impl Supervisor {
                 },
                 Err(e) => e,
             };
-            if self.inner.config.middleware_fail_open.contains(&*plugin.name) {
+            if self
+                .inner
+                .config
+                .middleware_fail_open
+                .contains(&*plugin.name)
+            {
                 tracing::warn!(plugin = %plugin.name, stage, "middleware failed and is fail-open; skipping it: {failure}");
                 continue;
             }
@@ -293,8 +298,9 @@ impl Supervisor {
     /// module's JSON reply.
     pub async fn rpc(&self, name: &str, payload_json: &str) -> Result<String, CallError> {
         let _guard = self.enter()?;
-        serde_json::from_str::<serde::de::IgnoredAny>(payload_json)
-            .map_err(|e| CallError::BadRequest(format!("the payload of `{name}` is not JSON: {e}")))?;
+        serde_json::from_str::<serde::de::IgnoredAny>(payload_json).map_err(|e| {
+            CallError::BadRequest(format!("the payload of `{name}` is not JSON: {e}"))
+        })?;
         let plugin = self
             .inner
             .rpcs
@@ -368,7 +374,9 @@ impl Supervisor {
                             })
                             .collect();
                     }
-                    Ok(_) => description.error = Some("describe answered with the wrong type".into()),
+                    Ok(_) => {
+                        description.error = Some("describe answered with the wrong type".into())
+                    }
                     Err(e) => description.error = Some(e.to_string()),
                 }
             }
@@ -402,7 +410,12 @@ impl Supervisor {
         let _guard = self.enter()?;
         let found = self
             .plugin_named(plugin)
-            .filter(|p| p.manifest.capabilities_of(CapabilityType::Cron).next().is_some())
+            .filter(|p| {
+                p.manifest
+                    .capabilities_of(CapabilityType::Cron)
+                    .next()
+                    .is_some()
+            })
             .ok_or_else(|| CallError::NotFound {
                 what: "cron plugin",
                 name: plugin.into(),

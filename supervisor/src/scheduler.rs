@@ -222,11 +222,15 @@ pub async fn run_schedule(
             return;
         };
         {
-            let Some(plugin) = plugin.upgrade() else { return };
+            let Some(plugin) = plugin.upgrade() else {
+                return;
+            };
             plugin.cron.lock().unwrap_or_else(|p| p.into_inner()).next = Some(next.to_rfc3339());
         }
         clock.sleep_until(next).await;
-        let Some(strong) = plugin.upgrade() else { return };
+        let Some(strong) = plugin.upgrade() else {
+            return;
+        };
         if strong.is_stopping() {
             return;
         }
@@ -238,7 +242,11 @@ pub async fn run_schedule(
             return;
         }
         let Some(claim) = Claim::take(&strong) else {
-            strong.cron.lock().unwrap_or_else(|p| p.into_inner()).skipped += 1;
+            strong
+                .cron
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .skipped += 1;
             tracing::warn!(plugin = %strong.name, due = %next.to_rfc3339(),
                 "the previous cron run is still going; skipping this one");
             continue;

@@ -134,7 +134,10 @@ impl StorageRoute {
     }
 
     pub async fn forget(&self, key: &str, chain: Chain) -> Result<bool, String> {
-        match self.invoke(Call::StorageForget { key: key.into() }, chain).await? {
+        match self
+            .invoke(Call::StorageForget { key: key.into() }, chain)
+            .await?
+        {
             Output::Bool(found) => Ok(found),
             _ => Err(self.wrong_type()),
         }

@@ -449,7 +449,11 @@ impl Supervisor {
         });
         let _ = bus.publish("tool.result", &result_event.to_string());
         if let Err(e) = &result {
-            plugin.report_error(&e.to_string(), "tool.call", crate::broker::events::no_chain());
+            plugin.report_error(
+                &e.to_string(),
+                "tool.call",
+                crate::broker::events::no_chain(),
+            );
         }
         result
     }

@@ -73,10 +73,26 @@ async fn hooks_see_their_patterns_and_loops_between_them_stop() {
     let env = Env::new();
     add_example(&env, "audit-hook");
     add_example(&env, "echo-tool");
-    env.add("ping-a", "relay-hook", &manifest("ping-a", "hook", &relay(Some("ping.b"), &["ping.a"])));
-    env.add("ping-b", "relay-hook", &manifest("ping-b", "hook", &relay(Some("ping.a"), &["ping.b"])));
-    env.add("exact", "relay-hook", &manifest("exact", "hook", &relay(None, &["ping.a"])));
-    env.add("errors", "relay-hook", &manifest("errors", "hook", &relay(None, &["error"])));
+    env.add(
+        "ping-a",
+        "relay-hook",
+        &manifest("ping-a", "hook", &relay(Some("ping.b"), &["ping.a"])),
+    );
+    env.add(
+        "ping-b",
+        "relay-hook",
+        &manifest("ping-b", "hook", &relay(Some("ping.a"), &["ping.b"])),
+    );
+    env.add(
+        "exact",
+        "relay-hook",
+        &manifest("exact", "hook", &relay(None, &["ping.a"])),
+    );
+    env.add(
+        "errors",
+        "relay-hook",
+        &manifest("errors", "hook", &relay(None, &["error"])),
+    );
     let sup = env.supervisor().await;
     let mut errors = sup.subscribe("error").expect("subscribe");
     assert_eq!(sup.running(), 6, "{:#?}", sup.plugins());
@@ -89,7 +105,9 @@ async fn hooks_see_their_patterns_and_loops_between_them_stop() {
     assert_eq!(loaded, 6);
 
     // A tool call: tool.call and tool.result reach the audit hook.
-    sup.call_tool("echo", r#"{"text":"hi"}"#).await.expect("echo");
+    sup.call_tool("echo", r#"{"text":"hi"}"#)
+        .await
+        .expect("echo");
     eventually("tool events", async || {
         kv_number(&sup, "audit-hook", "count:tool.result").filter(|n| *n == 1)
     })
@@ -152,10 +170,19 @@ async fn hooks_see_their_patterns_and_loops_between_them_stop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_through_many_plugins_stops_at_the_depth_limit() {
     let env = Env::new();
-    for (i, next) in [(1, Some("hop.2")), (2, Some("hop.3")), (3, Some("hop.4")), (4, None)] {
+    for (i, next) in [
+        (1, Some("hop.2")),
+        (2, Some("hop.3")),
+        (3, Some("hop.4")),
+        (4, None),
+    ] {
         let name = format!("hop-{i}");
         let topic = format!("hop.{i}");
-        env.add(&name, "relay-hook", &manifest(&name, "hook", &relay(next, &[&topic])));
+        env.add(
+            &name,
+            "relay-hook",
+            &manifest(&name, "hook", &relay(next, &[&topic])),
+        );
     }
     let mut config = env.config();
     config.event_max_depth = 3;
@@ -165,7 +192,12 @@ async fn a_chain_through_many_plugins_stops_at_the_depth_limit() {
         (sup.events_too_deep() == 1).then_some(())
     })
     .await;
-    for (plugin, seen) in [("hop-1", Some(1)), ("hop-2", Some(1)), ("hop-3", Some(1)), ("hop-4", None)] {
+    for (plugin, seen) in [
+        ("hop-1", Some(1)),
+        ("hop-2", Some(1)),
+        ("hop-3", Some(1)),
+        ("hop-4", None),
+    ] {
         assert_eq!(kv_number(&sup, plugin, "seen"), seen, "{plugin}");
     }
     assert_eq!(suppressed(&sup, "hop-4"), 1);
@@ -173,7 +205,9 @@ async fn a_chain_through_many_plugins_stops_at_the_depth_limit() {
 }
 
 fn tagger(plugin: &str, tag: &str, priority: Option<i64>) -> String {
-    let priority = priority.map(|p| format!("priority = {p}\n")).unwrap_or_default();
+    let priority = priority
+        .map(|p| format!("priority = {p}\n"))
+        .unwrap_or_default();
     manifest(
         plugin,
         "middleware",
@@ -206,7 +240,11 @@ async fn middleware_runs_in_priority_then_name_order_and_errors_block() {
     let sup = Supervisor::start(config).await.expect("start");
     assert_eq!(
         sup.middleware_chain(),
-        [(10, "mw-b".into()), (50, "mw-a".into()), (50, "mw-c".into())]
+        [
+            (10, "mw-b".into()),
+            (50, "mw-a".into()),
+            (50, "mw-c".into())
+        ]
     );
     for _ in 0..5 {
         let order = trail(&sup, json!({"text": "hi"})).await.expect("chain");
@@ -217,7 +255,10 @@ async fn middleware_runs_in_priority_then_name_order_and_errors_block() {
     // never runs.
     let calls_c = kv_number(&sup, "mw-c", "calls");
     let err = trail(&sup, json!({"fail_at": "a"})).await.unwrap_err();
-    assert!(matches!(&err, CallError::Blocked { plugin, .. } if plugin == "mw-a"), "{err}");
+    assert!(
+        matches!(&err, CallError::Blocked { plugin, .. } if plugin == "mw-a"),
+        "{err}"
+    );
     assert_eq!(
         err.to_string(),
         "middleware `mw-a` blocked the inbound chain: a refuses at inbound"
@@ -234,14 +275,19 @@ async fn middleware_runs_in_priority_then_name_order_and_errors_block() {
     );
     // ... unless the operator made the plugin fail-open: then it is
     // skipped, after a crash and after a time-out alike.
-    let order = trail(&sup, json!({"trap_at": "c"})).await.expect("fail-open");
+    let order = trail(&sup, json!({"trap_at": "c"}))
+        .await
+        .expect("fail-open");
     assert_eq!(order, ["b", "a"]);
-    let order = trail(&sup, json!({"stall_at": "c"})).await.expect("fail-open");
+    let order = trail(&sup, json!({"stall_at": "c"}))
+        .await
+        .expect("fail-open");
     assert_eq!(order, ["b", "a"]);
     // An unknown stage or data that is not JSON is the caller's mistake.
     let err = sup.run_middleware("sideways", "{}").await.unwrap_err();
     assert!(
-        err.to_string().contains("inbound, outbound, llm_request, llm_response"),
+        err.to_string()
+            .contains("inbound, outbound, llm_request, llm_response"),
         "{err}"
     );
     assert!(matches!(
@@ -273,9 +319,21 @@ async fn cron_fires_on_schedule_by_a_controllable_clock_and_never_overlaps() {
             "schedule = \"{schedule}\"\n\n[permissions]\nrequired = [\"kv\"]\n\n[config]\nsleep_ms = \"{sleep_ms}\"\n"
         )
     };
-    env.add("minutely", "slow-cron", &manifest("minutely", "cron", &job("*/1 * * * *", 0)));
-    env.add("mondays", "slow-cron", &manifest("mondays", "cron", &job("0 9 * * 1", 0)));
-    env.add("slow", "slow-cron", &manifest("slow", "cron", &job("*/1 * * * *", 3000)));
+    env.add(
+        "minutely",
+        "slow-cron",
+        &manifest("minutely", "cron", &job("*/1 * * * *", 0)),
+    );
+    env.add(
+        "mondays",
+        "slow-cron",
+        &manifest("mondays", "cron", &job("0 9 * * 1", 0)),
+    );
+    env.add(
+        "slow",
+        "slow-cron",
+        &manifest("slow", "cron", &job("*/1 * * * *", 3000)),
+    );
     // Sunday 2026-11-22, 08:58:30 UTC.
     let clock = Arc::new(ManualClock::new(at(2026, 11, 22, 8, 58, 30)));
     let mut config = env.config();
@@ -328,7 +386,11 @@ async fn cron_fires_on_schedule_by_a_controllable_clock_and_never_overlaps() {
     assert_eq!(kv_number(&sup, "minutely", "runs"), Some(5));
     let slow = cron_stat(&sup, "slow");
     assert!(slow.skipped >= 1, "{slow:?}");
-    assert_eq!(kv_number(&sup, "slow", "runs"), Some(1), "a second run started");
+    assert_eq!(
+        kv_number(&sup, "slow", "runs"),
+        Some(1),
+        "a second run started"
+    );
     eventually("the slow run's end", async || {
         (cron_stat(&sup, "slow").runs == 1).then_some(())
     })
@@ -412,7 +474,10 @@ async fn every_example_answers_through_the_library() {
     );
 
     // provider: mock-llm, by its manifest name.
-    let reply = sup.chat("mock-llm", user("hello"), "small", 0.2).await.expect("chat");
+    let reply = sup
+        .chat("mock-llm", user("hello"), "small", 0.2)
+        .await
+        .expect("chat");
     assert_eq!(reply.text.as_deref(), Some("[mock small] hello"));
     let reply = sup
         .chat("mock-llm", user(r#"call echo {"text":"x"}"#), "m", 0.2)
@@ -421,26 +486,44 @@ async fn every_example_answers_through_the_library() {
     assert_eq!(reply.tool_calls[0].name, "echo");
     let err = sup.chat("mock-llm", vec![], "m", 0.2).await.unwrap_err();
     assert!(
-        err.to_string().starts_with("plugin `mock-provider` refused the chat: no user message"),
+        err.to_string()
+            .starts_with("plugin `mock-provider` refused the chat: no user message"),
         "{err}"
     );
     let err = sup.chat("gpt", user("hi"), "m", 0.2).await.unwrap_err();
     assert_eq!(err.to_string(), "no provider named `gpt`; loaded: mock-llm");
 
     // cron: run now.
-    assert_eq!(sup.run_cron("hourly-report").await.expect("run"), "report #1 done");
+    assert_eq!(
+        sup.run_cron("hourly-report").await.expect("run"),
+        "report #1 done"
+    );
 
     // storage: the library's memory and plugins' memory calls both reach
     // kv-memory (its kv holds them).
-    let key = sup.store_memory("the deploy key rotates on mondays", "fact").await.expect("store");
-    assert!(sup.kv_get("kv-memory", &format!("mem:{key}")).expect("kv").is_some());
+    let key = sup
+        .store_memory("the deploy key rotates on mondays", "fact")
+        .await
+        .expect("store");
+    assert!(
+        sup.kv_get("kv-memory", &format!("mem:{key}"))
+            .expect("kv")
+            .is_some()
+    );
     let stored = sup
-        .call_tool("bus", r#"{"op":"remember","text":"staging runs on tuesdays","category":"fact"}"#)
+        .call_tool(
+            "bus",
+            r#"{"op":"remember","text":"staging runs on tuesdays","category":"fact"}"#,
+        )
         .await
         .expect("remember");
     let stored: Value = serde_json::from_str(&stored).expect("json");
     let plugin_key = stored["ok"].as_str().expect("a key").to_owned();
-    assert!(sup.kv_get("kv-memory", &format!("mem:{plugin_key}")).expect("kv").is_some());
+    assert!(
+        sup.kv_get("kv-memory", &format!("mem:{plugin_key}"))
+            .expect("kv")
+            .is_some()
+    );
     let found = sup.recall_memory("deploy key", 5).await.expect("recall");
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id, key);
@@ -455,13 +538,25 @@ async fn every_example_answers_through_the_library() {
     assert_eq!(sup.count_memories().await.expect("count"), 1);
 
     // module: RPCs, the cache, event handlers, describe.
-    let out = sup.rpc("stats.summary", r#"{"values":[1,2,3,6]}"#).await.expect("rpc");
+    let out = sup
+        .rpc("stats.summary", r#"{"values":[1,2,3,6]}"#)
+        .await
+        .expect("rpc");
     let out: Value = serde_json::from_str(&out).expect("json");
-    assert_eq!((out["mean"].as_f64(), out["count"].as_u64()), (Some(3.0), Some(4)));
-    sup.rpc("stats.summary", r#"{"values":[1,2,3,6]}"#).await.expect("rpc");
-    sup.publish("prices.ABC", r#"{"price":12.5}"#).expect("publish");
+    assert_eq!(
+        (out["mean"].as_f64(), out["count"].as_u64()),
+        (Some(3.0), Some(4))
+    );
+    sup.rpc("stats.summary", r#"{"values":[1,2,3,6]}"#)
+        .await
+        .expect("rpc");
+    sup.publish("prices.ABC", r#"{"price":12.5}"#)
+        .expect("publish");
     let price = eventually("the price in the cache", async || {
-        let out = sup.rpc("stats.last_price", r#"{"symbol":"ABC"}"#).await.expect("rpc");
+        let out = sup
+            .rpc("stats.last_price", r#"{"symbol":"ABC"}"#)
+            .await
+            .expect("rpc");
         (out != "null").then_some(out)
     })
     .await;
@@ -469,7 +564,10 @@ async fn every_example_answers_through_the_library() {
     let modules = sup.describe_modules().await;
     assert_eq!(modules.len(), 1);
     assert_eq!(modules[0].status.as_deref(), Some("LOADED"));
-    assert_eq!(modules[0].rpcs, ["stats.summary", "stats.last_price", "stats.clear"]);
+    assert_eq!(
+        modules[0].rpcs,
+        ["stats.summary", "stats.last_price", "stats.clear"]
+    );
     let stat = |name: &str| {
         modules[0]
             .stats
@@ -482,8 +580,15 @@ async fn every_example_answers_through_the_library() {
     let cleared = sup.rpc("stats.clear", "{}").await.expect("clear");
     assert_eq!(cleared, r#"{"removed":1}"#);
     let err = sup.rpc("stats.median", "{}").await.unwrap_err();
-    assert!(err.to_string().starts_with("no RPC named `stats.median`; loaded: "), "{err}");
-    let err = sup.rpc("stats.summary", r#"{"values":[]}"#).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("no RPC named `stats.median`; loaded: "),
+        "{err}"
+    );
+    let err = sup
+        .rpc("stats.summary", r#"{"values":[]}"#)
+        .await
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "plugin `stats-module` refused the RPC `stats.summary`: \"values\" is empty"
@@ -494,7 +599,10 @@ async fn every_example_answers_through_the_library() {
         kv_number(&sup, "audit-hook", "count:tool.result").filter(|n| *n >= 2)
     })
     .await;
-    assert_eq!(kv_number(&sup, "audit-hook", "count:prx.lifecycle.loaded"), Some(8));
+    assert_eq!(
+        kv_number(&sup, "audit-hook", "count:prx.lifecycle.loaded"),
+        Some(8)
+    );
     sup.shutdown().await;
 }
 
@@ -504,13 +612,20 @@ async fn a_failing_storage_backend_is_an_error_never_a_silent_loss() {
     env.add(
         "faulty",
         "storage-faults",
-        &manifest("faulty", "storage", "name = \"faulty\"\n\n[permissions]\nrequired = [\"kv\"]\n"),
+        &manifest(
+            "faulty",
+            "storage",
+            "name = \"faulty\"\n\n[permissions]\nrequired = [\"kv\"]\n",
+        ),
     );
     let mut config = env.config();
     config.memory_backend = Some("faulty".into());
     config.storage_health_interval = Duration::from_millis(200);
     let sup = Supervisor::start(config).await.expect("start");
-    let kept = sup.store_memory("kept through it all", "fact").await.expect("store");
+    let kept = sup
+        .store_memory("kept through it all", "fact")
+        .await
+        .expect("store");
 
     // The backend refuses: the caller is told, naming it.
     let err = sup.store_memory("!error", "fact").await.unwrap_err();
@@ -527,7 +642,10 @@ async fn a_failing_storage_backend_is_an_error_never_a_silent_loss() {
     .await;
     assert!(err.contains("reports itself unhealthy"), "{err}");
     // Refused while unhealthy: never stored (the plugin was not called).
-    let err = sup.store_memory("refused while unhealthy", "fact").await.unwrap_err();
+    let err = sup
+        .store_memory("refused while unhealthy", "fact")
+        .await
+        .unwrap_err();
     assert!(err.contains("reports itself unhealthy"), "{err}");
     eventually("a healthy backend", async || {
         sup.store_memory("after recovery", "fact").await.ok()
@@ -536,7 +654,10 @@ async fn a_failing_storage_backend_is_an_error_never_a_silent_loss() {
     // It crashes: the call fails; what it stored before is still there
     // once it is back.
     let err = sup.store_memory("!trap", "fact").await.unwrap_err();
-    assert!(err.starts_with("the memory backend `faulty` failed: plugin `faulty`"), "{err}");
+    assert!(
+        err.starts_with("the memory backend `faulty` failed: plugin `faulty`"),
+        "{err}"
+    );
     let found = eventually("the backend back", async || {
         sup.recall_memory("kept", 5).await.ok()
     })
@@ -544,7 +665,10 @@ async fn a_failing_storage_backend_is_an_error_never_a_silent_loss() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id, kept);
     let refused = sup.recall_memory("refused", 5).await.expect("recall");
-    assert!(refused.is_empty(), "a refused write was stored: {refused:?}");
+    assert!(
+        refused.is_empty(),
+        "a refused write was stored: {refused:?}"
+    );
     sup.shutdown().await;
 
     // A backend that is not loaded at all is an error too, not the
@@ -554,19 +678,33 @@ async fn a_failing_storage_backend_is_an_error_never_a_silent_loss() {
     config.memory_backend = Some("missing".into());
     let sup = Supervisor::start(config).await.expect("start");
     let err = sup.store_memory("anything", "fact").await.unwrap_err();
-    assert!(err.starts_with("the memory backend `missing` is not loaded"), "{err}");
+    assert!(
+        err.starts_with("the memory backend `missing` is not loaded"),
+        "{err}"
+    );
     sup.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_names_are_unique_across_plugins() {
     let env = Env::new();
-    let module = manifest("stats-a", "module", "\n[permissions]\nrequired = [\"kv\", \"events\"]\n");
+    let module = manifest(
+        "stats-a",
+        "module",
+        "\n[permissions]\nrequired = [\"kv\", \"events\"]\n",
+    );
     env.add("stats-a", "stats-module", &module);
-    env.add("stats-b", "stats-module", &module.replace("stats-a", "stats-b"));
+    env.add(
+        "stats-b",
+        "stats-module",
+        &module.replace("stats-a", "stats-b"),
+    );
     let sup = env.supervisor().await;
     let status = sup.plugins();
-    let b = status.iter().find(|p| p.name == "stats-b").expect("stats-b");
+    let b = status
+        .iter()
+        .find(|p| p.name == "stats-b")
+        .expect("stats-b");
     assert_eq!(b.state, "failed");
     let error = b.error.as_deref().unwrap_or_default();
     assert!(
@@ -574,7 +712,9 @@ async fn rpc_names_are_unique_across_plugins() {
         "{error}"
     );
     // The first keeps serving.
-    sup.rpc("stats.summary", r#"{"values":[2]}"#).await.expect("rpc");
+    sup.rpc("stats.summary", r#"{"values":[2]}"#)
+        .await
+        .expect("rpc");
     sup.shutdown().await;
 }
 
@@ -590,18 +730,34 @@ fn operators_drive_every_capability_from_the_cli() {
         stdout(&out)
     };
     let out = ok(&["middleware", "inbound", r#"{"text":"hello"}"#]);
-    assert!(out.contains("\"processed_by\":\"content-filter/0.1.0\""), "{out}");
+    assert!(
+        out.contains("\"processed_by\":\"content-filter/0.1.0\""),
+        "{out}"
+    );
     let blocked = daemon.cli(&["middleware", "inbound", r#"{"text":"forbidden"}"#]);
     assert!(!blocked.status.success());
-    assert!(stderr(&blocked).contains("middleware `content-filter` blocked"), "{}", stderr(&blocked));
-    let out = ok(&["chat", "mock-llm", r#"[{"role":"user","content":"hello"}]"#, "--model", "small"]);
+    assert!(
+        stderr(&blocked).contains("middleware `content-filter` blocked"),
+        "{}",
+        stderr(&blocked)
+    );
+    let out = ok(&[
+        "chat",
+        "mock-llm",
+        r#"[{"role":"user","content":"hello"}]"#,
+        "--model",
+        "small",
+    ]);
     assert_eq!(out.trim(), "[mock small] hello");
     let out = ok(&["rpc", "stats.summary", r#"{"values":[1,3]}"#]);
     assert!(out.contains("\"mean\":2.0"), "{out}");
     let out = ok(&["cron", "run", "hourly-report"]);
     assert_eq!(out.trim(), "report #1 done");
     let out = ok(&["cron"]);
-    assert!(out.contains("hourly-report") && out.contains("0 * * * *"), "{out}");
+    assert!(
+        out.contains("hourly-report") && out.contains("0 * * * *"),
+        "{out}"
+    );
     let out = ok(&["modules"]);
     assert!(out.contains("stats-module (running): LOADED"), "{out}");
     let out = ok(&["memory", "store", "the deploy key rotates on mondays"]);
@@ -609,7 +765,10 @@ fn operators_drive_every_capability_from_the_cli() {
     let out = ok(&["memory", "recall", "deploy key"]);
     assert!(out.contains("the deploy key rotates on mondays"), "{out}");
     let out = ok(&["memory", "count"]);
-    assert!(out.starts_with("1 memories (backend: \"kv-memory\")"), "{out}");
+    assert!(
+        out.starts_with("1 memories (backend: \"kv-memory\")"),
+        "{out}"
+    );
 
     // `events tail` follows the bus live.
     let mut tail = std::process::Command::new(bin("prx"))

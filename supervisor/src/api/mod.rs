@@ -385,7 +385,11 @@ async fn rpc_names(State(sup): State<Supervisor>) -> Response {
     Json(list).into_response()
 }
 
-async fn rpc(State(sup): State<Supervisor>, UrlPath(name): UrlPath<String>, body: String) -> Response {
+async fn rpc(
+    State(sup): State<Supervisor>,
+    UrlPath(name): UrlPath<String>,
+    body: String,
+) -> Response {
     output_response(sup.rpc(&name, &body).await)
 }
 

@@ -644,7 +644,8 @@ mod tests {
             bus.publish(topic, "{}").unwrap();
         }
         // Only the `prx` segment is reserved, not every word starting so.
-        bus.publish_from("p", "prxy.status", "{}", no_chain()).unwrap();
+        bus.publish_from("p", "prxy.status", "{}", no_chain())
+            .unwrap();
     }
 
     #[test]
@@ -710,7 +711,8 @@ mod tests {
         let bus = EventBus::default();
         let mut sub = bus.subscribe("a.*").unwrap();
         for i in 0..5 {
-            bus.publish_from("p", "a.x", &i.to_string(), no_chain()).unwrap();
+            bus.publish_from("p", "a.x", &i.to_string(), no_chain())
+                .unwrap();
         }
         bus.publish("b.x", "0").unwrap();
         for i in 0..5 {

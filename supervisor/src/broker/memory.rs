@@ -364,7 +364,10 @@ mod tests {
     #[tokio::test]
     async fn forgetting_removes_the_entry_its_postings_and_its_counts() {
         let m = store();
-        let id = m.store("p", "red apples and green pears", "fact").await.unwrap();
+        let id = m
+            .store("p", "red apples and green pears", "fact")
+            .await
+            .unwrap();
         m.store("p", "green grass", "fact").await.unwrap();
         assert_eq!(m.count().unwrap(), 2);
         assert!(m.forget(&id).await.unwrap());

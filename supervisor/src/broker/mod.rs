@@ -470,7 +470,9 @@ impl PluginBroker {
 
     /// A host interface this supervisor does not serve yet.
     fn unavailable(&self, call: &HostCall) -> HostReply {
-        let permission = permission_of(call).map(Permission::as_str).unwrap_or("none");
+        let permission = permission_of(call)
+            .map(Permission::as_str)
+            .unwrap_or("none");
         let message = format!(
             "{} is not available in this version of prx-sandbox (permission `{permission}`)",
             call.function()

@@ -705,7 +705,8 @@ async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: Arc<PluginB
                     Some(Waiting { reply: tx, .. }) => {
                         // A worker runs one invocation at a time: host
                         // calls from here on belong to the next one.
-                        broker.begin_invocation(next.unwrap_or_else(crate::broker::events::no_chain));
+                        broker
+                            .begin_invocation(next.unwrap_or_else(crate::broker::events::no_chain));
                         let outcome = reply.outcome.map_err(|mut e| {
                             e.message = untrusted_text(e.message);
                             InvokeError::Guest(e)

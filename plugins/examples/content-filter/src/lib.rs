@@ -13,8 +13,8 @@ impl Middleware for ContentFilter {
         if stage != "inbound" {
             return Ok(data_json.to_owned());
         }
-        let mut data: serde_json::Value =
-            serde_json::from_str(data_json).map_err(|e| format!("inbound data is not JSON: {e}"))?;
+        let mut data: serde_json::Value = serde_json::from_str(data_json)
+            .map_err(|e| format!("inbound data is not JSON: {e}"))?;
         let text = data["text"].as_str().unwrap_or_default().to_lowercase();
         let blocked = config::get("blocked").unwrap_or_else(|| DEFAULT_BLOCKED.into());
         for word in blocked.split(',').map(str::trim).filter(|w| !w.is_empty()) {

@@ -29,6 +29,9 @@ mod tests {
         assert_eq!(__prx_cron_run().unwrap(), "report #2 done");
         let published = prx_pdk::testing::published();
         assert_eq!(published.len(), 2);
-        assert_eq!(published[1], ("hourly-report.ran".into(), r#"{"run":2}"#.into()));
+        assert_eq!(
+            published[1],
+            ("hourly-report.ran".into(), r#"{"run":2}"#.into())
+        );
     }
 }

@@ -75,7 +75,11 @@ impl Storage for KvMemory {
                 score: Some(hits as f64 / wanted.len().max(1) as f64),
             });
         }
-        found.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
+        found.sort_by(|a, b| {
+            b.score
+                .partial_cmp(&a.score)
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
         found.truncate(limit as usize);
         Ok(found)
     }
@@ -107,7 +111,11 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].key, "a");
         assert_eq!(KvMemory::count_memories().unwrap(), 2);
-        assert!(KvMemory::recall_memory("dog", 5, Some("other")).unwrap().is_empty());
+        assert!(
+            KvMemory::recall_memory("dog", 5, Some("other"))
+                .unwrap()
+                .is_empty()
+        );
         assert!(KvMemory::forget_memory("a").unwrap());
         assert!(!KvMemory::forget_memory("a").unwrap());
         assert_eq!(KvMemory::count_memories().unwrap(), 1);

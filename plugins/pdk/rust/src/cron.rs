@@ -29,7 +29,8 @@ macro_rules! export_cron {
 
         #[cfg(not(target_arch = "wasm32"))]
         #[doc(hidden)]
-        pub fn __prx_cron_run() -> ::std::result::Result<::std::string::String, ::std::string::String> {
+        pub fn __prx_cron_run()
+        -> ::std::result::Result<::std::string::String, ::std::string::String> {
             <$cron as $crate::cron::Cron>::run()
         }
     };

@@ -39,8 +39,11 @@ pub trait Provider {
     /// The provider's name, read once at load (the manifest's capability
     /// name routes calls; the two should agree).
     fn name() -> String;
-    fn chat(messages: &[ChatMessage], model: &str, temperature: f64)
-    -> Result<ChatResponse, String>;
+    fn chat(
+        messages: &[ChatMessage],
+        model: &str,
+        temperature: f64,
+    ) -> Result<ChatResponse, String>;
 }
 
 impl From<wit::ChatMessage> for ChatMessage {

@@ -183,11 +183,16 @@ pub(crate) fn memory_recall(query: &str, limit: u32) -> Result<Vec<MemoryEntry>,
 }
 
 pub(crate) fn cache_get(namespace: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
-    Ok(with(|s| s.cache.get(&(namespace.into(), key.into())).cloned()))
+    Ok(with(|s| {
+        s.cache.get(&(namespace.into(), key.into())).cloned()
+    }))
 }
 
 pub(crate) fn cache_put(namespace: &str, key: &str, value: &[u8]) -> Result<(), String> {
-    with(|s| s.cache.insert((namespace.into(), key.into()), value.to_vec()));
+    with(|s| {
+        s.cache
+            .insert((namespace.into(), key.into()), value.to_vec())
+    });
     Ok(())
 }
 
