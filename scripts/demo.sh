@@ -26,6 +26,10 @@ state = "$state"
 
 [http]
 allowed_ranges = ["127.0.0.1/32"]
+
+# Memory is served by the kv-memory storage plugin, not the built-in store.
+[memory]
+backend = "kv-memory"
 EOF
 target/debug/prx up --config "$state/prx.toml" >"$state/ready" 2>"$log" &
 prx_pid=$!
@@ -51,6 +55,17 @@ run publish ops.note '{"from":"the operator"}'
 run memory store 'Paris is the capital of France' --category fact
 run memory store 'The deploy key rotates on Mondays' --category ops
 run memory recall 'capital of France'
+run memory count
+run middleware inbound '{"text":"hello","channel":"cli"}'
+run middleware inbound '{"text":"this is forbidden"}'
+run chat mock-llm '[{"role":"user","content":"hello"}]' --model small
+run rpc stats.summary '{"values":[1,2,3,6]}'
+run publish prices.ABC '{"price":12.5}'
+run rpc stats.last_price '{"symbol":"ABC"}'
+run modules
+run cron run hourly-report
+run cron
+run kv list audit-hook
 if [ -n "$web_pid" ]; then
   run call fetch '{"path":"/status.json"}'
   run call fetch '{"path":"/missing.json"}'

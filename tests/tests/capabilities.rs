@@ -764,6 +764,8 @@ fn operators_drive_every_capability_from_the_cli() {
     assert!(out.starts_with("stored memory mem-"), "{out}");
     let out = ok(&["memory", "recall", "deploy key"]);
     assert!(out.contains("the deploy key rotates on mondays"), "{out}");
+    let out = ok(&["kv", "get", "audit-hook", "count:prx.lifecycle.loaded"]);
+    assert_eq!(out.trim(), "8", "the audit hook counts every plugin loaded");
     let out = ok(&["memory", "count"]);
     assert!(
         out.starts_with("1 memories (backend: \"kv-memory\")"),
@@ -820,4 +822,48 @@ async fn calls_pipelined_into_one_worker_each_get_their_host_calls_answered() {
     counts.sort_unstable();
     assert_eq!(counts, (1..=16).collect::<Vec<u32>>());
     sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_events_follow_a_plugin_from_load_to_quarantine_and_release() {
+    let env = Env::new();
+    env.add(
+        "faulty",
+        "faulty-tool",
+        &common::tool_manifest("faulty", "faulty", ""),
+    );
+    let mut config = env.config();
+    config.test_abort_marker = Some("prx-test-abort".into());
+    config.restart.max_crashes = 1;
+    config.restart.backoff_initial = Duration::from_millis(10);
+    let sup = Supervisor::start(config).await.expect("start");
+    let mut lifecycle = sup.subscribe("prx.lifecycle.*").expect("subscribe");
+    // Crash, restart, crash again: quarantined.
+    for _ in 0..2 {
+        let _ = sup.call_tool("faulty", r#"{"mode":"crash"}"#).await;
+        let _ = eventually("a worker again or quarantine", async || {
+            let state = sup.plugins()[0].state.clone();
+            (state == "running" || state == "quarantined").then_some(())
+        })
+        .await;
+    }
+    sup.release("faulty").await.expect("release");
+    sup.shutdown().await;
+    let mut topics = Vec::new();
+    while let Some(event) = lifecycle.try_recv() {
+        let payload: Value = serde_json::from_str(&event.payload).expect("json");
+        assert_eq!(payload["plugin"], "faulty", "{payload}");
+        topics.push(event.topic.to_string());
+    }
+    assert_eq!(
+        topics,
+        [
+            "prx.lifecycle.crashed",
+            "prx.lifecycle.restarted",
+            "prx.lifecycle.crashed",
+            "prx.lifecycle.quarantined",
+            "prx.lifecycle.released",
+            "prx.lifecycle.unloaded",
+        ]
+    );
 }

@@ -165,6 +165,9 @@ async fn kv_value(
 #[derive(Debug, Serialize, Deserialize)]
 pub struct EventStats {
     pub published: u64,
+    /// Events that reached no plugin: their causal chain was too long.
+    #[serde(default)]
+    pub too_deep: u64,
     pub subscribers: Vec<crate::broker::events::SubscriberStats>,
 }
 
@@ -176,6 +179,7 @@ pub struct Published {
 async fn event_stats(State(sup): State<Supervisor>) -> Json<EventStats> {
     Json(EventStats {
         published: sup.events_published(),
+        too_deep: sup.events_too_deep(),
         subscribers: sup.event_stats(),
     })
 }

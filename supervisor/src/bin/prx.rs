@@ -656,9 +656,15 @@ async fn events(state: PathBuf, json: bool) -> Result<ExitCode> {
     }
     let stats: api::EventStats = serde_json::from_str(&response.body)?;
     println!("{} events published", stats.published);
+    if stats.too_deep > 0 {
+        println!(
+            "{} events reached no plugin: their causal chain hit [events] max_depth",
+            stats.too_deep
+        );
+    }
     println!(
-        "{:<20} {:>8} {:>10} {:>8}  PATTERNS (id)",
-        "SUBSCRIBER", "QUEUED", "DELIVERED", "DROPPED"
+        "{:<20} {:>8} {:>10} {:>8} {:>10}  PATTERNS (id)",
+        "SUBSCRIBER", "QUEUED", "DELIVERED", "DROPPED", "SUPPRESSED"
     );
     for s in &stats.subscribers {
         let patterns: Vec<String> = s
@@ -667,11 +673,12 @@ async fn events(state: PathBuf, json: bool) -> Result<ExitCode> {
             .map(|(id, p)| format!("{p} ({id})"))
             .collect();
         println!(
-            "{:<20} {:>8} {:>10} {:>8}  {}",
+            "{:<20} {:>8} {:>10} {:>8} {:>10}  {}",
             s.owner.to_string(),
             s.queued,
             s.delivered,
             s.dropped,
+            s.suppressed,
             patterns.join(", ")
         );
     }
