@@ -545,6 +545,15 @@ async fn deliver(plugin: &Plugin, rt: &Runtime, event: Event, hook: bool) {
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let failure = match plugin.call(rt, call, chain.clone()).await {
         Ok(Output::Unit) => return,
+        // Quarantined, failed or stopping: its state says why already; an
+        // `error` event per undelivered event would only add noise.
+        Err(e @ CallError::NotRunning { .. }) => {
+            plugin
+                .handler_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(plugin = %plugin.name, topic = %event.topic, "event not delivered: {e}");
+            return;
+        }
         Ok(Output::Refused(error)) => format!(
             "handler refused {}: {}",
             event.topic,

@@ -432,22 +432,27 @@ impl Supervisor {
                 known: self.tools().into_iter().map(|t| t.name).collect(),
             })?;
         let bus = &self.inner.services.bus;
-        let mut announced = serde_json::json!({ "tool_name": tool, "plugin": &*plugin.name });
-        announced["args"] = if args_json.len() <= MAX_ANNOUNCED_ARGS {
-            serde_json::from_str(args_json).unwrap_or_else(|_| args_json.into())
-        } else {
-            serde_json::Value::Null
-        };
-        let _ = bus.publish("tool.call", &announced.to_string());
+        // The events cost a JSON parse and a lock: only when someone listens.
+        if bus.has_subscribers("tool.call") {
+            let mut announced = serde_json::json!({ "tool_name": tool, "plugin": &*plugin.name });
+            announced["args"] = if args_json.len() <= MAX_ANNOUNCED_ARGS {
+                serde_json::from_str(args_json).unwrap_or_else(|_| args_json.into())
+            } else {
+                serde_json::Value::Null
+            };
+            let _ = bus.publish("tool.call", &announced.to_string());
+        }
         let started = std::time::Instant::now();
         let result = self.execute_tool(&plugin, tool, args_json).await;
-        let result_event = serde_json::json!({
-            "tool_name": tool,
-            "plugin": &*plugin.name,
-            "success": result.is_ok(),
-            "duration_ms": started.elapsed().as_millis() as u64,
-        });
-        let _ = bus.publish("tool.result", &result_event.to_string());
+        if bus.has_subscribers("tool.result") {
+            let result_event = serde_json::json!({
+                "tool_name": tool,
+                "plugin": &*plugin.name,
+                "success": result.is_ok(),
+                "duration_ms": started.elapsed().as_millis() as u64,
+            });
+            let _ = bus.publish("tool.result", &result_event.to_string());
+        }
         if let Err(e) = &result {
             plugin.report_error(
                 &e.to_string(),

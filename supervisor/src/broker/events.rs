@@ -452,6 +452,12 @@ impl EventBus {
         }
     }
 
+    /// True when some subscription matches `topic`: a publisher can skip
+    /// building a payload nobody would receive.
+    pub fn has_subscribers(&self, topic: &str) -> bool {
+        self.lock().subs.values().any(|s| s.pattern.matches(topic))
+    }
+
     /// Events that reached no plugin because their chain was too long.
     pub fn too_deep(&self) -> u64 {
         self.lock().too_deep
