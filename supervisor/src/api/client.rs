@@ -28,6 +28,27 @@ pub struct ApiResponse {
     pub body: String,
 }
 
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+fn http(e: &dyn std::fmt::Display) -> ClientError {
+    ClientError::Http(e.to_string())
+}
+
+/// An HTTP/1 connection over the Unix socket.
+async fn connect(socket: &Path) -> Result<Sender, ClientError> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|source| ClientError::Connect {
+            path: socket.display().to_string(),
+            source,
+        })?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| http(&e))?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
 /// Sends one request over the Unix socket.
 pub async fn request(
     socket: &Path,
@@ -35,17 +56,7 @@ pub async fn request(
     uri: &str,
     body: Option<String>,
 ) -> Result<ApiResponse, ClientError> {
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|source| ClientError::Connect {
-            path: socket.display().to_string(),
-            source,
-        })?;
-    let http = |e: &dyn std::fmt::Display| ClientError::Http(e.to_string());
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| http(&e))?;
-    tokio::spawn(conn);
+    let mut sender = connect(socket).await?;
     let request = Request::builder()
         .method(method)
         .uri(uri)
@@ -75,17 +86,7 @@ pub async fn stream_lines(
     uri: &str,
     mut line: impl FnMut(&str) -> bool,
 ) -> Result<ApiResponse, ClientError> {
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|source| ClientError::Connect {
-            path: socket.display().to_string(),
-            source,
-        })?;
-    let http = |e: &dyn std::fmt::Display| ClientError::Http(e.to_string());
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| http(&e))?;
-    tokio::spawn(conn);
+    let mut sender = connect(socket).await?;
     let request = Request::builder()
         .method("GET")
         .uri(uri)
