@@ -338,6 +338,46 @@ pub enum Call {
 }
 
 impl Call {
+    /// True when `output` is a reply this call can have: the function's
+    /// return type, or `Refused` for a function returning a `result`.
+    pub fn accepts(&self, output: &Output) -> bool {
+        match (self, output) {
+            (
+                Self::ToolGetSpec
+                | Self::ToolExecute { .. }
+                | Self::ProviderName
+                | Self::StorageName
+                | Self::StorageHealth
+                | Self::ModuleDescribe,
+                Output::Refused(_),
+            ) => false,
+            (_, Output::Refused(_)) => true,
+            (Self::ToolGetSpec, Output::ToolSpec(_))
+            | (Self::ToolExecute { .. }, Output::ToolResult(_))
+            | (
+                Self::HookOnEvent { .. }
+                | Self::StorageStore { .. }
+                | Self::ModuleOnLoad
+                | Self::ModuleOnEvent { .. },
+                Output::Unit,
+            )
+            | (
+                Self::MiddlewareProcess { .. }
+                | Self::CronRun
+                | Self::ProviderName
+                | Self::StorageName
+                | Self::ModuleRpc { .. },
+                Output::Text(_),
+            )
+            | (Self::ProviderChat { .. }, Output::Chat(_))
+            | (Self::StorageRecall { .. }, Output::Stored(_))
+            | (Self::StorageForget { .. } | Self::StorageHealth, Output::Bool(_))
+            | (Self::StorageCount, Output::Count(_))
+            | (Self::ModuleDescribe, Output::ModuleInfo(_)) => true,
+            _ => false,
+        }
+    }
+
     /// The component export the call needs.
     pub fn export(&self) -> &'static str {
         match self {

@@ -421,3 +421,20 @@ fn header_parse_reads_length_and_kind() {
     assert_eq!(header.kind, 5);
     assert_eq!(header.len, frame.len() - HEADER_LEN);
 }
+
+#[test]
+fn each_call_accepts_only_its_own_reply_types() {
+    let text = Output::Text("x".into());
+    let refused = Output::Refused("no".into());
+    assert!(Call::CronRun.accepts(&text));
+    assert!(Call::CronRun.accepts(&refused));
+    assert!(!Call::CronRun.accepts(&Output::Unit));
+    // No `result` in the WIT: a refusal is not a possible answer.
+    assert!(Call::ProviderName.accepts(&text));
+    assert!(!Call::ProviderName.accepts(&refused));
+    assert!(!Call::StorageHealth.accepts(&refused));
+    assert!(Call::StorageHealth.accepts(&Output::Bool(true)));
+    assert!(!Call::ToolGetSpec.accepts(&text));
+    assert!(Call::StorageCount.accepts(&Output::Count(1)));
+    assert!(!Call::StorageCount.accepts(&Output::Bool(true)));
+}

@@ -458,23 +458,12 @@ fn check_capability_name(at: &str, name: &str) -> Result<(), String> {
     }
 }
 
+/// The bus's own parser decides, so a manifest accepts exactly the
+/// patterns a hook can subscribe.
 fn check_pattern(at: &str, pattern: &str) -> Result<(), String> {
-    let body = pattern.strip_suffix(".*").unwrap_or(pattern);
-    let ok = pattern == "*"
-        || (!body.is_empty()
-            && body.split('.').all(|seg| {
-                !seg.is_empty()
-                    && seg
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            }));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{at} event pattern {pattern:?} is not `*`, a dotted topic, or a dotted prefix ending in `.*`"
-        ))
-    }
+    crate::broker::events::Pattern::parse(pattern)
+        .map(|_| ())
+        .map_err(|e| format!("{at} event {e}"))
 }
 
 /// A path inside the plugin's directory: relative, no `..`, no root.

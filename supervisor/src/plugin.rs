@@ -214,16 +214,6 @@ impl Plugin {
             broker = broker.with_http(http);
         }
         let broker = Arc::new(broker.with_permissions(declared, granted));
-        // A hook's manifest patterns hold from now on, across restarts, so
-        // no event is missed while a worker starts.
-        for cap in manifest.capabilities_of(CapabilityType::Hook) {
-            for pattern in &cap.events {
-                services
-                    .bus
-                    .subscribe_plugin_fixed(&name, pattern.pattern())
-                    .map_err(|e| format!("plugin `{name}`: event pattern: {e}"))?;
-            }
-        }
         Ok(Arc::new(Self {
             name,
             dir,
@@ -248,6 +238,25 @@ impl Plugin {
             cron_running: AtomicBool::new(false),
             cron: Mutex::new(Default::default()),
         }))
+    }
+
+    /// Subscribes a hook's manifest patterns. They hold from now on,
+    /// across worker restarts, so no event is missed while a worker
+    /// starts. Only for the plugin registered under this name: the bus
+    /// knows plugins by name.
+    pub fn subscribe_manifest_patterns(&self) -> Result<(), String> {
+        for cap in self.manifest.capabilities_of(CapabilityType::Hook) {
+            for pattern in &cap.events {
+                if let Err(e) = self
+                    .bus
+                    .subscribe_plugin_fixed(&self.name, pattern.pattern())
+                {
+                    self.broker.plugin_removed();
+                    return Err(format!("plugin `{}`: event pattern: {e}", self.name));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Publishes a host event about this plugin (`prx.lifecycle.*`).
@@ -352,7 +361,7 @@ impl Plugin {
                     }
                     *self.reported_name.lock().unwrap_or_else(|p| p.into_inner()) = Some(name);
                 }
-                Ok(_) => return Err("name() answered with the wrong type".into()),
+                Ok(_) => return Err(self.bad_reply().to_string()),
                 Err(e) => return Err(format!("name() failed: {e}")),
             }
         }
@@ -375,7 +384,7 @@ impl Plugin {
                         crate::broker::untrusted_text(e)
                     ));
                 }
-                Ok(_) => return Err("on-load answered with the wrong type".into()),
+                Ok(_) => return Err(self.bad_reply().to_string()),
                 Err(e) => return Err(format!("on-load failed: {e}")),
             }
             *self.rpcs.lock().unwrap_or_else(|p| p.into_inner()) = names;
@@ -630,16 +639,20 @@ impl Plugin {
     }
 
     async fn read_tool_spec(&self, worker: &Worker, rt: &Runtime) -> Result<ToolSpec, CallError> {
-        let deadline = self.deadline(rt);
-        match worker
-            .invoke(prx_ipc::Call::ToolGetSpec, deadline, no_chain())
-            .await
+        match self
+            .call_worker(worker, rt, Call::ToolGetSpec, no_chain())
+            .await?
         {
-            Ok(prx_ipc::Output::ToolSpec(spec)) => Ok(spec),
-            Ok(_) => Err(CallError::BadReply {
-                plugin: self.name.to_string(),
-            }),
-            Err(e) => Err(self.call_error(e, rt)),
+            Output::ToolSpec(spec) => Ok(spec),
+            _ => Err(self.bad_reply()),
+        }
+    }
+
+    /// The error for a reply of the wrong type (the worker, which sent it,
+    /// was already killed for it).
+    pub fn bad_reply(&self) -> CallError {
+        CallError::BadReply {
+            plugin: self.name.to_string(),
         }
     }
 
@@ -713,6 +726,7 @@ impl Plugin {
                 after_ms: self.deadline(rt).as_millis() as u64,
             },
             InvokeError::Died(cause) => CallError::Crashed { plugin, cause },
+            InvokeError::BadReply => CallError::BadReply { plugin },
         }
     }
 

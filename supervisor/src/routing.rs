@@ -203,9 +203,7 @@ impl Supervisor {
                     plugin.report_error(&error.to_string(), "middleware", no_chain());
                     return Err(error);
                 }
-                Ok(_) => CallError::BadReply {
-                    plugin: plugin.name.to_string(),
-                },
+                Ok(_) => plugin.bad_reply(),
                 Err(e) => e,
             };
             if self
@@ -277,9 +275,7 @@ impl Supervisor {
                 action: "the chat".into(),
                 error: crate::broker::untrusted_text(error),
             }),
-            _ => Err(CallError::BadReply {
-                plugin: plugin.name.to_string(),
-            }),
+            _ => Err(plugin.bad_reply()),
         }
     }
 
@@ -336,9 +332,7 @@ impl Supervisor {
                 action: format!("the RPC `{name}`"),
                 error: crate::broker::untrusted_text(error),
             }),
-            _ => Err(CallError::BadReply {
-                plugin: plugin.name.to_string(),
-            }),
+            _ => Err(plugin.bad_reply()),
         }
     }
 

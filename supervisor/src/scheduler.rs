@@ -162,9 +162,7 @@ async fn run_claimed(claim: Claim, rt: &Runtime, trigger: Trigger) -> Result<Str
             action: "its cron run".into(),
             error: crate::broker::untrusted_text(error),
         }),
-        Ok(_) => Err(CallError::BadReply {
-            plugin: plugin.name.to_string(),
-        }),
+        Ok(_) => Err(plugin.bad_reply()),
         Err(e) => Err(e),
     };
     let duration_ms = started.elapsed().as_millis() as u64;

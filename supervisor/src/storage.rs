@@ -45,13 +45,16 @@ impl StorageRoute {
         *self.serving.write().unwrap_or_else(|p| p.into_inner()) = Some((plugin, rt));
     }
 
-    /// The plugin that serves memory, if it is loaded.
-    pub fn plugin(&self) -> Option<Arc<Plugin>> {
+    fn serving(&self) -> Option<(Arc<Plugin>, Runtime)> {
         self.serving
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|(p, _)| p.clone())
+            .clone()
+    }
+
+    /// The plugin that serves memory, if it is loaded.
+    pub fn plugin(&self) -> Option<Arc<Plugin>> {
+        self.serving().map(|(p, _)| p)
     }
 
     /// True when `plugin` is the backend (it may not call memory itself).
@@ -64,12 +67,7 @@ impl StorageRoute {
     }
 
     async fn invoke(&self, call: Call, chain: Chain) -> Result<Output, String> {
-        let serving = self
-            .serving
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let Some((plugin, rt)) = serving else {
+        let Some((plugin, rt)) = self.serving() else {
             return Err(format!(
                 "the memory backend `{}` is not loaded (check `prx plugins`); memory is unavailable until it is",
                 self.name
@@ -83,8 +81,10 @@ impl StorageRoute {
         }
         match plugin.call(&rt, call, chain).await {
             Ok(Output::Refused(error)) => Err(format!(
-                "the memory backend `{}` (plugin `{}`) refused: {error}",
-                self.name, plugin.name
+                "the memory backend `{}` (plugin `{}`) refused: {}",
+                self.name,
+                plugin.name,
+                crate::broker::untrusted_text(error)
             )),
             Ok(output) => Ok(output),
             Err(e) => Err(format!("the memory backend `{}` failed: {e}", self.name)),
@@ -160,12 +160,7 @@ impl StorageRoute {
     /// Asks the plugin's `health-check` once and records the answer. A
     /// plugin that is not running is unhealthy.
     pub async fn check_health(&self) -> bool {
-        let serving = self
-            .serving
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let healthy = match serving {
+        let healthy = match self.serving() {
             None => false,
             Some((plugin, rt)) => matches!(
                 plugin

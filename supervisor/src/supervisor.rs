@@ -259,6 +259,13 @@ impl Supervisor {
             ));
         }
         plugins.insert(plugin.name.to_string(), plugin.clone());
+        drop(plugins);
+        // After the name check: a second directory claiming a loaded
+        // plugin's name must not add subscriptions to that plugin's queue.
+        if let Err(e) = plugin.subscribe_manifest_patterns() {
+            self.write_plugins().remove(&*plugin.name);
+            return Err(e);
+        }
         Ok(plugin)
     }
 
@@ -469,18 +476,13 @@ impl Supervisor {
         tool: &str,
         args_json: &str,
     ) -> Result<String, CallError> {
-        let rt = &self.inner.runtime;
-        let deadline = plugin.deadline(rt);
-        let worker = plugin.ready_worker(deadline).await?;
         let call = Call::ToolExecute {
             args: args_json.into(),
         };
-        match worker
-            .invoke(call, deadline, crate::broker::events::no_chain())
-            .await
-        {
-            Ok(Output::ToolResult(result)) if result.success => Ok(result.output),
-            Ok(Output::ToolResult(result)) => Err(CallError::ToolFailed {
+        let no_chain = crate::broker::events::no_chain();
+        match plugin.call(&self.inner.runtime, call, no_chain).await? {
+            Output::ToolResult(result) if result.success => Ok(result.output),
+            Output::ToolResult(result) => Err(CallError::ToolFailed {
                 plugin: plugin.name.to_string(),
                 tool: tool.into(),
                 error: result
@@ -488,13 +490,7 @@ impl Supervisor {
                     .filter(|e| !e.is_empty())
                     .unwrap_or(result.output),
             }),
-            Ok(_) => {
-                worker.kill();
-                Err(CallError::BadReply {
-                    plugin: plugin.name.to_string(),
-                })
-            }
-            Err(e) => Err(plugin.call_error(e, rt)),
+            _ => Err(plugin.bad_reply()),
         }
     }
 

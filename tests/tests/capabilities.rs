@@ -867,3 +867,35 @@ async fn lifecycle_events_follow_a_plugin_from_load_to_quarantine_and_release() 
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_directory_with_a_hooks_name_adds_no_subscription_to_it() {
+    let env = Env::new();
+    env.add(
+        "a-first",
+        "relay-hook",
+        &manifest("dup", "hook", &relay(None, &["a.one"])),
+    );
+    env.add(
+        "b-second",
+        "relay-hook",
+        &manifest("dup", "hook", &relay(None, &["b.*"])),
+    );
+    let sup = env.supervisor().await;
+    let failure = sup.failures();
+    assert_eq!(failure.len(), 1);
+    assert!(
+        failure[0]
+            .error
+            .contains("plugin name `dup` is already used"),
+        "{failure:?}"
+    );
+    let stats = sup.event_stats();
+    let dup = stats
+        .iter()
+        .find(|s| s.owner.to_string() == "dup")
+        .expect("dup subscribes");
+    let patterns: Vec<&str> = dup.patterns.iter().map(|(_, p)| p.as_str()).collect();
+    assert_eq!(patterns, ["a.one"]);
+    sup.shutdown().await;
+}

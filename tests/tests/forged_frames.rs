@@ -126,6 +126,10 @@ async fn each_forged_or_malformed_frame_quarantines_the_plugin() {
         ("trailing-bytes", "trailing bytes"),
         ("pong-without-ping", "pong 424242 to no ping"),
         (
+            "wrong-type",
+            "a reply of the wrong type to a call of prx:plugin/tool-exports@0.1.0",
+        ),
+        (
             "call-not-imported",
             "events.publish to prx:host/events@0.1.0, which the component does not import",
         ),
@@ -136,6 +140,12 @@ async fn each_forged_or_malformed_frame_quarantines_the_plugin() {
         if mode == "double-reply" {
             // The first reply is genuine; the second one is the lie.
             assert_eq!(result.unwrap(), "honest");
+        } else if mode == "wrong-type" {
+            // The reply arrived, but no tool returns that.
+            assert!(
+                matches!(result, Err(CallError::BadReply { .. })),
+                "{mode}: {result:?}"
+            );
         } else {
             assert!(
                 matches!(result, Err(CallError::Crashed { .. })),

@@ -132,6 +132,10 @@ pub enum InvokeError {
     Timeout(Duration),
     #[error("the worker died ({0})")]
     Died(String),
+    /// The reply's type is not one the call can return: a protocol
+    /// violation; the worker was killed.
+    #[error("a reply of the wrong type; the worker was killed")]
+    BadReply,
 }
 
 /// What a finished start-up reports.
@@ -355,13 +359,26 @@ impl Worker {
             }
             pending.calls.insert(id, Waiting { reply: tx, chain });
         }
-        let sent = writer.write(&ToWorker::Invoke(Invoke { id, call })).await;
+        let frame = ToWorker::Invoke(Invoke { id, call });
+        let sent = writer.write(&frame).await;
         drop(writer);
         if let Err(e) = sent {
             self.lock_pending().calls.remove(&id);
             return Err(InvokeError::Died(format!("link write failed: {e}")));
         }
+        let ToWorker::Invoke(Invoke { call, .. }) = frame else {
+            unreachable!("built above as an Invoke");
+        };
         match tokio::time::timeout(deadline, rx).await {
+            // A reply of a type the function cannot return is a lie about
+            // the component, like a reply to an id never issued.
+            Ok(Ok(Ok(output))) if !call.accepts(&output) => {
+                self.violation(&format!(
+                    "a reply of the wrong type to a call of {}",
+                    call.export()
+                ));
+                Err(InvokeError::BadReply)
+            }
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(InvokeError::Died("the worker went away".into())),
             Err(_) => {

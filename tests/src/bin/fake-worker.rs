@@ -117,6 +117,13 @@ fn main() {
             "forge-reply-id" => {
                 let _ = write_frame(&mut link, &reply(invoke.id + 1000));
             }
+            "wrong-type" => {
+                let lie = FromWorker::InvokeReply(InvokeReply {
+                    id: invoke.id,
+                    outcome: Ok(Output::Unit),
+                });
+                let _ = write_frame(&mut link, &lie);
+            }
             "double-reply" => {
                 let _ = write_frame(&mut link, &reply(invoke.id));
                 let _ = write_frame(&mut link, &reply(invoke.id));
