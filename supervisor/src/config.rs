@@ -79,6 +79,11 @@ pub struct PermissionPolicy {
     pub default: Option<BTreeSet<Permission>>,
     /// Per plugin, replacing `default` for that plugin.
     pub plugins: BTreeMap<String, BTreeSet<Permission>>,
+    /// The widest `http_allowlist` any plugin may declare; `None` leaves
+    /// each plugin's own list as it is.
+    pub default_http_allowlist: Option<Vec<String>>,
+    /// Per plugin, replacing `default_http_allowlist` for that plugin.
+    pub http_allowlist: BTreeMap<String, Vec<String>>,
 }
 
 impl PermissionPolicy {
@@ -92,6 +97,15 @@ impl PermissionPolicy {
             .get(plugin)
             .or(self.default.as_ref())
             .is_none_or(|allowed| allowed.contains(&permission))
+    }
+
+    /// The allowlist entries the operator lets `plugin` declare, if the
+    /// policy limits them.
+    pub fn http_ceiling(&self, plugin: &str) -> Option<&[String]> {
+        self.http_allowlist
+            .get(plugin)
+            .or(self.default_http_allowlist.as_ref())
+            .map(Vec::as_slice)
     }
 }
 
@@ -116,9 +130,14 @@ impl Default for LogRate {
     }
 }
 
-/// Checking a few file sizes and times once a second costs nothing and
-/// notices a fixed plugin before an operator has switched windows.
+/// Checking a few file sizes and times once a second costs nothing; it
+/// backs up the file watcher (a filesystem without inotify, a missed
+/// event).
 pub const DEFAULT_RETRY_POLL: Duration = Duration::from_secs(1);
+
+/// Changes to one plugin's files within this are taken together (a
+/// manifest and its component written one after the other).
+pub const DEFAULT_RELOAD_DEBOUNCE: Duration = Duration::from_millis(10);
 
 /// A storage backend that stops answering is noticed within this; its
 /// calls fail at once from then on, rather than each waiting for it.
@@ -159,9 +178,14 @@ pub struct SupervisorConfig {
     pub clock: std::sync::Arc<dyn crate::scheduler::Clock>,
     /// Keep kv data in memory only (tests); otherwise `<state_dir>/kv.redb`.
     pub ephemeral_kv: bool,
-    /// How often the files of failed and quarantined plugins are checked
-    /// for a change (a change retries them). Zero turns it off.
+    /// How often every plugin's files are checked for a change (a change
+    /// reloads a running plugin and retries a failed or quarantined one),
+    /// besides the watcher. Zero turns it off.
     pub retry_poll: Duration,
+    /// Watch the plugins directory and reload changed plugins at once.
+    pub watch: bool,
+    /// Quiet time after a file change before the plugin is reloaded.
+    pub reload_debounce: Duration,
     /// Test-only: a worker aborts (SIGABRT) when its plugin logs this exact
     /// line, so tests can make a worker crash on demand. Only the library
     /// can set it; `prx` and its config never do.
@@ -195,6 +219,8 @@ impl SupervisorConfig {
             clock: std::sync::Arc::new(crate::scheduler::SystemClock),
             ephemeral_kv: false,
             retry_poll: DEFAULT_RETRY_POLL,
+            watch: true,
+            reload_debounce: DEFAULT_RELOAD_DEBOUNCE,
             test_abort_marker: None,
             test_probe: None,
         }

@@ -44,6 +44,8 @@ struct File {
     middleware: Middleware,
     #[serde(default)]
     memory: Memory,
+    #[serde(default)]
+    reload: Reload,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +94,17 @@ struct Permissions {
     default: Option<BTreeSet<Permission>>,
     #[serde(default)]
     plugins: BTreeMap<String, BTreeSet<Permission>>,
+    default_http_allowlist: Option<Vec<String>>,
+    #[serde(default)]
+    http_allowlist: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reload {
+    watch: Option<bool>,
+    debounce_ms: Option<u64>,
+    poll_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,12 +191,32 @@ impl SupervisorConfig {
             .unwrap_or_else(|| base.join(".prx"));
         let mut config = Self::new(plugins, state);
         config.cache_dir = file.cache_dir.map(resolve);
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        for (key, list) in file
+            .permissions
+            .default_http_allowlist
+            .iter()
+            .map(|l| ("[permissions] default_http_allowlist".to_owned(), l))
+            .chain(
+                file.permissions
+                    .http_allowlist
+                    .iter()
+                    .map(|(name, l)| (format!("[permissions.http_allowlist] {name}"), l)),
+            )
+        {
+            crate::broker::http::Allowlist::parse(list)
+                .map_err(|e| invalid(format!("{key}: {e}")))?;
+        }
         config.permissions = PermissionPolicy {
             default: file.permissions.default,
             plugins: file.permissions.plugins,
+            default_http_allowlist: file.permissions.default_http_allowlist,
+            http_allowlist: file.permissions.http_allowlist,
         };
-        let ms = Duration::from_millis;
-        let s = Duration::from_secs;
+        set(&mut config.watch, file.reload.watch);
+        set(&mut config.reload_debounce, file.reload.debounce_ms.map(ms));
+        set(&mut config.retry_poll, file.reload.poll_ms.map(ms));
         let r = &mut config.restart;
         set(
             &mut r.backoff_initial,
@@ -327,6 +360,10 @@ mod tests {
         assert_eq!(config.ephemeral_kv, defaults.ephemeral_kv);
         assert_eq!(config.sandbox, defaults.sandbox);
         assert_eq!(config.http, defaults.http);
+        assert_eq!(config.permissions, defaults.permissions);
+        assert_eq!(config.watch, defaults.watch);
+        assert_eq!(config.reload_debounce, defaults.reload_debounce);
+        assert_eq!(config.retry_poll, defaults.retry_poll);
         assert!(config.plugins_dir.ends_with("plugins"));
     }
 
@@ -359,6 +396,29 @@ mod tests {
         assert!(
             policy.allows("any", Permission::Log),
             "log is always allowed"
+        );
+        assert_eq!(policy.http_ceiling("weather"), None);
+
+        let config = parse(
+            "plugins = \"p\"\n[permissions]\ndefault_http_allowlist = [\"https://a.example\"]\n[permissions.http_allowlist]\nweather = [\"https://w.example/v1\"]\n",
+        )
+        .unwrap();
+        let policy = &config.permissions;
+        assert_eq!(
+            policy.http_ceiling("weather"),
+            Some(&["https://w.example/v1".to_owned()][..])
+        );
+        assert_eq!(
+            policy.http_ceiling("other"),
+            Some(&["https://a.example".to_owned()][..])
+        );
+        let bad = parse(
+            "plugins = \"p\"\n[permissions.http_allowlist]\nweather = [\"ftp://w.example\"]\n",
+        )
+        .unwrap_err();
+        assert!(
+            bad.contains("[permissions.http_allowlist] weather") && bad.contains("ftp://"),
+            "{bad}"
         );
     }
 

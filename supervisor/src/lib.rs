@@ -10,6 +10,7 @@
 pub mod api;
 pub mod broker;
 pub mod cache;
+pub mod component;
 pub mod config;
 pub mod config_file;
 pub mod cron;
@@ -26,6 +27,6 @@ pub use error::CallError;
 pub use plugin::{PluginState, PluginStatus};
 pub use prx_ipc::{ChatMessage, ChatResponse, ToolCall};
 pub use supervisor::{
-    CronJob, LoadFailure, MIDDLEWARE_STAGES, MemoryFound, ModuleDescription, StartupError,
-    Supervisor, ToolInfo,
+    CronJob, LoadFailure, MIDDLEWARE_STAGES, MemoryFound, ModuleDescription, ReloadOutcome,
+    StartupError, Supervisor, ToolInfo,
 };

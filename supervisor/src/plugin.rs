@@ -3,8 +3,8 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use prx_ipc::{Call, EngineSettings, Limits, Output, ToolSpec};
@@ -101,15 +101,30 @@ pub struct PluginStatus {
     pub events_handled: u64,
     #[serde(default)]
     pub handler_failures: u64,
+    /// The first 12 hex digits of the SHA-256 of the manifest and
+    /// component being served: which build runs.
+    #[serde(default)]
+    pub digest: String,
+    /// Times a new version of the plugin took over while it ran.
+    #[serde(default)]
+    pub reloads: u32,
+    /// Why the newest version of its files is not the one serving (it
+    /// failed validation, asked for more than the policy allows, or did
+    /// not start); the version shown keeps serving.
+    #[serde(default)]
+    pub reload_error: Option<String>,
 }
 
 pub struct Plugin {
     pub name: Arc<str>,
     pub dir: PathBuf,
     pub manifest: Manifest,
-    /// The plugin's files when they were read; a change retries a failed
-    /// or quarantined plugin.
-    pub files: Fingerprint,
+    /// The plugin's files when they were last looked at; a change reloads
+    /// a running plugin and retries a failed or quarantined one.
+    files: Mutex<Fingerprint>,
+    /// SHA-256 of the manifest and the component as read: a reload of the
+    /// very same content is skipped.
+    pub digest: [u8; 32],
     wasm: Arc<Vec<u8>>,
     limits: Limits,
     engine: EngineSettings,
@@ -132,6 +147,32 @@ pub struct Plugin {
     /// Cron: set while a run is in progress.
     pub(crate) cron_running: AtomicBool,
     pub(crate) cron: Mutex<crate::scheduler::CronStats>,
+    /// Open while the plugin takes calls; closed when a new version
+    /// replaces it. A call counts itself in `active` under the read lock,
+    /// so once the gate is closed `active` only goes down.
+    gate: RwLock<bool>,
+    active: AtomicUsize,
+    /// Wakes a replacement waiting for `active` to reach zero.
+    drained: tokio::sync::Notify,
+    /// The version that replaced this one: calls routed here after the
+    /// switch go on to it.
+    successor: OnceLock<Arc<Plugin>>,
+    /// Times a new version took over (carried from version to version).
+    reloads: AtomicU32,
+    /// The files of a newer version that was refused, and why: shown in
+    /// the status, and not tried again until the files change.
+    reload_error: Mutex<Option<(Fingerprint, String)>>,
+}
+
+/// One call into a plugin, counted until dropped.
+struct ActiveCall<'a>(&'a Plugin);
+
+impl Drop for ActiveCall<'_> {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -164,6 +205,7 @@ impl Plugin {
         manifest: Manifest,
         wasm: Vec<u8>,
         files: Fingerprint,
+        digest: [u8; 32],
         policy: &PermissionPolicy,
         services: &Services,
     ) -> Result<Arc<Self>, String> {
@@ -203,6 +245,17 @@ impl Plugin {
         if declared.contains(&Permission::HttpOutbound) {
             let allowlist = crate::broker::http::Allowlist::parse(&p.http_allowlist)
                 .map_err(|e| format!("plugin `{name}`: {e}"))?;
+            if let Some(ceiling) = policy.http_ceiling(&name) {
+                let ceiling = crate::broker::http::Allowlist::parse(ceiling)
+                    .map_err(|e| format!("the operator's http_allowlist for `{name}`: {e}"))?;
+                let beyond = allowlist.beyond(&ceiling);
+                if !beyond.is_empty() {
+                    return Err(format!(
+                        "plugin `{name}` declares http_allowlist entries beyond what the operator's policy allows ({}); narrow the plugin's [permissions].http_allowlist or widen [permissions.http_allowlist] {name} in the supervisor's config",
+                        beyond.join(", ")
+                    ));
+                }
+            }
             let http = crate::broker::http::PluginHttp::new(
                 name.clone(),
                 allowlist,
@@ -218,7 +271,8 @@ impl Plugin {
             name,
             dir,
             manifest,
-            files,
+            files: Mutex::new(files),
+            digest,
             wasm: Arc::new(wasm),
             limits,
             engine,
@@ -237,6 +291,12 @@ impl Plugin {
             handler_failures: AtomicU64::new(0),
             cron_running: AtomicBool::new(false),
             cron: Mutex::new(Default::default()),
+            gate: RwLock::new(true),
+            active: AtomicUsize::new(0),
+            drained: tokio::sync::Notify::new(),
+            successor: OnceLock::new(),
+            reloads: AtomicU32::new(0),
+            reload_error: Mutex::new(None),
         }))
     }
 
@@ -309,10 +369,41 @@ impl Plugin {
 
     /// Calls into the plugin, waiting for a worker up to the plugin's
     /// deadline. A guest's `err` comes back as [`Output::Refused`].
+    /// A call that reached a version replaced meanwhile goes on to the
+    /// new one.
     pub async fn call(&self, rt: &Runtime, call: Call, chain: Chain) -> Result<Output, CallError> {
+        let Some(_active) = self.enter_call() else {
+            return self.forward(rt, call, chain).await;
+        };
         let deadline = self.deadline(rt);
-        let worker = self.ready_worker(deadline).await?;
+        let worker = match self.ready_worker(deadline).await {
+            Ok(worker) => worker,
+            Err(_) if self.successor.get().is_some() => {
+                return self.forward(rt, call, chain).await;
+            }
+            Err(e) => return Err(e),
+        };
         self.call_worker(&worker, rt, call, chain).await
+    }
+
+    async fn forward(&self, rt: &Runtime, call: Call, chain: Chain) -> Result<Output, CallError> {
+        match self.successor.get() {
+            Some(next) => Box::pin(next.call(rt, call, chain)).await,
+            None => Err(CallError::NotRunning {
+                plugin: self.name.to_string(),
+                state: PluginState::Stopped.label().into(),
+                detail: None,
+            }),
+        }
+    }
+
+    fn enter_call(&self) -> Option<ActiveCall<'_>> {
+        let open = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        if !*open {
+            return None;
+        }
+        self.active.fetch_add(1, Ordering::SeqCst);
+        Some(ActiveCall(self))
     }
 
     async fn call_worker(
@@ -482,6 +573,109 @@ impl Plugin {
             rpcs: self.rpcs(),
             events_handled: self.events_handled.load(Ordering::Relaxed),
             handler_failures: self.handler_failures.load(Ordering::Relaxed),
+            digest: self.digest_hex(),
+            reloads: self.reloads.load(Ordering::Relaxed),
+            reload_error: self.reload_error().map(|(_, why)| why),
+        }
+    }
+
+    /// The plugin's files when they were last looked at.
+    pub fn files(&self) -> Fingerprint {
+        self.files.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Files that changed to the very same content.
+    pub fn set_files(&self, files: Fingerprint) {
+        *self.files.lock().unwrap_or_else(|p| p.into_inner()) = files;
+    }
+
+    /// The first 12 hex digits of the content digest.
+    pub fn digest_hex(&self) -> String {
+        self.digest[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The refused newer version's files and why, if one was refused.
+    pub fn reload_error(&self) -> Option<(Fingerprint, String)> {
+        self.reload_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records that the version in `files` was refused; this one serves on.
+    pub fn set_reload_error(&self, files: Fingerprint, why: String) {
+        *self.reload_error.lock().unwrap_or_else(|p| p.into_inner()) = Some((files, why));
+    }
+
+    /// Starts and checks a worker for this new version of a running plugin
+    /// (exports, tool spec, names, a module's `on-load`) without touching
+    /// the running version: its subscriptions and queue stay as they are.
+    pub async fn start_standby(&self, rt: &Runtime) -> Result<Arc<Worker>, String> {
+        let worker = self.spawn_worker(rt).await.map_err(|e| e.to_string())?;
+        let checked = match self.check_exports(&worker) {
+            Ok(()) => self.init_worker(&worker, rt).await,
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(()) => Ok(worker),
+            Err(e) => {
+                worker.kill();
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes a started standby this plugin's serving worker, in place of
+    /// `previous` (which the caller retires), and watches it.
+    pub fn go_live(self: &Arc<Self>, rt: &Runtime, worker: Arc<Worker>, previous: &Plugin) {
+        self.reloads.store(
+            previous.reloads.load(Ordering::Relaxed) + 1,
+            Ordering::Relaxed,
+        );
+        self.worker.send_replace(Some(worker.clone()));
+        self.set_state(PluginState::Running);
+        self.announce(
+            "prx.lifecycle.reloaded",
+            serde_json::json!({
+                "pid": worker.pid(),
+                "from_version": previous.manifest.plugin.version,
+                "digest": self.digest_hex(),
+            }),
+        );
+        tokio::spawn(supervise(self.clone(), rt.clone(), worker));
+    }
+
+    /// Hands this version over to `successor`: no call enters it any more
+    /// (those routed here go on to the successor), the calls in it finish
+    /// (for at most `drain`), then its worker stops. Its subscriptions,
+    /// queue and kv data belong to the plugin's name and stay.
+    pub async fn retire(&self, successor: Arc<Plugin>, drain: Duration) {
+        let _ = self.successor.set(successor);
+        *self.gate.write().unwrap_or_else(|p| p.into_inner()) = false;
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
+        // Calls waiting for a worker of this version give up and go on.
+        self.worker.send_modify(|_| {});
+        let drained = tokio::time::timeout(drain, async {
+            loop {
+                let woken = self.drained.notified();
+                if self.active.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                woken.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(plugin = %self.name, in_flight = self.active.load(Ordering::SeqCst),
+                "the replaced version's calls did not finish in time; stopping it");
+        }
+        self.set_state(PluginState::Stopped);
+        if let Some(worker) = self.worker.send_replace(None) {
+            worker.stop(Duration::from_secs(2)).await;
         }
     }
 
@@ -579,6 +773,12 @@ impl Plugin {
     async fn start_worker(&self, rt: &Runtime) -> Result<Arc<Worker>, StartError> {
         // A new instance starts with no subscriptions.
         self.broker.instance_ended();
+        self.spawn_worker(rt).await
+    }
+
+    /// Starts a worker from the compile cache, or compiles the component
+    /// (and caches the result).
+    async fn spawn_worker(&self, rt: &Runtime) -> Result<Arc<Worker>, StartError> {
         let key = rt.cache.key(&self.wasm, &self.engine);
         if let Some(artifact) = rt.cache.get(&key) {
             match Worker::start(self.spec(rt, Arc::new(artifact), SourceKind::Artifact)).await {
@@ -674,10 +874,12 @@ impl Plugin {
                 if let Some(worker) = current.filter(|w| !w.is_closed()) {
                     return Some(worker);
                 }
-                if matches!(
-                    self.state(),
-                    PluginState::Failed(_) | PluginState::Quarantined(_) | PluginState::Stopped
-                ) {
+                if self.is_stopping()
+                    || matches!(
+                        self.state(),
+                        PluginState::Failed(_) | PluginState::Quarantined(_) | PluginState::Stopped
+                    )
+                {
                     return None;
                 }
                 if rx.changed().await.is_err() {

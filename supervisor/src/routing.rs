@@ -57,7 +57,7 @@ pub struct CronJob {
 }
 
 impl Supervisor {
-    fn plugin_named(&self, name: &str) -> Option<Arc<Plugin>> {
+    pub(super) fn plugin_named(&self, name: &str) -> Option<Arc<Plugin>> {
         self.inner
             .plugins
             .read()
@@ -77,7 +77,7 @@ impl Supervisor {
             .collect()
     }
 
-    fn runtime(&self) -> &Runtime {
+    pub(super) fn runtime(&self) -> &Runtime {
         &self.inner.runtime
     }
 
@@ -97,18 +97,30 @@ impl Supervisor {
         if !module && !hook {
             return;
         }
+        // Taken once per name: a new version of the plugin is served by
+        // the task its first version started.
         let Some(mut queue) = self.inner.services.bus.take_plugin_queue(&plugin.name) else {
             return;
         };
-        let weak = Arc::downgrade(plugin);
-        let rt = self.runtime().clone();
+        let inner = Arc::downgrade(&self.inner);
+        let name = plugin.name.clone();
         tokio::spawn(async move {
             while let Some(event) = queue.recv().await {
-                let Some(plugin) = weak.upgrade() else { return };
+                // The version serving now, whichever that is.
+                let Some(inner) = inner.upgrade() else { return };
+                let supervisor = Supervisor { inner };
+                let Some(plugin) = supervisor.plugin_named(&name) else {
+                    return;
+                };
                 if plugin.is_stopping() {
                     return;
                 }
-                deliver(&plugin, &rt, event, hook).await;
+                let hook = plugin
+                    .manifest
+                    .capabilities_of(CapabilityType::Hook)
+                    .next()
+                    .is_some();
+                deliver(&plugin, supervisor.runtime(), event, hook).await;
             }
         });
     }

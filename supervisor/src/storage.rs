@@ -45,6 +45,15 @@ impl StorageRoute {
         *self.serving.write().unwrap_or_else(|p| p.into_inner()) = Some((plugin, rt));
     }
 
+    /// The plugin `plugin` no longer serves the capability (unloaded, or
+    /// its new version is no longer a storage backend).
+    pub fn detach(&self, plugin: &str) {
+        let mut serving = self.serving.write().unwrap_or_else(|p| p.into_inner());
+        if serving.as_ref().is_some_and(|(p, _)| &*p.name == plugin) {
+            *serving = None;
+        }
+    }
+
     fn serving(&self) -> Option<(Arc<Plugin>, Runtime)> {
         self.serving
             .read()

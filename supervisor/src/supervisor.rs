@@ -10,8 +10,11 @@ use std::time::Duration;
 use prx_ipc::{Call, Output};
 use serde::Serialize;
 
+#[path = "reload.rs"]
+mod reload;
 #[path = "routing.rs"]
 mod routing;
+pub use reload::ReloadOutcome;
 pub use routing::{CronJob, MIDDLEWARE_STAGES, MemoryFound, ModuleDescription};
 
 use crate::broker::Services;
@@ -95,6 +98,11 @@ struct Inner {
     /// Bus-module RPCs by name.
     rpcs: RwLock<BTreeMap<String, Arc<Plugin>>>,
     failures: RwLock<Vec<LoadFailure>>,
+    /// Held while a plugin directory is loaded, reloaded or unloaded: one
+    /// change at a time.
+    reloading: tokio::sync::Mutex<()>,
+    /// Watches the plugins directory while it is alive.
+    watcher: std::sync::Mutex<Option<notify::RecommendedWatcher>>,
 }
 
 impl Supervisor {
@@ -189,6 +197,8 @@ impl Supervisor {
                 providers: RwLock::default(),
                 rpcs: RwLock::default(),
                 failures: RwLock::default(),
+                reloading: tokio::sync::Mutex::new(()),
+                watcher: std::sync::Mutex::new(None),
             }),
         };
         // Every manifest first, so each hook is subscribed before any
@@ -217,38 +227,45 @@ impl Supervisor {
                 Err(error) => supervisor.record_failure(plugin.dir.clone(), error),
             }
         }
-        let every = supervisor.inner.config.retry_poll;
-        if !every.is_zero() {
-            tokio::spawn(retry_when_files_change(
-                Arc::downgrade(&supervisor.inner),
-                every,
-            ));
-        }
+        supervisor.watch_plugins_dir();
         Ok(supervisor)
     }
 
-    /// Reads a plugin's manifest and wasm; refuses duplicates.
-    fn prepare(&self, dir: &Path) -> Result<Arc<Plugin>, String> {
+    /// Reads a plugin's manifest and component and checks them against
+    /// the operator's policy, without registering anything.
+    fn read_plugin(&self, dir: &Path) -> Result<Arc<Plugin>, String> {
         let files = Fingerprint::of(dir);
         let manifest_path = dir.join("plugin.toml");
+        let manifest_text = std::fs::read(&manifest_path)
+            .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
         let manifest = Manifest::load(&manifest_path).map_err(|e| e.to_string())?;
         let wasm_path = manifest.wasm_path(dir);
-        let wasm = read_inside(dir, &wasm_path).map_err(|e| {
-            format!(
-                "{}: [plugin].wasm = {:?}: {e}; build the plugin and put its component there",
-                manifest_path.display(),
-                manifest.plugin.wasm
-            )
-        })?;
-        let plugin = Plugin::new(
+        let wasm = read_inside(dir, &wasm_path)
+            .and_then(|wasm| crate::component::check_header(&wasm).map(|()| wasm))
+            .map_err(|e| {
+                format!(
+                    "{}: [plugin].wasm = {:?}: {e}",
+                    manifest_path.display(),
+                    manifest.plugin.wasm
+                )
+            })?;
+        let digest = content_digest(&manifest_text, &wasm);
+        Plugin::new(
             dir.to_owned(),
             manifest,
             wasm,
             files,
+            digest,
             &self.inner.config.permissions,
             &self.inner.services,
         )
-        .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+        .map_err(|e| format!("{}: {e}", manifest_path.display()))
+    }
+
+    /// Reads a plugin's manifest and wasm; refuses duplicates.
+    fn prepare(&self, dir: &Path) -> Result<Arc<Plugin>, String> {
+        let plugin = self.read_plugin(dir)?;
+        let manifest_path = dir.join("plugin.toml");
         let mut plugins = self.write_plugins();
         if let Some(existing) = plugins.get(&*plugin.name) {
             return Err(format!(
@@ -312,25 +329,6 @@ impl Supervisor {
         }
     }
 
-    /// Directories of failed or quarantined plugins whose files changed.
-    fn changed_parked_dirs(&self) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = self
-            .inner
-            .plugins
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|p| p.is_parked() && Fingerprint::of(&p.dir) != p.files)
-            .map(|p| p.dir.clone())
-            .collect();
-        for failure in self.failures() {
-            if Fingerprint::of(&failure.dir) != failure.files && !dirs.contains(&failure.dir) {
-                dirs.push(failure.dir);
-            }
-        }
-        dirs
-    }
-
     /// Routes a loaded plugin's capabilities; a plugin whose RPC names
     /// clash with another's is stopped and marked failed.
     async fn register(&self, plugin: &Arc<Plugin>) {
@@ -342,6 +340,7 @@ impl Supervisor {
         }
         self.register_tools(plugin);
         self.register_providers(plugin);
+        tracing::info!(plugin = %plugin.name, pid = ?plugin.worker().map(|w| w.pid()), "plugin loaded");
         if let Some(route) = &self.inner.services.storage {
             let serves = plugin
                 .manifest
@@ -410,7 +409,6 @@ impl Supervisor {
             }
             tools.insert(name.clone(), plugin.clone());
         }
-        tracing::info!(plugin = %plugin.name, pid = ?plugin.worker().map(|w| w.pid()), "plugin loaded");
     }
 
     fn write_plugins(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Plugin>>> {
@@ -524,6 +522,9 @@ impl Supervisor {
                     rpcs: Vec::new(),
                     events_handled: 0,
                     handler_failures: 0,
+                    digest: String::new(),
+                    reloads: 0,
+                    reload_error: None,
                 });
             }
         }
@@ -681,24 +682,6 @@ impl Supervisor {
     }
 }
 
-/// Retries failed and quarantined plugins whose files changed, until the
-/// supervisor shuts down or is dropped. A file caught half-written fails
-/// to load, and is retried again once the write completes (its size or
-/// time changes once more).
-async fn retry_when_files_change(inner: std::sync::Weak<Inner>, every: Duration) {
-    loop {
-        tokio::time::sleep(every).await;
-        let Some(inner) = inner.upgrade() else { return };
-        if inner.draining.load(Ordering::SeqCst) {
-            return;
-        }
-        let supervisor = Supervisor { inner };
-        for dir in supervisor.changed_parked_dirs() {
-            supervisor.retry(&dir).await;
-        }
-    }
-}
-
 /// A call in flight; dropping it may wake a draining shutdown.
 struct InFlight<'a>(&'a Inner);
 
@@ -710,12 +693,30 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Subdirectories holding a `plugin.toml`, in name order.
+/// SHA-256 of a plugin's manifest and component.
+fn content_digest(manifest: &[u8], wasm: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update((manifest.len() as u64).to_le_bytes());
+    hasher.update(manifest);
+    hasher.update(wasm);
+    hasher.finalize().into()
+}
+
+/// True for a directory name the supervisor leaves alone: hidden ones are
+/// where installs and editors stage files before renaming them in.
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+/// Subdirectories holding a `plugin.toml`, in name order; hidden ones are
+/// skipped.
 fn plugin_dirs(root: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
     for entry in std::fs::read_dir(root)? {
         let path = entry?.path();
-        if path.is_dir() && path.join("plugin.toml").is_file() {
+        if path.is_dir() && !is_hidden(&path) && path.join("plugin.toml").is_file() {
             dirs.push(path);
         }
     }

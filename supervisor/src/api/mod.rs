@@ -47,6 +47,8 @@ pub fn router(supervisor: Supervisor) -> Router {
         .route("/v1/tools", get(tools))
         .route("/v1/tools/{name}/call", post(call_tool))
         .route("/v1/plugins/{name}/release", post(release))
+        .route("/v1/reload", post(reload_all))
+        .route("/v1/plugins/{name}/reload", post(reload_one))
         .route("/v1/kv/{plugin}/keys", get(kv_keys))
         .route("/v1/kv/{plugin}/value", get(kv_value))
         .route("/v1/events", get(event_stats))
@@ -457,6 +459,22 @@ async fn event_stream(State(sup): State<Supervisor>, Query(q): Query<StreamQuery
         .unwrap_or_else(|e| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), "internal")
         })
+}
+
+/// Applies what changed in the plugins directory.
+async fn reload_all(State(sup): State<Supervisor>) -> Response {
+    match sup.reload(None).await {
+        Ok(outcomes) => Json(outcomes).into_response(),
+        Err(error) => error_response(StatusCode::CONFLICT, error, "not_reloaded"),
+    }
+}
+
+/// Reloads one plugin from its files, changed or not.
+async fn reload_one(State(sup): State<Supervisor>, UrlPath(name): UrlPath<String>) -> Response {
+    match sup.reload(Some(&name)).await {
+        Ok(outcomes) => Json(outcomes).into_response(),
+        Err(error) => error_response(StatusCode::NOT_FOUND, error, "unknown_plugin"),
+    }
 }
 
 async fn release(State(sup): State<Supervisor>, UrlPath(name): UrlPath<String>) -> Response {

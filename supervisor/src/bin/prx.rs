@@ -201,6 +201,15 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Apply what changed in the plugins directory now (new, changed and
+    /// removed plugins), or reload one plugin from its files even if they
+    /// did not change. The running version serves until the new one is
+    /// healthy; a refused new version leaves it serving.
+    Reload {
+        plugin: Option<String>,
+        #[arg(long, default_value = ".prx")]
+        state: PathBuf,
+    },
     /// Lift the quarantine of a plugin and start it again.
     Release {
         plugin: String,
@@ -265,6 +274,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugins { state, json } => list(state, json).await,
         Command::Status { state, json } => status(state, json).await,
         Command::Release { plugin, state } => release(&plugin, state).await,
+        Command::Reload { plugin, state } => reload(plugin.as_deref(), state).await,
         Command::Kv { command, state } => kv(command, state).await,
         Command::Publish {
             topic,
@@ -571,7 +581,20 @@ async fn status(state: PathBuf, json: bool) -> Result<ExitCode> {
     for p in plugins.iter().filter(|p| p.error.is_some()) {
         println!("\n{}: {}", p.name, p.error.as_deref().unwrap_or_default());
     }
+    print_reload_errors(&plugins);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A newer version that was refused, under the table.
+fn print_reload_errors(plugins: &[prx_supervisor::PluginStatus]) {
+    for p in plugins {
+        if let Some(why) = &p.reload_error {
+            println!(
+                "\n{}: version {} ({}) serves; the newer files were refused: {why}",
+                p.name, p.version, p.digest
+            );
+        }
+    }
 }
 
 /// A layer `prx status` counts (the worker also reports its start-up
@@ -868,6 +891,35 @@ async fn cron(state: PathBuf, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn reload(plugin: Option<&str>, state: PathBuf) -> Result<ExitCode> {
+    let uri = match plugin {
+        Some(name) => format!("/v1/plugins/{name}/reload"),
+        None => "/v1/reload".to_owned(),
+    };
+    let response = client::request(&socket(&state), "POST", &uri, None).await?;
+    if response.status != 200 {
+        return Ok(api_error(response.body));
+    }
+    let outcomes: Vec<prx_supervisor::ReloadOutcome> = serde_json::from_str(&response.body)?;
+    if outcomes.is_empty() {
+        println!("nothing changed");
+    }
+    let mut failed = false;
+    for outcome in &outcomes {
+        println!("{outcome}");
+        failed |= matches!(
+            outcome,
+            prx_supervisor::ReloadOutcome::Refused { .. }
+                | prx_supervisor::ReloadOutcome::Failed { .. }
+        );
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 async fn release(plugin: &str, state: PathBuf) -> Result<ExitCode> {
     let uri = format!("/v1/plugins/{plugin}/release");
     let response = client::request(&socket(&state), "POST", &uri, None).await?;
@@ -901,5 +953,6 @@ async fn list(state: PathBuf, json: bool) -> Result<ExitCode> {
     for p in plugins.iter().filter(|p| p.error.is_some()) {
         println!("\n{}: {}", p.name, p.error.as_deref().unwrap_or_default());
     }
+    print_reload_errors(&plugins);
     Ok(ExitCode::SUCCESS)
 }

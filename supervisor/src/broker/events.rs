@@ -419,6 +419,54 @@ impl EventBus {
         Ok(state.add_sub(inbox, pattern, fixed))
     }
 
+    /// A new version of a plugin replaces its manifest subscriptions with
+    /// `patterns`, all at once; its queue, with the events waiting in it,
+    /// and its run-time subscriptions stay. Nothing changes when a pattern
+    /// is bad.
+    pub fn replace_fixed(&self, plugin: &str, patterns: &[&str]) -> Result<(), EventError> {
+        let parsed = patterns
+            .iter()
+            .map(|p| Pattern::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut state = self.lock();
+        let Some((inbox, _)) = state.plugin_inboxes.get(plugin) else {
+            drop(state);
+            for pattern in patterns {
+                self.subscribe_plugin_fixed(plugin, pattern)?;
+            }
+            return Ok(());
+        };
+        let inbox = *inbox;
+        let kept = state
+            .subs
+            .values()
+            .filter(|s| s.inbox == inbox && !s.fixed)
+            .count();
+        if kept + parsed.len() > MAX_SUBSCRIPTIONS_PER_PLUGIN {
+            return Err(EventError::TooManySubscriptions);
+        }
+        state.subs.retain(|_, s| s.inbox != inbox || !s.fixed);
+        for pattern in parsed {
+            state.add_sub(inbox, pattern, true);
+        }
+        Ok(())
+    }
+
+    /// The ids of a plugin's run-time subscriptions (those of its current
+    /// instance).
+    pub fn runtime_subscriptions(&self, plugin: &str) -> Vec<u64> {
+        let state = self.lock();
+        let Some((inbox, _)) = state.plugin_inboxes.get(plugin) else {
+            return Vec::new();
+        };
+        state
+            .subs
+            .iter()
+            .filter(|(_, s)| s.inbox == *inbox && !s.fixed)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// A plugin removes one of its own subscriptions.
     pub fn unsubscribe_plugin(&self, plugin: &str, id: u64) -> Result<(), EventError> {
         let mut state = self.lock();
@@ -676,6 +724,32 @@ mod tests {
         let stats = bus.stats();
         assert_eq!(stats.len(), 2);
         assert_eq!(stats[0].patterns.len(), 1, "{stats:?}");
+    }
+
+    #[test]
+    fn a_new_version_replaces_manifest_subscriptions_and_keeps_the_queue() {
+        let bus = EventBus::default();
+        bus.subscribe_plugin_fixed("h", "old.*").unwrap();
+        bus.subscribe_plugin("h", "runtime.topic").unwrap();
+        bus.publish("old.waiting", "1").unwrap();
+        let mut queue = bus.take_plugin_queue("h").unwrap();
+
+        assert!(matches!(
+            bus.replace_fixed("h", &["new.*", "bad pattern"]),
+            Err(EventError::InvalidPattern { .. })
+        ));
+        bus.publish("old.still", "2").unwrap();
+        bus.replace_fixed("h", &["new.*"]).unwrap();
+        for topic in ["old.gone", "new.one", "runtime.topic"] {
+            bus.publish(topic, "3").unwrap();
+        }
+        let got: Vec<String> = std::iter::from_fn(|| queue.try_recv().ok())
+            .map(|e| e.topic.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            ["old.waiting", "old.still", "new.one", "runtime.topic"]
+        );
     }
 
     #[test]

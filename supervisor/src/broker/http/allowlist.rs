@@ -127,6 +127,30 @@ impl Allowlist {
         Ok(parsed)
     }
 
+    /// The entries of this list that `ceiling` does not cover (an entry
+    /// is covered by one with its origin and a leading part of its path),
+    /// written out normalized. Empty when this list asks for nothing more.
+    pub fn beyond(&self, ceiling: &Allowlist) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|e| {
+                !ceiling
+                    .entries
+                    .iter()
+                    .any(|c| c.origin == e.origin && e.path.starts_with(&c.path))
+            })
+            .map(|e| {
+                format!(
+                    "{}://{}:{}/{}",
+                    e.origin.scheme,
+                    e.origin.host,
+                    e.origin.port,
+                    e.path.join("/")
+                )
+            })
+            .collect()
+    }
+
     /// Checks an already parsed URL (a redirect's target).
     pub fn check_url(&self, url: &Url) -> Result<(), Refusal> {
         let shown = url.as_str().to_owned();
@@ -155,6 +179,32 @@ mod tests {
 
     fn list(entries: &[&str]) -> Allowlist {
         Allowlist::parse(&entries.iter().map(|e| e.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn a_list_within_the_operators_ceiling_asks_for_nothing_beyond_it() {
+        let ceiling = list(&["https://api.example.com/v2", "http://10.0.0.1:8080"]);
+        assert!(
+            list(&[
+                "https://API.example.com:443/v2/forecast",
+                "http://10.0.0.1:8080/x"
+            ])
+            .beyond(&ceiling)
+            .is_empty()
+        );
+        assert_eq!(
+            list(&[
+                "https://api.example.com/v3",
+                "https://api.example.com",
+                "http://10.0.0.1"
+            ])
+            .beyond(&ceiling),
+            [
+                "https://api.example.com:443/v3",
+                "https://api.example.com:443/",
+                "http://10.0.0.1:80/"
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,566 @@
+//! Hot reload: the plugins directory is watched (inotify through `notify`,
+//! and a slow poll behind it); a changed plugin is read, checked against
+//! the operator's policy and started beside the running version, which it
+//! replaces once healthy. A new directory is loaded, a removed one
+//! unloaded, a failed or quarantined plugin retried.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Inner, STOP_GRACE, Supervisor, is_hidden, plugin_dirs};
+use crate::manifest::{CapabilityType, Manifest, Permission};
+use crate::plugin::{Fingerprint, Plugin};
+
+/// What a reload did with one plugin directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ReloadOutcome {
+    /// Its files hold what is already serving.
+    Unchanged { plugin: String },
+    /// A plugin that was not running (new, failed or quarantined) loaded.
+    Loaded { plugin: String, version: String },
+    /// A new version took over from the running one.
+    Reloaded {
+        plugin: String,
+        from_version: String,
+        version: String,
+        /// From reading the files to the new version serving.
+        took_ms: u64,
+    },
+    /// Its directory is gone: the plugin was stopped.
+    Removed { plugin: String },
+    /// The new version was refused; the running one serves on.
+    Refused { plugin: String, error: String },
+    /// The plugin could not be loaded (and nothing of it is serving).
+    Failed { dir: PathBuf, error: String },
+}
+
+impl std::fmt::Display for ReloadOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unchanged { plugin } => write!(f, "{plugin}: unchanged"),
+            Self::Loaded { plugin, version } => write!(f, "{plugin}: loaded {version}"),
+            Self::Reloaded {
+                plugin,
+                from_version,
+                version,
+                took_ms,
+            } => write!(
+                f,
+                "{plugin}: reloaded {from_version} -> {version} in {took_ms} ms"
+            ),
+            Self::Removed { plugin } => write!(f, "{plugin}: removed"),
+            Self::Refused { plugin, error } => {
+                write!(
+                    f,
+                    "{plugin}: new version refused, the old one serves on: {error}"
+                )
+            }
+            Self::Failed { dir, error } => write!(f, "{}: not loaded: {error}", dir.display()),
+        }
+    }
+}
+
+impl Supervisor {
+    /// `prx reload`: with a plugin name, reloads that plugin from its
+    /// files even if they did not change; without, looks at every plugin
+    /// directory and applies what changed (new, changed, removed).
+    pub async fn reload(&self, plugin: Option<&str>) -> Result<Vec<ReloadOutcome>, String> {
+        match plugin {
+            Some(name) => {
+                let dir = self
+                    .plugin_named(name)
+                    .map(|p| p.dir.clone())
+                    .or_else(|| {
+                        self.failures()
+                            .into_iter()
+                            .map(|f| f.dir)
+                            .find(|d| d.file_name().is_some_and(|n| n == name))
+                    })
+                    .ok_or_else(|| format!("no plugin named `{name}`"))?;
+                Ok(self.reconcile(&dir, true).await.into_iter().collect())
+            }
+            None => {
+                let mut outcomes = Vec::new();
+                for dir in self.known_dirs() {
+                    outcomes.extend(self.reconcile(&dir, false).await);
+                }
+                Ok(outcomes)
+            }
+        }
+    }
+
+    /// Every plugin directory there is now, and every one the supervisor
+    /// knows of (which may be gone).
+    fn known_dirs(&self) -> BTreeSet<PathBuf> {
+        let mut dirs: BTreeSet<PathBuf> = plugin_dirs(&self.inner.config.plugins_dir)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        dirs.extend(
+            self.inner
+                .plugins
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .map(|p| p.dir.clone()),
+        );
+        dirs.extend(self.failures().into_iter().map(|f| f.dir));
+        dirs
+    }
+
+    fn plugin_in(&self, dir: &Path) -> Option<Arc<Plugin>> {
+        self.inner
+            .plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .find(|p| p.dir == dir)
+            .cloned()
+    }
+
+    /// Brings what serves from `dir` in line with its files. `force`
+    /// reloads a running plugin whose files did not change. `None` when
+    /// there is nothing there and nothing was.
+    async fn reconcile(&self, dir: &Path, force: bool) -> Option<ReloadOutcome> {
+        let _one_at_a_time = self.inner.reloading.lock().await;
+        if self.inner.draining.load(Ordering::SeqCst) {
+            return None;
+        }
+        let current = self.plugin_in(dir);
+        if !dir.join("plugin.toml").is_file() {
+            self.inner
+                .failures
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|f| f.dir != dir);
+            let plugin = current?;
+            self.unload(&plugin).await;
+            return Some(ReloadOutcome::Removed {
+                plugin: plugin.name.to_string(),
+            });
+        }
+        match current {
+            Some(running) if !running.is_parked() => self.replace(&running, force).await,
+            _ => Some(self.load_again(dir).await),
+        }
+    }
+
+    /// Loads a plugin that is not serving (new, failed, quarantined).
+    async fn load_again(&self, dir: &Path) -> ReloadOutcome {
+        self.retry(dir).await;
+        match self.plugin_in(dir) {
+            Some(p) if !p.is_parked() => ReloadOutcome::Loaded {
+                plugin: p.name.to_string(),
+                version: p.manifest.plugin.version.clone(),
+            },
+            found => ReloadOutcome::Failed {
+                dir: dir.to_owned(),
+                error: found
+                    .and_then(|p| p.status().error)
+                    .or_else(|| {
+                        self.failures()
+                            .into_iter()
+                            .find(|f| f.dir == dir)
+                            .map(|f| f.error)
+                    })
+                    .unwrap_or_else(|| "not loaded".into()),
+            },
+        }
+    }
+
+    /// Replaces a running plugin with the version in its files.
+    async fn replace(&self, old: &Arc<Plugin>, force: bool) -> Option<ReloadOutcome> {
+        let files = Fingerprint::of(&old.dir);
+        if !force {
+            if let Some((refused, error)) = old.reload_error()
+                && refused == files
+            {
+                return Some(ReloadOutcome::Refused {
+                    plugin: old.name.to_string(),
+                    error,
+                });
+            }
+            if files == old.files() {
+                return None;
+            }
+        }
+        let started = Instant::now();
+        let new = match self.read_plugin(&old.dir) {
+            Ok(new) => new,
+            Err(e) => return Some(self.refuse(old, files, e)),
+        };
+        if !force && new.digest == old.digest {
+            old.set_files(files);
+            return Some(ReloadOutcome::Unchanged {
+                plugin: old.name.to_string(),
+            });
+        }
+        if new.name != old.name {
+            tracing::info!(plugin = %old.name, new_name = %new.name, dir = %old.dir.display(),
+                "the plugin was renamed: unloading it and loading the new one");
+            self.unload(old).await;
+            return Some(self.load_again(&old.dir).await);
+        }
+        let diff = permission_diff(&old.manifest, &new.manifest);
+        let policy = &self.inner.config.permissions;
+        let escalation: Vec<String> = diff
+            .added
+            .iter()
+            .filter(|p| !policy.allows(&new.name, **p))
+            .map(|p| p.to_string())
+            .collect();
+        if !escalation.is_empty() {
+            return Some(self.refuse(
+                old,
+                files,
+                format!(
+                    "the new version asks for {} which the operator's policy does not grant ({diff}); allow it in [permissions] of the supervisor's config, or drop it from the plugin",
+                    escalation.join(", ")
+                ),
+            ));
+        }
+        if !diff.is_empty() {
+            tracing::info!(plugin = %old.name, "permissions of the new version: {diff}");
+        }
+        let old_instance_subs = self.inner.services.bus.runtime_subscriptions(&old.name);
+        let worker = match new.start_standby(&self.inner.runtime).await {
+            Ok(worker) => worker,
+            Err(e) => {
+                return Some(self.refuse(
+                    old,
+                    files,
+                    format!("the new version did not start: {e} (a file still being written is ignored until it is complete)"),
+                ));
+            }
+        };
+        if let Err(e) = self.check_rpcs(&new) {
+            worker.kill();
+            return Some(self.refuse(old, files, e));
+        }
+        // The switch: the new version serves, then every table points at it.
+        new.go_live(&self.inner.runtime, worker, old);
+        self.switch_routes(old, &new);
+        let bus = &self.inner.services.bus;
+        let patterns: Vec<&str> = new
+            .manifest
+            .capabilities_of(CapabilityType::Hook)
+            .flat_map(|c| c.events.iter().map(|p| p.pattern()))
+            .collect();
+        if let Err(e) = bus.replace_fixed(&new.name, &patterns) {
+            tracing::error!(plugin = %new.name, "manifest subscriptions of the new version: {e}");
+        }
+        for id in old_instance_subs {
+            let _ = bus.unsubscribe_plugin(&new.name, id);
+        }
+        self.spawn_delivery(&new);
+        self.spawn_schedules(&new);
+        let took_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(plugin = %new.name, from = %old.manifest.plugin.version, to = %new.manifest.plugin.version,
+            digest = %new.digest_hex(), took_ms, event = "prx.lifecycle.reloaded", "new version serving");
+        let retiring = old.clone();
+        let drain = old.deadline(&self.inner.runtime);
+        tokio::spawn(async move { retiring.retire(new, drain).await });
+        Some(ReloadOutcome::Reloaded {
+            plugin: old.name.to_string(),
+            from_version: old.manifest.plugin.version.clone(),
+            version: self
+                .plugin_named(&old.name)
+                .map(|p| p.manifest.plugin.version.clone())
+                .unwrap_or_default(),
+            took_ms,
+        })
+    }
+
+    /// A new version was refused: the running one serves on, and says why.
+    fn refuse(&self, old: &Plugin, files: Fingerprint, error: String) -> ReloadOutcome {
+        tracing::error!(plugin = %old.name, event = "prx.lifecycle.reload_failed",
+            "new version refused; version {} serves on: {error}", old.manifest.plugin.version);
+        old.set_reload_error(files, error.clone());
+        old.announce(
+            "prx.lifecycle.reload_failed",
+            serde_json::json!({ "reason": error }),
+        );
+        ReloadOutcome::Refused {
+            plugin: old.name.to_string(),
+            error,
+        }
+    }
+
+    /// Refuses RPC names another plugin already serves.
+    fn check_rpcs(&self, plugin: &Plugin) -> Result<(), String> {
+        let rpcs = self.inner.rpcs.read().unwrap_or_else(|p| p.into_inner());
+        for name in plugin.rpcs() {
+            if let Some(other) = rpcs.get(&name).filter(|o| o.name != plugin.name) {
+                return Err(format!(
+                    "the new version registers the RPC `{name}`, which plugin `{}` already serves",
+                    other.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Points the plugins table and every route of `old`'s name at `new`.
+    fn switch_routes(&self, old: &Plugin, new: &Arc<Plugin>) {
+        self.write_plugins()
+            .insert(new.name.to_string(), new.clone());
+        for table in [&self.inner.tools, &self.inner.providers, &self.inner.rpcs] {
+            table
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, p| p.name != old.name);
+        }
+        self.register_tools(new);
+        self.register_providers(new);
+        self.inner
+            .rpcs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(new.rpcs().into_iter().map(|n| (n, new.clone())));
+        if let Some(route) = &self.inner.services.storage {
+            let serves = new
+                .manifest
+                .capabilities_of(CapabilityType::Storage)
+                .any(|c| c.name.as_deref() == Some(route.name()));
+            if serves {
+                route.attach(new.clone(), self.inner.runtime.clone());
+            } else {
+                route.detach(&old.name);
+            }
+        }
+    }
+
+    /// Stops a plugin whose directory is gone and forgets it.
+    async fn unload(&self, plugin: &Arc<Plugin>) {
+        tracing::info!(plugin = %plugin.name, dir = %plugin.dir.display(), "plugin directory removed or renamed; unloading the plugin");
+        self.write_plugins().retain(|_, p| !Arc::ptr_eq(p, plugin));
+        for table in [&self.inner.tools, &self.inner.providers, &self.inner.rpcs] {
+            table
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, p| !Arc::ptr_eq(p, plugin));
+        }
+        if let Some(route) = &self.inner.services.storage {
+            route.detach(&plugin.name);
+        }
+        plugin.stop(STOP_GRACE).await;
+    }
+
+    /// Starts the watcher and the poll behind it, as configured.
+    pub(super) fn watch_plugins_dir(&self) {
+        let config = &self.inner.config;
+        let (changed, dirs) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+        if config.watch {
+            let root = config.plugins_dir.clone();
+            let sender = changed.clone();
+            let watcher =
+                notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                    let Ok(event) = event else { return };
+                    if let notify::EventKind::Access(access) = event.kind
+                        && access
+                            != notify::event::AccessKind::Close(notify::event::AccessMode::Write)
+                    {
+                        return;
+                    }
+                    for path in event.paths {
+                        if let Some(dir) = plugin_dir_of(&root, &path) {
+                            let _ = sender.send(dir);
+                        }
+                    }
+                })
+                .and_then(|mut w| {
+                    use notify::Watcher;
+                    w.watch(&config.plugins_dir, notify::RecursiveMode::Recursive)
+                        .map(|()| w)
+                });
+            match watcher {
+                Ok(watcher) => {
+                    *self.inner.watcher.lock().unwrap_or_else(|p| p.into_inner()) = Some(watcher);
+                    tracing::info!(dir = %config.plugins_dir.display(), "watching the plugins directory for changes");
+                }
+                Err(e) => tracing::warn!(dir = %config.plugins_dir.display(),
+                    "cannot watch the plugins directory ({e}); changes are found by polling"),
+            }
+        }
+        tokio::spawn(apply_changes(
+            Arc::downgrade(&self.inner),
+            dirs,
+            config.reload_debounce,
+        ));
+        if !config.retry_poll.is_zero() {
+            tokio::spawn(poll(
+                Arc::downgrade(&self.inner),
+                changed,
+                config.retry_poll,
+            ));
+        }
+    }
+
+    /// Directories whose files differ from what was last seen there.
+    fn changed_dirs(&self) -> Vec<PathBuf> {
+        let mut seen: BTreeMap<PathBuf, Vec<Fingerprint>> = BTreeMap::new();
+        for p in self
+            .inner
+            .plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            let entry = seen.entry(p.dir.clone()).or_default();
+            entry.push(p.files());
+            entry.extend(p.reload_error().map(|(f, _)| f));
+        }
+        for f in self.failures() {
+            seen.entry(f.dir).or_default().push(f.files);
+        }
+        let present: BTreeSet<PathBuf> = plugin_dirs(&self.inner.config.plugins_dir)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let mut changed: Vec<PathBuf> = present
+            .iter()
+            .filter(|d| !seen.contains_key(*d))
+            .cloned()
+            .collect();
+        for (dir, fingerprints) in seen {
+            let now = Fingerprint::of(&dir);
+            if !present.contains(&dir) || !fingerprints.contains(&now) {
+                changed.push(dir);
+            }
+        }
+        changed
+    }
+}
+
+/// The plugin directory (a direct child of `root`) a changed path is in;
+/// `None` for hidden directories and for files in `root` itself.
+fn plugin_dir_of(root: &Path, path: &Path) -> Option<PathBuf> {
+    let first = path.strip_prefix(root).ok()?.components().next()?;
+    let dir = root.join(first);
+    (!is_hidden(&dir)).then_some(dir)
+}
+
+/// Applies changed directories once each has been quiet for `debounce`.
+async fn apply_changes(
+    inner: std::sync::Weak<Inner>,
+    mut changed: tokio::sync::mpsc::UnboundedReceiver<PathBuf>,
+    debounce: Duration,
+) {
+    let mut due: BTreeMap<PathBuf, tokio::time::Instant> = BTreeMap::new();
+    loop {
+        let next = due.values().min().copied();
+        tokio::select! {
+            dir = changed.recv() => match dir {
+                Some(dir) => {
+                    due.insert(dir, tokio::time::Instant::now() + debounce);
+                }
+                None => return,
+            },
+            _ = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let now = tokio::time::Instant::now();
+                let ready: Vec<PathBuf> = due
+                    .iter()
+                    .filter(|(_, at)| **at <= now)
+                    .map(|(d, _)| d.clone())
+                    .collect();
+                let Some(inner) = inner.upgrade() else { return };
+                if inner.draining.load(Ordering::SeqCst) {
+                    return;
+                }
+                let supervisor = Supervisor { inner };
+                for dir in ready {
+                    due.remove(&dir);
+                    if let Some(outcome) = supervisor.reconcile(&dir, false).await {
+                        tracing::debug!("{outcome}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Looks at every plugin's files every `every`, for what the watcher
+/// missed (or where there is none).
+async fn poll(
+    inner: std::sync::Weak<Inner>,
+    changed: tokio::sync::mpsc::UnboundedSender<PathBuf>,
+    every: Duration,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.draining.load(Ordering::SeqCst) {
+            return;
+        }
+        for dir in (Supervisor { inner }).changed_dirs() {
+            if changed.send(dir).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// How a new version's permissions differ from the running one's.
+#[derive(Debug, Default)]
+struct PermissionDiff {
+    added: Vec<Permission>,
+    removed: Vec<Permission>,
+    hosts_added: Vec<String>,
+    hosts_removed: Vec<String>,
+}
+
+impl PermissionDiff {
+    fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.hosts_added.is_empty()
+            && self.hosts_removed.is_empty()
+    }
+}
+
+impl std::fmt::Display for PermissionDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .added
+            .iter()
+            .map(|p| format!("+{p}"))
+            .chain(self.removed.iter().map(|p| format!("-{p}")))
+            .chain(self.hosts_added.iter().map(|h| format!("+http {h}")))
+            .chain(self.hosts_removed.iter().map(|h| format!("-http {h}")))
+            .collect();
+        if parts.is_empty() {
+            f.write_str("permissions unchanged")
+        } else {
+            write!(f, "permissions {}", parts.join(", "))
+        }
+    }
+}
+
+fn permission_diff(old: &Manifest, new: &Manifest) -> PermissionDiff {
+    let declared = |m: &Manifest| -> BTreeSet<Permission> {
+        let p = &m.permissions;
+        p.required.iter().chain(&p.optional).copied().collect()
+    };
+    let hosts = |m: &Manifest| -> BTreeSet<String> {
+        m.permissions.http_allowlist.iter().cloned().collect()
+    };
+    let (old_p, new_p) = (declared(old), declared(new));
+    let (old_h, new_h) = (hosts(old), hosts(new));
+    PermissionDiff {
+        added: new_p.difference(&old_p).copied().collect(),
+        removed: old_p.difference(&new_p).copied().collect(),
+        hosts_added: new_h.difference(&old_h).cloned().collect(),
+        hosts_removed: old_h.difference(&new_h).cloned().collect(),
+    }
+}
