@@ -422,6 +422,110 @@ fn crash_cycles(
     })
 }
 
+/// `wasm` with a custom section naming `tag`: other bytes (a new build,
+/// not in the compile cache), the same behaviour.
+fn rebuilt(wasm: &[u8], tag: &str) -> Vec<u8> {
+    let name = b"prx-bench-build";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(tag.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0);
+    // LEB128 of the payload length (< 16384).
+    let len = payload.len();
+    out.extend_from_slice(&[(len as u8 & 0x7f) | 0x80, (len >> 7) as u8]);
+    out.extend_from_slice(&payload);
+    out
+}
+
+struct ReloadStats {
+    /// A build the supervisor never saw (compiled in the worker).
+    fresh: Vec<Duration>,
+    /// A new build the running supervisor compiled from a staging
+    /// directory first, as `prx-plugin install` has it do (or a rollback
+    /// to a build it ran before): from the compile cache.
+    prepared: Vec<Duration>,
+    /// In-process wasmtime given the same new bytes: compile and
+    /// instantiate, the least a host that reloads must do.
+    in_process: Vec<Duration>,
+}
+
+/// Replaces the echo plugin's component on disk (written beside it,
+/// renamed into place) `cycles` times and measures each time from the
+/// rename to the first call answered by the new version.
+fn reload_cycles(
+    runtime: &tokio::runtime::Runtime,
+    config: &SupervisorConfig,
+    wasm: &[u8],
+    cycles: usize,
+) -> Result<ReloadStats> {
+    let mut config = config.clone();
+    // The watcher alone: the poll would only add a late second chance.
+    config.retry_poll = Duration::ZERO;
+    let target = config.plugins_dir.join("echo-tool/plugin.wasm");
+    let staged = config.plugins_dir.join("echo-tool/.plugin.wasm.new");
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let engine = runtime::build_engine(&echo_engine()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    runtime.block_on(async {
+        let sup = Supervisor::start(config).await?;
+        sup.call_tool("echo", ARGS).await?;
+        let mut stats = ReloadStats {
+            fresh: Vec::new(),
+            prepared: Vec::new(),
+            in_process: Vec::new(),
+        };
+        let stage = sup.config().plugins_dir.join(".echo-tool.stage");
+        std::fs::create_dir_all(&stage)?;
+        std::fs::write(stage.join("plugin.toml"), MANIFEST)?;
+        for i in 0..cycles * 2 {
+            let fresh = i % 2 == 0;
+            let bytes = rebuilt(wasm, &format!("{run}-{i}"));
+            if !fresh {
+                std::fs::write(stage.join("plugin.wasm"), &bytes)?;
+                sup.prepare_staged(&stage)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            } else {
+                let t = Instant::now();
+                let component =
+                    runtime::compile(&engine, &bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+                Plugin::new(&engine, &component, echo_limits(), Arc::new(LocalHost))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                stats.in_process.push(t.elapsed());
+            }
+            let before = sup.plugins()[0].reloads;
+            std::fs::write(&staged, &bytes)?;
+            let t = Instant::now();
+            std::fs::rename(&staged, &target)?;
+            loop {
+                let answered = sup.call_tool("echo", ARGS).await.is_ok();
+                if answered && sup.plugins()[0].reloads > before {
+                    break;
+                }
+                anyhow::ensure!(
+                    t.elapsed() < Duration::from_secs(30),
+                    "the new version never served: {:?}",
+                    sup.plugins()[0]
+                );
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            let took = t.elapsed();
+            if fresh {
+                stats.fresh.push(took);
+            } else {
+                stats.prepared.push(took);
+            }
+        }
+        sup.shutdown().await;
+        for v in [&mut stats.fresh, &mut stats.prepared, &mut stats.in_process] {
+            v.sort();
+        }
+        Ok(stats)
+    })
+}
+
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let wasm = PathBuf::from(
@@ -473,6 +577,11 @@ fn main() -> Result<()> {
         .and_then(|c| c.parse().ok())
         .unwrap_or(100);
     let crash = crash_cycles(&multi, &config, cycles)?;
+    let reload_rounds = std::env::var("PRX_BENCH_RELOADS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(20);
+    let reload = reload_cycles(&multi, &config, &bytes, reload_rounds)?;
 
     println!("| measurement | p50 | p99 | calls/s | p50 ratio to in-process |");
     println!("|---|---|---|---|---|");
@@ -532,6 +641,29 @@ fn main() -> Result<()> {
         "| worker killed (SIGKILL) to the plugin serving again, first restart, warm cache | {:.2} ms | {:.2} ms |",
         crash.to_serving[n / 2].as_secs_f64() * 1000.0,
         crash.to_serving[0].as_secs_f64() * 1000.0
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let median = |v: &[Duration]| v[v.len() / 2];
+    println!(
+        "| plugin.wasm replaced (renamed into place) to the new version serving, a new build (compiled) | {:.2} ms | {:.2} ms |",
+        ms(median(&reload.fresh)),
+        ms(reload.fresh[0])
+    );
+    println!(
+        "| the same, a new build the running supervisor compiled first (`prx-plugin install`), or a rollback | {:.2} ms | {:.2} ms |",
+        ms(median(&reload.prepared)),
+        ms(reload.prepared[0])
+    );
+    println!(
+        "| in-process wasmtime: compile and instantiate the same new build | {:.2} ms | {:.2} ms |",
+        ms(median(&reload.in_process)),
+        ms(reload.in_process[0])
+    );
+    println!();
+    println!(
+        "Reload rows: {} builds each way. A build nobody compiled yet spends most of its time in Cranelift (the in-process row); `prx-plugin install` has the running supervisor compile a staged plugin before it is renamed into place, so the switch only waits for the watcher's {} ms debounce, a worker start from the compile cache and the health check (get-spec).",
+        reload.fresh.len(),
+        prx_supervisor::config::DEFAULT_RELOAD_DEBOUNCE.as_millis()
     );
     println!();
     println!(

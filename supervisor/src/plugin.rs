@@ -423,6 +423,13 @@ impl Plugin {
     /// What a new instance needs before it serves: the tool spec, the
     /// provider's or storage's name, a module's `on-load`.
     async fn init_worker(&self, worker: &Worker, rt: &Runtime) -> Result<(), String> {
+        self.ask_names(worker, rt).await?;
+        self.module_on_load(worker, rt).await
+    }
+
+    /// The tool spec and the provider's or storage's name: calls without
+    /// effects outside the instance.
+    async fn ask_names(&self, worker: &Worker, rt: &Runtime) -> Result<(), String> {
         if self
             .manifest
             .capabilities_of(CapabilityType::Tool)
@@ -456,6 +463,11 @@ impl Plugin {
                 Err(e) => return Err(format!("name() failed: {e}")),
             }
         }
+        Ok(())
+    }
+
+    /// A module's `on-load`, which registers its RPCs and subscriptions.
+    async fn module_on_load(&self, worker: &Worker, rt: &Runtime) -> Result<(), String> {
         if self
             .manifest
             .capabilities_of(CapabilityType::Module)
@@ -626,6 +638,21 @@ impl Plugin {
                 Err(e)
             }
         }
+    }
+
+    /// Compiles the component in a sandboxed worker (filling the compile
+    /// cache), checks its exports against the manifest, asks the calls
+    /// without effects (a tool's spec, a provider's or storage's name; a
+    /// module's `on-load` is not run) and stops the worker: an install can
+    /// make sure a version starts, and its later load is a cached one.
+    pub async fn compile_check(&self, rt: &Runtime) -> Result<(), String> {
+        let worker = self.spawn_worker(rt).await.map_err(|e| e.to_string())?;
+        let checked = match self.check_exports(&worker) {
+            Ok(()) => self.ask_names(&worker, rt).await,
+            Err(e) => Err(e),
+        };
+        worker.kill();
+        checked
     }
 
     /// Makes a started standby this plugin's serving worker, in place of

@@ -95,6 +95,38 @@ impl Supervisor {
         }
     }
 
+    /// Compiles a plugin staged in a hidden directory of the plugins
+    /// directory (as `prx-plugin install` stages one) and checks that it
+    /// starts, without loading it: once it is renamed into place its load
+    /// or reload finds it compiled. Returns its name, version and how long
+    /// the compile check took.
+    pub async fn prepare_staged(&self, dir: &Path) -> Result<(String, String, u64), String> {
+        let root = self
+            .inner
+            .config
+            .plugins_dir
+            .canonicalize()
+            .map_err(|e| e.to_string())?;
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        if dir.parent() != Some(root.as_path()) || !is_hidden(&dir) {
+            return Err(format!(
+                "{} is not a staged plugin: stage it in a hidden directory directly under {}",
+                dir.display(),
+                root.display()
+            ));
+        }
+        let plugin = self.read_plugin(&dir)?;
+        let started = Instant::now();
+        plugin.compile_check(&self.inner.runtime).await?;
+        Ok((
+            plugin.name.to_string(),
+            plugin.manifest.plugin.version.clone(),
+            started.elapsed().as_millis() as u64,
+        ))
+    }
+
     /// Every plugin directory there is now, and every one the supervisor
     /// knows of (which may be gone).
     fn known_dirs(&self) -> BTreeSet<PathBuf> {

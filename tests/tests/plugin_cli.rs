@@ -148,16 +148,28 @@ fn a_new_tool_goes_from_new_to_a_running_supervisor_and_is_upgraded_in_place() {
 
     let daemon = Daemon::start(&env);
     let plugins = env.plugins();
-    let out = prx_plugin(
-        work.path(),
-        &[
-            "install",
-            archive.to_str().expect("utf-8"),
-            "--plugins",
-            plugins.to_str().expect("utf-8"),
-        ],
-    );
+    let install = |archive: &Path| {
+        prx_plugin(
+            work.path(),
+            &[
+                "install",
+                archive.to_str().expect("utf-8"),
+                "--plugins",
+                plugins.to_str().expect("utf-8"),
+                "--state",
+                env.state().to_str().expect("utf-8"),
+            ],
+        )
+    };
+    let out = install(&archive);
     assert!(out.status.success(), "{}", both(&out));
+    // The running supervisor compiled it before it was put in place.
+    assert!(
+        stdout(&out)
+            .contains("the running supervisor compiled greeter 0.1.0 and checked that it starts"),
+        "{}",
+        both(&out)
+    );
     assert!(
         stdout(&out).contains("installed greeter 0.1.0"),
         "{}",
@@ -193,18 +205,7 @@ fn a_new_tool_goes_from_new_to_a_running_supervisor_and_is_upgraded_in_place() {
         let out = prx_plugin(&project, args);
         assert!(out.status.success(), "{args:?}: {}", both(&out));
     }
-    let out = prx_plugin(
-        work.path(),
-        &[
-            "install",
-            project
-                .join("greeter-0.2.0.prxplugin")
-                .to_str()
-                .expect("utf-8"),
-            "--plugins",
-            plugins.to_str().expect("utf-8"),
-        ],
-    );
+    let out = install(&project.join("greeter-0.2.0.prxplugin"));
     assert!(out.status.success(), "{}", both(&out));
     assert!(
         stdout(&out).contains("replaced greeter 0.2.0"),
@@ -232,20 +233,46 @@ fn a_new_tool_goes_from_new_to_a_running_supervisor_and_is_upgraded_in_place() {
     altered[middle] ^= 0xff;
     let bad = work.path().join("bad.prxplugin");
     std::fs::write(&bad, altered).expect("write");
-    let out = prx_plugin(
-        work.path(),
-        &[
-            "install",
-            bad.to_str().expect("utf-8"),
-            "--plugins",
-            plugins.to_str().expect("utf-8"),
-        ],
-    );
+    let out = install(&bad);
     assert!(!out.status.success(), "{}", both(&out));
     let answer = call_until(&daemon, "greeter", &mut answered, |t| {
         t.starts_with("Hi again")
     });
     assert_eq!(answer, format!("Hi again, ops! (greeting {answered})"));
+
+    // A valid component whose start-up code never ends: the supervisor's
+    // compile check fails, so it is not installed at all.
+    let looping = work.path().join("looping");
+    std::fs::create_dir_all(&looping).expect("dir");
+    std::fs::write(
+        looping.join("plugin.toml"),
+        tool_manifest(
+            "looping",
+            "looping",
+            "[resources]\nmax_execution_time_ms = 300\n",
+        ),
+    )
+    .expect("manifest");
+    std::fs::copy(guest("start-loop"), looping.join("plugin.wasm")).expect("wasm");
+    let out = prx_plugin(&looping, &["pack"]);
+    assert!(out.status.success(), "{}", both(&out));
+    let out = install(&looping.join("looping-0.1.0.prxplugin"));
+    assert!(!out.status.success(), "{}", both(&out));
+    assert!(
+        stderr(&out).contains("not installed: the supervisor could not start the new version"),
+        "{}",
+        both(&out)
+    );
+    assert!(!plugins.join("looping").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&plugins)
+        .expect("plugins dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(
+        leftovers,
+        ["greeter"],
+        "a staging directory was left behind"
+    );
 }
 
 #[test]

@@ -245,7 +245,7 @@ pub fn read_archive(file: &Path) -> Result<(Manifest, BTreeMap<String, Vec<u8>>)
     Ok((manifest, files))
 }
 
-pub fn install(file: &Path, plugins: &Path) -> Result<ExitCode> {
+pub fn install(file: &Path, plugins: &Path, state: &Path) -> Result<ExitCode> {
     let (manifest, files) = read_archive(file)?;
     std::fs::create_dir_all(plugins)
         .with_context(|| format!("cannot create {}", plugins.display()))?;
@@ -267,6 +267,7 @@ pub fn install(file: &Path, plugins: &Path) -> Result<ExitCode> {
         out.sync_all()?;
     }
     std::fs::File::open(staged.path())?.sync_all()?;
+    prepare(state, staged.path())?;
     let staged = staged.keep();
     let replaced = if target.exists() {
         swap_dirs(&staged, &target)?;
@@ -286,6 +287,41 @@ pub fn install(file: &Path, plugins: &Path) -> Result<ExitCode> {
         if replaced { "reloads" } else { "loads" }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Has the running supervisor (if there is one at `state`) compile the
+/// staged plugin and check that it starts.
+fn prepare(state: &Path, staged: &Path) -> Result<()> {
+    let socket = state.join("prx.sock");
+    if !socket.exists() {
+        println!(
+            "no running supervisor at {} (pass its --state); the plugin is compiled when it loads",
+            socket.display()
+        );
+        return Ok(());
+    }
+    let body = serde_json::json!({ "dir": staged.canonicalize()? }).to_string();
+    let response = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(prx_supervisor::api::client::request(
+            &socket,
+            "POST",
+            "/v1/prepare",
+            Some(body),
+        ))?;
+    if response.status != 200 {
+        let why = serde_json::from_str::<prx_supervisor::api::ErrorBody>(&response.body)
+            .map(|e| e.error)
+            .unwrap_or(response.body);
+        bail!("not installed: the supervisor could not start the new version: {why}");
+    }
+    let prepared: prx_supervisor::api::Prepared = serde_json::from_str(&response.body)?;
+    println!(
+        "the running supervisor compiled {} {} and checked that it starts ({} ms)",
+        prepared.plugin, prepared.version, prepared.compile_ms
+    );
+    Ok(())
 }
 
 /// Exchanges two directories in one step where the filesystem can; else

@@ -88,11 +88,17 @@ enum Command {
         dir: PathBuf,
     },
     /// Verify a .prxplugin and install it into a plugins directory,
-    /// atomically (a running supervisor reloads it).
+    /// atomically (a running supervisor reloads it). When the supervisor
+    /// of that directory is running (its --state), it first compiles the
+    /// staged version and checks that it starts: a version that does not
+    /// is not installed, and one that does takes over in milliseconds.
     Install {
         file: PathBuf,
         #[arg(long, default_value = "plugins")]
         plugins: PathBuf,
+        /// The running supervisor's state directory (its API socket).
+        #[arg(long, default_value = ".prx")]
+        state: PathBuf,
     },
 }
 
@@ -110,7 +116,11 @@ fn main() -> ExitCode {
         Command::Validate { file, manifest } => validate_cmd(file, &manifest),
         Command::Test { dir, args, no_unit } => smoke::test(&dir, &args, !no_unit),
         Command::Pack { output, dir } => archive::pack(&dir, output),
-        Command::Install { file, plugins } => archive::install(&file, &plugins),
+        Command::Install {
+            file,
+            plugins,
+            state,
+        } => archive::install(&file, &plugins, &state),
     };
     match result {
         Ok(code) => code,

@@ -48,6 +48,7 @@ pub fn router(supervisor: Supervisor) -> Router {
         .route("/v1/tools/{name}/call", post(call_tool))
         .route("/v1/plugins/{name}/release", post(release))
         .route("/v1/reload", post(reload_all))
+        .route("/v1/prepare", post(prepare))
         .route("/v1/plugins/{name}/reload", post(reload_one))
         .route("/v1/kv/{plugin}/keys", get(kv_keys))
         .route("/v1/kv/{plugin}/value", get(kv_value))
@@ -459,6 +460,32 @@ async fn event_stream(State(sup): State<Supervisor>, Query(q): Query<StreamQuery
         .unwrap_or_else(|e| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), "internal")
         })
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PrepareRequest {
+    /// A hidden directory directly under the plugins directory.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Prepared {
+    pub plugin: String,
+    pub version: String,
+    pub compile_ms: u64,
+}
+
+/// Compiles a staged plugin and checks that it starts, without loading it.
+async fn prepare(State(sup): State<Supervisor>, Json(request): Json<PrepareRequest>) -> Response {
+    match sup.prepare_staged(&request.dir).await {
+        Ok((plugin, version, compile_ms)) => Json(Prepared {
+            plugin,
+            version,
+            compile_ms,
+        })
+        .into_response(),
+        Err(error) => error_response(StatusCode::UNPROCESSABLE_ENTITY, error, "not_prepared"),
+    }
 }
 
 /// Applies what changed in the plugins directory.
