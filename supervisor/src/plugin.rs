@@ -980,16 +980,20 @@ pub struct Fingerprint(Vec<Option<(u64, SystemTime)>>);
 impl Fingerprint {
     /// Reads the fingerprint of the plugin in `dir` now.
     pub fn of(dir: &Path) -> Self {
-        let manifest = dir.join("plugin.toml");
-        let wasm = Manifest::load(&manifest)
+        let wasm = Manifest::load(&dir.join("plugin.toml"))
             .map(|m| m.wasm_path(dir))
             .unwrap_or_else(|_| dir.join("plugin.wasm"));
+        Self::of_files(dir, &wasm)
+    }
+
+    /// The same, with the component's path already known.
+    pub fn of_files(dir: &Path, wasm: &Path) -> Self {
         let stat = |p: &Path| {
             std::fs::metadata(p)
                 .ok()
                 .and_then(|m| Some((m.len(), m.modified().ok()?)))
         };
-        Self(vec![stat(&manifest), stat(&wasm)])
+        Self(vec![stat(&dir.join("plugin.toml")), stat(wasm)])
     }
 }
 

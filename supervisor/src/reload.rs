@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Inner, STOP_GRACE, Supervisor, is_hidden, plugin_dirs};
+use super::{Inner, STOP_GRACE, Supervisor, is_hidden, plugin_dirs, rpc_clash};
 use crate::manifest::{CapabilityType, Manifest, Permission};
 use crate::plugin::{Fingerprint, Plugin};
 
@@ -271,9 +271,13 @@ impl Supervisor {
                 ));
             }
         };
-        if let Err(e) = self.check_rpcs(&new) {
+        let clash = rpc_clash(
+            &self.inner.rpcs.read().unwrap_or_else(|p| p.into_inner()),
+            &new,
+        );
+        if let Err(e) = clash {
             worker.kill();
-            return Some(self.refuse(old, files, e));
+            return Some(self.refuse(old, files, format!("the new version {e}")));
         }
         // The switch: the new version serves, then every table points at it.
         new.go_live(&self.inner.runtime, worker, old);
@@ -293,6 +297,7 @@ impl Supervisor {
         self.spawn_delivery(&new);
         self.spawn_schedules(&new);
         let took_ms = started.elapsed().as_millis() as u64;
+        let version = new.manifest.plugin.version.clone();
         tracing::info!(plugin = %new.name, from = %old.manifest.plugin.version, to = %new.manifest.plugin.version,
             digest = %new.digest_hex(), took_ms, event = "prx.lifecycle.reloaded", "new version serving");
         let retiring = old.clone();
@@ -301,10 +306,7 @@ impl Supervisor {
         Some(ReloadOutcome::Reloaded {
             plugin: old.name.to_string(),
             from_version: old.manifest.plugin.version.clone(),
-            version: self
-                .plugin_named(&old.name)
-                .map(|p| p.manifest.plugin.version.clone())
-                .unwrap_or_default(),
+            version,
             took_ms,
         })
     }
@@ -324,20 +326,6 @@ impl Supervisor {
         }
     }
 
-    /// Refuses RPC names another plugin already serves.
-    fn check_rpcs(&self, plugin: &Plugin) -> Result<(), String> {
-        let rpcs = self.inner.rpcs.read().unwrap_or_else(|p| p.into_inner());
-        for name in plugin.rpcs() {
-            if let Some(other) = rpcs.get(&name).filter(|o| o.name != plugin.name) {
-                return Err(format!(
-                    "the new version registers the RPC `{name}`, which plugin `{}` already serves",
-                    other.name
-                ));
-            }
-        }
-        Ok(())
-    }
-
     /// Points the plugins table and every route of `old`'s name at `new`.
     fn switch_routes(&self, old: &Plugin, new: &Arc<Plugin>) {
         self.write_plugins()
@@ -350,22 +338,12 @@ impl Supervisor {
         }
         self.register_tools(new);
         self.register_providers(new);
-        self.inner
-            .rpcs
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(new.rpcs().into_iter().map(|n| (n, new.clone())));
-        if let Some(route) = &self.inner.services.storage {
-            let serves = new
-                .manifest
-                .capabilities_of(CapabilityType::Storage)
-                .any(|c| c.name.as_deref() == Some(route.name()));
-            if serves {
-                route.attach(new.clone(), self.inner.runtime.clone());
-            } else {
-                route.detach(&old.name);
-            }
+        // Checked before the switch; reloads and loads take turns, so no
+        // other plugin can have claimed a name since.
+        if let Err(e) = self.register_rpcs(new) {
+            tracing::error!(plugin = %new.name, "RPCs of the new version not routed: {e}");
         }
+        self.route_storage(new);
     }
 
     /// Stops a plugin whose directory is gone and forgets it.
@@ -455,13 +433,26 @@ impl Supervisor {
             .unwrap_or_default()
             .into_iter()
             .collect();
+        // A loaded plugin's component path is known: no manifest is parsed
+        // for it (a change of that path changes the manifest anyway).
+        let wasm_paths: BTreeMap<PathBuf, PathBuf> = self
+            .inner
+            .plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|p| (p.dir.clone(), p.manifest.wasm_path(&p.dir)))
+            .collect();
         let mut changed: Vec<PathBuf> = present
             .iter()
             .filter(|d| !seen.contains_key(*d))
             .cloned()
             .collect();
         for (dir, fingerprints) in seen {
-            let now = Fingerprint::of(&dir);
+            let now = match wasm_paths.get(&dir) {
+                Some(wasm) => Fingerprint::of_files(&dir, wasm),
+                None => Fingerprint::of(&dir),
+            };
             if !present.contains(&dir) || !fingerprints.contains(&now) {
                 changed.push(dir);
             }

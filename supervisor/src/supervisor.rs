@@ -236,9 +236,10 @@ impl Supervisor {
     fn read_plugin(&self, dir: &Path) -> Result<Arc<Plugin>, String> {
         let files = Fingerprint::of(dir);
         let manifest_path = dir.join("plugin.toml");
-        let manifest_text = std::fs::read(&manifest_path)
+        let manifest_text = std::fs::read_to_string(&manifest_path)
             .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
-        let manifest = Manifest::load(&manifest_path).map_err(|e| e.to_string())?;
+        let manifest =
+            Manifest::parse(&manifest_path, &manifest_text).map_err(|e| e.to_string())?;
         let wasm_path = manifest.wasm_path(dir);
         let wasm = read_inside(dir, &wasm_path)
             .and_then(|wasm| crate::component::check_header(&wasm).map(|()| wasm))
@@ -249,7 +250,7 @@ impl Supervisor {
                     manifest.plugin.wasm
                 )
             })?;
-        let digest = content_digest(&manifest_text, &wasm);
+        let digest = content_digest(manifest_text.as_bytes(), &wasm);
         Plugin::new(
             dir.to_owned(),
             manifest,
@@ -341,34 +342,33 @@ impl Supervisor {
         self.register_tools(plugin);
         self.register_providers(plugin);
         tracing::info!(plugin = %plugin.name, pid = ?plugin.worker().map(|w| w.pid()), "plugin loaded");
-        if let Some(route) = &self.inner.services.storage {
-            let serves = plugin
-                .manifest
-                .capabilities_of(CapabilityType::Storage)
-                .any(|c| c.name.as_deref() == Some(route.name()));
-            if serves {
-                route.attach(plugin.clone(), self.inner.runtime.clone());
-                tracing::info!(plugin = %plugin.name, backend = route.name(), "memory is served by this storage plugin");
-            }
-        }
+        self.route_storage(plugin);
         self.spawn_delivery(plugin);
         self.spawn_schedules(plugin);
     }
 
-    fn register_rpcs(&self, plugin: &Arc<Plugin>) -> Result<(), String> {
-        let names = plugin.rpcs();
-        let mut rpcs = self.inner.rpcs.write().unwrap_or_else(|p| p.into_inner());
-        for name in &names {
-            if let Some(other) = rpcs.get(name)
-                && other.name != plugin.name
-            {
-                return Err(format!(
-                    "registers the RPC `{name}`, which plugin `{}` already serves; RPC names are unique across plugins: rename it in one of them or remove one plugin",
-                    other.name
-                ));
-            }
+    /// Makes the storage route use `plugin` when it serves the configured
+    /// backend, and stop using a plugin of that name when it no longer does.
+    fn route_storage(&self, plugin: &Arc<Plugin>) {
+        let Some(route) = &self.inner.services.storage else {
+            return;
+        };
+        let serves = plugin
+            .manifest
+            .capabilities_of(CapabilityType::Storage)
+            .any(|c| c.name.as_deref() == Some(route.name()));
+        if serves {
+            route.attach(plugin.clone(), self.inner.runtime.clone());
+            tracing::info!(plugin = %plugin.name, backend = route.name(), "memory is served by this storage plugin");
+        } else {
+            route.detach(&plugin.name);
         }
-        for name in names {
+    }
+
+    fn register_rpcs(&self, plugin: &Arc<Plugin>) -> Result<(), String> {
+        let mut rpcs = self.inner.rpcs.write().unwrap_or_else(|p| p.into_inner());
+        rpc_clash(&rpcs, plugin)?;
+        for name in plugin.rpcs() {
             rpcs.insert(name, plugin.clone());
         }
         Ok(())
@@ -691,6 +691,19 @@ impl Drop for InFlight<'_> {
             self.0.idle.notify_waiters();
         }
     }
+}
+
+/// Refuses RPC names of `plugin` that another plugin already serves.
+fn rpc_clash(rpcs: &BTreeMap<String, Arc<Plugin>>, plugin: &Plugin) -> Result<(), String> {
+    for name in plugin.rpcs() {
+        if let Some(other) = rpcs.get(&name).filter(|o| o.name != plugin.name) {
+            return Err(format!(
+                "registers the RPC `{name}`, which plugin `{}` already serves; RPC names are unique across plugins: rename it in one of them or remove one plugin",
+                other.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// SHA-256 of a plugin's manifest and component.

@@ -61,22 +61,26 @@ pub fn build_quietly(dir: &Path, release: bool) -> Result<PathBuf> {
     Ok(target)
 }
 
-fn build_rust(dir: &Path, release: bool) -> Result<PathBuf> {
+/// Cargo (the one running us, if any) in `dir`.
+pub fn cargo(dir: &Path) -> Command {
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo.current_dir(dir);
     cargo
-        .current_dir(dir)
-        .args(["build", "--target", "wasm32-wasip2"]);
+}
+
+fn build_rust(dir: &Path, release: bool) -> Result<PathBuf> {
+    let mut build = cargo(dir);
+    build.args(["build", "--target", "wasm32-wasip2"]);
     if release {
-        cargo.arg("--release");
+        build.arg("--release");
     }
-    let status = cargo.status().context("cannot run cargo")?;
+    let status = build.status().context("cannot run cargo")?;
     if !status.success() {
         bail!(
             "cargo build failed (see above); if it says the target is missing: rustup target add wasm32-wasip2"
         );
     }
-    let metadata = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .current_dir(dir)
+    let metadata = cargo(dir)
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .output()
         .context("cannot run cargo metadata")?;

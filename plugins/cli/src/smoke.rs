@@ -3,7 +3,7 @@
 //! kv) and each of its capabilities is called once.
 
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -18,12 +18,10 @@ pub fn test(dir: &Path, args: &str, unit: bool) -> Result<ExitCode> {
         match lang {
             Lang::Rust => {
                 println!("== the plugin's own tests (cargo test)");
-                let status =
-                    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-                        .current_dir(dir)
-                        .arg("test")
-                        .status()
-                        .context("cannot run cargo test")?;
+                let status = crate::builder::cargo(dir)
+                    .arg("test")
+                    .status()
+                    .context("cannot run cargo test")?;
                 if !status.success() {
                     bail!("the plugin's own tests failed");
                 }
