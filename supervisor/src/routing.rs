@@ -8,7 +8,7 @@ use prx_ipc::{Call, ChatMessage, ChatResponse, Output};
 use serde::{Deserialize, Serialize};
 
 use super::{HOST_MEMORY_OWNER, Supervisor};
-use crate::broker::events::{Event, extend, no_chain};
+use crate::broker::events::{Event, EventBus, Pattern, extend, no_chain};
 use crate::error::CallError;
 use crate::manifest::CapabilityType;
 use crate::plugin::{Plugin, PluginState, Runtime};
@@ -115,12 +115,14 @@ impl Supervisor {
                 if plugin.is_stopping() {
                     return;
                 }
-                let hook = plugin
-                    .manifest
-                    .capabilities_of(CapabilityType::Hook)
-                    .next()
-                    .is_some();
-                deliver(&plugin, supervisor.runtime(), event, hook).await;
+                let (hook, module) =
+                    event_targets(&plugin, &supervisor.inner.services.bus, &event.topic);
+                if hook {
+                    deliver(&plugin, supervisor.runtime(), event.clone(), true).await;
+                }
+                if module {
+                    deliver(&plugin, supervisor.runtime(), event, false).await;
+                }
             }
         });
     }
@@ -528,6 +530,30 @@ impl Supervisor {
             }),
         }
     }
+}
+
+/// Which of a plugin's handlers an event goes to: (hook, module). A
+/// plugin that is only one of them gets every event its subscriptions
+/// let through; one that is both gets at its hook what its manifest
+/// patterns match and at its module what it subscribed to when it loaded.
+fn event_targets(plugin: &Plugin, bus: &EventBus, topic: &str) -> (bool, bool) {
+    let mut hooks = plugin
+        .manifest
+        .capabilities_of(CapabilityType::Hook)
+        .peekable();
+    let is_hook = hooks.peek().is_some();
+    let is_module = plugin
+        .manifest
+        .capabilities_of(CapabilityType::Module)
+        .next()
+        .is_some();
+    if !(is_hook && is_module) {
+        return (is_hook, is_module);
+    }
+    let manifest_match = hooks
+        .flat_map(|c| c.events.iter())
+        .any(|p| Pattern::parse(p.pattern()).is_ok_and(|p| p.matches(topic)));
+    (manifest_match, bus.runtime_match(&plugin.name, topic))
 }
 
 /// Hands one event to a hook's `on-event` or a module's `on-event`. A

@@ -467,6 +467,18 @@ impl EventBus {
             .collect()
     }
 
+    /// True when one of the plugin's run-time subscriptions matches `topic`.
+    pub fn runtime_match(&self, plugin: &str, topic: &str) -> bool {
+        let state = self.lock();
+        let Some((inbox, _)) = state.plugin_inboxes.get(plugin) else {
+            return false;
+        };
+        state
+            .subs
+            .values()
+            .any(|s| s.inbox == *inbox && !s.fixed && s.pattern.matches(topic))
+    }
+
     /// A plugin removes one of its own subscriptions.
     pub fn unsubscribe_plugin(&self, plugin: &str, id: u64) -> Result<(), EventError> {
         let mut state = self.lock();
