@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks to build and test prx-sandbox:
-# the wasm32-wasip2 target of the pinned toolchain (rust-toolchain.toml).
+#   - the wasm32-wasip2 target of the pinned toolchain (rust-toolchain.toml);
+#   - a project-local Python environment, .venv, with the pinned
+#     componentize-py (builds Python plugins) and pytest (their own tests).
 # Idempotent; safe to run on every CI job.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+COMPONENTIZE_PY=0.25.1
+PYTEST=8.4.2
 
 if ! command -v cargo >/dev/null; then
   echo "bootstrap: cargo is missing; install Rust 1.95 with rustup first" >&2
@@ -13,4 +18,20 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   echo "bootstrap: adding the wasm32-wasip2 target"
   rustup target add wasm32-wasip2
 fi
-echo "bootstrap: ok ($(rustc --version), targets: $(rustup target list --installed | tr '\n' ' '))"
+
+if ! command -v python3 >/dev/null; then
+  echo "bootstrap: python3 (3.10 or later, with venv) is missing; Python plugins cannot be built" >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv"
+  python3 -m venv .venv
+fi
+installed() { .venv/bin/python -m pip show "$1" 2>/dev/null | sed -n 's/^Version: //p'; }
+if [ "$(installed componentize-py)" != "$COMPONENTIZE_PY" ] || [ "$(installed pytest)" != "$PYTEST" ]; then
+  echo "bootstrap: installing componentize-py $COMPONENTIZE_PY and pytest $PYTEST into .venv"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+    "componentize-py==$COMPONENTIZE_PY" "pytest==$PYTEST"
+fi
+
+echo "bootstrap: ok ($(rustc --version); targets: $(rustup target list --installed | tr '\n' ' '); $(.venv/bin/componentize-py --version))"

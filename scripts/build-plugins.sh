@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds every guest under plugins/ for wasm32-wasip2 and assembles ready
-# plugin directories (plugin.toml + plugin.wasm):
+# Builds every guest under plugins/ for wasm32-wasip2 (Rust with cargo,
+# Python with prx-plugin and componentize-py) and assembles ready plugin
+# directories (plugin.toml + plugin.wasm):
 #   target/plugins/<name>/        the examples (what `prx up` demos)
 #   target/test-plugins/<name>/   the faulty and hostile guests of the tests
 set -euo pipefail
@@ -29,5 +30,22 @@ for dir in plugins/examples/*/; do
 done
 for dir in plugins/testing/*/; do
   [ -f "$dir/plugin.toml" ] && [ -f "$dir/Cargo.toml" ] && assemble "${dir%/}" target/test-plugins
+done
+# Python plugins: prx-plugin builds them with componentize-py (from .venv,
+# which scripts/bootstrap.sh makes); an unchanged one is not rebuilt.
+cargo build --quiet --bin prx-plugin
+assemble_python() { # <source dir> <destination root>
+  local src=$1 dest=$2
+  target/debug/prx-plugin build --dir "$src" >/dev/null
+  mkdir -p "$dest/$(basename "$src")"
+  cp "$src/plugin.toml" "$dest/$(basename "$src")/plugin.toml"
+  cp "$src/plugin.wasm" "$dest/$(basename "$src")/.plugin.wasm.tmp"
+  mv "$dest/$(basename "$src")/.plugin.wasm.tmp" "$dest/$(basename "$src")/plugin.wasm"
+}
+for dir in plugins/examples/*/; do
+  [ -f "$dir/plugin.toml" ] && [ -f "$dir/plugin.py" ] && assemble_python "${dir%/}" target/plugins
+done
+for dir in plugins/testing/*/; do
+  [ -f "$dir/plugin.toml" ] && [ -f "$dir/plugin.py" ] && assemble_python "${dir%/}" target/test-plugins
 done
 echo "build-plugins: $(ls target/plugins | wc -l) example plugins in target/plugins, $(ls target/test-plugins 2>/dev/null | wc -l) test plugins in target/test-plugins"

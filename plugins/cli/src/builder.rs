@@ -14,11 +14,11 @@ use crate::Lang;
 pub fn detect(dir: &Path) -> Result<Lang> {
     if dir.join("Cargo.toml").is_file() {
         Ok(Lang::Rust)
-    } else if dir.join("pyproject.toml").is_file() || dir.join("app.py").is_file() {
+    } else if dir.join("plugin.py").is_file() || dir.join("pyproject.toml").is_file() {
         Ok(Lang::Python)
     } else {
         bail!(
-            "{}: no Cargo.toml (Rust) or pyproject.toml / app.py (Python); run this in a plugin project (prx-plugin new makes one)",
+            "{}: no Cargo.toml (Rust) or plugin.py / pyproject.toml (Python); run this in a plugin project (prx-plugin new makes one)",
             dir.display()
         )
     }
@@ -43,9 +43,7 @@ pub fn build_quietly(dir: &Path, release: bool) -> Result<PathBuf> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let built = match detect(dir)? {
         Lang::Rust => build_rust(dir, release)?,
-        Lang::Python => bail!(
-            "Python plugins are not supported by this prx-plugin yet: the Python SDK and its componentize-py build are still to come; write the plugin in Rust for now"
-        ),
+        Lang::Python => crate::python::build(dir, &manifest)?,
     };
     let target = manifest.wasm_path(dir);
     let staged = target.with_file_name(format!(

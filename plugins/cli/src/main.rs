@@ -7,8 +7,10 @@
 
 mod archive;
 mod builder;
+mod python;
 mod scaffold;
 mod smoke;
+mod templates_python;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -75,9 +77,12 @@ enum Command {
         /// Arguments for the smoke call of a tool.
         #[arg(long, default_value = "{}")]
         args: String,
-        /// Skip the plugin's own tests (cargo test).
+        /// Skip the plugin's own tests (cargo test, or pytest for Python).
         #[arg(long)]
         no_unit: bool,
+        /// Run only the plugin's own tests: no build, no supervisor.
+        #[arg(long, conflicts_with = "no_unit")]
+        no_smoke: bool,
     },
     /// Pack plugin.wasm, plugin.toml, README/LICENSE/CHANGELOG and
     /// checksums.sha256 into a reproducible .prxplugin (tar.gz).
@@ -114,7 +119,12 @@ fn main() -> ExitCode {
         } => scaffold::new(&name, lang, &capability, dir, pdk),
         Command::Build { release, dir } => builder::build(&dir, release),
         Command::Validate { file, manifest } => validate_cmd(file, &manifest),
-        Command::Test { dir, args, no_unit } => smoke::test(&dir, &args, !no_unit),
+        Command::Test {
+            dir,
+            args,
+            no_unit,
+            no_smoke,
+        } => smoke::test(&dir, &args, !no_unit, !no_smoke),
         Command::Pack { output, dir } => archive::pack(&dir, output),
         Command::Install {
             file,

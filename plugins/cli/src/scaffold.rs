@@ -36,11 +36,6 @@ pub fn new(
                     .join(", ")
             )
         })?;
-    if lang == Lang::Python {
-        bail!(
-            "Python plugins are not supported by this prx-plugin yet: the Python SDK and its componentize-py build are still to come; use --lang rust"
-        );
-    }
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
     if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
         bail!(
@@ -48,14 +43,25 @@ pub fn new(
             dir.display()
         );
     }
-    let pdk = pdk.unwrap_or_else(|| PathBuf::from(BUILT_PDK));
-    let pdk = pdk.canonicalize().with_context(|| {
-        format!(
-            "the Rust PDK is not at {}; pass --pdk PATH/TO/plugins/pdk/rust",
-            pdk.display()
-        )
-    })?;
-    for (path, text) in rust_project(name, kind, &pdk) {
+    let files = match lang {
+        Lang::Rust => {
+            let pdk = pdk.unwrap_or_else(|| PathBuf::from(BUILT_PDK));
+            let pdk = pdk.canonicalize().with_context(|| {
+                format!(
+                    "the Rust PDK is not at {}; pass --pdk PATH/TO/plugins/pdk/rust",
+                    pdk.display()
+                )
+            })?;
+            rust_project(name, kind, &pdk)
+        }
+        Lang::Python => {
+            if pdk.is_some() {
+                bail!("--pdk is the Rust PDK; a Python plugin gets the SDK built into prx-plugin");
+            }
+            crate::templates_python::project(name, kind)
+        }
+    };
+    for (path, text) in files {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
@@ -81,7 +87,8 @@ const CAPABILITIES: &[(CapabilityType, &str)] = &[
     (CapabilityType::Module, "\"log\", \"kv\""),
 ];
 
-fn fill(template: &str, name: &str, pdk: &Path) -> String {
+/// `@NAME@`, `@IDENT@` (the name in CamelCase) and `@PDK@` filled in.
+pub fn fill(template: &str, name: &str, pdk: &Path) -> String {
     let ident: String = name
         .split(['-', '_', '.'])
         .filter(|p| !p.is_empty())
@@ -99,7 +106,8 @@ fn fill(template: &str, name: &str, pdk: &Path) -> String {
         .replace("@PDK@", &pdk.display().to_string())
 }
 
-fn rust_project(name: &str, kind: CapabilityType, pdk: &Path) -> Vec<(&'static str, String)> {
+/// plugin.toml of a new plugin (`@NAME@` still to fill).
+pub fn manifest(kind: CapabilityType) -> String {
     let permissions = CAPABILITIES
         .iter()
         .find(|(k, _)| *k == kind)
@@ -115,9 +123,12 @@ fn rust_project(name: &str, kind: CapabilityType, pdk: &Path) -> Vec<(&'static s
         }
         CapabilityType::Module => "type = \"module\"\n".to_owned(),
     };
-    let manifest = format!(
+    format!(
         "[plugin]\nname = \"@NAME@\"\nversion = \"0.1.0\"\ndescription = \"A PRX {kind} plugin\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\n{capability}\n[permissions]\nrequired = [{permissions}]\n\n[resources]\nmax_fuel = 100000000\nmax_memory_mb = 32\nmax_execution_time_ms = 5000\nmax_kv_storage_kb = 256\n"
-    );
+    )
+}
+
+fn rust_project(name: &str, kind: CapabilityType, pdk: &Path) -> Vec<(&'static str, String)> {
     let source = match kind {
         CapabilityType::Tool => TOOL,
         CapabilityType::Hook => HOOK,
@@ -129,7 +140,7 @@ fn rust_project(name: &str, kind: CapabilityType, pdk: &Path) -> Vec<(&'static s
     };
     vec![
         ("Cargo.toml", fill(CARGO_TOML, name, pdk)),
-        ("plugin.toml", fill(&manifest, name, pdk)),
+        ("plugin.toml", fill(&manifest(kind), name, pdk)),
         ("src/lib.rs", fill(source, name, pdk)),
         (
             "README.md",

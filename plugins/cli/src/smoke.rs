@@ -2,7 +2,7 @@
 //! plugin is loaded by a real supervisor (a sandboxed worker, ephemeral
 //! kv) and each of its capabilities is called once.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use prx_supervisor::{CallError, ChatMessage, Supervisor, SupervisorConfig};
 
 use crate::Lang;
 
-pub fn test(dir: &Path, args: &str, unit: bool) -> Result<ExitCode> {
+pub fn test(dir: &Path, args: &str, unit: bool, smoke_test: bool) -> Result<ExitCode> {
     let lang = crate::builder::detect(dir)?;
     if unit {
         match lang {
@@ -26,8 +26,14 @@ pub fn test(dir: &Path, args: &str, unit: bool) -> Result<ExitCode> {
                     bail!("the plugin's own tests failed");
                 }
             }
-            Lang::Python => bail!("Python plugins are not supported by this prx-plugin yet"),
+            Lang::Python => {
+                println!("== the plugin's own tests (pytest, with the SDK's fake host)");
+                crate::python::unit_tests(dir)?;
+            }
         }
+    }
+    if !smoke_test {
+        return Ok(ExitCode::SUCCESS);
     }
     let manifest_path = dir.join("plugin.toml");
     let manifest = Manifest::load(&manifest_path).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -44,7 +50,13 @@ pub fn test(dir: &Path, args: &str, unit: bool) -> Result<ExitCode> {
     }
     println!("== in a real supervisor");
     let runtime = tokio::runtime::Runtime::new()?;
-    let passed = runtime.block_on(smoke(dir, &manifest, args))?;
+    // Compiled components are kept with the project's build output, so
+    // the next run starts at once.
+    let cache = match lang {
+        Lang::Rust => dir.join("target/prx-compile-cache"),
+        Lang::Python => dir.join("build/prx/compile-cache"),
+    };
+    let passed = runtime.block_on(smoke(dir, &manifest, args, cache))?;
     Ok(if passed {
         println!("smoke test passed");
         ExitCode::SUCCESS
@@ -56,7 +68,7 @@ pub fn test(dir: &Path, args: &str, unit: bool) -> Result<ExitCode> {
 
 /// Loads the plugin alone into a supervisor and calls it once per
 /// capability. False when anything failed.
-async fn smoke(dir: &Path, manifest: &Manifest, args: &str) -> Result<bool> {
+async fn smoke(dir: &Path, manifest: &Manifest, args: &str, cache: PathBuf) -> Result<bool> {
     let scratch = tempfile::tempdir()?;
     let plugins = scratch.path().join("plugins");
     let plugin_dir = plugins.join(&manifest.plugin.name);
@@ -71,9 +83,7 @@ async fn smoke(dir: &Path, manifest: &Manifest, args: &str) -> Result<bool> {
     config.ephemeral_kv = true;
     config.watch = false;
     config.retry_poll = Duration::ZERO;
-    // Compiled components are kept with the project's build output, so
-    // the next run starts at once.
-    config.cache_dir = Some(dir.join("target/prx-compile-cache"));
+    config.cache_dir = Some(cache);
     if config.resolve_worker_binary().is_none() {
         bail!(
             "prx-worker was not found next to prx-plugin; set PRX_WORKER_BIN to it (it is built with the prx workspace: cargo build --bins)"

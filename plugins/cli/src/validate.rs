@@ -12,11 +12,11 @@ use wit_parser::decoding::DecodedWasm;
 use wit_parser::{Function, Resolve, Type, TypeDefKind, WorldId, WorldItem, WorldKey};
 
 /// The ABI as this host knows it: `wit/`, built in.
-const WIT: &[(&str, &str)] = &[
+pub(crate) const WIT: &[(&str, &str)] = &[
     ("exports.wit", include_str!("../../../wit/exports.wit")),
     ("worlds.wit", include_str!("../../../wit/worlds.wit")),
 ];
-const HOST_WIT: &[(&str, &str)] = &[
+pub(crate) const HOST_WIT: &[(&str, &str)] = &[
     (
         "cache.wit",
         include_str!("../../../wit/deps/host/cache.wit"),
@@ -197,7 +197,7 @@ fn check_binary(wasm: &[u8], report: &mut Report) -> Option<(Resolve, WorldId)> 
 }
 
 /// The PRX ABI, parsed from the WIT built into this binary.
-fn reference() -> Resolve {
+pub(crate) fn reference() -> Resolve {
     let parse = |files: &[(&str, &str)]| {
         let mut map = wit_parser::SourceMap::new();
         for (name, text) in files {
@@ -269,11 +269,28 @@ fn check_exports(
             ));
         }
     }
-    for name in exports.keys().filter(|n| !expected.contains(n.as_str())) {
+    for (name, item) in exports
+        .iter()
+        .filter(|(n, _)| !expected.contains(n.as_str()))
+    {
+        if is_componentize_py_init(name, item, resolve) {
+            report.ok("exports componentize-py's `init` (used while it builds the component; the host never calls it)");
+            continue;
+        }
         report.warn(format!(
             "exports {name}, which no capability in plugin.toml uses (the host never calls it)"
         ));
     }
+}
+
+/// componentize-py leaves an unnamed interface `exports` with one
+/// function, `init`, in every component it builds.
+fn is_componentize_py_init(name: &str, item: &WorldItem, resolve: &Resolve) -> bool {
+    let WorldItem::Interface { id, .. } = item else {
+        return false;
+    };
+    let interface = &resolve.interfaces[*id];
+    name == "exports" && interface.name.is_none() && interface.functions.keys().eq(["init"])
 }
 
 /// Checks every function of the component's `id` against the interface
@@ -329,7 +346,7 @@ fn compare_interface(
 /// offered. This host links every `prx:host` interface into every plugin
 /// (each gated by its permission); an import beyond the world is a
 /// portability warning, an import of something no host provides an error.
-fn offered(reference: &Resolve, kind: CapabilityType) -> BTreeSet<String> {
+pub(crate) fn offered(reference: &Resolve, kind: CapabilityType) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     let Some(world) = world_named(reference, kind.as_str()) else {
         return names;
@@ -348,7 +365,7 @@ fn offered(reference: &Resolve, kind: CapabilityType) -> BTreeSet<String> {
 }
 
 /// The permission a host interface needs; `None`: always granted.
-fn permission_for(interface: &str) -> Option<Permission> {
+pub(crate) fn permission_for(interface: &str) -> Option<Permission> {
     match interface {
         "kv" | "kv-atomic" | "cache" => Some(Permission::Kv),
         "events" => Some(Permission::Events),
