@@ -30,18 +30,6 @@ fn add_example(env: &Env, name: &str) {
     env.add(name, name, &manifest);
 }
 
-/// Waits (polling, up to 60 s) until `check` gives a value.
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn kv_number(sup: &Supervisor, plugin: &str, key: &str) -> Option<i64> {
     sup.kv_get(plugin, key)
         .expect("kv")

@@ -40,6 +40,42 @@ pub fn shared_cache() -> PathBuf {
     Path::new(env!("PRX_ROOT")).join("target/test-compile-cache")
 }
 
+/// Waits (polling, up to 60 s) until `check` gives a value.
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A Python plugin under plugins/ (`examples/hello-py`, `testing/py-faults`),
+/// built with prx-plugin and componentize-py; returns its directory, which
+/// then holds plugin.wasm. Builds run one at a time, and prx-plugin skips a
+/// plugin whose inputs did not change since its last build.
+pub fn python_plugin(path: &str) -> PathBuf {
+    static BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Path::new(env!("PRX_ROOT")).join("plugins").join(path);
+    let out = Command::new(bin("prx-plugin"))
+        .arg("build")
+        .arg("--dir")
+        .arg(&dir)
+        .output()
+        .expect("run prx-plugin build");
+    assert!(
+        out.status.success(),
+        "prx-plugin build {} failed (componentize-py comes from .venv: scripts/bootstrap.sh):\n{}{}",
+        dir.display(),
+        stdout(&out),
+        stderr(&out)
+    );
+    dir
+}
+
 /// A plugins directory and a state directory of one test.
 pub struct Env {
     pub root: tempfile::TempDir,
@@ -66,6 +102,20 @@ impl Env {
         std::fs::create_dir_all(&path).expect("plugin dir");
         std::fs::write(path.join("plugin.toml"), manifest).expect("manifest");
         std::fs::copy(guest(guest_crate), path.join("plugin.wasm")).expect("wasm");
+        path
+    }
+
+    /// Adds `plugins/<dir>/` with a built Python plugin's component and
+    /// `manifest` (its own plugin.toml when None).
+    pub fn add_python(&self, dir: &str, source: &Path, manifest: Option<&str>) -> PathBuf {
+        let path = self.plugins().join(dir);
+        std::fs::create_dir_all(&path).expect("plugin dir");
+        match manifest {
+            Some(text) => std::fs::write(path.join("plugin.toml"), text),
+            None => std::fs::copy(source.join("plugin.toml"), path.join("plugin.toml")).map(drop),
+        }
+        .expect("manifest");
+        std::fs::copy(source.join("plugin.wasm"), path.join("plugin.wasm")).expect("wasm");
         path
     }
 
