@@ -23,6 +23,8 @@ fi
 cat >"$state/prx.toml" <<EOF
 plugins = "$PWD/target/plugins"
 state = "$state"
+# Kept between runs, so only the first run compiles the plugins.
+cache_dir = "$PWD/target/demo-compile-cache"
 
 [http]
 allowed_ranges = ["127.0.0.1/32"]
@@ -35,7 +37,9 @@ target/debug/prx up --config "$state/prx.toml" >"$state/ready" 2>"$log" &
 prx_pid=$!
 trap 'kill $prx_pid $web_pid 2>/dev/null; wait $prx_pid 2>/dev/null; rm -rf "$state"' EXIT
 
-for _ in $(seq 1 600); do
+# The first run compiles every plugin (the Python ones take longest); later
+# runs start from the compile cache.
+for _ in $(seq 1 3000); do
   grep -q '^prx: ready' "$state/ready" 2>/dev/null && break
   kill -0 $prx_pid 2>/dev/null || { cat "$log"; exit 1; }
   sleep 0.1
@@ -62,6 +66,15 @@ run chat mock-llm '[{"role":"user","content":"hello"}]' --model small
 run rpc stats.summary '{"values":[1,2,3,6]}'
 run publish prices.ABC '{"price":12.5}'
 run rpc stats.last_price '{"symbol":"ABC"}'
+# Python plugins (componentize-py): a tool, a hook, the forecast module.
+run call hello '{"name":"Ada"}'
+run call hello '{"name":42}'
+run publish prices.ibm '{"close":125.55}'
+run kv list events-py
+closes=$(sed -n '2,$p' plugins/examples/forecast/data/ibm-monthly.csv | cut -d, -f2 | paste -sd, -)
+run rpc forecast "{\"closes\":[$closes],\"horizon\":6}"
+run rpc forecast "{\"closes\":[$closes],\"horizon\":6}"
+run rpc forecast '{"closes":[1,2],"horizon":6}'
 run modules
 run cron run hourly-report
 run cron

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check: formatting, clippy (-D warnings), the host workspace's
 # unit and integration tests (real supervisor and worker processes, real
-# wasm32-wasip2 plugins), the guest workspace's tests, and a compile of the
+# wasm32-wasip2 plugins in Rust and Python), the guest workspace's tests,
+# the Python SDK's and Python plugins' pytest tests, and a compile of the
 # fuzz targets. Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,9 +32,21 @@ cargo test --workspace 2>&1 | tee -a "$results"
 echo "== guest tests (the PDK and examples on the host)"
 (cd plugins && cargo test --quiet) 2>&1 | tee -a "$results"
 
+echo "== Python: the SDK's tests and each Python plugin's own tests (pytest)"
+PYTHONDONTWRITEBYTECODE=1 .venv/bin/python -m pytest -q -p no:cacheprovider plugins/pdk/python/tests 2>&1 | tee -a "$results"
+for dir in plugins/examples/*/ plugins/testing/*/; do
+  if [ -f "$dir/plugin.py" ] && [ -d "$dir/tests" ]; then
+    target/debug/prx-plugin test --no-smoke --dir "$dir" 2>&1 | tee -a "$results"
+  fi
+done
+
 echo "== fuzz targets compile"
 cargo check --quiet --manifest-path fuzz/Cargo.toml --bins
 
-read -r passed failed < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } } END { print p + 0, f + 0 }' "$results")
+# cargo: "test result: ok. 12 passed; 0 failed; ..."; pytest: "3 failed, 17 passed in 0.2s".
+read -r passed failed < <(awk '
+  /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }
+  / in [0-9.]+s/ && !/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed,?$/) p += $i; if ($(i+1) ~ /^failed,?$/) f += $i } }
+  END { print p + 0, f + 0 }' "$results")
 echo
 echo "tests: $passed passed, $failed failed"

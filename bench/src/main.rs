@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod python;
+
 use anyhow::{Context, Result};
 use prx_ipc::{Call, EngineSettings, HostCall, HostReply, HostValue, Limits, LogLevel};
 use prx_supervisor::{Supervisor, SupervisorConfig};
@@ -147,11 +149,19 @@ fn isolated_on(
     })
 }
 
+/// A component and the limits it runs under.
+pub(crate) struct Subject<'a> {
+    pub name: &'a str,
+    pub wasm: &'a [u8],
+    pub limits: Limits,
+    pub engine: EngineSettings,
+}
+
 /// A new worker process from a cached artifact: spawn, handshake,
 /// deserialize, link and instantiate, until it reports ready.
-fn worker_spawn_to_ready(
+pub(crate) fn worker_spawn_to_ready(
     runtime: &tokio::runtime::Runtime,
-    wasm: &[u8],
+    subject: &Subject,
     worker: &Path,
     rounds: usize,
     sandbox: prx_supervisor::worker::verify::SandboxPolicy,
@@ -173,16 +183,16 @@ fn worker_spawn_to_ready(
     );
     let result = runtime.block_on(async {
         let mut spec = WorkerSpec {
-            plugin: "echo-tool".into(),
+            plugin: subject.name.into(),
             binary: worker.to_owned(),
-            limits: echo_limits(),
-            engine: echo_engine(),
-            component: Arc::new(wasm.to_vec()),
+            limits: subject.limits,
+            engine: subject.engine,
+            component: Arc::new(subject.wasm.to_vec()),
             source: SourceKind::Wasm {
                 want_artifact: true,
             },
             load_timeout: Duration::from_secs(60),
-            broker: Arc::new(PluginBroker::new("echo-tool".into(), Vec::new())),
+            broker: Arc::new(PluginBroker::new(subject.name.into(), Vec::new())),
             liveness: prx_supervisor::config::Liveness::default(),
             extra_args: Vec::new(),
             cgroups: cgroups.clone(),
@@ -527,7 +537,15 @@ fn reload_cycles(
 }
 
 fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("python") {
+        let [_, plugins, worker, root] = &argv[..] else {
+            anyhow::bail!("usage: prx-bench python <plugins dir> <prx-worker> <repository root>");
+        };
+        let (plugins, worker, root) = (Path::new(plugins), Path::new(worker), Path::new(root));
+        return python::run(plugins, worker, root);
+    }
+    let mut args = argv.into_iter();
     let wasm = PathBuf::from(
         args.next()
             .context("usage: prx-bench <echo-tool.wasm> <prx-worker> [calls]")?,
@@ -559,8 +577,14 @@ fn main() -> Result<()> {
         required: Default::default(),
         ..sandboxed.clone()
     };
-    let (bare_p50, bare_min) = worker_spawn_to_ready(&current, &bytes, &worker, 41, bare.clone())?;
-    let (worker_p50, worker_min) = worker_spawn_to_ready(&current, &bytes, &worker, 41, sandboxed)?;
+    let echo = Subject {
+        name: "echo-tool",
+        wasm: &bytes,
+        limits: echo_limits(),
+        engine: echo_engine(),
+    };
+    let (bare_p50, bare_min) = worker_spawn_to_ready(&current, &echo, &worker, 41, bare.clone())?;
+    let (worker_p50, worker_min) = worker_spawn_to_ready(&current, &echo, &worker, 41, sandboxed)?;
     let unsandboxed = SupervisorConfig {
         sandbox: bare.clone(),
         ..config.clone()

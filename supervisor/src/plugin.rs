@@ -197,6 +197,25 @@ pub struct Runtime {
     pub cgroups: Arc<crate::worker::cgroup::Cgroups>,
 }
 
+/// The limits a worker enforces and the engine it compiles with, from a
+/// manifest's `[resources]`.
+pub fn limits_of(r: &crate::manifest::Resources) -> (Limits, EngineSettings) {
+    let memory = r.max_memory_mb << 20;
+    let limits = Limits {
+        max_fuel: r.max_fuel,
+        max_memory_bytes: memory,
+        max_execution_time_ms: r.max_execution_time_ms,
+        max_instances: MAX_INSTANCES,
+        max_tables: MAX_TABLES,
+        max_table_elements: MAX_TABLE_ELEMENTS,
+    };
+    let engine = EngineSettings {
+        memory_reservation: memory,
+        memory_guard: MEMORY_GUARD,
+    };
+    (limits, engine)
+}
+
 impl Plugin {
     /// Builds a plugin from its manifest; refuses it when a required
     /// permission is not allowed by the operator's policy.
@@ -211,19 +230,7 @@ impl Plugin {
     ) -> Result<Arc<Self>, String> {
         let name: Arc<str> = manifest.plugin.name.as_str().into();
         let r = &manifest.resources;
-        let memory = r.max_memory_mb << 20;
-        let limits = Limits {
-            max_fuel: r.max_fuel,
-            max_memory_bytes: memory,
-            max_execution_time_ms: r.max_execution_time_ms,
-            max_instances: MAX_INSTANCES,
-            max_tables: MAX_TABLES,
-            max_table_elements: MAX_TABLE_ELEMENTS,
-        };
-        let engine = EngineSettings {
-            memory_reservation: memory,
-            memory_guard: MEMORY_GUARD,
-        };
+        let (limits, engine) = limits_of(r);
         let p = &manifest.permissions;
         if let Some(refused) = p.required.iter().find(|perm| !policy.allows(&name, **perm)) {
             return Err(format!(

@@ -1,9 +1,11 @@
-//! `prx-plugin`, the real binary: every template generates, builds,
+//! `prx-plugin`, the real binary: every Rust template generates, builds,
 //! validates and passes `prx-plugin test` (its own tests, then a call in a
-//! real supervisor); a new Rust tool goes new -> build -> validate -> pack
-//! -> install into a running `prx up` -> `prx call`, and a second version
-//! installed the same way is hot-reloaded with its kv state; `validate`
-//! fails clearly on a core module, a missing export and a torn file.
+//! real supervisor), every Python template passes its own tests; a new
+//! Rust tool goes new -> build -> validate -> pack -> install into a
+//! running `prx up` -> `prx call`, and a second version installed the same
+//! way is hot-reloaded with its kv state; a new Python module goes the same
+//! way to `prx rpc`; `validate` fails clearly on a core module, a missing
+//! export and a torn file.
 
 mod common;
 
@@ -82,8 +84,8 @@ fn every_template_builds_validates_and_passes_its_own_test() {
             "{capability}: {text}"
         );
     }
-    // A name that is not a plugin name, an unknown capability, and a
-    // language that is not there yet are refused before anything is written.
+    // A name that is not a plugin name, an unknown capability, and the
+    // Rust PDK for a Python plugin are refused before anything is written.
     for (args, expected) in [
         (&["new", "Bad Name"][..], "the plugin name"),
         (
@@ -91,8 +93,8 @@ fn every_template_builds_validates_and_passes_its_own_test() {
             "unknown capability `daemon`",
         ),
         (
-            &["new", "y", "--lang", "python"],
-            "Python plugins are not supported",
+            &["new", "y", "--lang", "python", "--pdk", "."],
+            "--pdk is the Rust PDK",
         ),
     ] {
         let out = prx_plugin(root.path(), args);
@@ -100,6 +102,86 @@ fn every_template_builds_validates_and_passes_its_own_test() {
         assert!(stderr(&out).contains(expected), "{args:?}: {}", both(&out));
     }
     assert!(!root.path().join("x").exists() && !root.path().join("y").exists());
+}
+
+#[test]
+fn python_templates_pass_their_tests_and_a_python_module_goes_from_new_to_prx_rpc() {
+    let work = tempfile::tempdir().expect("temp dir");
+    for capability in [
+        "tool",
+        "hook",
+        "middleware",
+        "cron",
+        "provider",
+        "storage",
+        "module",
+    ] {
+        let name = format!("py-{capability}");
+        let out = prx_plugin(
+            work.path(),
+            &["new", &name, "--lang", "python", "--capability", capability],
+        );
+        assert!(out.status.success(), "new {capability}: {}", both(&out));
+        let out = prx_plugin(&work.path().join(&name), &["test", "--no-smoke"]);
+        assert!(out.status.success(), "test {capability}: {}", both(&out));
+        assert!(
+            stdout(&out).contains("1 passed"),
+            "{capability}: {}",
+            both(&out)
+        );
+    }
+
+    // The module, all the way: built with componentize-py, validated,
+    // called in a real supervisor by `test`, packed, installed, called.
+    let project = work.path().join("py-module");
+    for args in [
+        &["build"][..],
+        &["validate"],
+        &["test", "--no-unit"],
+        &["pack"],
+    ] {
+        let out = prx_plugin(&project, args);
+        assert!(out.status.success(), "{args:?}: {}", both(&out));
+    }
+    let env = Env::new();
+    let daemon = Daemon::start(&env);
+    let out = prx_plugin(
+        work.path(),
+        &[
+            "install",
+            project
+                .join("py-module-0.1.0.prxplugin")
+                .to_str()
+                .expect("utf-8"),
+            "--plugins",
+            env.plugins().to_str().expect("utf-8"),
+            "--state",
+            env.state().to_str().expect("utf-8"),
+        ],
+    );
+    assert!(out.status.success(), "{}", both(&out));
+    assert!(
+        stdout(&out).contains("installed py-module 0.1.0"),
+        "{}",
+        both(&out)
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let answer = loop {
+        let out = daemon.cli(&["rpc", "py-module.square", r#"{"x":3}"#]);
+        if out.status.success() {
+            break stdout(&out);
+        }
+        assert!(Instant::now() < deadline, "prx rpc: {}", both(&out));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(answer.trim(), r#"{"square":9}"#);
+    let again = daemon.cli(&["rpc", "py-module.square", r#"{"x":3}"#]);
+    assert_eq!(stdout(&again).trim(), r#"{"square":9}"#);
+    let modules = stdout(&daemon.cli(&["modules"]));
+    assert!(
+        modules.contains("calls: 2") && modules.contains("cache_hits: 1"),
+        "{modules}"
+    );
 }
 
 /// Calls `prx call` until the answer is as `check` wants; counts the
