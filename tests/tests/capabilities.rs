@@ -826,15 +826,20 @@ async fn lifecycle_events_follow_a_plugin_from_load_to_quarantine_and_release() 
     config.restart.backoff_initial = Duration::from_millis(10);
     let sup = Supervisor::start(config).await.expect("start");
     let mut lifecycle = sup.subscribe("prx.lifecycle.*").expect("subscribe");
-    // Crash, restart, crash again: quarantined.
-    for _ in 0..2 {
-        let _ = sup.call_tool("faulty", r#"{"mode":"crash"}"#).await;
-        let _ = eventually("a worker again or quarantine", async || {
-            let state = sup.plugins()[0].state.clone();
-            (state == "running" || state == "quarantined").then_some(())
-        })
-        .await;
-    }
+    // Crash, restart, crash again: quarantined. Each wait is for the
+    // supervisor to have acted on the crash, not just for a state that the
+    // plugin also has before it noticed.
+    let _ = sup.call_tool("faulty", r#"{"mode":"crash"}"#).await;
+    eventually("a restarted worker", async || {
+        let plugin = &sup.plugins()[0];
+        (plugin.state == "running" && plugin.restarts >= 1).then_some(())
+    })
+    .await;
+    let _ = sup.call_tool("faulty", r#"{"mode":"crash"}"#).await;
+    eventually("quarantine", async || {
+        (sup.plugins()[0].state == "quarantined").then_some(())
+    })
+    .await;
     sup.release("faulty").await.expect("release");
     sup.shutdown().await;
     let mut topics = Vec::new();
