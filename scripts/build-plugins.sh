@@ -16,36 +16,29 @@ cargo build --quiet --release --target wasm32-wasip2 \
   --manifest-path plugins/Cargo.toml --target-dir target/wasm
 
 out=target/wasm/wasm32-wasip2/release
-assemble() { # <source dir> <destination root>
-  local src=$1 dest=$2 crate
-  crate=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$src/Cargo.toml" | head -1)
-  mkdir -p "$dest/$(basename "$src")"
-  cp "$src/plugin.toml" "$dest/$(basename "$src")/plugin.toml"
-  # Write-then-rename, so a running supervisor never sees half a file.
-  cp "$out/${crate//-/_}.wasm" "$dest/$(basename "$src")/.plugin.wasm.tmp"
-  mv "$dest/$(basename "$src")/.plugin.wasm.tmp" "$dest/$(basename "$src")/plugin.wasm"
-}
-for dir in plugins/examples/*/; do
-  [ -f "$dir/plugin.toml" ] && [ -f "$dir/Cargo.toml" ] && assemble "${dir%/}" target/plugins
-done
-for dir in plugins/testing/*/; do
-  [ -f "$dir/plugin.toml" ] && [ -f "$dir/Cargo.toml" ] && assemble "${dir%/}" target/test-plugins
-done
-# Python plugins: prx-plugin builds them with componentize-py (from .venv,
+# Python plugins are built by prx-plugin with componentize-py (from .venv,
 # which scripts/bootstrap.sh makes); an unchanged one is not rebuilt.
 cargo build --quiet --bin prx-plugin
-assemble_python() { # <source dir> <destination root>
-  local src=$1 dest=$2
-  target/debug/prx-plugin build --dir "$src" >/dev/null
-  mkdir -p "$dest/$(basename "$src")"
-  cp "$src/plugin.toml" "$dest/$(basename "$src")/plugin.toml"
-  cp "$src/plugin.wasm" "$dest/$(basename "$src")/.plugin.wasm.tmp"
-  mv "$dest/$(basename "$src")/.plugin.wasm.tmp" "$dest/$(basename "$src")/plugin.wasm"
+
+place() { # <source dir> <destination root> <component>
+  local to="$2/$(basename "$1")"
+  mkdir -p "$to"
+  cp "$1/plugin.toml" "$to/plugin.toml"
+  # Write-then-rename, so a running supervisor never sees half a file.
+  cp "$3" "$to/.plugin.wasm.tmp"
+  mv "$to/.plugin.wasm.tmp" "$to/plugin.wasm"
 }
-for dir in plugins/examples/*/; do
-  [ -f "$dir/plugin.toml" ] && [ -f "$dir/plugin.py" ] && assemble_python "${dir%/}" target/plugins
-done
-for dir in plugins/testing/*/; do
-  [ -f "$dir/plugin.toml" ] && [ -f "$dir/plugin.py" ] && assemble_python "${dir%/}" target/test-plugins
+for dir in plugins/examples/*/ plugins/testing/*/; do
+  dir=${dir%/}
+  dest=target/plugins
+  [[ $dir == plugins/testing/* ]] && dest=target/test-plugins
+  [ -f "$dir/plugin.toml" ] || continue
+  if [ -f "$dir/Cargo.toml" ]; then
+    crate=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$dir/Cargo.toml" | head -1)
+    place "$dir" "$dest" "$out/${crate//-/_}.wasm"
+  elif [ -f "$dir/plugin.py" ]; then
+    target/debug/prx-plugin build --dir "$dir" >/dev/null
+    place "$dir" "$dest" "$dir/plugin.wasm"
+  fi
 done
 echo "build-plugins: $(ls target/plugins | wc -l) example plugins in target/plugins, $(ls target/test-plugins 2>/dev/null | wc -l) test plugins in target/test-plugins"

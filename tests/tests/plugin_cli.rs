@@ -35,6 +35,17 @@ fn prx_plugin(dir: &Path, args: &[&str]) -> Output {
         .expect("run prx-plugin")
 }
 
+/// Every capability a template exists for.
+const CAPABILITIES: [&str; 7] = [
+    "tool",
+    "hook",
+    "middleware",
+    "cron",
+    "provider",
+    "storage",
+    "module",
+];
+
 fn both(o: &Output) -> String {
     format!("{}{}", stdout(o), stderr(o))
 }
@@ -42,15 +53,7 @@ fn both(o: &Output) -> String {
 #[test]
 fn every_template_builds_validates_and_passes_its_own_test() {
     let root = tempfile::tempdir().expect("temp dir");
-    for capability in [
-        "tool",
-        "hook",
-        "middleware",
-        "cron",
-        "provider",
-        "storage",
-        "module",
-    ] {
+    for capability in CAPABILITIES {
         let name = format!("my-{capability}");
         let out = prx_plugin(
             root.path(),
@@ -107,15 +110,7 @@ fn every_template_builds_validates_and_passes_its_own_test() {
 #[test]
 fn python_templates_pass_their_tests_and_a_python_module_goes_from_new_to_prx_rpc() {
     let work = tempfile::tempdir().expect("temp dir");
-    for capability in [
-        "tool",
-        "hook",
-        "middleware",
-        "cron",
-        "provider",
-        "storage",
-        "module",
-    ] {
+    for capability in CAPABILITIES {
         let name = format!("py-{capability}");
         let out = prx_plugin(
             work.path(),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use prx_supervisor::manifest::{Manifest, Permission};
+use prx_supervisor::manifest::Manifest;
 
 /// The componentize-py release the SDK is built and tested with.
 pub const COMPONENTIZE_PY: &str = "0.25.1";
@@ -115,13 +115,7 @@ fn write(path: &Path, text: &str) -> Result<()> {
 /// The WIT world a plugin with this manifest is built for.
 pub fn world(manifest: &Manifest) -> String {
     let reference = crate::validate::reference();
-    let declared: Vec<Permission> = manifest
-        .permissions
-        .required
-        .iter()
-        .chain(&manifest.permissions.optional)
-        .copied()
-        .collect();
+    let declared = crate::validate::declared(manifest);
     let mut offered = std::collections::BTreeSet::new();
     let mut exports = std::collections::BTreeSet::new();
     for cap in &manifest.capabilities {

@@ -364,6 +364,17 @@ pub(crate) fn offered(reference: &Resolve, kind: CapabilityType) -> BTreeSet<Str
     names
 }
 
+/// The permissions a manifest declares, required or optional.
+pub(crate) fn declared(manifest: &Manifest) -> BTreeSet<Permission> {
+    manifest
+        .permissions
+        .required
+        .iter()
+        .chain(&manifest.permissions.optional)
+        .copied()
+        .collect()
+}
+
 /// The permission a host interface needs; `None`: always granted.
 pub(crate) fn permission_for(interface: &str) -> Option<Permission> {
     match interface {
@@ -386,13 +397,7 @@ fn check_imports(
     for cap in &manifest.capabilities {
         allowed.extend(offered(reference, cap.kind));
     }
-    let declared: BTreeSet<Permission> = manifest
-        .permissions
-        .required
-        .iter()
-        .chain(&manifest.permissions.optional)
-        .copied()
-        .collect();
+    let declared = declared(manifest);
     let kinds: Vec<&str> = manifest
         .capabilities
         .iter()
