@@ -8,8 +8,10 @@
 //! directory: nothing from the plugins directory is ever deserialized, and
 //! the plugins directory is never written.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use prx_ipc::EngineSettings;
 use sha2::{Digest, Sha256};
@@ -22,6 +24,8 @@ pub struct CompileCache {
     dir: PathBuf,
     /// Identifies the worker build (version, size and mtime of the binary).
     worker_build: String,
+    /// Entries whose checksum was checked: key -> (inode, length, mtime).
+    verified: Arc<Mutex<HashMap<String, (u64, u64, i64, i64)>>>,
 }
 
 impl CompileCache {
@@ -37,6 +41,7 @@ impl CompileCache {
         Ok(Self {
             dir,
             worker_build: format!("{}:{}:{mtime}", env!("CARGO_PKG_VERSION"), meta.len()),
+            verified: Arc::default(),
         })
     }
 
@@ -57,17 +62,34 @@ impl CompileCache {
     }
 
     /// The artifact for `key`, if a whole and unaltered one is stored.
+    ///
+    /// The checksum is checked the first time this cache reads a file;
+    /// later reads of the same file (same inode, length and modification
+    /// time: entries are only ever renamed into place, never rewritten)
+    /// skip it. A compiled Python component is 45 MB, and a worker restart
+    /// should not hash it again.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
-        let bytes = std::fs::read(self.path(key)).ok()?;
-        if bytes.len() < HEADER_LEN || &bytes[..MAGIC.len()] != MAGIC {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let mut file = std::fs::File::open(self.path(key)).ok()?;
+        let meta = file.metadata().ok()?;
+        let mut header = [0u8; HEADER_LEN];
+        file.read_exact(&mut header).ok()?;
+        if &header[..MAGIC.len()] != MAGIC {
             return None;
         }
-        let body = &bytes[HEADER_LEN..];
-        if Sha256::digest(body).as_slice() != &bytes[MAGIC.len()..HEADER_LEN] {
-            tracing::warn!(key, "compile cache entry is corrupt; ignoring it");
-            return None;
+        let mut body = Vec::with_capacity((meta.len() as usize).saturating_sub(HEADER_LEN));
+        file.read_to_end(&mut body).ok()?;
+        let stamp = (meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec());
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.get(key) != Some(&stamp) {
+            if Sha256::digest(&body).as_slice() != &header[MAGIC.len()..] {
+                tracing::warn!(key, "compile cache entry is corrupt; ignoring it");
+                return None;
+            }
+            verified.insert(key.to_owned(), stamp);
         }
-        Some(body.to_vec())
+        Some(body)
     }
 
     /// Stores an artifact atomically.
@@ -82,6 +104,10 @@ impl CompileCache {
 
     /// Drops an entry a worker refused (e.g. made by another wasmtime).
     pub fn remove(&self, key: &str) {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         let _ = std::fs::remove_file(self.path(key));
     }
 }
@@ -147,6 +173,26 @@ mod tests {
         std::fs::write(&path, &bytes).expect("write");
         assert!(cache.get(&key).is_none());
         std::fs::write(&path, b"not ours").expect("write");
+        assert!(cache.get(&key).is_none());
+    }
+
+    #[test]
+    fn a_checked_entry_is_checked_again_once_its_file_changes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cache = cache(dir.path());
+        let key = cache.key(b"wasm", &settings());
+        cache.put(&key, b"artifact").expect("put");
+        assert_eq!(cache.get(&key).as_deref(), Some(&b"artifact"[..]));
+        assert_eq!(cache.get(&key).as_deref(), Some(&b"artifact"[..]));
+        // Another file renamed over it, with a body that does not match
+        // its checksum: a new inode, so it is checked, and refused.
+        let path = cache.path(&key);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let replacement = dir.path().join("replacement");
+        std::fs::write(&replacement, &bytes).expect("write");
+        std::fs::rename(&replacement, &path).expect("rename");
         assert!(cache.get(&key).is_none());
     }
 }

@@ -126,6 +126,9 @@ pub struct Plugin {
     /// very same content is skipped.
     pub digest: [u8; 32],
     wasm: Arc<Vec<u8>>,
+    /// The compile cache key of `wasm`: hashed once, not per worker start
+    /// (a Python component is about 19 MB).
+    cache_key: OnceLock<String>,
     limits: Limits,
     engine: EngineSettings,
     broker: Arc<PluginBroker>,
@@ -302,6 +305,7 @@ impl Plugin {
             active: AtomicUsize::new(0),
             drained: tokio::sync::Notify::new(),
             successor: OnceLock::new(),
+            cache_key: OnceLock::new(),
             reloads: AtomicU32::new(0),
             reload_error: Mutex::new(None),
         }))
@@ -813,7 +817,10 @@ impl Plugin {
     /// Starts a worker from the compile cache, or compiles the component
     /// (and caches the result).
     async fn spawn_worker(&self, rt: &Runtime) -> Result<Arc<Worker>, StartError> {
-        let key = rt.cache.key(&self.wasm, &self.engine);
+        let key = self
+            .cache_key
+            .get_or_init(|| rt.cache.key(&self.wasm, &self.engine))
+            .clone();
         if let Some(artifact) = rt.cache.get(&key) {
             match Worker::start(self.spec(rt, Arc::new(artifact), SourceKind::Artifact)).await {
                 Ok(started) => return Ok(started.worker),
