@@ -24,9 +24,12 @@ pub struct CompileCache {
     dir: PathBuf,
     /// Identifies the worker build (version, size and mtime of the binary).
     worker_build: String,
-    /// Entries whose checksum was checked: key -> (inode, length, mtime).
-    verified: Arc<Mutex<HashMap<String, (u64, u64, i64, i64)>>>,
+    /// Entries whose checksum was checked, and the file it was checked in.
+    verified: Arc<Mutex<HashMap<String, FileStamp>>>,
 }
+
+/// A file as it was when checked: inode, length, mtime (s, ns).
+type FileStamp = (u64, u64, i64, i64);
 
 impl CompileCache {
     pub fn open(dir: PathBuf, worker_binary: &Path) -> std::io::Result<Self> {
