@@ -23,11 +23,12 @@ use prx_worker::runtime::{self, HostBackend, Plugin};
 
 use crate::{Subject, worker_spawn_to_ready};
 
-/// What the forecast module needs of an in-process host: its config, RPC
-/// registration and a cache that never hits (every call computes).
-struct ForecastHost;
+/// The in-process host of both examples: the forecast module's config, RPC
+/// registration and a cache that never hits (every call computes); every
+/// other call (hello-py makes none while it instantiates) answers unit.
+struct PythonHost;
 
-impl HostBackend for ForecastHost {
+impl HostBackend for PythonHost {
     fn call(&self, call: HostCall) -> HostReply {
         HostReply::Ok(match call {
             HostCall::ConfigGetAll => HostValue::Pairs(vec![
@@ -97,7 +98,7 @@ pub fn run(plugins: &Path, worker: &Path, root: &Path) -> Result<()> {
         let component = unsafe { runtime::deserialize(&engine, &artifact) }
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         deserializing.push(t.elapsed());
-        let mut plugin = Plugin::new(&engine, &component, limits, Arc::new(ForecastHost))
+        let mut plugin = Plugin::new(&engine, &component, limits, Arc::new(PythonHost))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         plugin.instantiate().map_err(|e| anyhow::anyhow!("{e:?}"))?;
         in_process.push(t.elapsed());
@@ -177,7 +178,7 @@ pub fn run(plugins: &Path, worker: &Path, root: &Path) -> Result<()> {
     let engine = runtime::build_engine(&engine_settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let component =
         runtime::compile(&engine, &forecast_wasm).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut plugin = Plugin::new(&engine, &component, limits, Arc::new(ForecastHost))
+    let mut plugin = Plugin::new(&engine, &component, limits, Arc::new(PythonHost))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     plugin
         .invoke(&Call::ModuleOnLoad)

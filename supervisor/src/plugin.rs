@@ -637,12 +637,8 @@ impl Plugin {
     /// (exports, tool spec, names, a module's `on-load`) without touching
     /// the running version: its subscriptions and queue stay as they are.
     pub async fn start_standby(&self, rt: &Runtime) -> Result<Arc<Worker>, String> {
-        let worker = self.spawn_worker(rt).await.map_err(|e| e.to_string())?;
-        let checked = match self.check_exports(&worker) {
-            Ok(()) => self.init_worker(&worker, rt).await,
-            Err(e) => Err(e),
-        };
-        match checked {
+        let worker = self.spawn_checked(rt).await?;
+        match self.init_worker(&worker, rt).await {
             Ok(()) => Ok(worker),
             Err(e) => {
                 worker.kill();
@@ -651,19 +647,26 @@ impl Plugin {
         }
     }
 
+    /// A new worker whose exports match the manifest (killed when not).
+    async fn spawn_checked(&self, rt: &Runtime) -> Result<Arc<Worker>, String> {
+        let worker = self.spawn_worker(rt).await.map_err(|e| e.to_string())?;
+        if let Err(e) = self.check_exports(&worker) {
+            worker.kill();
+            return Err(e);
+        }
+        Ok(worker)
+    }
+
     /// Compiles the component in a sandboxed worker (filling the compile
     /// cache), checks its exports against the manifest, asks the calls
     /// without effects (a tool's spec, a provider's or storage's name; a
     /// module's `on-load` is not run) and stops the worker: an install can
     /// make sure a version starts, and its later load is a cached one.
     pub async fn compile_check(&self, rt: &Runtime) -> Result<(), String> {
-        let worker = self.spawn_worker(rt).await.map_err(|e| e.to_string())?;
-        let checked = match self.check_exports(&worker) {
-            Ok(()) => self.ask_names(&worker, rt).await,
-            Err(e) => Err(e),
-        };
+        let worker = self.spawn_checked(rt).await?;
+        let named = self.ask_names(&worker, rt).await;
         worker.kill();
-        checked
+        named
     }
 
     /// Makes a started standby this plugin's serving worker, in place of

@@ -8,7 +8,7 @@ use prx_ipc::{Call, ChatMessage, ChatResponse, Output};
 use serde::{Deserialize, Serialize};
 
 use super::{HOST_MEMORY_OWNER, Supervisor};
-use crate::broker::events::{Event, EventBus, Pattern, extend, no_chain};
+use crate::broker::events::{Event, EventBus, extend, no_chain};
 use crate::error::CallError;
 use crate::manifest::CapabilityType;
 use crate::plugin::{Plugin, PluginState, Runtime};
@@ -537,23 +537,21 @@ impl Supervisor {
 /// let through; one that is both gets at its hook what its manifest
 /// patterns match and at its module what it subscribed to when it loaded.
 fn event_targets(plugin: &Plugin, bus: &EventBus, topic: &str) -> (bool, bool) {
-    let mut hooks = plugin
+    let is_hook = plugin
         .manifest
         .capabilities_of(CapabilityType::Hook)
-        .peekable();
-    let is_hook = hooks.peek().is_some();
+        .next()
+        .is_some();
     let is_module = plugin
         .manifest
         .capabilities_of(CapabilityType::Module)
         .next()
         .is_some();
-    if !(is_hook && is_module) {
-        return (is_hook, is_module);
+    if is_hook && is_module {
+        bus.matching(&plugin.name, topic)
+    } else {
+        (is_hook, is_module)
     }
-    let manifest_match = hooks
-        .flat_map(|c| c.events.iter())
-        .any(|p| Pattern::parse(p.pattern()).is_ok_and(|p| p.matches(topic)));
-    (manifest_match, bus.runtime_match(&plugin.name, topic))
 }
 
 /// Hands one event to a hook's `on-event` or a module's `on-event`. A

@@ -182,7 +182,7 @@ pub fn build(dir: &Path, manifest: &Manifest) -> Result<PathBuf> {
     let tool = componentize_py()?;
     // Like cargo, nothing is rebuilt when no input changed.
     let stamp = root.join("inputs.sha256");
-    let inputs = inputs_digest(&project, &root)?;
+    let inputs = inputs_digest(&project, &root, &tool)?;
     if out.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == inputs) {
         println!("{}: up to date", manifest.plugin.name);
         return Ok(out);
@@ -218,7 +218,7 @@ pub fn build(dir: &Path, manifest: &Manifest) -> Result<PathBuf> {
 /// A digest of everything a build reads: the project's files (not its
 /// tests, build output or hidden files), the generated world and SDK, and
 /// the componentize-py in use.
-fn inputs_digest(project: &Path, root: &Path) -> Result<String> {
+fn inputs_digest(project: &Path, root: &Path, componentize_py: &Path) -> Result<String> {
     use sha2::{Digest, Sha256};
     fn walk(dir: &Path, skip: &[&str], files: &mut Vec<PathBuf>) -> std::io::Result<()> {
         for entry in std::fs::read_dir(dir)? {
@@ -245,7 +245,7 @@ fn inputs_digest(project: &Path, root: &Path) -> Result<String> {
     walk(&root.join("sdk"), &["__pycache__"], &mut files)?;
     files.sort();
     let mut hash = Sha256::new();
-    hash.update(componentize_py()?.to_string_lossy().as_bytes());
+    hash.update(componentize_py.to_string_lossy().as_bytes());
     for file in files {
         hash.update(file.to_string_lossy().as_bytes());
         hash.update([0]);

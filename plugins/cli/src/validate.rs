@@ -505,47 +505,34 @@ fn ty(resolve: &Resolve, t: &Type) -> String {
             match &def.kind {
                 TypeDefKind::Record(r) => format!(
                     "record {name} {{{}}}",
-                    r.fields
-                        .iter()
-                        .map(|f| format!("{}: {}", f.name, ty(resolve, &f.ty)))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    joined(
+                        r.fields
+                            .iter()
+                            .map(|f| format!("{}: {}", f.name, ty(resolve, &f.ty)))
+                    )
                 ),
                 TypeDefKind::Variant(v) => format!(
                     "variant {name} {{{}}}",
-                    v.cases
-                        .iter()
-                        .map(|c| match &c.ty {
-                            Some(t) => format!("{}({})", c.name, ty(resolve, t)),
-                            None => c.name.clone(),
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    joined(v.cases.iter().map(|c| match &c.ty {
+                        Some(t) => format!("{}({})", c.name, ty(resolve, t)),
+                        None => c.name.clone(),
+                    }))
                 ),
-                TypeDefKind::Enum(e) => format!(
-                    "enum {name} {{{}}}",
-                    e.cases
-                        .iter()
-                        .map(|c| c.name.clone())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                TypeDefKind::Flags(f) => format!(
-                    "flags {name} {{{}}}",
-                    f.flags
-                        .iter()
-                        .map(|c| c.name.clone())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                TypeDefKind::Tuple(t) => format!(
-                    "tuple<{}>",
-                    t.types
-                        .iter()
-                        .map(|t| ty(resolve, t))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                TypeDefKind::Enum(e) => {
+                    format!(
+                        "enum {name} {{{}}}",
+                        joined(e.cases.iter().map(|c| c.name.clone()))
+                    )
+                }
+                TypeDefKind::Flags(f) => {
+                    format!(
+                        "flags {name} {{{}}}",
+                        joined(f.flags.iter().map(|c| c.name.clone()))
+                    )
+                }
+                TypeDefKind::Tuple(t) => {
+                    format!("tuple<{}>", joined(t.types.iter().map(|t| ty(resolve, t))))
+                }
                 TypeDefKind::Option(t) => format!("option<{}>", ty(resolve, t)),
                 TypeDefKind::Result(r) => format!("result<{}, {}>", opt(&r.ok), opt(&r.err)),
                 TypeDefKind::List(t) => format!("list<{}>", ty(resolve, t)),
@@ -565,6 +552,11 @@ fn ty(resolve: &Resolve, t: &Type) -> String {
             }
         }
     }
+}
+
+/// Items separated by `, `.
+fn joined(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

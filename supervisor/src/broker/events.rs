@@ -456,27 +456,26 @@ impl EventBus {
     /// instance).
     pub fn runtime_subscriptions(&self, plugin: &str) -> Vec<u64> {
         let state = self.lock();
-        let Some((inbox, _)) = state.plugin_inboxes.get(plugin) else {
-            return Vec::new();
-        };
         state
-            .subs
-            .iter()
-            .filter(|(_, s)| s.inbox == *inbox && !s.fixed)
+            .subs_of(plugin)
+            .filter(|(_, s)| !s.fixed)
             .map(|(id, _)| *id)
             .collect()
     }
 
-    /// True when one of the plugin's run-time subscriptions matches `topic`.
-    pub fn runtime_match(&self, plugin: &str, topic: &str) -> bool {
+    /// Whether `topic` matches one of the plugin's manifest subscriptions,
+    /// and one of its run-time subscriptions: (manifest, run time).
+    pub fn matching(&self, plugin: &str, topic: &str) -> (bool, bool) {
         let state = self.lock();
-        let Some((inbox, _)) = state.plugin_inboxes.get(plugin) else {
-            return false;
-        };
-        state
-            .subs
-            .values()
-            .any(|s| s.inbox == *inbox && !s.fixed && s.pattern.matches(topic))
+        let (mut fixed, mut runtime) = (false, false);
+        for (_, sub) in state
+            .subs_of(plugin)
+            .filter(|(_, s)| s.pattern.matches(topic))
+        {
+            fixed |= sub.fixed;
+            runtime |= !sub.fixed;
+        }
+        (fixed, runtime)
     }
 
     /// A plugin removes one of its own subscriptions.
@@ -564,6 +563,14 @@ impl EventBus {
 }
 
 impl State {
+    /// The subscriptions of a plugin (none when it has no inbox).
+    fn subs_of(&self, plugin: &str) -> impl Iterator<Item = (&u64, &Sub)> {
+        let inbox = self.plugin_inboxes.get(plugin).map(|(inbox, _)| *inbox);
+        self.subs
+            .iter()
+            .filter(move |(_, s)| Some(s.inbox) == inbox)
+    }
+
     fn add_inbox(
         &mut self,
         owner: Owner,
