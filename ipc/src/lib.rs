@@ -19,7 +19,7 @@
 //!      |  <------ HostCall {id', call} (nested, 0..n) ------  |  guest runs
 //!      |  ------- HostReply {id', reply} ------------------->  |
 //!      |  <------ Log {level, message} (one-way) -----------  |
-//!      |  <------ InvokeReply {id, outcome} ----------------  |
+//!      |  <------ InvokeReply {id, outcome, fuel_used} -----  |
 //!      |                                                       |
 //!      |  ------- Ping {nonce} / <------ Pong {nonce} ------   |
 //!      |  ------- Shutdown --------------------------------->  |  exits 0
@@ -35,10 +35,10 @@ pub use messages::*;
 
 /// The protocol version this build speaks. Bump it on any change to a
 /// message's layout; old workers are then refused at the handshake.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The oldest protocol version this build still accepts.
-pub const MIN_PROTOCOL_VERSION: u16 = 2;
+pub const MIN_PROTOCOL_VERSION: u16 = 3;
 
 /// The descriptor a worker takes as its link when the supervisor does not
 /// name one with `--link-fd`.

@@ -404,6 +404,9 @@ impl Call {
 pub struct InvokeReply {
     pub id: u64,
     pub outcome: Result<Output, GuestError>,
+    /// Fuel the call consumed (for metrics; the supervisor clamps it to
+    /// the plugin's `max_fuel`, since a worker could report anything).
+    pub fuel_used: u64,
 }
 
 /// What a guest function returned.
@@ -678,6 +681,18 @@ pub enum LogLevel {
     Info,
     Warn,
     Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -207,6 +207,7 @@ fn every_worker_message_round_trips() {
     round_trip(FromWorker::Chunk(Chunk { bytes: vec![7; 10] }));
     round_trip(FromWorker::InvokeReply(InvokeReply {
         id: 1,
+        fuel_used: 0,
         outcome: Ok(Output::ToolSpec(ToolSpec {
             name: "echo".into(),
             description: "Echo".into(),
@@ -215,6 +216,7 @@ fn every_worker_message_round_trips() {
     }));
     round_trip(FromWorker::InvokeReply(InvokeReply {
         id: 2,
+        fuel_used: 0,
         outcome: Ok(Output::ToolResult(PluginResult {
             success: false,
             output: String::new(),
@@ -251,6 +253,7 @@ fn every_worker_message_round_trips() {
     for output in outputs {
         round_trip(FromWorker::InvokeReply(InvokeReply {
             id: 4,
+            fuel_used: 0,
             outcome: Ok(output),
         }));
     }
@@ -264,6 +267,7 @@ fn every_worker_message_round_trips() {
     ] {
         round_trip(FromWorker::InvokeReply(InvokeReply {
             id: 3,
+            fuel_used: 0,
             outcome: Err(GuestError {
                 kind,
                 message: "wasm trap: unreachable".into(),

@@ -194,6 +194,127 @@ pub struct SupervisorConfig {
     /// thing from inside its sandbox (`prx-worker --test-probe`). Only the
     /// library can set it; `prx` and its config never do.
     pub test_probe: Option<String>,
+    /// The most any plugin's `[resources]` may ask for.
+    pub resource_caps: ResourceCaps,
+    /// The local API: socket mode, HTTP listener, token, request size.
+    pub api: ApiConfig,
+    /// How `prx up` writes its log.
+    pub log_format: LogFormat,
+}
+
+/// Ceilings on a manifest's `[resources]`, by default and per plugin (a
+/// plugin's own entry wins key by key). A plugin asking for more is not
+/// loaded, with a message naming the key and both numbers; clamping it
+/// silently would make it fail later with a limit it never asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceCaps {
+    pub default: ResourceCap,
+    pub plugins: BTreeMap<String, ResourceCap>,
+}
+
+/// One set of ceilings; `None` leaves a key to the manifest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceCap {
+    pub max_fuel: Option<u64>,
+    pub max_memory_mb: Option<u64>,
+    pub max_execution_time_ms: Option<u64>,
+    pub max_http_requests: Option<u64>,
+    pub max_kv_storage_kb: Option<u64>,
+}
+
+/// Reads one key of a [`ResourceCap`].
+type Pick = fn(&ResourceCap) -> Option<u64>;
+
+impl ResourceCaps {
+    /// Refuses `resources` when one of its numbers is above the cap the
+    /// operator set for `plugin`.
+    pub fn check(&self, plugin: &str, r: &crate::manifest::Resources) -> Result<(), String> {
+        let own = self.plugins.get(plugin);
+        let cap = |pick: Pick| {
+            own.and_then(pick).or_else(|| pick(&self.default))
+        };
+        let asked: [(&str, u64, Pick); 5] = [
+            ("max_fuel", r.max_fuel, |c| c.max_fuel),
+            ("max_memory_mb", r.max_memory_mb, |c| c.max_memory_mb),
+            ("max_execution_time_ms", r.max_execution_time_ms, |c| {
+                c.max_execution_time_ms
+            }),
+            ("max_http_requests", u64::from(r.max_http_requests), |c| {
+                c.max_http_requests
+            }),
+            ("max_kv_storage_kb", r.max_kv_storage_kb, |c| {
+                c.max_kv_storage_kb
+            }),
+        ];
+        for (key, value, pick) in asked {
+            if let Some(limit) = cap(pick).filter(|limit| value > *limit) {
+                let table = if own.and_then(pick).is_some() {
+                    format!("[resources.plugins.{plugin}]")
+                } else {
+                    "[resources.default]".to_owned()
+                };
+                return Err(format!(
+                    "plugin `{plugin}` asks for [resources].{key} = {value}, above the operator's cap of {limit} ({table} in the supervisor's config); lower it in its plugin.toml or raise the cap"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The local API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// File mode of the Unix socket: who may use it is who may operate
+    /// the supervisor (no token is asked there).
+    pub socket_mode: u32,
+    /// An HTTP listener for the console and remote-less tools; loopback
+    /// addresses only. Off when `None`.
+    pub http: Option<std::net::SocketAddr>,
+    /// The bearer token the HTTP listener asks for on anything that
+    /// changes state or reads plugin data; `None` reads `token_file`.
+    pub token: Option<String>,
+    /// Where the token is kept; `<state>/api-token` when not set. Made
+    /// (mode 0600, 256 random bits) when missing.
+    pub token_file: Option<PathBuf>,
+    /// Largest request body either listener takes.
+    pub max_request_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            socket_mode: 0o600,
+            http: None,
+            token: None,
+            token_file: None,
+            max_request_bytes: crate::api::MAX_REQUEST_BODY,
+        }
+    }
+}
+
+/// How the daemon writes its log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// One line per event for people.
+    #[default]
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "human" => Ok(Self::Human),
+            "json" => Ok(Self::Json),
+            other => Err(format!("unknown log format `{other}`: use human or json")),
+        }
+    }
 }
 
 impl SupervisorConfig {
@@ -223,6 +344,9 @@ impl SupervisorConfig {
             reload_debounce: DEFAULT_RELOAD_DEBOUNCE,
             test_abort_marker: None,
             test_probe: None,
+            resource_caps: ResourceCaps::default(),
+            api: ApiConfig::default(),
+            log_format: LogFormat::default(),
         }
     }
 
@@ -246,6 +370,13 @@ impl SupervisorConfig {
 
     pub fn socket_path(&self) -> PathBuf {
         self.state_dir.join("prx.sock")
+    }
+
+    pub fn token_path(&self) -> PathBuf {
+        self.api
+            .token_file
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("api-token"))
     }
 
     pub fn kv_path(&self) -> PathBuf {

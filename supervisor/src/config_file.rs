@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{LogRate, PermissionPolicy, SupervisorConfig};
+use crate::config::{
+    LogFormat, LogRate, PermissionPolicy, ResourceCap, ResourceCaps, SupervisorConfig,
+};
 use crate::manifest::Permission;
 use crate::worker::verify::Layer;
 
@@ -46,6 +48,29 @@ struct File {
     memory: Memory,
     #[serde(default)]
     reload: Reload,
+    #[serde(default)]
+    resources: Resources,
+    #[serde(default)]
+    api: Api,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resources {
+    #[serde(default)]
+    default: ResourceCap,
+    #[serde(default)]
+    plugins: BTreeMap<String, ResourceCap>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Api {
+    socket_mode: Option<String>,
+    http: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    max_request_kb: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,6 +159,7 @@ struct Calls {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Logs {
+    format: Option<LogFormat>,
     plugin_lines_per_second: Option<u32>,
     plugin_burst: Option<u32>,
 }
@@ -318,8 +344,72 @@ impl SupervisorConfig {
             file.http.max_body_kb.map(|kb| kb << 10),
         );
         set(&mut config.http.timeout, file.http.timeout_s.map(s));
+        set(&mut config.log_format, file.logs.format);
+        for name in file.resources.plugins.keys() {
+            crate::manifest::check_name("[resources.plugins]", name).map_err(invalid)?;
+        }
+        config.resource_caps = ResourceCaps {
+            default: file.resources.default,
+            plugins: file.resources.plugins,
+        };
+        let api = &mut config.api;
+        if let Some(mode) = file.api.socket_mode {
+            api.socket_mode = u32::from_str_radix(mode.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o777 && m & 0o600 == 0o600)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "[api] socket_mode = {mode:?}: give octal permission bits that include 600 for the owner, like \"0600\" or \"0660\""
+                    ))
+                })?;
+        }
+        if let Some(http) = file.api.http {
+            api.http =
+                Some(parse_loopback(&http).map_err(|e| invalid(format!("[api] http: {e}")))?);
+        }
+        if let Some(token) = file.api.token {
+            check_token(&token).map_err(|e| invalid(format!("[api] token: {e}")))?;
+            api.token = Some(token);
+        }
+        api.token_file = file.api.token_file.map(resolve);
+        if let Some(kb) = file.api.max_request_kb {
+            if kb == 0 {
+                return Err(invalid("[api] max_request_kb must be at least 1".into()));
+            }
+            api.max_request_bytes = kb << 10;
+        }
         Ok(config)
     }
+}
+
+/// An address for the HTTP listener: a loopback IP and a port. The
+/// listener serves the console and state-changing calls behind a token;
+/// it is not meant to face a network.
+pub fn parse_loopback(text: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not an address like \"127.0.0.1:8780\" ({e})"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{text:?} is not a loopback address; the API listens on 127.0.0.1 or [::1] only (put a proxy with its own authentication in front to reach it from elsewhere)"
+        ));
+    }
+    Ok(addr)
+}
+
+/// A token must be long enough not to be guessed and printable ASCII, as
+/// an HTTP header carries it.
+pub fn check_token(token: &str) -> Result<(), String> {
+    if token.len() < 32 {
+        return Err(format!(
+            "the token is {} characters; use at least 32 (for example `openssl rand -hex 32`)",
+            token.len()
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("the token must be printable ASCII without spaces".into());
+    }
+    Ok(())
 }
 
 fn set<T>(field: &mut T, value: Option<T>) {

@@ -16,6 +16,7 @@ pub mod config_file;
 pub mod cron;
 pub mod error;
 pub mod manifest;
+pub mod metrics;
 pub mod plugin;
 pub mod scheduler;
 pub mod storage;
@@ -27,6 +28,6 @@ pub use error::CallError;
 pub use plugin::{PluginState, PluginStatus};
 pub use prx_ipc::{ChatMessage, ChatResponse, ToolCall};
 pub use supervisor::{
-    CronJob, LoadFailure, MIDDLEWARE_STAGES, MemoryFound, ModuleDescription, ReloadOutcome,
-    StartupError, Supervisor, ToolInfo,
+    CronJob, LoadFailure, MIDDLEWARE_STAGES, MemoryFound, ModuleDescription, PluginDetail,
+    ReloadOutcome, StartupError, Supervisor, ToolInfo,
 };

@@ -113,6 +113,9 @@ pub struct PluginStatus {
     /// not start); the version shown keeps serving.
     #[serde(default)]
     pub reload_error: Option<String>,
+    /// Calls, errors, latency over recent calls and fuel (all versions).
+    #[serde(default)]
+    pub calls: crate::metrics::CallSummary,
 }
 
 pub struct Plugin {
@@ -331,7 +334,15 @@ impl Plugin {
     }
 
     /// Publishes a host event about this plugin (`prx.lifecycle.*`).
+    /// The event is also kept in the plugin's recent log for the console.
     pub fn announce(&self, topic: &str, mut payload: serde_json::Value) {
+        let level = match topic {
+            "prx.lifecycle.quarantined" => "error",
+            "prx.lifecycle.crashed" => "warn",
+            _ => "info",
+        };
+        let what = topic.strip_prefix("prx.lifecycle.").unwrap_or(topic);
+        self.stats().note(level, format!("{what}: {payload}"));
         payload["plugin"] = self.name.as_ref().into();
         payload["version"] = self.manifest.plugin.version.as_str().into();
         if let Err(e) = self.bus.publish(topic, &payload.to_string()) {
@@ -425,10 +436,22 @@ impl Plugin {
         chain: Chain,
     ) -> Result<Output, CallError> {
         let deadline = self.deadline(rt);
-        worker
+        let kind = crate::metrics::call_kind(&call);
+        let started = std::time::Instant::now();
+        let result = worker
             .invoke(call, deadline, chain)
             .await
-            .map_err(|e| self.call_error(e, rt))
+            .map_err(|e| self.call_error(e, rt));
+        if let Some(kind) = kind {
+            let error = crate::metrics::error_kind(&result);
+            self.stats().record(kind, error, started.elapsed());
+        }
+        result
+    }
+
+    /// This plugin's counters, shared by all its versions.
+    pub fn stats(&self) -> &Arc<crate::metrics::PluginStats> {
+        self.broker.stats()
     }
 
     /// What a new instance needs before it serves: the tool spec, the
@@ -599,6 +622,7 @@ impl Plugin {
             digest: self.digest_hex(),
             reloads: self.reloads.load(Ordering::Relaxed),
             reload_error: self.reload_error().map(|(_, why)| why),
+            calls: self.stats().summary(),
         }
     }
 
@@ -794,6 +818,7 @@ impl Plugin {
             self.name, self.name
         );
         self.set_state(PluginState::Quarantined(message.clone()));
+        self.stats().count_quarantine();
         tracing::error!(plugin = %self.name, event = "prx.lifecycle.quarantined", "{message}");
         self.announce(
             "prx.lifecycle.quarantined",
@@ -1124,6 +1149,7 @@ async fn supervise(plugin: Arc<Plugin>, rt: Runtime, mut worker: Arc<Worker>) {
             }
             plugin.set_state(PluginState::Restarting);
             plugin.restarts.fetch_add(1, Ordering::Relaxed);
+            plugin.stats().count_restart();
             let started = Instant::now();
             match plugin.start_worker(&rt).await {
                 Ok(new) => {

@@ -47,6 +47,21 @@ pub struct ModuleDescription {
     pub error: Option<String>,
 }
 
+/// One plugin as its console page shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PluginDetail {
+    pub status: crate::PluginStatus,
+    /// `None` for a directory whose manifest could not be read.
+    pub manifest: Option<crate::manifest::Manifest>,
+    /// Permissions it declared and the operator's policy allows.
+    pub granted: Vec<String>,
+    /// Its newest log lines and the supervisor's notes about it.
+    pub log: Vec<crate::metrics::LogLine>,
+    /// The last answer of each of its RPCs.
+    pub rpc_answers: std::collections::BTreeMap<String, crate::metrics::RpcSample>,
+    pub module: Option<ModuleDescription>,
+}
+
 /// A cron plugin, its schedule and what it has done.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CronJob {
@@ -335,7 +350,11 @@ impl Supervisor {
         };
         match plugin.call(self.runtime(), call, no_chain()).await? {
             Output::Text(reply) => match serde_json::from_str::<serde::de::IgnoredAny>(&reply) {
-                Ok(_) => Ok(reply),
+                Ok(_) => {
+                    // Kept for the console (a chart of the last answer).
+                    plugin.stats().rpc_answer(name, &reply);
+                    Ok(reply)
+                }
                 Err(e) => Err(CallError::BadOutput {
                     plugin: plugin.name.to_string(),
                     what: format!("a reply to `{name}` that is not JSON ({e})"),
@@ -354,43 +373,94 @@ impl Supervisor {
     pub async fn describe_modules(&self) -> Vec<ModuleDescription> {
         let mut out = Vec::new();
         for plugin in self.plugins_with(CapabilityType::Module) {
-            let state = plugin.state();
-            let mut description = ModuleDescription {
-                plugin: plugin.name.to_string(),
-                state: state.label().into(),
-                rpcs: plugin.rpcs(),
-                status: None,
-                stats: Vec::new(),
-                error: None,
-            };
-            if state == PluginState::Running {
-                match plugin
-                    .call(self.runtime(), Call::ModuleDescribe, no_chain())
-                    .await
-                {
-                    Ok(Output::ModuleInfo(info)) => {
-                        description.status = Some(crate::broker::untrusted_text(info.status));
-                        description.stats = info
-                            .stats
-                            .into_iter()
-                            .take(64)
-                            .map(|(k, v)| {
-                                (
-                                    crate::broker::untrusted_text(k),
-                                    crate::broker::untrusted_text(v),
-                                )
-                            })
-                            .collect();
-                    }
-                    Ok(_) => {
-                        description.error = Some("describe answered with the wrong type".into())
-                    }
-                    Err(e) => description.error = Some(e.to_string()),
-                }
-            }
-            out.push(description);
+            out.push(self.describe(&plugin).await);
         }
         out
+    }
+
+    /// A module's RPCs and what its `describe` says now (asked only while
+    /// it runs).
+    async fn describe(&self, plugin: &Plugin) -> ModuleDescription {
+        let state = plugin.state();
+        let mut description = ModuleDescription {
+            plugin: plugin.name.to_string(),
+            state: state.label().into(),
+            rpcs: plugin.rpcs(),
+            status: None,
+            stats: Vec::new(),
+            error: None,
+        };
+        if state == PluginState::Running {
+            match plugin
+                .call(self.runtime(), Call::ModuleDescribe, no_chain())
+                .await
+            {
+                Ok(Output::ModuleInfo(info)) => {
+                    description.status = Some(crate::broker::untrusted_text(info.status));
+                    description.stats = info
+                        .stats
+                        .into_iter()
+                        .take(64)
+                        .map(|(k, v)| {
+                            (
+                                crate::broker::untrusted_text(k),
+                                crate::broker::untrusted_text(v),
+                            )
+                        })
+                        .collect();
+                }
+                Ok(_) => description.error = Some("describe answered with the wrong type".into()),
+                Err(e) => description.error = Some(e.to_string()),
+            }
+        }
+        description
+    }
+
+    /// Everything the console's plugin page shows: its status, manifest,
+    /// grants, recent log, the last answer of each RPC, and for a bus
+    /// module what `describe` says now.
+    pub async fn plugin_detail(&self, name: &str) -> Option<PluginDetail> {
+        let plugin = self
+            .inner
+            .plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned();
+        let Some(plugin) = plugin else {
+            // A directory that never loaded: its status says why.
+            let status = self.plugins().into_iter().find(|s| s.name == name)?;
+            return Some(PluginDetail {
+                status,
+                manifest: None,
+                granted: Vec::new(),
+                log: Vec::new(),
+                rpc_answers: Default::default(),
+                module: None,
+            });
+        };
+        let module = match plugin
+            .manifest
+            .capabilities_of(CapabilityType::Module)
+            .next()
+        {
+            Some(_) => Some(self.describe(&plugin).await),
+            None => None,
+        };
+        let stats = plugin.stats();
+        Some(PluginDetail {
+            status: plugin.status(),
+            manifest: Some(plugin.manifest.clone()),
+            granted: plugin
+                .broker()
+                .granted()
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect(),
+            log: stats.recent_log(),
+            rpc_answers: stats.rpc_samples(),
+            module,
+        })
     }
 
     /// Cron plugins, their schedules and their history.

@@ -15,7 +15,7 @@ mod reload;
 #[path = "routing.rs"]
 mod routing;
 pub use reload::ReloadOutcome;
-pub use routing::{CronJob, MIDDLEWARE_STAGES, MemoryFound, ModuleDescription};
+pub use routing::{CronJob, MIDDLEWARE_STAGES, MemoryFound, ModuleDescription, PluginDetail};
 
 use crate::broker::Services;
 use crate::broker::events::{EventBus, EventError, SubscriberStats, Subscription};
@@ -181,6 +181,7 @@ impl Supervisor {
             log_rate: config.log_rate,
             http: config.http.clone(),
             storage,
+            metrics: Arc::default(),
         };
         let dirs = plugin_dirs(&config.plugins_dir)
             .map_err(|e| StartupError::PluginsDir(config.plugins_dir.clone(), e))?;
@@ -251,6 +252,11 @@ impl Supervisor {
                 )
             })?;
         let digest = content_digest(manifest_text.as_bytes(), &wasm);
+        self.inner
+            .config
+            .resource_caps
+            .check(&manifest.plugin.name, &manifest.resources)
+            .map_err(|e| format!("{}: {e}", manifest_path.display()))?;
         Plugin::new(
             dir.to_owned(),
             manifest,
@@ -341,7 +347,7 @@ impl Supervisor {
         }
         self.register_tools(plugin);
         self.register_providers(plugin);
-        tracing::info!(plugin = %plugin.name, pid = ?plugin.worker().map(|w| w.pid()), "plugin loaded");
+        tracing::info!(plugin = %plugin.name, pid = plugin.worker().map(|w| w.pid()), "plugin loaded");
         self.route_storage(plugin);
         self.spawn_delivery(plugin);
         self.spawn_schedules(plugin);
@@ -525,6 +531,7 @@ impl Supervisor {
                     digest: String::new(),
                     reloads: 0,
                     reload_error: None,
+                    calls: Default::default(),
                 });
             }
         }
@@ -538,6 +545,25 @@ impl Supervisor {
             .kv
             .get(plugin, key)
             .map_err(|e| e.to_string())
+    }
+
+    /// Bytes a plugin keeps in KV (keys and values), as its quota counts.
+    pub fn kv_usage(&self, plugin: &str) -> Result<u64, String> {
+        self.inner
+            .services
+            .kv
+            .usage(plugin)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Every plugin's counters (`/metrics`, the console).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.services.metrics
+    }
+
+    /// Prometheus text for `/metrics`.
+    pub fn metrics_text(&self) -> String {
+        crate::metrics::exposition::render(self)
     }
 
     /// A plugin's kv keys with a prefix (operators: `prx kv list`).

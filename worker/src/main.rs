@@ -273,6 +273,7 @@ fn serve(link: &Link, plugin: &mut Plugin, probe: Option<(&str, i32)>) -> Result
                 };
                 link.send(&FromWorker::InvokeReply(InvokeReply {
                     id: invoke.id,
+                    fuel_used: plugin.fuel_used(),
                     outcome,
                 }))?;
             }

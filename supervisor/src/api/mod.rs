@@ -1,11 +1,16 @@
 //! The local API: JSON over HTTP/1.1 on a Unix socket in the state
-//! directory (mode 0600, so only the operator's user can use it).
+//! directory (mode 0600 by default, so only the operator's user can use
+//! it), and optionally on a loopback TCP port for the web console, where
+//! a bearer token guards everything that changes state or reads plugin
+//! data (see [`http`]).
 //!
 //! Everything the `prx` CLI does goes through here. Request bodies are
 //! capped; errors come back as `{"error": ..., "kind": ...}` with a status
-//! that says whose fault it was.
+//! that says whose fault it was. `/v1/openapi.json` describes every route.
 
 pub mod client;
+pub mod console;
+pub mod http;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -40,10 +45,17 @@ pub struct Health {
     pub plugins: usize,
 }
 
+/// The OpenAPI document of this API, served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
 pub fn router(supervisor: Supervisor) -> Router {
+    let limit = supervisor.config().api.max_request_bytes;
     Router::new()
         .route("/v1/health", get(health))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
         .route("/v1/plugins", get(plugins))
+        .route("/v1/plugins/{name}", get(plugin_detail))
         .route("/v1/tools", get(tools))
         .route("/v1/tools/{name}/call", post(call_tool))
         .route("/v1/plugins/{name}/release", post(release))
@@ -67,12 +79,14 @@ pub fn router(supervisor: Supervisor) -> Router {
         .route("/v1/modules", get(modules))
         .route("/v1/cron", get(cron_jobs))
         .route("/v1/cron/{plugin}/run", post(run_cron))
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
+        .merge(console::routes())
+        .layer(DefaultBodyLimit::max(limit))
         .with_state(supervisor)
 }
 
-/// Binds the socket (replacing a stale one) with mode 0600 and serves until
-/// `shutdown` resolves.
+/// Binds the socket (replacing a stale one) with the configured mode
+/// (0600 unless the operator widened it) and serves until `shutdown`
+/// resolves.
 pub async fn serve_unix(
     supervisor: Supervisor,
     path: PathBuf,
@@ -87,8 +101,9 @@ pub async fn serve_unix(
         }
         std::fs::remove_file(&path)?;
     }
+    let mode = supervisor.config().api.socket_mode;
     let listener = tokio::net::UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
     axum::serve(listener, router(supervisor))
         .with_graceful_shutdown(shutdown)
         .await
@@ -103,6 +118,29 @@ async fn health(State(sup): State<Supervisor>) -> Json<Health> {
 
 async fn plugins(State(sup): State<Supervisor>) -> Json<Vec<crate::PluginStatus>> {
     Json(sup.plugins())
+}
+
+async fn plugin_detail(State(sup): State<Supervisor>, UrlPath(name): UrlPath<String>) -> Response {
+    match sup.plugin_detail(&name).await {
+        Some(detail) => Json(detail).into_response(),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            format!("no plugin `{name}` (see `prx plugins`)"),
+            "unknown_plugin",
+        ),
+    }
+}
+
+async fn openapi() -> Response {
+    ([("content-type", "application/json")], OPENAPI).into_response()
+}
+
+async fn metrics(State(sup): State<Supervisor>) -> Response {
+    (
+        [("content-type", crate::metrics::exposition::CONTENT_TYPE)],
+        sup.metrics_text(),
+    )
+        .into_response()
 }
 
 async fn tools(State(sup): State<Supervisor>) -> Json<Vec<crate::ToolInfo>> {
@@ -521,4 +559,70 @@ async fn call_tool(
         return error_response(StatusCode::BAD_REQUEST, error, "bad_request");
     }
     output_response(sup.call_tool(&name, &body).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The routes this module declares, read from its own source: a route
+    /// added without documenting it (or documented and gone) fails here.
+    fn declared_routes() -> Vec<(String, String)> {
+        let source = include_str!("mod.rs");
+        let mut out = Vec::new();
+        for line in source.lines().map(str::trim) {
+            let Some(rest) = line.strip_prefix(".route(\"") else {
+                continue;
+            };
+            let Some((path, handlers)) = rest.split_once('"') else {
+                continue;
+            };
+            for method in ["get", "post", "delete"] {
+                if handlers.contains(&format!(" {method}("))
+                    || handlers.contains(&format!(".{method}("))
+                {
+                    out.push((method.to_owned(), path.to_owned()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_openapi_document_describes_every_route_and_no_other() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut documented: Vec<(String, String)> = paths
+            .iter()
+            .flat_map(|(path, ops)| {
+                ops.as_object()
+                    .expect("operations")
+                    .keys()
+                    .map(move |method| (method.clone(), path.clone()))
+            })
+            .collect();
+        let mut declared = declared_routes();
+        assert!(declared.len() > 20, "the route scan found {declared:?}");
+        documented.sort();
+        declared.sort();
+        assert_eq!(documented, declared);
+    }
+
+    #[test]
+    fn the_openapi_document_marks_exactly_the_guarded_operations() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        for (path, ops) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in ops.as_object().expect("operations") {
+                let marked = !op["security"].as_array().expect("security").is_empty();
+                let method: axum::http::Method = method.to_uppercase().parse().expect("method");
+                // A concrete path for the templated ones.
+                let concrete = path.replace("{plugin}", "p").replace("{name}", "n");
+                assert_eq!(
+                    marked,
+                    http::needs_token(&method, &concrete),
+                    "{method} {path}"
+                );
+            }
+        }
+    }
 }

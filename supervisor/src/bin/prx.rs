@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use prx_supervisor::api::{self, CallResponse, ErrorBody, client};
+use prx_supervisor::config::LogFormat;
 use prx_supervisor::{PluginStatus, Supervisor, SupervisorConfig};
 
 #[derive(Debug, Parser)]
@@ -99,6 +100,13 @@ enum Command {
         /// between supervisors: entries are keyed by content.
         #[arg(long)]
         cache_dir: Option<PathBuf>,
+        /// Also serve the API and the web console on this loopback address
+        /// (e.g. 127.0.0.1:8780); state changes there need the API token.
+        #[arg(long)]
+        http: Option<String>,
+        /// `human` (default) or `json` (one object per line).
+        #[arg(long)]
+        log_format: Option<LogFormat>,
     },
     /// Call a tool with JSON arguments and print its output.
     Call {
@@ -254,6 +262,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             plugins,
             state,
             cache_dir,
+            http,
+            log_format,
         } => {
             let mut config = match config {
                 Some(file) => SupervisorConfig::from_file(&file, plugins, state)?,
@@ -264,6 +274,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             if cache_dir.is_some() {
                 config.cache_dir = cache_dir;
+            }
+            if let Some(http) = http {
+                config.api.http = Some(
+                    prx_supervisor::config_file::parse_loopback(&http)
+                        .map_err(|e| anyhow::anyhow!("--http: {e}"))?,
+                );
+            }
+            if let Some(format) = log_format {
+                config.log_format = format;
             }
             up(config).await
         }
@@ -322,15 +341,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn init_logging() {
+/// Logs to stderr: for people, or one JSON object per line (a plugin's
+/// name is the `plugin` field of every line about it).
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PRX_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
     });
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 fn config_check(file: &std::path::Path) -> Result<ExitCode> {
@@ -396,35 +426,191 @@ fn config_check(file: &std::path::Path) -> Result<ExitCode> {
             config.kv_path().display().to_string()
         }
     );
+    let caps = |c: &prx_supervisor::config::ResourceCap| {
+        let keys = [
+            ("max_fuel", c.max_fuel),
+            ("max_memory_mb", c.max_memory_mb),
+            ("max_execution_time_ms", c.max_execution_time_ms),
+            ("max_http_requests", c.max_http_requests),
+            ("max_kv_storage_kb", c.max_kv_storage_kb),
+        ];
+        let set: Vec<String> = keys
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k} {v}")))
+            .collect();
+        if set.is_empty() {
+            "as the manifest asks".to_owned()
+        } else {
+            set.join(", ")
+        }
+    };
+    println!(
+        "resources    default: {}",
+        caps(&config.resource_caps.default)
+    );
+    for (plugin, cap) in &config.resource_caps.plugins {
+        println!("             {plugin}: {}", caps(cap));
+    }
+    let api = &config.api;
+    println!(
+        "api          socket {} (mode {:o}, no token); http {}; requests up to {} KiB",
+        config.socket_path().display(),
+        api.socket_mode,
+        match api.http {
+            Some(addr) => format!(
+                "{addr} (token from {})",
+                if api.token.is_some() {
+                    "the config".to_owned()
+                } else {
+                    config.token_path().display().to_string()
+                }
+            ),
+            None => "off".to_owned(),
+        },
+        api.max_request_bytes >> 10
+    );
+    println!(
+        "log format   {}",
+        match config.log_format {
+            LogFormat::Human => "human",
+            LogFormat::Json => "json",
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 async fn up(config: SupervisorConfig) -> Result<ExitCode> {
-    init_logging();
+    init_logging(config.log_format);
     let socket = config.socket_path();
+    // The HTTP listener is bound (and its token read) before plugins
+    // start, so a taken port or a bad token file fails at once.
+    let http = match config.api.http {
+        Some(addr) => {
+            let token = api::http::load_token(&config).map_err(anyhow::Error::msg)?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} ([api] http / --http)"))?;
+            Some((listener, api::http::Token::new(&token)))
+        }
+        None => None,
+    };
     let supervisor = Supervisor::start(config)
         .await
         .context("cannot start the supervisor")?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::serve_unix(supervisor.clone(), socket.clone(), async {
-        let _ = stop_rx.await;
-    }));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let server = tokio::spawn(api::serve_unix(
+        supervisor.clone(),
+        socket.clone(),
+        stopped(stop_rx.clone()),
+    ));
     // Give the listener a moment to bind before announcing readiness; a
     // bind error ends the task, which is checked right after.
     tokio::task::yield_now().await;
     wait_for_socket(&socket, &server).await?;
+    let http_server = http.map(|(listener, token)| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "console and API on http://{addr}/");
+            println!("prx: console at http://{addr}/");
+        }
+        tokio::spawn(api::http::serve(
+            supervisor.clone(),
+            listener,
+            token,
+            stopped(stop_rx.clone()),
+        ))
+    });
     println!("prx: ready ({} plugins)", supervisor.running());
     std::io::stdout().flush().ok();
+    systemd::ready(&supervisor);
+    let watchdog = systemd::watchdog(socket.clone());
     wait_for_signal().await?;
+    systemd::stopping();
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     tracing::info!(
         grace_s = SHUTDOWN_GRACE.as_secs(),
         "stopping: draining calls in flight"
     );
     supervisor.shutdown_gracefully(SHUTDOWN_GRACE).await;
-    let _ = stop_tx.send(());
+    let _ = stop_tx.send(true);
     let _ = server.await;
+    if let Some(http_server) = http_server {
+        let _ = http_server.await;
+    }
     let _ = std::fs::remove_file(&socket);
     Ok(ExitCode::SUCCESS)
+}
+
+/// systemd's notify protocol, when `prx up` runs as a `Type=notify`
+/// service: `READY=1` once the API answers, `WATCHDOG=1` pings while it
+/// keeps answering, `STOPPING=1` on the way out. Without `NOTIFY_SOCKET`
+/// all of it does nothing.
+mod systemd {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use sd_notify::NotifyState;
+
+    fn send(states: &[NotifyState]) {
+        if let Err(e) = sd_notify::notify(false, states) {
+            tracing::warn!("cannot notify systemd: {e}");
+        }
+    }
+
+    pub fn ready(supervisor: &prx_supervisor::Supervisor) {
+        let status = format!(
+            "{} of {} plugins running",
+            supervisor.running(),
+            supervisor.plugins().len()
+        );
+        send(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    }
+
+    pub fn stopping() {
+        send(&[
+            NotifyState::Stopping,
+            NotifyState::Status("draining calls in flight"),
+        ]);
+    }
+
+    /// The watchdog interval systemd asked for: `WATCHDOG_USEC`, for this
+    /// process when `WATCHDOG_PID` is set (as libsystemd reads them).
+    fn interval() -> Option<Duration> {
+        let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+        if let Ok(pid) = std::env::var("WATCHDOG_PID")
+            && pid.parse::<u32>().ok() != Some(std::process::id())
+        {
+            return None;
+        }
+        (usec > 0).then(|| Duration::from_micros(usec))
+    }
+
+    /// Pings at half the interval, each time after the local API answered
+    /// a health request: a wedged daemon stops pinging and systemd
+    /// restarts it.
+    pub fn watchdog(socket: PathBuf) -> Option<tokio::task::JoinHandle<()>> {
+        std::env::var_os("NOTIFY_SOCKET")?;
+        let every = interval()? / 2;
+        tracing::info!(every_ms = every.as_millis() as u64, "systemd watchdog on");
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let health =
+                    prx_supervisor::api::client::request(&socket, "GET", "/v1/health", None);
+                match tokio::time::timeout(every, health).await {
+                    Ok(Ok(response)) if response.status == 200 => send(&[NotifyState::Watchdog]),
+                    outcome => {
+                        tracing::warn!(?outcome, "the local API did not answer; no watchdog ping")
+                    }
+                }
+            }
+        }))
+    }
 }
 
 async fn wait_for_socket(

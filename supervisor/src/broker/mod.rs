@@ -32,6 +32,7 @@ use prx_ipc::{HostCall, HostReply, HostValue, LogLevel, MemoryEntry};
 
 use crate::config::LogRate;
 use crate::manifest::Permission;
+use crate::metrics::PluginStats;
 use crate::storage::StorageRoute;
 use events::{Chain, EventBus};
 use kv::KvStore;
@@ -47,6 +48,7 @@ pub struct Services {
     pub http: http::HttpPolicy,
     /// A storage plugin serving memory instead of the built-in store.
     pub storage: Option<Arc<StorageRoute>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Longest RPC name; dot-separated words of `[a-z0-9_-]`.
@@ -77,6 +79,8 @@ pub struct PluginBroker {
     chain: Mutex<Chain>,
     /// RPC names registered by the `on-load` running now; `None` outside it.
     registering: Mutex<Option<Vec<String>>>,
+    /// Counters and recent log lines, kept by name across versions.
+    stats: Arc<PluginStats>,
 }
 
 impl PluginBroker {
@@ -96,6 +100,7 @@ impl PluginBroker {
             storage: None,
             chain: Mutex::new(events::no_chain()),
             registering: Mutex::new(None),
+            stats: Arc::default(),
         }
     }
 
@@ -108,7 +113,13 @@ impl PluginBroker {
         self.memory = Some(services.memory.clone());
         self.log = LogLimiter::new(services.log_rate);
         self.storage = services.storage.clone();
+        self.stats = services.metrics.plugin(&self.plugin);
         self
+    }
+
+    /// The plugin's counters (shared by every version of it).
+    pub fn stats(&self) -> &Arc<PluginStats> {
+        &self.stats
     }
 
     /// Grants: what was declared and allowed (log and config always).
@@ -334,7 +345,10 @@ impl PluginBroker {
         let reply = match call {
             HostCall::EventsPublish { topic, payload } => bus
                 .publish_from(&self.plugin, &topic, &payload, self.current_chain())
-                .map(|_| HostValue::Unit),
+                .map(|_| {
+                    self.stats.count_published();
+                    HostValue::Unit
+                }),
             HostCall::EventsSubscribe { pattern } => bus
                 .subscribe_plugin(&self.plugin, &pattern)
                 .map(HostValue::U64),
@@ -517,6 +531,7 @@ impl PluginBroker {
             line if line.len() > MAX_UNTRUSTED_TEXT => untrusted_text(line.into_owned()).into(),
             line => line,
         };
+        self.stats.plugin_line(level.as_str(), &message);
         match level {
             LogLevel::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
             LogLevel::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),

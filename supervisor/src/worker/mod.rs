@@ -189,6 +189,8 @@ pub struct Worker {
     violation: Mutex<Option<String>>,
     /// The outstanding heartbeat: its nonce and who waits for the pong.
     ping: Mutex<Option<(u64, oneshot::Sender<()>)>>,
+    /// The plugin's fuel limit: fuel a reply reports is clamped to it.
+    max_fuel: u64,
 }
 
 impl std::fmt::Debug for Worker {
@@ -321,6 +323,7 @@ impl Worker {
             kill_reason: Mutex::new(None),
             violation: Mutex::new(None),
             ping: Mutex::new(None),
+            max_fuel: spec.limits.max_fuel,
         });
         tokio::spawn(serve(worker.clone(), reader, spec.broker.clone()));
         tokio::spawn(heartbeat(worker.clone(), spec.liveness));
@@ -718,6 +721,9 @@ async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: Arc<PluginB
                     let next = pending.calls.values().next().map(|w| w.chain.clone());
                     (waiting, abandoned, next)
                 };
+                if waiting.is_some() || abandoned {
+                    broker.stats().add_fuel(reply.fuel_used, worker.max_fuel);
+                }
                 match waiting {
                     Some(Waiting { reply: tx, .. }) => {
                         // A worker runs one invocation at a time: host

@@ -106,6 +106,7 @@ fn main() {
         let reply = |id| {
             FromWorker::InvokeReply(InvokeReply {
                 id,
+                fuel_used: 0,
                 outcome: Ok(output.clone()),
             })
         };
@@ -120,6 +121,7 @@ fn main() {
             "wrong-type" => {
                 let lie = FromWorker::InvokeReply(InvokeReply {
                     id: invoke.id,
+                    fuel_used: 0,
                     outcome: Ok(Output::Unit),
                 });
                 let _ = write_frame(&mut link, &lie);

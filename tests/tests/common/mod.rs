@@ -119,6 +119,17 @@ impl Env {
         path
     }
 
+    /// Adds one of `plugins/examples/` (a Rust guest) with its own
+    /// manifest.
+    pub fn add_example(&self, name: &str) -> PathBuf {
+        let manifest = Path::new(env!("PRX_ROOT"))
+            .join("plugins/examples")
+            .join(name)
+            .join("plugin.toml");
+        let text = std::fs::read_to_string(&manifest).expect("example manifest");
+        self.add(name, name, &text)
+    }
+
     pub fn config(&self) -> SupervisorConfig {
         std::fs::create_dir_all(self.plugins()).expect("plugins dir");
         let mut config = SupervisorConfig::new(self.plugins(), self.state());
@@ -150,6 +161,17 @@ pub fn tool_manifest(plugin: &str, tool: &str, extra: &str) -> String {
 pub struct Daemon {
     pub child: Child,
     pub state: PathBuf,
+    /// What it printed on stdout up to its readiness line.
+    pub banner: Vec<String>,
+}
+
+/// How to start a [`Daemon`] beyond the defaults.
+#[derive(Default)]
+pub struct Launch<'a> {
+    pub args: &'a [&'a str],
+    pub env: &'a [(&'a str, &'a str)],
+    /// Where its stderr (its log) goes; inherited when `None`.
+    pub log: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -160,10 +182,26 @@ impl Daemon {
 
     /// Starts `prx up <extra> --plugins .. --state ..`.
     pub fn start_with(env: &Env, extra: &[&str]) -> Self {
+        Self::launch(
+            env,
+            Launch {
+                args: extra,
+                ..Launch::default()
+            },
+        )
+    }
+
+    /// Starts `prx up` as `how` says and waits for its readiness line.
+    pub fn launch(env: &Env, how: Launch<'_>) -> Self {
         std::fs::create_dir_all(env.plugins()).expect("plugins dir");
+        let stderr = match &how.log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(bin("prx"))
             .arg("up")
-            .args(extra)
+            .args(how.args)
+            .envs(how.env.iter().copied())
             .arg("--plugins")
             .arg(env.plugins())
             .arg("--state")
@@ -172,7 +210,7 @@ impl Daemon {
             .arg("--cache-dir")
             .arg(shared_cache())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn prx up");
         let stdout = child.stdout.take().expect("stdout");
@@ -184,11 +222,12 @@ impl Daemon {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(120);
+        let mut banner = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) if line.starts_with("prx: ready") => break,
-                Ok(_) => continue,
+                Ok(line) => banner.push(line),
                 Err(_) => {
                     let _ = child.kill();
                     panic!("prx up did not print its readiness line");
@@ -198,7 +237,17 @@ impl Daemon {
         Self {
             child,
             state: env.state(),
+            banner,
         }
+    }
+
+    /// The address of its HTTP listener, from its `prx: console at` line.
+    pub fn http_addr(&self) -> String {
+        self.banner
+            .iter()
+            .find_map(|l| l.strip_prefix("prx: console at http://"))
+            .map(|rest| rest.trim_end_matches('/').to_owned())
+            .expect("prx up printed no console address (was --http given?)")
     }
 
     pub fn pid(&self) -> u32 {

@@ -25,6 +25,7 @@ pub struct Plugin {
     imports: Vec<String>,
     indices: Indices,
     live: Option<Live>,
+    fuel_used: u64,
 }
 
 /// Where each capability's functions are in the component, for the
@@ -135,6 +136,7 @@ impl Plugin {
             imports,
             indices,
             live: None,
+            fuel_used: 0,
         })
     }
 
@@ -183,9 +185,16 @@ impl Plugin {
         }
     }
 
+    /// Fuel the last call consumed (0 before any call, or when it never
+    /// reached the guest).
+    pub fn fuel_used(&self) -> u64 {
+        self.fuel_used
+    }
+
     /// Runs one call. On failure the instance is discarded; the next call
     /// starts from a fresh one.
     pub fn invoke(&mut self, call: &Call) -> Result<Output, GuestError> {
+        self.fuel_used = 0;
         self.instantiate()?;
         let Some(live) = self.live.as_mut() else {
             return Err(GuestError {
@@ -195,7 +204,12 @@ impl Plugin {
         };
         let store = &mut live.store;
         arm(store, &self.limits);
-        let result = match dispatch(&live.guests, store, call) {
+        let result = dispatch(&live.guests, store, call);
+        self.fuel_used = self
+            .limits
+            .max_fuel
+            .saturating_sub(store.get_fuel().unwrap_or(0));
+        let result = match result {
             Some(result) => result,
             None => {
                 return Err(GuestError {
