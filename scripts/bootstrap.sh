@@ -2,7 +2,10 @@
 # Installs what a fresh machine lacks to build and test prx-sandbox:
 #   - the wasm32-wasip2 target of the pinned toolchain (rust-toolchain.toml);
 #   - a project-local Python environment, .venv, with the pinned
-#     componentize-py (builds Python plugins) and pytest (their own tests).
+#     componentize-py (builds Python plugins) and pytest (their own tests);
+#   - Debian's chromium and chromium-driver, which the web console's test
+#     drives headless (PRX_NO_BROWSER=1 skips installing them, for a
+#     machine where only the demo is run).
 # Idempotent; safe to run on every CI job.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +35,14 @@ if [ "$(installed componentize-py)" != "$COMPONENTIZE_PY" ] || [ "$(installed py
   echo "bootstrap: installing componentize-py $COMPONENTIZE_PY and pytest $PYTEST into .venv"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check \
     "componentize-py==$COMPONENTIZE_PY" "pytest==$PYTEST"
+fi
+
+if [ -z "${PRX_NO_BROWSER:-}" ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
+  echo "bootstrap: installing Debian's chromium and chromium-driver (the console test's browser)"
+  sudo=
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 echo "bootstrap: ok ($(rustc --version); targets: $(rustup target list --installed | tr '\n' ' '); $(.venv/bin/componentize-py --version))"

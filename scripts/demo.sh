@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/bootstrap.sh >/dev/null
+PRX_NO_BROWSER=1 scripts/bootstrap.sh >/dev/null
 cargo build --workspace --bins --quiet
 scripts/build-plugins.sh
 
@@ -32,6 +32,11 @@ allowed_ranges = ["127.0.0.1/32"]
 # Memory is served by the kv-memory storage plugin, not the built-in store.
 [memory]
 backend = "kv-memory"
+
+# The web console, /metrics and the API on a loopback port (any free one);
+# state changes there need the token in $state/api-token.
+[api]
+http = "127.0.0.1:0"
 EOF
 target/debug/prx up --config "$state/prx.toml" >"$state/ready" 2>"$log" &
 prx_pid=$!
@@ -84,6 +89,14 @@ if [ -n "$web_pid" ]; then
   run call fetch '{"path":"/missing.json"}'
 fi
 run status
+
+console=$(sed -n 's|^prx: console at ||p' "$state/ready")
+echo
+echo "The web console was at $console (the token is in $state/api-token)."
+echo "\$ curl ${console}metrics | grep ..."
+curl -s "${console}metrics" | grep -E '^prx_plugin_(calls_total|errors_total|fuel_consumed_total)\{plugin="(echo-tool|forecast|hello-py)"' | sed 's/^/  /'
+echo "\$ curl -X POST ${console}v1/reload   # without the token"
+curl -s -X POST "${console}v1/reload"; echo
 echo
 echo "supervisor log:"
 sed 's/^/  /' "$log"

@@ -231,9 +231,7 @@ impl ResourceCaps {
     /// operator set for `plugin`.
     pub fn check(&self, plugin: &str, r: &crate::manifest::Resources) -> Result<(), String> {
         let own = self.plugins.get(plugin);
-        let cap = |pick: Pick| {
-            own.and_then(pick).or_else(|| pick(&self.default))
-        };
+        let cap = |pick: Pick| own.and_then(pick).or_else(|| pick(&self.default));
         let asked: [(&str, u64, Pick); 5] = [
             ("max_fuel", r.max_fuel, |c| c.max_fuel),
             ("max_memory_mb", r.max_memory_mb, |c| c.max_memory_mb),

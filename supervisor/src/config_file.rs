@@ -454,6 +454,9 @@ mod tests {
         assert_eq!(config.watch, defaults.watch);
         assert_eq!(config.reload_debounce, defaults.reload_debounce);
         assert_eq!(config.retry_poll, defaults.retry_poll);
+        assert_eq!(config.api, defaults.api);
+        assert_eq!(config.log_format, defaults.log_format);
+        assert_eq!(config.resource_caps, defaults.resource_caps);
         assert!(config.plugins_dir.ends_with("plugins"));
     }
 
@@ -510,6 +513,34 @@ mod tests {
             bad.contains("[permissions.http_allowlist] weather") && bad.contains("ftp://"),
             "{bad}"
         );
+    }
+
+    #[test]
+    fn resource_caps_are_per_key_with_the_plugins_own_first() {
+        let config = parse(
+            "plugins = \"p\"\n[resources.default]\nmax_memory_mb = 64\nmax_fuel = 1000\n[resources.plugins]\nbig = { max_memory_mb = 512 }\n",
+        )
+        .unwrap();
+        let caps = &config.resource_caps;
+        let asks = |memory, fuel| crate::manifest::Resources {
+            max_memory_mb: memory,
+            max_fuel: fuel,
+            ..Default::default()
+        };
+        assert!(caps.check("small", &asks(64, 1000)).is_ok());
+        let err = caps.check("small", &asks(65, 1000)).unwrap_err();
+        assert!(
+            err.contains("[resources].max_memory_mb = 65, above the operator's cap of 64 ([resources.default]"),
+            "{err}"
+        );
+        assert!(caps.check("big", &asks(512, 1000)).is_ok());
+        let err = caps.check("big", &asks(512, 1001)).unwrap_err();
+        assert!(
+            err.contains("max_fuel = 1001") && err.contains("[resources.default]"),
+            "{err}"
+        );
+        let err = caps.check("big", &asks(600, 1)).unwrap_err();
+        assert!(err.contains("[resources.plugins.big]"), "{err}");
     }
 
     #[test]

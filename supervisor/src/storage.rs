@@ -169,7 +169,9 @@ impl StorageRoute {
     /// Asks the plugin's `health-check` once and records the answer. A
     /// plugin that is not running is unhealthy.
     pub async fn check_health(&self) -> bool {
-        let healthy = match self.serving() {
+        let serving = self.serving();
+        let plugin_name = serving.as_ref().map(|(p, _)| p.name.to_string());
+        let healthy = match serving {
             None => false,
             Some((plugin, rt)) => matches!(
                 plugin
@@ -181,9 +183,9 @@ impl StorageRoute {
         let was = self.healthy.swap(healthy, Ordering::SeqCst);
         if was != healthy {
             if healthy {
-                tracing::info!(backend = %self.name, "memory backend healthy again");
+                tracing::info!(backend = %self.name, plugin = plugin_name, "memory backend healthy again");
             } else {
-                tracing::error!(backend = %self.name, "memory backend unhealthy; memory calls fail until it recovers");
+                tracing::error!(backend = %self.name, plugin = plugin_name, "memory backend unhealthy; memory calls fail until it recovers");
             }
         }
         healthy

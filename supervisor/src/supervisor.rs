@@ -293,8 +293,10 @@ impl Supervisor {
         Ok(plugin)
     }
 
+    /// Remembers a plugin directory that did not load. Its log line names
+    /// the plugin by its directory, since its manifest may be unreadable.
     fn record_failure(&self, dir: PathBuf, error: String) {
-        tracing::error!(dir = %dir.display(), "plugin not loaded: {error}");
+        tracing::error!(plugin = %dir_name(&dir), dir = %dir.display(), "plugin not loaded: {error}");
         self.inner
             .failures
             .write()
@@ -309,7 +311,7 @@ impl Supervisor {
     /// Loads the plugin in `dir` again, replacing what was there: the way
     /// out of `failed` and `quarantined` once its files change.
     async fn retry(&self, dir: &Path) {
-        tracing::info!(dir = %dir.display(), "plugin files changed; loading the plugin again");
+        tracing::info!(plugin = %dir_name(dir), dir = %dir.display(), "plugin files changed; loading the plugin again");
         self.write_plugins().retain(|_, p| {
             if p.dir == dir {
                 p.broker().plugin_removed();
@@ -507,11 +509,7 @@ impl Supervisor {
         for failure in self.failures() {
             if !known.contains(&failure.dir) {
                 out.push(PluginStatus {
-                    name: failure
-                        .dir
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
+                    name: dir_name(&failure.dir),
                     version: String::new(),
                     dir: failure.dir.clone(),
                     capabilities: Vec::new(),
@@ -777,4 +775,12 @@ fn read_inside(dir: &Path, path: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     std::fs::read(&real).map_err(|e| e.to_string())
+}
+
+/// A plugin directory's name: the plugin's name when its manifest cannot
+/// be read.
+fn dir_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

@@ -188,3 +188,31 @@ async fn each_forged_or_malformed_frame_quarantines_the_plugin() {
     }
     honest.shutdown().await;
 }
+
+#[tokio::test]
+async fn fuel_a_worker_reports_is_capped_at_the_plugins_limit() {
+    // A worker can say anything about the fuel a call used; it only feeds
+    // the metrics, and each call counts at most the plugin's max_fuel.
+    let (_env, sup) = liar("fuel-lie").await;
+    for _ in 0..3 {
+        assert_eq!(sup.call_tool("fake", "{}").await.unwrap(), "honest");
+    }
+    let status = sup.plugins()[0].clone();
+    let max_fuel = prx_supervisor::manifest::DEFAULT_MAX_FUEL;
+    // get-spec at load, then three calls.
+    assert_eq!(status.calls.fuel_used, 4 * max_fuel, "{status:?}");
+    assert_eq!(status.calls.calls, 3);
+    let text = sup.metrics_text();
+    assert!(
+        text.contains(&format!(
+            "prx_plugin_fuel_consumed_total{{plugin=\"fuel-lie\"}} {}",
+            4 * max_fuel
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        status.state, "running",
+        "a metric is not a protocol violation"
+    );
+    sup.shutdown().await;
+}

@@ -364,10 +364,10 @@ impl EventBus {
         }
         if too_deep && held_back > 0 {
             state.too_deep += 1;
-            tracing::warn!(topic, chain = ?event.chain, max_depth = self.max_depth,
+            tracing::warn!(topic, plugin = event.source.as_deref(), chain = ?event.chain, max_depth = self.max_depth,
                 "event not delivered to {held_back} plugin(s): its causal chain is too long (a loop between plugins?)");
         } else if held_back > 0 {
-            tracing::debug!(topic, chain = ?event.chain,
+            tracing::debug!(topic, plugin = event.source.as_deref(), chain = ?event.chain,
                 "event not delivered to {held_back} plugin(s) whose own handler caused it");
         }
         Ok(event.seq)

@@ -103,10 +103,12 @@ fn main() {
             // The fake loads as a tool only; other calls never come.
             _ => Output::Refused("the fake worker serves tools only".into()),
         };
+        // "fuel-lie" claims more fuel than any plugin may burn.
+        let fuel_used = if mode == "fuel-lie" { u64::MAX } else { 0 };
         let reply = |id| {
             FromWorker::InvokeReply(InvokeReply {
                 id,
-                fuel_used: 0,
+                fuel_used,
                 outcome: Ok(output.clone()),
             })
         };
