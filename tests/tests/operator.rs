@@ -356,7 +356,13 @@ async fn the_http_listener_asks_for_the_token_and_refuses_oversized_and_foreign_
     )
     .await
     .expect("unix socket");
-    assert_eq!(response.status, 413);
+    assert_eq!(response.status, 413, "{}", response.body);
+    assert_eq!(error_kind(&response.body), "too_large");
+    assert!(
+        response.body.contains("max_request_kb"),
+        "{}",
+        response.body
+    );
     let (_, body) = http(&addr, "GET", "/v1/plugins/echo-tool", &[], b"");
     let detail: serde_json::Value = serde_json::from_str(&body).expect("detail");
     assert_eq!(detail["status"]["calls"]["calls"], 1);

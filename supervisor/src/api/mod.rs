@@ -81,7 +81,55 @@ pub fn router(supervisor: Supervisor) -> Router {
         .route("/v1/cron/{plugin}/run", post(run_cron))
         .merge(console::routes())
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            limit,
+            refuse_oversized,
+        ))
         .with_state(supervisor)
+}
+
+/// Declared bodies up to this size are read and dropped before the 413
+/// goes out; larger ones are refused unread and the connection closed.
+const DRAIN_LIMIT: u64 = 64 << 20;
+
+/// Refuses a body whose declared length is over the limit with a 413 that
+/// names the setting. The body is read first (up to [`DRAIN_LIMIT`], for
+/// at most 10 s) and dropped: answering while the client is still writing
+/// and then closing would cut it off mid-write, and it would report a
+/// broken connection instead of this answer. Bodies without a declared
+/// length are held to the limit by [`DefaultBodyLimit`] as they are read.
+async fn refuse_oversized(
+    State(limit): State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use http_body_util::BodyExt;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(declared) = declared.filter(|&n| n > limit as u64) else {
+        return next.run(request).await;
+    };
+    let mut response = error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the request body is {declared} bytes, over the API's limit of {limit} bytes ([api] max_request_kb in the supervisor's prx.toml)"
+        ),
+        "too_large",
+    );
+    if declared <= DRAIN_LIMIT {
+        let mut body = request.into_body();
+        let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+    } else {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// Binds the socket (replacing a stale one) with the configured mode
