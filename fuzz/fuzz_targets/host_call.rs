@@ -39,6 +39,7 @@ fn services() -> &'static (tokio::runtime::Runtime, Services) {
             log_rate: LogRate::default(),
             http: Default::default(),
             storage: None,
+            metrics: Default::default(),
         };
         (runtime, services)
     })
