@@ -11,8 +11,9 @@
 //!      |  <------ Hello {protocol range, sandbox report} -----|
 //!      |  ------- Welcome {protocol, plugin, limits, ------->  |
 //!      |          component source + length}                  |
-//!      |  ------- Chunk * n (component bytes) -------------->  |  compile or
-//!      |  <------ Loaded {exports, artifact length} ---------  |  deserialize,
+//!      |  ------- Chunk * n (component bytes; none when ---->  |  compile, or
+//!      |          the artifact is in --artifact-fd)           |  map the
+//!      |  <------ Loaded {exports, artifact length} ---------  |  artifact;
 //!      |  <------ Chunk * n (compiled artifact, optional) ---  |  instantiate
 //!      |                                                       |
 //!      |  ------- Invoke {id, call} ------------------------>  |
@@ -35,10 +36,10 @@ pub use messages::*;
 
 /// The protocol version this build speaks. Bump it on any change to a
 /// message's layout; old workers are then refused at the handshake.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The oldest protocol version this build still accepts.
-pub const MIN_PROTOCOL_VERSION: u16 = 3;
+pub const MIN_PROTOCOL_VERSION: u16 = 4;
 
 /// The descriptor a worker takes as its link when the supervisor does not
 /// name one with `--link-fd`.

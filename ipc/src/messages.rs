@@ -231,15 +231,29 @@ pub struct EngineSettings {
     pub memory_guard: u64,
 }
 
-/// What the chunks after a [`Welcome`] contain.
+/// Where the plugin comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
 pub enum ComponentSource {
-    /// Component bytes to compile; `want_artifact` asks the worker to send
-    /// the compiled artifact back for the supervisor's cache.
+    /// Component bytes to compile, in the chunks after the [`Welcome`];
+    /// `want_artifact` asks the worker to send the compiled artifact back
+    /// for the supervisor's cache.
     Wasm { len: u64, want_artifact: bool },
     /// An artifact this system compiled earlier for the same bytes and
-    /// engine settings.
-    Artifact { len: u64 },
+    /// engine settings, in the read-only file the worker inherited as
+    /// `--artifact-fd`: `len` bytes from `offset` (a multiple of the page
+    /// size, so the worker maps it and runs the code in place). No chunks
+    /// follow.
+    Artifact { offset: u64, len: u64 },
+}
+
+impl ComponentSource {
+    /// How many bytes of chunks follow the [`Welcome`].
+    pub fn chunked_len(&self) -> u64 {
+        match self {
+            Self::Wasm { len, .. } => *len,
+            Self::Artifact { .. } => 0,
+        }
+    }
 }
 
 /// A piece of a component or artifact; at most [`crate::CHUNK_LEN`] bytes.
@@ -260,8 +274,32 @@ pub struct Loaded {
     pub artifact_len: u64,
     /// How long compiling or deserialising took, in microseconds.
     pub compile_us: u64,
+    /// How the code was obtained.
+    pub code: CodeSource,
     /// Every sandbox layer, applied or not, in order.
     pub sandbox: SandboxReport,
+}
+
+/// How a worker obtained the plugin's machine code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum CodeSource {
+    /// Compiled from the component's bytes.
+    Compiled,
+    /// The cached artifact, mapped and run in place.
+    Mapped,
+    /// The cached artifact, read and copied: the mapping could not be made
+    /// executable (a `noexec` mount, for one).
+    Copied,
+}
+
+impl CodeSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Compiled => "compiled",
+            Self::Mapped => "cache, mapped",
+            Self::Copied => "cache, copied",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]

@@ -34,7 +34,10 @@ fn every_supervisor_message_round_trips() {
             len: 1234,
             want_artifact: true,
         },
-        ComponentSource::Artifact { len: 99 },
+        ComponentSource::Artifact {
+            offset: 4096,
+            len: 99,
+        },
     ]
     .into_iter()
     .flat_map(|c| modes.map(|m| (c, m)))
@@ -184,6 +187,7 @@ fn every_worker_message_round_trips() {
         imports: vec!["prx:host/log@0.1.0".into()],
         artifact_len: 1 << 20,
         compile_us: 1500,
+        code: CodeSource::Mapped,
         sandbox: SandboxReport {
             layers: vec![LayerReport {
                 layer: "seccomp".into(),

@@ -16,8 +16,22 @@ use std::sync::{Arc, Mutex};
 use prx_ipc::EngineSettings;
 use sha2::{Digest, Sha256};
 
-const MAGIC: &[u8; 8] = b"PRXCWSM1";
-const HEADER_LEN: usize = MAGIC.len() + 32;
+const MAGIC: &[u8; 8] = b"PRXCWSM2";
+/// The body starts one page in: a worker maps the file and runs the code
+/// where it lies, which needs the body page-aligned. The header is the
+/// magic, the SHA-256 of the body, and zeros.
+pub const BODY_OFFSET: u64 = 4096;
+const CHECKSUM: std::ops::Range<usize> = MAGIC.len()..MAGIC.len() + 32;
+
+/// A stored artifact, open for a worker to map: `len` bytes from
+/// `offset`. The file is opened read-only and close-on-exec; the spawner
+/// hands a worker its own copy of the descriptor.
+#[derive(Debug)]
+pub struct CachedArtifact {
+    pub file: std::fs::File,
+    pub offset: u64,
+    pub len: u64,
+}
 
 #[derive(Debug, Clone)]
 pub struct CompileCache {
@@ -66,40 +80,49 @@ impl CompileCache {
 
     /// The artifact for `key`, if a whole and unaltered one is stored.
     ///
-    /// The checksum is checked the first time this cache reads a file;
-    /// later reads of the same file (same inode, length and modification
+    /// The checksum is checked the first time this cache opens a file;
+    /// later opens of the same file (same inode, length and modification
     /// time: entries are only ever renamed into place, never rewritten)
-    /// skip it. A compiled Python component is 45 MB, and a worker restart
-    /// should not hash it again.
-    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+    /// skip it. A compiled Python component is 45 MB: a worker restart
+    /// neither hashes nor reads it here, the worker maps it.
+    pub fn get(&self, key: &str) -> Option<CachedArtifact> {
         use std::io::Read;
         use std::os::unix::fs::MetadataExt;
         let mut file = std::fs::File::open(self.path(key)).ok()?;
         let meta = file.metadata().ok()?;
-        let mut header = [0u8; HEADER_LEN];
+        if !meta.is_file() || meta.len() <= BODY_OFFSET {
+            return None;
+        }
+        let mut header = [0u8; BODY_OFFSET as usize];
         file.read_exact(&mut header).ok()?;
         if &header[..MAGIC.len()] != MAGIC {
             return None;
         }
-        let mut body = Vec::with_capacity((meta.len() as usize).saturating_sub(HEADER_LEN));
-        file.read_to_end(&mut body).ok()?;
         let stamp = (meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec());
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if verified.get(key) != Some(&stamp) {
-            if Sha256::digest(&body).as_slice() != &header[MAGIC.len()..] {
+            let mut hasher = Sha256::new();
+            std::io::copy(&mut &file, &mut hasher).ok()?;
+            if hasher.finalize().as_slice() != &header[CHECKSUM] {
                 tracing::warn!(key, "compile cache entry is corrupt; ignoring it");
                 return None;
             }
             verified.insert(key.to_owned(), stamp);
         }
-        Some(body)
+        Some(CachedArtifact {
+            file,
+            offset: BODY_OFFSET,
+            len: meta.len() - BODY_OFFSET,
+        })
     }
 
     /// Stores an artifact atomically.
     pub fn put(&self, key: &str, artifact: &[u8]) -> std::io::Result<()> {
+        let mut header = [0u8; BODY_OFFSET as usize];
+        header[..MAGIC.len()].copy_from_slice(MAGIC);
+        header[CHECKSUM].copy_from_slice(&Sha256::digest(artifact));
         let mut tmp = tempfile_in(&self.dir)?;
-        tmp.1.write_all(MAGIC)?;
-        tmp.1.write_all(&Sha256::digest(artifact))?;
+        tmp.1.write_all(&header)?;
         tmp.1.write_all(artifact)?;
         tmp.1.sync_all()?;
         std::fs::rename(&tmp.0, self.path(key))
@@ -142,6 +165,19 @@ mod tests {
         }
     }
 
+    /// The body of the stored artifact, read the way a worker maps it.
+    fn body(cache: &CompileCache, key: &str) -> Option<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let artifact = cache.get(key)?;
+        assert_eq!(artifact.offset % 4096, 0, "page-aligned");
+        let mut bytes = vec![0; artifact.len as usize];
+        artifact
+            .file
+            .read_exact_at(&mut bytes, artifact.offset)
+            .expect("read");
+        Some(bytes)
+    }
+
     fn cache(dir: &Path) -> CompileCache {
         let bin = dir.join("bin");
         std::fs::write(&bin, b"worker").expect("write");
@@ -160,7 +196,7 @@ mod tests {
         assert_ne!(key, cache.key(b"wasm", &other));
         assert!(cache.get(&key).is_none());
         cache.put(&key, b"artifact").expect("put");
-        assert_eq!(cache.get(&key).as_deref(), Some(&b"artifact"[..]));
+        assert_eq!(body(&cache, &key).as_deref(), Some(&b"artifact"[..]));
     }
 
     #[test]
@@ -177,6 +213,12 @@ mod tests {
         assert!(cache.get(&key).is_none());
         std::fs::write(&path, b"not ours").expect("write");
         assert!(cache.get(&key).is_none());
+        // A file of an earlier layout (body right after a 40-byte header).
+        let mut old = b"PRXCWSM1".to_vec();
+        old.extend_from_slice(&Sha256::digest(b"artifact"));
+        old.extend_from_slice(b"artifact");
+        std::fs::write(&path, &old).expect("write");
+        assert!(cache.get(&key).is_none());
     }
 
     #[test]
@@ -185,8 +227,8 @@ mod tests {
         let cache = cache(dir.path());
         let key = cache.key(b"wasm", &settings());
         cache.put(&key, b"artifact").expect("put");
-        assert_eq!(cache.get(&key).as_deref(), Some(&b"artifact"[..]));
-        assert_eq!(cache.get(&key).as_deref(), Some(&b"artifact"[..]));
+        assert_eq!(body(&cache, &key).as_deref(), Some(&b"artifact"[..]));
+        assert_eq!(body(&cache, &key).as_deref(), Some(&b"artifact"[..]));
         // Another file renamed over it, with a body that does not match
         // its checksum: a new inode, so it is checked, and refused.
         let path = cache.path(&key);

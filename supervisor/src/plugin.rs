@@ -105,6 +105,11 @@ pub struct PluginStatus {
     /// component being served: which build runs.
     #[serde(default)]
     pub digest: String,
+    /// How the current worker got the plugin's code: `compiled`, `cache,
+    /// mapped` (the compile cache's artifact run in place), or `cache,
+    /// copied` (it could not be mapped executable).
+    #[serde(default)]
+    pub code: Option<String>,
     /// Times a new version of the plugin took over while it ran.
     #[serde(default)]
     pub reloads: u32,
@@ -615,11 +620,12 @@ impl Plugin {
                         .collect()
                 })
                 .unwrap_or_default(),
-            uptime_ms: worker.map(|w| w.uptime().as_millis() as u64),
+            uptime_ms: worker.as_ref().map(|w| w.uptime().as_millis() as u64),
             rpcs: self.rpcs(),
             events_handled: self.events_handled.load(Ordering::Relaxed),
             handler_failures: self.handler_failures.load(Ordering::Relaxed),
             digest: self.digest_hex(),
+            code: worker.as_ref().map(|w| w.code().as_str().to_owned()),
             reloads: self.reloads.load(Ordering::Relaxed),
             reload_error: self.reload_error().map(|(_, why)| why),
             calls: self.stats().summary(),
@@ -850,7 +856,8 @@ impl Plugin {
             .get_or_init(|| rt.cache.key(&self.wasm, &self.engine))
             .clone();
         if let Some(artifact) = rt.cache.get(&key) {
-            match Worker::start(self.spec(rt, Arc::new(artifact), SourceKind::Artifact)).await {
+            let source = SourceKind::Artifact(Arc::new(artifact));
+            match Worker::start(self.spec(rt, self.wasm.clone(), source)).await {
                 Ok(started) => return Ok(started.worker),
                 Err(e) if e.is_stale_artifact() => {
                     tracing::info!(plugin = %self.name, "cached artifact refused ({e}); compiling again");

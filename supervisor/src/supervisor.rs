@@ -527,6 +527,7 @@ impl Supervisor {
                     events_handled: 0,
                     handler_failures: 0,
                     digest: String::new(),
+                    code: None,
                     reloads: 0,
                     reload_error: None,
                     calls: Default::default(),

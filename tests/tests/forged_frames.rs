@@ -113,6 +113,28 @@ async fn a_worker_that_lies_about_its_sandbox_is_quarantined_at_load() {
 }
 
 #[tokio::test]
+async fn a_worker_claiming_code_it_was_not_given_is_refused_at_load() {
+    // Sent a component to compile, it says it mapped a cached artifact:
+    // the claim does not match what the supervisor sent.
+    let env = Env::new();
+    env.add(
+        "code-lie",
+        "echo-tool",
+        &tool_manifest("code-lie", "fake", ""),
+    );
+    let sup = Supervisor::start(fake_config(&env)).await.expect("start");
+    assert_eq!(sup.running(), 0);
+    let status = sup.plugins()[0].clone();
+    let reason = status.error.clone().unwrap_or_default();
+    assert!(
+        reason.contains("broke the protocol")
+            && reason.contains("its code was cache, mapped for a source it was not"),
+        "{status:?}"
+    );
+    sup.shutdown().await;
+}
+
+#[tokio::test]
 async fn each_forged_or_malformed_frame_quarantines_the_plugin() {
     let honest_env = Env::new();
     honest_env.add("echo-tool", "echo-tool", &echo_manifest());

@@ -30,25 +30,33 @@ impl Outcome {
     }
 }
 
-/// `{kv}` in a probe stands for this supervisor's own kv database.
-async fn probe_with(probe: &str, enabled: BTreeSet<Layer>) -> (Outcome, Env) {
+/// `{kv}` in a probe stands for this supervisor's own kv database,
+/// `{cache}` for the compile cache the worker's code was mapped from.
+/// Also returns how the worker got its code.
+async fn probe_with(probe: &str, enabled: BTreeSet<Layer>) -> (Outcome, Env, Option<String>) {
     let env = Env::new();
     env.add("echo-tool", "echo-tool", &echo_manifest());
     let mut config = env.config();
     let kv = config.kv_path();
-    config.test_probe = Some(probe.replace("{kv}", &kv.display().to_string()));
+    let cache = config.cache_dir.clone().expect("the shared cache");
+    config.test_probe = Some(
+        probe
+            .replace("{kv}", &kv.display().to_string())
+            .replace("{cache}", &cache.display().to_string()),
+    );
     config.sandbox.enabled = enabled;
     config.sandbox.required.clear();
     config.ephemeral_kv = !probe.contains("{kv}");
     let sup = Supervisor::start(config).await.expect("start");
     assert_eq!(sup.running(), 1, "{probe}: {:?}", sup.failures());
+    let code = sup.plugins().pop().and_then(|p| p.code);
     let outcome = match sup.call_tool("echo", "{}").await {
         Ok(text) => Outcome::Reported(text),
         Err(CallError::Crashed { cause, .. }) => Outcome::Killed(cause),
         Err(other) => panic!("{probe}: {other:?}"),
     };
     sup.shutdown().await;
-    (outcome, env)
+    (outcome, env, code)
 }
 
 async fn probe(name: &str) -> Outcome {
@@ -81,6 +89,28 @@ async fn an_escaped_attacker_can_do_none_of_the_usual_things() {
         assert!(outcome.blocked(), "{name}: {outcome:?}");
     }
     // The supervisor (this process) is alive to say so.
+}
+
+#[tokio::test]
+async fn a_worker_mapping_its_code_from_the_cache_keeps_no_descriptor_and_cannot_open_it() {
+    // Make sure the echo example is in the shared compile cache.
+    let env = Env::new();
+    env.add("echo-tool", "echo-tool", &echo_manifest());
+    env.supervisor().await.shutdown().await;
+    for name in ["stray-fds", "open-file:{cache}"] {
+        let (outcome, _env, code) = probe_with(name, Layer::ALL.into()).await;
+        assert_eq!(code.as_deref(), Some("cache, mapped"), "{name}");
+        assert!(outcome.blocked(), "{name}: {outcome:?}");
+    }
+    // The control: without the sandbox the cache directory opens (the
+    // probe is a real attempt), and still no descriptor is left over.
+    let (outcome, _env, _) = probe_with("open-file:{cache}", BTreeSet::new()).await;
+    assert!(
+        matches!(&outcome, Outcome::Reported(t) if t == "ALLOWED"),
+        "{outcome:?}"
+    );
+    let (outcome, _env, _) = probe_with("stray-fds", BTreeSet::new()).await;
+    assert!(outcome.blocked(), "{outcome:?}");
 }
 
 #[tokio::test]
@@ -129,7 +159,7 @@ async fn with_any_one_layer_off_the_others_still_keep_files_and_network_out() {
             "open-passwd".to_owned(),
             format!("connect-loopback:{port}"),
         ] {
-            let (outcome, _env) = probe_with(&name, enabled.clone()).await;
+            let (outcome, _env, _) = probe_with(&name, enabled.clone()).await;
             assert!(outcome.blocked(), "without {off}, {name}: {outcome:?}");
         }
     }

@@ -465,3 +465,92 @@ async fn a_change_to_its_files_retries_a_quarantined_or_failed_plugin() {
     );
     sup.shutdown().await;
 }
+
+/// Kills the plugin's worker with SIGKILL and waits for its replacement.
+async fn kill_and_wait_for_restart(sup: &Supervisor, name: &str) -> PluginStatus {
+    let before = status(sup, name);
+    let pid = before.pid.expect("running");
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("kill");
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let s = status(sup, name);
+            s.state == "running" && s.pid.is_some_and(|p| p != pid)
+        })
+        .await,
+        "{name} came back: {:?}",
+        status(sup, name)
+    );
+    status(sup, name)
+}
+
+#[tokio::test]
+async fn a_restart_maps_the_cached_code_and_a_damaged_cache_entry_is_compiled_again() {
+    use std::os::unix::fs::FileExt;
+    let env = Env::new();
+    env.add("echo-tool", "echo-tool", &echo_manifest());
+    // A cache of its own, so the first start compiles.
+    let cache = env.state().join("compile-cache");
+    let mut config = env.config();
+    config.cache_dir = Some(cache.clone());
+    let sup = Supervisor::start(config).await.expect("start");
+    let first = status(&sup, "echo-tool");
+    assert_eq!(first.code.as_deref(), Some("compiled"), "{first:?}");
+    let entry = || {
+        let mut entries: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        entries.pop().unwrap()
+    };
+
+    // The replacement is started from the compile cache: the worker maps
+    // the stored artifact through the descriptor it inherits.
+    let s = kill_and_wait_for_restart(&sup, "echo-tool").await;
+    assert_eq!(s.code.as_deref(), Some("cache, mapped"));
+    assert_eq!(
+        sup.call_tool("echo", r#"{"text":"mapped"}"#).await.unwrap(),
+        "mapped"
+    );
+
+    // Cut short on disk: the supervisor sees a file it has not checked,
+    // checks it, refuses it, and compiles again.
+    let path = entry();
+    let whole = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(whole / 2)
+        .unwrap();
+    let s = kill_and_wait_for_restart(&sup, "echo-tool").await;
+    assert_eq!(s.code.as_deref(), Some("compiled"));
+    assert_eq!(sup.call_tool("echo", r#"{"text":"a"}"#).await.unwrap(), "a");
+    assert_eq!(
+        std::fs::metadata(entry()).unwrap().len(),
+        whole,
+        "stored again"
+    );
+
+    // One byte of the code changed in place, the length kept: refused too.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(entry())
+        .unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, whole - 100).unwrap();
+    file.write_all_at(&[byte[0] ^ 0xff], whole - 100).unwrap();
+    drop(file);
+    let s = kill_and_wait_for_restart(&sup, "echo-tool").await;
+    assert_eq!(s.code.as_deref(), Some("compiled"));
+    assert_eq!(sup.call_tool("echo", r#"{"text":"b"}"#).await.unwrap(), "b");
+
+    // And the entry stored after that is mapped again.
+    let s = kill_and_wait_for_restart(&sup, "echo-tool").await;
+    assert_eq!(s.code.as_deref(), Some("cache, mapped"));
+    assert_eq!(sup.call_tool("echo", r#"{"text":"c"}"#).await.unwrap(), "c");
+    sup.shutdown().await;
+}

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use prx_ipc::{
-    CHUNK_LEN, Chunk, ComponentSource, FromWorker, Hello, InvokeReply, LoadFailed, LoadStage,
-    Loaded, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, SandboxReport, ToWorker, WORKER_SOCKET_FD,
-    Welcome, WireError,
+    CHUNK_LEN, Chunk, CodeSource, ComponentSource, FromWorker, Hello, InvokeReply, LoadFailed,
+    LoadStage, Loaded, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, SandboxReport, ToWorker,
+    WORKER_SOCKET_FD, Welcome, WireError,
 };
 use prx_worker::link::{Link, LinkBackend};
 use prx_worker::runtime::{self, Plugin};
@@ -46,6 +46,7 @@ fn main() -> ExitCode {
     let mut abort_marker = None;
     let mut probe = None;
     let mut netns_fd: Option<i32> = None;
+    let mut artifact_fd: Option<i32> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -66,6 +67,12 @@ fn main() -> ExitCode {
                     .and_then(|fd| fd.parse().ok())
                     .filter(|fd| *fd > 2)
             }
+            "--artifact-fd" => {
+                artifact_fd = args
+                    .next()
+                    .and_then(|fd| fd.parse().ok())
+                    .filter(|fd| *fd > 2)
+            }
             "--link-fd" => match args.next().and_then(|fd| fd.parse().ok()) {
                 Some(fd) if fd > 2 => link_fd = fd,
                 _ => {
@@ -81,7 +88,10 @@ fn main() -> ExitCode {
             }
         }
     }
-    let keep: Vec<i32> = std::iter::once(link_fd).chain(netns_fd).collect();
+    let keep: Vec<i32> = std::iter::once(link_fd)
+        .chain(netns_fd)
+        .chain(artifact_fd)
+        .collect();
     let report = match sandbox::enter(&keep, supervisor_pid) {
         Ok(report) => report,
         Err(e) => {
@@ -109,8 +119,18 @@ fn main() -> ExitCode {
     // and the sandbox step kept it open; nothing else owns it.
     let netns = netns_fd
         .map(|fd| unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    // SAFETY: as for the namespace: the supervisor's read-only descriptor
+    // of the cached artifact, kept open by the sandbox step, owned by no
+    // one else.
+    let artifact =
+        artifact_fd.map(|fd| unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) });
     let probe = probe.as_deref().map(|p| (p, link_fd));
-    match run(&link, hello, report, netns, abort_marker, probe) {
+    let inherited = Inherited {
+        netns,
+        artifact,
+        abort_marker,
+    };
+    match run(&link, hello, report, inherited, probe) {
         Ok(()) => ExitCode::SUCCESS,
         Err(WorkerError::Wire(WireError::Closed)) => ExitCode::SUCCESS,
         Err(e @ WorkerError::Load { .. }) => {
@@ -136,12 +156,21 @@ fn install_panic_hook(link: Arc<Link>) {
     }));
 }
 
+/// What the worker was started with besides its link.
+struct Inherited {
+    /// The shared empty network namespace to join.
+    netns: Option<std::os::fd::OwnedFd>,
+    /// The cached artifact to map, when the plugin starts from the cache.
+    artifact: Option<std::fs::File>,
+    /// Test-only: abort when the plugin logs this line.
+    abort_marker: Option<String>,
+}
+
 fn run(
     link: &Arc<Link>,
     hello: Hello,
     mut report: SandboxReport,
-    netns: Option<std::os::fd::OwnedFd>,
-    abort_marker: Option<String>,
+    inherited: Inherited,
     probe: Option<(&str, i32)>,
 ) -> Result<(), WorkerError> {
     link.send(&FromWorker::Hello(hello))?;
@@ -160,8 +189,14 @@ fn run(
             welcome.protocol
         )));
     }
-    sandbox::confine(&welcome.sandbox, &mut report, netns);
-    let mut plugin = load(link, &welcome, report, abort_marker)?;
+    sandbox::confine(&welcome.sandbox, &mut report, inherited.netns);
+    let mut plugin = load(
+        link,
+        &welcome,
+        report,
+        inherited.artifact,
+        inherited.abort_marker,
+    )?;
     serve(link, &mut plugin, probe)
 }
 
@@ -171,6 +206,7 @@ fn load(
     link: &Arc<Link>,
     welcome: &Welcome,
     mut report: SandboxReport,
+    artifact: Option<std::fs::File>,
     abort_marker: Option<String>,
 ) -> Result<Plugin, WorkerError> {
     let load_err = |stage: LoadStage| {
@@ -179,24 +215,45 @@ fn load(
             message: format!("{e:#}"),
         }
     };
-    let (len, is_artifact, want_artifact) = match welcome.component {
-        ComponentSource::Wasm { len, want_artifact } => (len, false, want_artifact),
-        ComponentSource::Artifact { len } => (len, true, false),
+    let mut want_artifact = false;
+    let (engine, component, compile_us, code) = match welcome.component {
+        ComponentSource::Wasm {
+            len,
+            want_artifact: want,
+        } => {
+            want_artifact = want;
+            let bytes = receive_blob(link, len)?;
+            let started = Instant::now();
+            let engine =
+                runtime::build_engine(&welcome.engine).map_err(load_err(LoadStage::Compile))?;
+            let component =
+                runtime::compile(&engine, &bytes).map_err(load_err(LoadStage::Compile))?;
+            let took = started.elapsed().as_micros() as u64;
+            (engine, component, took, CodeSource::Compiled)
+        }
+        ComponentSource::Artifact { offset, len } => {
+            let file = artifact.ok_or_else(|| WorkerError::Load {
+                stage: LoadStage::Receive,
+                message: "a cached artifact was announced but no --artifact-fd was passed".into(),
+            })?;
+            let started = Instant::now();
+            // SAFETY: the supervisor passes only artifacts it stored from a
+            // worker of this build, keyed by the wasm hash and these engine
+            // settings, checksummed, and never rewritten in place; wasmtime
+            // checks version and settings again.
+            let (engine, component, code) =
+                unsafe { runtime::load_artifact(&welcome.engine, file, offset, len) }
+                    .map_err(load_err(LoadStage::Deserialize))?;
+            if code == CodeSource::Copied {
+                let _ = link.send(&FromWorker::Log(prx_ipc::LogMsg {
+                    level: prx_ipc::LogLevel::Warn,
+                    message: "the cached artifact could not be mapped executable (is the state directory on a noexec mount?); it was read and copied instead, which makes every start slower".into(),
+                }));
+            }
+            let took = started.elapsed().as_micros() as u64;
+            (engine, component, took, code)
+        }
     };
-    let bytes = receive_blob(link, len)?;
-    let started = Instant::now();
-    let engine = runtime::build_engine(&welcome.engine).map_err(load_err(LoadStage::Compile))?;
-    let component = if is_artifact {
-        // SAFETY: the supervisor sends only artifacts it stored from a
-        // worker of this build, keyed by the wasm hash and these engine
-        // settings; wasmtime checks version and settings again.
-        unsafe { runtime::deserialize(&engine, &bytes) }
-            .map_err(load_err(LoadStage::Deserialize))?
-    } else {
-        runtime::compile(&engine, &bytes).map_err(load_err(LoadStage::Compile))?
-    };
-    let compile_us = started.elapsed().as_micros() as u64;
-    drop(bytes);
     runtime::start_epoch_ticker(&engine);
     let backend = Arc::new(LinkBackend::new(
         link.clone(),
@@ -223,6 +280,7 @@ fn load(
         imports: plugin.imports().to_vec(),
         artifact_len: artifact.len() as u64,
         compile_us,
+        code,
         sandbox: report,
     }))?;
     for piece in artifact.chunks(CHUNK_LEN) {

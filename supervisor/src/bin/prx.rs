@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use prx_ipc::CodeSource;
 use prx_supervisor::api::{self, CallResponse, ErrorBody, client};
 use prx_supervisor::config::LogFormat;
 use prx_supervisor::{PluginStatus, Supervisor, SupervisorConfig};
@@ -763,6 +764,15 @@ async fn status(state: PathBuf, json: bool) -> Result<ExitCode> {
         {
             println!("\n{}: sandbox layer {layer} {status}", p.name);
         }
+    }
+    for p in plugins
+        .iter()
+        .filter(|p| p.code.as_deref() == Some(CodeSource::Copied.as_str()))
+    {
+        println!(
+            "\n{}: its cached code could not be mapped executable and was copied (is the state directory on a noexec mount?); every start pays for the copy",
+            p.name
+        );
     }
     for p in plugins.iter().filter(|p| p.error.is_some()) {
         println!("\n{}: {}", p.name, p.error.as_deref().unwrap_or_default());

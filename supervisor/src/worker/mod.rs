@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prx_ipc::{
-    CHUNK_LEN, Call, Chunk, ComponentSource, EngineSettings, FromWorker, GuestError, HostCallMsg,
-    HostReplyMsg, Invoke, LayerReport, LayerStatus, Limits, LoadStage, LogLevel,
+    CHUNK_LEN, Call, Chunk, CodeSource, ComponentSource, EngineSettings, FromWorker, GuestError,
+    HostCallMsg, HostReplyMsg, Invoke, LayerReport, LayerStatus, Limits, LoadStage, LogLevel,
     MIN_PROTOCOL_VERSION, Output, PROTOCOL_VERSION, SandboxReport, ToWorker, Welcome, negotiate,
 };
 use tokio::sync::{Mutex as AsyncMutex, oneshot, watch};
@@ -31,6 +31,7 @@ pub use spawn::spawn_worker;
 
 use crate::broker::events::Chain;
 use crate::broker::{PluginBroker, untrusted_text};
+use crate::cache::CachedArtifact;
 use crate::config::Liveness;
 
 /// Largest compiled artifact accepted from a worker: a Python component
@@ -59,7 +60,8 @@ pub struct WorkerSpec {
     pub binary: PathBuf,
     pub limits: Limits,
     pub engine: EngineSettings,
-    /// Component bytes, or a cached artifact of them.
+    /// The component's bytes: sent when compiling, and the measure of the
+    /// artifact a worker may send back.
     pub component: Arc<Vec<u8>>,
     pub source: SourceKind,
     /// Compiling and instantiating must finish within this.
@@ -73,12 +75,13 @@ pub struct WorkerSpec {
     pub cgroups: Arc<cgroup::Cgroups>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum SourceKind {
     /// Compile the wasm; send the artifact back when `want_artifact`.
     Wasm { want_artifact: bool },
-    /// Deserialize an artifact from the compile cache.
-    Artifact,
+    /// Map an artifact from the compile cache: the worker inherits a
+    /// read-only descriptor of the file and runs the code in place.
+    Artifact(Arc<CachedArtifact>),
 }
 
 /// Why a worker could not be started.
@@ -191,6 +194,8 @@ pub struct Worker {
     ping: Mutex<Option<(u64, oneshot::Sender<()>)>>,
     /// The plugin's fuel limit: fuel a reply reports is clamped to it.
     max_fuel: u64,
+    /// How its code was obtained: compiled, or mapped from the cache.
+    code: CodeSource,
 }
 
 impl std::fmt::Debug for Worker {
@@ -215,6 +220,11 @@ impl Worker {
         &self.sandbox
     }
 
+    /// How the worker obtained the plugin's code.
+    pub fn code(&self) -> CodeSource {
+        self.code
+    }
+
     /// True once the worker is dead or being killed: no call can use it.
     pub fn is_closed(&self) -> bool {
         self.lock_pending().closed.is_some()
@@ -226,7 +236,11 @@ impl Worker {
 
     /// Starts a worker and walks it through the handshake and the load.
     pub async fn start(spec: WorkerSpec) -> Result<Started, StartError> {
-        let spawned = spawn_worker(spec.binary.clone(), spec.extra_args.clone())
+        let artifact = match &spec.source {
+            SourceKind::Artifact(artifact) => Some(artifact.clone()),
+            SourceKind::Wasm { .. } => None,
+        };
+        let spawned = spawn_worker(spec.binary.clone(), spec.extra_args.clone(), artifact)
             .await
             .map_err(|source| StartError::Spawn {
                 binary: spec.binary.clone(),
@@ -324,6 +338,7 @@ impl Worker {
             violation: Mutex::new(None),
             ping: Mutex::new(None),
             max_fuel: spec.limits.max_fuel,
+            code: done.code,
         });
         tokio::spawn(serve(worker.clone(), reader, spec.broker.clone()));
         tokio::spawn(heartbeat(worker.clone(), spec.liveness));
@@ -529,6 +544,7 @@ struct Handshake {
     imports: Vec<String>,
     artifact: Option<Vec<u8>>,
     compile: Duration,
+    code: CodeSource,
 }
 
 async fn handshake(
@@ -556,10 +572,22 @@ async fn handshake(
             max: hello.max_protocol,
         });
     };
-    let len = spec.component.len() as u64;
-    let component = match spec.source {
-        SourceKind::Wasm { want_artifact } => ComponentSource::Wasm { len, want_artifact },
-        SourceKind::Artifact => ComponentSource::Artifact { len },
+    let (component, chunks, len) = match &spec.source {
+        SourceKind::Wasm { want_artifact } => {
+            let len = spec.component.len() as u64;
+            let source = ComponentSource::Wasm {
+                len,
+                want_artifact: *want_artifact,
+            };
+            (source, &spec.component[..], len)
+        }
+        SourceKind::Artifact(artifact) => {
+            let source = ComponentSource::Artifact {
+                offset: artifact.offset,
+                len: artifact.len,
+            };
+            (source, &[][..], artifact.len)
+        }
     };
     let send = |e: LinkError| StartError::Exited(format!("sending the plugin failed: {e}"));
     writer
@@ -578,7 +606,7 @@ async fn handshake(
         }))
         .await
         .map_err(send)?;
-    for piece in spec.component.chunks(CHUNK_LEN) {
+    for piece in chunks.chunks(CHUNK_LEN) {
         writer
             .write(&ToWorker::Chunk(Chunk {
                 bytes: piece.to_vec(),
@@ -616,7 +644,17 @@ async fn handshake(
             }
         }
     };
-    let artifact = match (spec.source, loaded.artifact_len) {
+    let code_matches = match &spec.source {
+        SourceKind::Wasm { .. } => loaded.code == CodeSource::Compiled,
+        SourceKind::Artifact(_) => loaded.code != CodeSource::Compiled,
+    };
+    if !code_matches {
+        return Err(StartError::Violation(format!(
+            "the worker says its code was {} for a source it was not",
+            loaded.code.as_str()
+        )));
+    }
+    let artifact = match (&spec.source, loaded.artifact_len) {
         (_, 0) => None,
         (
             SourceKind::Wasm {
@@ -647,6 +685,7 @@ async fn handshake(
         imports: loaded.imports,
         artifact,
         compile: Duration::from_micros(loaded.compile_us),
+        code: loaded.code,
     })
 }
 

@@ -3,7 +3,9 @@
 //! Workers are started by exec of the `prx-worker` binary (never a bare
 //! fork of this multi-threaded process) with an empty environment,
 //! stdin/stdout/stderr on /dev/null and one inherited socket, whose number
-//! is passed as `--link-fd`.
+//! is passed as `--link-fd`. A worker started from the compile cache also
+//! inherits a read-only descriptor of the cached artifact
+//! (`--artifact-fd`), which it maps instead of receiving 45 MB of bytes.
 //!
 //! No code runs in the child between fork and exec, so the standard
 //! library can use `posix_spawn` (a vfork, which does not copy this
@@ -30,12 +32,14 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
+
+use crate::cache::CachedArtifact;
 
 /// A started worker: the process and the supervisor's end of its link.
 #[derive(Debug)]
@@ -47,6 +51,7 @@ pub struct Spawned {
 struct Request {
     binary: PathBuf,
     args: Vec<String>,
+    artifact: Option<Arc<CachedArtifact>>,
     runtime: tokio::runtime::Handle,
     reply: oneshot::Sender<std::io::Result<Spawned>>,
 }
@@ -79,16 +84,20 @@ fn empty_netns() -> Option<OwnedFd> {
     }
 }
 
-/// Starts a worker from the spawner thread.
 /// Starts a worker from the spawner thread; `args` are appended to the
 /// ones every worker gets.
-pub async fn spawn_worker(binary: PathBuf, args: Vec<String>) -> std::io::Result<Spawned> {
+pub async fn spawn_worker(
+    binary: PathBuf,
+    args: Vec<String>,
+    artifact: Option<Arc<CachedArtifact>>,
+) -> std::io::Result<Spawned> {
     let sender = SPAWNER.get_or_init(start_spawner_thread);
     let (reply, answer) = oneshot::channel();
     sender
         .send(Request {
             binary,
             args,
+            artifact,
             runtime: tokio::runtime::Handle::current(),
             reply,
         })
@@ -106,14 +115,21 @@ fn start_spawner_thread() -> mpsc::Sender<Request> {
             // Lives until the process exits: the sender is in a static.
             for request in rx {
                 let _guard = request.runtime.enter();
-                let _ = request.reply.send(spawn_now(request.binary, request.args));
+                let _ =
+                    request
+                        .reply
+                        .send(spawn_now(request.binary, request.args, request.artifact));
             }
         })
         .unwrap_or_else(|e| panic!("cannot start the spawner thread: {e}"));
     tx
 }
 
-fn spawn_now(binary: PathBuf, args: Vec<String>) -> std::io::Result<Spawned> {
+fn spawn_now(
+    binary: PathBuf,
+    args: Vec<String>,
+    artifact: Option<Arc<CachedArtifact>>,
+) -> std::io::Result<Spawned> {
     let (ours, theirs) = UnixStream::pair()?;
     let theirs = OwnedFd::from(theirs);
     // Inheritable only for the duration of this spawn; every other
@@ -130,6 +146,17 @@ fn spawn_now(binary: PathBuf, args: Vec<String>) -> std::io::Result<Spawned> {
         fcntl(netns, FcntlArg::F_SETFD(FdFlag::empty()))?;
         command.arg("--netns-fd").arg(netns.as_raw_fd().to_string());
     }
+    // The worker's own descriptor of the artifact (opened read-only), so
+    // the cache's stays close-on-exec; dropped once the child has it.
+    let artifact = match artifact {
+        Some(artifact) => {
+            let fd = OwnedFd::from(artifact.file.try_clone()?);
+            fcntl(&fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
+            command.arg("--artifact-fd").arg(fd.as_raw_fd().to_string());
+            Some(fd)
+        }
+        None => None,
+    };
     command
         .args(args)
         .env_clear()
@@ -139,6 +166,7 @@ fn spawn_now(binary: PathBuf, args: Vec<String>) -> std::io::Result<Spawned> {
         .kill_on_drop(true);
     let child = command.spawn();
     drop(theirs);
+    drop(artifact);
     if let Some(netns) = netns {
         fcntl(netns, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
     }

@@ -50,11 +50,7 @@ fn main() {
         return;
     };
     let mut received = 0u64;
-    let len = match welcome.component {
-        prx_ipc::ComponentSource::Wasm { len, .. } | prx_ipc::ComponentSource::Artifact { len } => {
-            len
-        }
-    };
+    let len = welcome.component.chunked_len();
     while received < len {
         match read_frame(&mut link).expect("chunk") {
             ToWorker::Chunk(c) => received += c.bytes.len() as u64,
@@ -75,6 +71,12 @@ fn main() {
         imports: vec!["prx:host/log@0.1.0".into(), "prx:host/kv@0.1.0".into()],
         artifact_len: 0,
         compile_us: 0,
+        // "code-lie" claims a mapped artifact for a component it was sent.
+        code: if welcome.plugin == "code-lie" {
+            prx_ipc::CodeSource::Mapped
+        } else {
+            prx_ipc::CodeSource::Compiled
+        },
         sandbox,
     };
     write_frame(&mut link, &FromWorker::Loaded(loaded)).expect("loaded");

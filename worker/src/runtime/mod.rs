@@ -15,7 +15,9 @@ mod host;
 mod output;
 mod plugin;
 
-pub use engine::{EPOCH_TICK, build_engine, compile, deserialize, start_epoch_ticker};
+pub use engine::{
+    EPOCH_TICK, build_engine, compile, deserialize, load_artifact, start_epoch_ticker,
+};
 pub use plugin::Plugin;
 
 use prx_ipc::{HostCall, HostReply, LogLevel};

@@ -254,6 +254,7 @@ function renderDetail(d) {
     ["error", s.error || s.reload_error],
     ["last exit", s.last_exit],
     ["build", s.digest],
+    ["code", s.code],
     ["sandbox", (s.sandbox || []).map(([layer, status]) => layer + ": " + status).join("; ")],
   ]);
   const m = d.manifest;
