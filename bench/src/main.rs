@@ -200,8 +200,15 @@ pub(crate) fn worker_spawn_to_ready(
         };
         let first = Worker::start(spec.clone()).await?;
         first.worker.stop(Duration::from_secs(1)).await;
-        spec.component = Arc::new(first.artifact.context("no artifact came back")?);
-        spec.source = SourceKind::Artifact;
+        // Stored and opened as the supervisor's compile cache does.
+        let dir = tempfile::tempdir()?;
+        let cache = prx_supervisor::cache::CompileCache::open(dir.path().join("cache"), worker)?;
+        let key = cache.key(subject.wasm, &subject.engine);
+        cache.put(&key, &first.artifact.context("no artifact came back")?)?;
+        let artifact = cache
+            .get(&key)
+            .context("the stored artifact did not read back")?;
+        spec.source = SourceKind::Artifact(Arc::new(artifact));
         let mut samples = Vec::new();
         for _ in 0..rounds {
             let t = Instant::now();
