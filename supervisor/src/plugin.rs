@@ -19,7 +19,6 @@ use crate::config::{Liveness, PermissionPolicy, RestartPolicy};
 use crate::error::CallError;
 use crate::manifest::Permission;
 use crate::manifest::{CapabilityType, Manifest};
-use crate::worker::verify::SandboxRefusal;
 use crate::worker::{SourceKind, StartError, Worker, WorkerSpec};
 use std::collections::BTreeSet;
 
@@ -679,7 +678,13 @@ impl Plugin {
 
     /// A new worker whose exports match the manifest (killed when not).
     async fn spawn_checked(&self, rt: &Runtime) -> Result<Arc<Worker>, String> {
-        let worker = self.spawn_worker(rt).await.map_err(|e| e.to_string())?;
+        let worker = self.spawn_worker(rt).await.map_err(|e| {
+            if e.is_security_event() {
+                format!("security event: {e}")
+            } else {
+                e.to_string()
+            }
+        })?;
         if let Err(e) = self.check_exports(&worker) {
             worker.kill();
             return Err(e);
@@ -755,7 +760,7 @@ impl Plugin {
     pub async fn load(self: &Arc<Self>, rt: &Runtime) -> Result<(), String> {
         let worker = match self.start_worker(rt).await {
             Ok(worker) => worker,
-            Err(e @ StartError::Sandbox(SandboxRefusal::Contradicted { .. })) => {
+            Err(e) if e.is_security_event() => {
                 return Err(self.quarantine(format!("security event: {e}")));
             }
             Err(e) => return Err(self.fail(format!("{e}"))),
@@ -1178,7 +1183,7 @@ async fn supervise(plugin: Arc<Plugin>, rt: Runtime, mut worker: Arc<Worker>) {
                     );
                     break new;
                 }
-                Err(e @ StartError::Sandbox(SandboxRefusal::Contradicted { .. })) => {
+                Err(e) if e.is_security_event() => {
                     plugin.quarantine(format!("security event: {e}"));
                     return;
                 }

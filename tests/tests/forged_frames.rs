@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Env, echo_manifest, tool_manifest};
-use prx_supervisor::{CallError, Supervisor};
+use prx_supervisor::{CallError, ReloadOutcome, Supervisor};
 
 /// Starts one plugin on the fake worker (behaving per `mode`) and echo on
 /// the real one, in two supervisors sharing nothing.
@@ -90,47 +90,87 @@ async fn a_stalled_partial_frame_costs_one_call_and_a_flood_costs_nothing() {
     honest.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_worker_that_lies_about_its_sandbox_is_quarantined_at_load() {
+/// Starts a supervisor with one plugin whose fake worker acts as `mode`
+/// says while it starts, and returns the plugin's quarantine reason: a lie
+/// at start-up is a security event, not a failure to retry.
+async fn quarantined_at_load(mode: &str) -> String {
     let env = Env::new();
-    env.add(
-        "sandbox-liar",
-        "echo-tool",
-        &tool_manifest("sandbox-liar", "fake", ""),
-    );
+    env.add(mode, "echo-tool", &tool_manifest(mode, "fake", ""));
     let sup = Supervisor::start(fake_config(&env)).await.expect("start");
     assert_eq!(sup.running(), 0);
     let status = sup.plugins()[0].clone();
-    assert_eq!(status.state, "quarantined", "{status:?}");
-    let reason = status.error.unwrap_or_default();
+    assert_eq!(status.state, "quarantined", "{mode}: {status:?}");
+    assert_eq!(status.restarts, 0, "{mode}: {status:?}");
+    sup.shutdown().await;
+    status.error.unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_worker_that_lies_about_its_sandbox_is_quarantined_at_load() {
+    let reason = quarantined_at_load("sandbox-liar").await;
     assert!(
         reason.contains("security event")
             && reason.contains("reports sandbox layer `seccomp` applied, but /proc/")
             && reason.contains("Seccomp: \"0\""),
         "{reason}"
     );
-    sup.shutdown().await;
 }
 
 #[tokio::test]
-async fn a_worker_claiming_code_it_was_not_given_is_refused_at_load() {
+async fn a_worker_claiming_code_it_was_not_given_is_quarantined_at_load() {
     // Sent a component to compile, it says it mapped a cached artifact:
     // the claim does not match what the supervisor sent.
-    let env = Env::new();
-    env.add(
-        "code-lie",
-        "echo-tool",
-        &tool_manifest("code-lie", "fake", ""),
-    );
-    let sup = Supervisor::start(fake_config(&env)).await.expect("start");
-    assert_eq!(sup.running(), 0);
-    let status = sup.plugins()[0].clone();
-    let reason = status.error.clone().unwrap_or_default();
+    let reason = quarantined_at_load("code-lie").await;
     assert!(
-        reason.contains("broke the protocol")
+        reason.contains("security event: the worker broke the protocol")
             && reason.contains("its code was cache, mapped for a source it was not"),
-        "{status:?}"
+        "{reason}"
     );
+}
+
+#[tokio::test]
+async fn a_new_version_that_lies_while_starting_is_refused_and_the_old_one_serves() {
+    // The running version behaves; the new one (marked bytes) claims code
+    // it was not given. The reload is refused as a security event, and
+    // quarantining the name would stop the version that did nothing wrong.
+    let env = Env::new();
+    let dir = env.add(
+        "reload-liar",
+        "echo-tool",
+        &tool_manifest("reload-liar", "fake", ""),
+    );
+    let mut config = fake_config(&env);
+    config.watch = false;
+    config.retry_poll = Duration::ZERO;
+    let sup = Supervisor::start(config).await.expect("start");
+    assert_eq!(sup.running(), 1, "{:?}", sup.failures());
+    let pid = sup.plugins()[0].pid;
+
+    let mut wasm = std::fs::read(dir.join("plugin.wasm")).expect("wasm");
+    let name = b"prx-fake-lie";
+    wasm.extend_from_slice(&[0, name.len() as u8 + 1, name.len() as u8]);
+    wasm.extend_from_slice(name);
+    std::fs::write(dir.join("plugin.wasm"), &wasm).expect("write the new version");
+
+    let outcomes = sup.reload(Some("reload-liar")).await.expect("reload");
+    let [ReloadOutcome::Refused { error, .. }] = outcomes.as_slice() else {
+        panic!("{outcomes:?}");
+    };
+    assert!(
+        error.contains("security event: the worker broke the protocol")
+            && error.contains("its code was cache, mapped for a source it was not"),
+        "{error}"
+    );
+    let status = sup.plugins()[0].clone();
+    assert_eq!(status.state, "running", "{status:?}");
+    assert_eq!(status.pid, pid, "the old version serves on");
+    assert!(
+        status
+            .reload_error
+            .is_some_and(|e| e.contains("security event")),
+        "the refusal is in the status"
+    );
+    assert_eq!(sup.call_tool("fake", "{}").await.unwrap(), "honest");
     sup.shutdown().await;
 }
 

@@ -124,6 +124,15 @@ impl StartError {
             }
         )
     }
+
+    /// True when the worker lied or broke the protocol while starting: a
+    /// security event (the plugin is quarantined), not a failure to retry.
+    pub fn is_security_event(&self) -> bool {
+        matches!(
+            self,
+            Self::Violation(_) | Self::Sandbox(verify::SandboxRefusal::Contradicted { .. })
+        )
+    }
 }
 
 /// Why an invocation did not return a value.

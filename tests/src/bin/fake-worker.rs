@@ -12,6 +12,11 @@
 //!   report among its imports;
 //! - `sandbox-liar`: reports every sandbox layer applied, having applied
 //!   none;
+//! - `code-lie`: says it mapped a cached artifact when it was sent a
+//!   component to compile;
+//! - `reload-liar`: behaves, but tells the `code-lie` lie when the
+//!   component it is sent holds the bytes `prx-fake-lie` (a new version);
+//! - `fuel-lie`: reports more fuel used than any call may burn;
 //! - `partial-frame`: answers a call with half a frame header, then stalls;
 //! - `flood`: sends 100,000 log lines before each answer;
 //! - anything else: behaves.
@@ -49,14 +54,15 @@ fn main() {
     let ToWorker::Welcome(welcome) = read_frame(&mut link).expect("welcome") else {
         return;
     };
-    let mut received = 0u64;
+    let mut component = Vec::new();
     let len = welcome.component.chunked_len();
-    while received < len {
+    while (component.len() as u64) < len {
         match read_frame(&mut link).expect("chunk") {
-            ToWorker::Chunk(c) => received += c.bytes.len() as u64,
+            ToWorker::Chunk(c) => component.extend_from_slice(&c.bytes),
             _ => return,
         }
     }
+    let marked = component.windows(12).any(|w| w == b"prx-fake-lie");
     let mut sandbox = SandboxReport::default();
     if welcome.plugin == "sandbox-liar" {
         for layer in prx_ipc::layer::WORKER {
@@ -72,7 +78,7 @@ fn main() {
         artifact_len: 0,
         compile_us: 0,
         // "code-lie" claims a mapped artifact for a component it was sent.
-        code: if welcome.plugin == "code-lie" {
+        code: if welcome.plugin == "code-lie" || (welcome.plugin == "reload-liar" && marked) {
             prx_ipc::CodeSource::Mapped
         } else {
             prx_ipc::CodeSource::Compiled
