@@ -103,6 +103,17 @@ async fn until(browser: &Client, what: &str, script: &str) -> Value {
     }
 }
 
+/// Clicks the element `css` selects; `what` names it if it is missing.
+async fn click(browser: &Client, css: &str, what: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{what} ({css}): {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {what}: {e}"));
+}
+
 fn artifacts() -> PathBuf {
     let dir = Path::new(env!("PRX_ROOT")).join("target/test-artifacts");
     std::fs::create_dir_all(&dir).expect("artifacts dir");
@@ -248,13 +259,12 @@ async fn the_console_shows_the_plugins_live_and_charts_the_forecast() {
     .await
     .expect("rpc");
     assert_eq!(answer.status, 200, "{}", answer.body);
-    browser
-        .find(Locator::Css("tr[data-plugin=\"forecast\"] a"))
-        .await
-        .expect("the forecast link")
-        .click()
-        .await
-        .expect("click");
+    click(
+        &browser,
+        "tr[data-plugin=\"forecast\"] a",
+        "the forecast link",
+    )
+    .await;
     let chart = until(
         &browser,
         "the cone chart",
@@ -318,13 +328,7 @@ return text.includes('LOADED') ? text : null;
 
     // Reload from the page (token-protected): with the token it is done;
     // without it the page says so and nothing happens.
-    browser
-        .find(Locator::Css("#reload"))
-        .await
-        .expect("reload button")
-        .click()
-        .await
-        .expect("click");
+    click(&browser, "#reload", "reload button").await;
     let result = until(
         &browser,
         "the reload's answer",
@@ -339,13 +343,7 @@ return text.includes('LOADED') ? text : null;
         .execute("sessionStorage.clear(); return null;", vec![])
         .await
         .expect("forget the token");
-    browser
-        .find(Locator::Css("#reload"))
-        .await
-        .expect("reload button")
-        .click()
-        .await
-        .expect("click");
+    click(&browser, "#reload", "reload button").await;
     let result = browser
         .execute(
             "return document.getElementById('action-result').textContent",

@@ -40,6 +40,22 @@ impl Text {
         }
         let _ = writeln!(self.0, " {value}");
     }
+
+    /// Counter families with one sample per key of `rows`, the key under
+    /// `label`, each sample's value read from its row by the family.
+    fn counters<T>(
+        &mut self,
+        label: &str,
+        rows: &BTreeMap<String, T>,
+        families: &[(&str, &str, Read<T>)],
+    ) {
+        for (name, help, read) in families {
+            self.family(name, "counter", help);
+            for (key, row) in rows {
+                self.sample(name, &[(label, key)], read(row));
+            }
+        }
+    }
 }
 
 /// Label values escape backslash, double quote and line feed.
@@ -188,12 +204,7 @@ pub fn render(sup: &Supervisor) -> String {
             |c| c.events_published,
         ),
     ];
-    for (name, help, value) in per_plugin {
-        t.family(name, "counter", help);
-        for (plugin, c) in &stats {
-            t.sample(name, &[("plugin", plugin)], value(c));
-        }
-    }
+    t.counters("plugin", &stats, &per_plugin);
 
     t.family(
         "prx_plugin_log_lines_dropped_total",
@@ -270,12 +281,7 @@ pub fn render(sup: &Supervisor) -> String {
             |f| f.suppressed,
         ),
     ];
-    for (name, help, value) in per_sub {
-        t.family(name, "counter", help);
-        for (subscriber, v) in &per_subscriber {
-            t.sample(name, &[("subscriber", subscriber)], value(v));
-        }
-    }
+    t.counters("subscriber", &per_subscriber, &per_sub);
 
     process(&mut t);
     t.0
