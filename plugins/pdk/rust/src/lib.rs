@@ -11,7 +11,7 @@
 //! `cargo build --target wasm32-wasip2 --release`: the result is a
 //! component, ready to load; no other tool is needed.
 //!
-//! ```ignore
+//! ```no_run
 //! use prx_pdk::prelude::*;
 //!
 //! struct Echo;

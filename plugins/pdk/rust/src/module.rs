@@ -2,7 +2,7 @@
 //! handlers when it loads, publishes events, keeps a namespaced cache and
 //! describes itself to operators. Not part of PRX 0.1.0.
 //!
-//! ```ignore
+//! ```no_run
 //! use prx_pdk::prelude::*;
 //!
 //! struct Stats;
