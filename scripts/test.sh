@@ -7,32 +7,36 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each step says when it starts (seconds since this script began), so a
+# slow CI run shows where its time went.
+step() { echo "== $1 (at ${SECONDS}s)"; }
+
 scripts/bootstrap.sh
 
 # Every test runner's output is kept, to print one total at the end.
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 
-echo "== format"
+step "format"
 cargo fmt --all -- --check
 (cd plugins && cargo fmt --all -- --check)
 
-echo "== build (binaries the integration tests run)"
+step "build (binaries the integration tests run)"
 cargo build --workspace --bins --quiet
 
-echo "== clippy"
+step "clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # Guests: natively (the PDK's test host) and for the wasm target.
 (cd plugins && cargo clippy --workspace --all-targets --quiet -- -D warnings)
 (cd plugins && cargo clippy --workspace --target wasm32-wasip2 --quiet -- -D warnings)
 
-echo "== host tests"
-cargo test --workspace 2>&1 | tee -a "$results"
+step "host tests"
+cargo test --workspace --no-fail-fast 2>&1 | tee -a "$results"
 
-echo "== guest tests (the PDK and examples on the host)"
+step "guest tests (the PDK and examples on the host)"
 (cd plugins && cargo test --quiet) 2>&1 | tee -a "$results"
 
-echo "== Python: the SDK's tests and each Python plugin's own tests (pytest)"
+step "Python: the SDK's tests and each Python plugin's own tests (pytest)"
 PYTHONDONTWRITEBYTECODE=1 .venv/bin/python -m pytest -q -p no:cacheprovider plugins/pdk/python/tests 2>&1 | tee -a "$results"
 for dir in plugins/examples/*/ plugins/testing/*/; do
   if [ -f "$dir/plugin.py" ] && [ -d "$dir/tests" ]; then
@@ -40,7 +44,7 @@ for dir in plugins/examples/*/ plugins/testing/*/; do
   fi
 done
 
-echo "== fuzz targets compile"
+step "fuzz targets compile"
 cargo check --quiet --manifest-path fuzz/Cargo.toml --bins
 
 # cargo: "test result: ok. 12 passed; 0 failed; ..."; pytest: "3 failed, 17 passed in 0.2s".
@@ -50,3 +54,4 @@ read -r passed failed < <(awk '
   END { print p + 0, f + 0 }' "$results")
 echo
 echo "tests: $passed passed, $failed failed"
+echo "took ${SECONDS}s"
