@@ -205,6 +205,21 @@ pub struct Runtime {
     pub extra_worker_args: Vec<String>,
     pub sandbox: crate::worker::verify::SandboxPolicy,
     pub cgroups: Arc<crate::worker::cgroup::Cgroups>,
+    /// Compiles under way at once ([`Runtime::parallel_compiles`]).
+    /// Cranelift already spreads one component over every core, so more
+    /// at once only make each take longer, until a large one (a Python
+    /// plugin) runs past the load timeout. Starts from the compile cache
+    /// do not wait for it.
+    pub compiles: Arc<tokio::sync::Semaphore>,
+}
+
+impl Runtime {
+    /// One compile per four cores, at least one. On 2 cores, two Python
+    /// components compiled side by side took 43-45 s each, against the
+    /// 60 s load timeout; one after the other, about 23 s each.
+    pub fn parallel_compiles() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 4).max(1))
+    }
 }
 
 /// The limits a worker enforces and the engine it compiles with, from a
@@ -860,16 +875,14 @@ impl Plugin {
             .cache_key
             .get_or_init(|| rt.cache.key(&self.wasm, &self.engine))
             .clone();
-        if let Some(artifact) = rt.cache.get(&key) {
-            let source = SourceKind::Artifact(Arc::new(artifact));
-            match Worker::start(self.spec(rt, self.wasm.clone(), source)).await {
-                Ok(started) => return Ok(started.worker),
-                Err(e) if e.is_stale_artifact() => {
-                    tracing::info!(plugin = %self.name, "cached artifact refused ({e}); compiling again");
-                    rt.cache.remove(&key);
-                }
-                Err(e) => return Err(e),
-            }
+        if let Some(worker) = self.start_cached(rt, &key).await? {
+            return Ok(worker);
+        }
+        // Wait for a turn to compile (the load timeout starts after it);
+        // the same component may have been compiled meanwhile.
+        let _turn = rt.compiles.acquire().await;
+        if let Some(worker) = self.start_cached(rt, &key).await? {
+            return Ok(worker);
         }
         let source = SourceKind::Wasm {
             want_artifact: true,
@@ -882,6 +895,28 @@ impl Plugin {
             tracing::warn!(plugin = %self.name, "cannot store the compiled artifact: {e}");
         }
         Ok(started.worker)
+    }
+
+    /// A worker started from the compile cache's artifact for `key`, if
+    /// there is one; an artifact the worker refuses is removed (`None`).
+    async fn start_cached(
+        &self,
+        rt: &Runtime,
+        key: &str,
+    ) -> Result<Option<Arc<Worker>>, StartError> {
+        let Some(artifact) = rt.cache.get(key) else {
+            return Ok(None);
+        };
+        let source = SourceKind::Artifact(Arc::new(artifact));
+        match Worker::start(self.spec(rt, self.wasm.clone(), source)).await {
+            Ok(started) => Ok(Some(started.worker)),
+            Err(e) if e.is_stale_artifact() => {
+                tracing::info!(plugin = %self.name, "cached artifact refused ({e}); compiling again");
+                rt.cache.remove(key);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn spec(&self, rt: &Runtime, component: Arc<Vec<u8>>, source: SourceKind) -> WorkerSpec {

@@ -135,6 +135,7 @@ impl Supervisor {
                 )
                 .collect(),
             sandbox: config.sandbox.clone(),
+            compiles: Arc::new(tokio::sync::Semaphore::new(Runtime::parallel_compiles())),
             cgroups: Arc::new(
                 if config
                     .sandbox
