@@ -133,6 +133,16 @@ impl StartError {
             Self::Violation(_) | Self::Sandbox(verify::SandboxRefusal::Contradicted { .. })
         )
     }
+
+    /// The error as the plugin's status and the operator read it: a
+    /// security event says so first.
+    pub fn reason(&self) -> String {
+        if self.is_security_event() {
+            format!("security event: {self}")
+        } else {
+            self.to_string()
+        }
+    }
 }
 
 /// Why an invocation did not return a value.
