@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Env, echo_manifest, tool_manifest};
+use common::{Env, echo_manifest, tool_manifest, with_custom_section};
 use prx_supervisor::{CallError, ReloadOutcome, Supervisor};
 
 /// Starts one plugin on the fake worker (behaving per `mode`) and echo on
@@ -146,10 +146,8 @@ async fn a_new_version_that_lies_while_starting_is_refused_and_the_old_one_serve
     assert_eq!(sup.running(), 1, "{:?}", sup.failures());
     let pid = sup.plugins()[0].pid;
 
-    let mut wasm = std::fs::read(dir.join("plugin.wasm")).expect("wasm");
-    let name = b"prx-fake-lie";
-    wasm.extend_from_slice(&[0, name.len() as u8 + 1, name.len() as u8]);
-    wasm.extend_from_slice(name);
+    let wasm = std::fs::read(dir.join("plugin.wasm")).expect("wasm");
+    let wasm = with_custom_section(wasm, "prx-fake-lie", b"");
     std::fs::write(dir.join("plugin.wasm"), &wasm).expect("write the new version");
 
     let outcomes = sup.reload(Some("reload-liar")).await.expect("reload");

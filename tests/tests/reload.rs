@@ -25,15 +25,8 @@ fn versioned(version: &str, answers: &str, extra: &str) -> String {
 /// The versioned guest with a custom section appended: other bytes (a
 /// new build, compiled afresh), the same behaviour.
 fn rebuilt_wasm(tag: &str) -> Vec<u8> {
-    let mut wasm = std::fs::read(guest("versioned-tool")).expect("guest");
-    let name = b"prx-test-build";
-    let mut payload = vec![name.len() as u8];
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(tag.as_bytes());
-    wasm.push(0);
-    wasm.push(payload.len() as u8);
-    wasm.extend_from_slice(&payload);
-    wasm
+    let wasm = std::fs::read(guest("versioned-tool")).expect("guest");
+    with_custom_section(wasm, "prx-test-build", tag.as_bytes())
 }
 
 /// Writes a file the documented way: beside it, then renamed into place.

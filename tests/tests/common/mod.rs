@@ -304,3 +304,14 @@ pub fn slow_to_compile(additions: usize) -> Vec<u8> {
     );
     wat::parse_str(&text).expect("valid component text")
 }
+
+/// `wasm` with a custom section `name` holding `payload` appended: other
+/// bytes (a new build to the compile cache), the same behaviour.
+pub fn with_custom_section(mut wasm: Vec<u8>, name: &str, payload: &[u8]) -> Vec<u8> {
+    let size = 1 + name.len() + payload.len();
+    assert!(size < 128, "one-byte LEB128 sizes only");
+    wasm.extend_from_slice(&[0, size as u8, name.len() as u8]);
+    wasm.extend_from_slice(name.as_bytes());
+    wasm.extend_from_slice(payload);
+    wasm
+}
