@@ -21,6 +21,18 @@ step "format"
 cargo fmt --all -- --check
 (cd plugins && cargo fmt --all -- --check)
 
+step "release binaries carry no test hooks"
+# The worker's test hooks (an attack probe, an abort on a log line) are a
+# cargo feature only the test crate turns on; a build of the binaries alone
+# (as a release is built: cargo build --release -p prx-supervisor -p
+# prx-worker, or a plain cargo build of the default members) must not
+# enable it. The control: the whole workspace does.
+hooks() { cargo tree "$@" -e features --prefix none | grep -c 'prx-worker feature "test-hooks"' || true; }
+if [ "$(hooks -p prx-worker -p prx-supervisor)" != 0 ] || [ "$(hooks)" != 0 ] || [ "$(hooks --workspace)" = 0 ]; then
+  echo "test.sh: the feature test-hooks reaches a release build of prx-worker (or no longer reaches the tests)" >&2
+  exit 1
+fi
+
 step "build (binaries the integration tests run)"
 cargo build --workspace --bins --quiet
 

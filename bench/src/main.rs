@@ -188,9 +188,7 @@ pub(crate) fn worker_spawn_to_ready(
             limits: subject.limits,
             engine: subject.engine,
             component: Arc::new(subject.wasm.to_vec()),
-            source: SourceKind::Wasm {
-                want_artifact: true,
-            },
+            source: SourceKind::Wasm,
             load_timeout: Duration::from_secs(60),
             broker: Arc::new(PluginBroker::new(subject.name.into(), Vec::new())),
             liveness: prx_supervisor::config::Liveness::default(),
@@ -198,13 +196,12 @@ pub(crate) fn worker_spawn_to_ready(
             cgroups: cgroups.clone(),
             sandbox,
         };
-        let first = Worker::start(spec.clone()).await?;
-        first.worker.stop(Duration::from_secs(1)).await;
+        let compiled = Worker::compile(&spec).await?;
         // Stored and opened as the supervisor's compile cache does.
         let dir = tempfile::tempdir()?;
         let cache = prx_supervisor::cache::CompileCache::open(dir.path().join("cache"), worker)?;
-        let key = cache.key(subject.wasm, &subject.engine);
-        cache.put(&key, &first.artifact.context("no artifact came back")?)?;
+        let key = cache.key(subject.name, subject.wasm, &subject.engine);
+        cache.put(&key, &compiled.bytes)?;
         let artifact = cache
             .get(&key)
             .context("the stored artifact did not read back")?;

@@ -136,12 +136,12 @@ pub fn run(plugins: &Path, worker: &Path, root: &Path) -> Result<()> {
     // the key, a hash of the component, and opening the stored artifact.
     let cache_dir = tempfile::tempdir()?;
     let cache = prx_supervisor::cache::CompileCache::open(cache_dir.path().to_owned(), worker)?;
-    let key = cache.key(&hello_wasm, &engine_settings);
+    let key = cache.key("hello-py", &hello_wasm, &engine_settings);
     cache.put(&key, &artifact)?;
     let (mut keying, mut opening) = (Vec::new(), Vec::new());
     for _ in 0..21 {
         let t = Instant::now();
-        std::hint::black_box(cache.key(&hello_wasm, &engine_settings));
+        std::hint::black_box(cache.key("hello-py", &hello_wasm, &engine_settings));
         keying.push(t.elapsed());
         let t = Instant::now();
         std::hint::black_box(cache.get(&key).context("the artifact just stored")?);

@@ -28,18 +28,27 @@
 
 mod codec;
 mod messages;
+mod text;
 
 pub use codec::{
     FrameHeader, HEADER_LEN, MAX_FRAME_LEN, WireError, decode_body, encode, read_frame, write_frame,
 };
 pub use messages::*;
+pub use text::{WorkerText, escape as escape_worker_text};
 
 /// The protocol version this build speaks. Bump it on any change to a
 /// message's layout; old workers are then refused at the handshake.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The oldest protocol version this build still accepts.
-pub const MIN_PROTOCOL_VERSION: u16 = 4;
+pub const MIN_PROTOCOL_VERSION: u16 = 5;
+
+/// `RLIMIT_NOFILE` of a worker: stdio, the link, memfd images, spare. The
+/// supervisor checks `/proc/<pid>/limits` against it.
+pub const WORKER_MAX_FDS: u64 = 32;
+
+/// `RLIMIT_NPROC` of a worker: main, epoch ticker, compile threads.
+pub const WORKER_MAX_THREADS: u64 = 128;
 
 /// The descriptor a worker takes as its link when the supervisor does not
 /// name one with `--link-fd`.

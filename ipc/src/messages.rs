@@ -7,6 +7,7 @@
 use bincode::{Decode, Encode};
 
 use crate::codec::{WireError, put, take};
+use crate::text::WorkerText;
 
 /// A message type that travels in frames: one enum per direction.
 pub trait Message: Sized {
@@ -86,7 +87,9 @@ direction! {
         6 => HostCall(HostCallMsg),
         7 => Log(LogMsg),
         8 => Pong(u64),
-        9 => Fatal(String),
+        9 => Fatal(WorkerText),
+        10 => Compiled(Compiled),
+        11 => Confined(SandboxReport),
     }
 }
 
@@ -234,12 +237,14 @@ pub struct EngineSettings {
 /// Where the plugin comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
 pub enum ComponentSource {
-    /// Component bytes to compile, in the chunks after the [`Welcome`];
-    /// `want_artifact` asks the worker to send the compiled artifact back
-    /// for the supervisor's cache.
-    Wasm { len: u64, want_artifact: bool },
-    /// An artifact this system compiled earlier for the same bytes and
-    /// engine settings, in the read-only file the worker inherited as
+    /// Component bytes to compile, in the chunks after the [`Welcome`]. A
+    /// worker sent these compiles only: under its whole sandbox, seccomp
+    /// included, it sends the artifact back ([`Compiled`]) and never runs
+    /// a line of the plugin.
+    Wasm { len: u64 },
+    /// An artifact a compile worker of the same plugin produced for the
+    /// same bytes and engine settings, in the read-only file (a compile
+    /// cache entry, or a sealed memfd) the worker inherited as
     /// `--artifact-fd`: `len` bytes from `offset` (a multiple of the page
     /// size, so the worker maps it and runs the code in place). No chunks
     /// follow.
@@ -262,7 +267,22 @@ pub struct Chunk {
     pub bytes: Vec<u8>,
 }
 
-/// The worker compiled and instantiated the plugin.
+/// A compile worker's answer: the artifact follows in chunks. Sent with
+/// every sandbox layer in place, before any code of the plugin could run
+/// (none does in a compile worker).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Compiled {
+    /// Length of the artifact that follows in chunks.
+    pub artifact_len: u64,
+    /// How long compiling took, in microseconds.
+    pub compile_us: u64,
+    /// Every sandbox layer, applied or not, in order.
+    pub sandbox: SandboxReport,
+}
+
+/// The worker instantiated the plugin. It sent [`FromWorker::Confined`]
+/// (every layer in place, seccomp last) before the first line of the
+/// plugin ran.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct Loaded {
     /// Names of the component's exported interfaces.
@@ -270,14 +290,11 @@ pub struct Loaded {
     /// Names of the component's imported interfaces. A host call to an
     /// interface not among them cannot come from the component.
     pub imports: Vec<String>,
-    /// Length of the artifact that follows in chunks (0 when none does).
-    pub artifact_len: u64,
-    /// How long compiling or deserialising took, in microseconds.
+    /// How long mapping (or copying) and deserialising took, in
+    /// microseconds.
     pub compile_us: u64,
     /// How the code was obtained.
     pub code: CodeSource,
-    /// Every sandbox layer, applied or not, in order.
-    pub sandbox: SandboxReport,
 }
 
 /// How a worker obtained the plugin's machine code.
@@ -305,7 +322,7 @@ impl CodeSource {
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct LoadFailed {
     pub stage: LoadStage,
-    pub message: String,
+    pub message: WorkerText,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
@@ -504,8 +521,8 @@ pub struct ModuleInfo {
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct ToolSpec {
-    pub name: String,
-    pub description: String,
+    pub name: WorkerText,
+    pub description: WorkerText,
     pub parameters_schema: String,
 }
 
@@ -520,7 +537,7 @@ pub struct PluginResult {
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct GuestError {
     pub kind: GuestErrorKind,
-    pub message: String,
+    pub message: WorkerText,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
@@ -709,7 +726,7 @@ pub struct MemoryEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct LogMsg {
     pub level: LogLevel,
-    pub message: String,
+    pub message: WorkerText,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Encode, Decode)]

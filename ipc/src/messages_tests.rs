@@ -30,10 +30,7 @@ fn every_supervisor_message_round_trips() {
     };
     let modes = [SeccompMode::Off, SeccompMode::Log, SeccompMode::Enforce];
     for (component, seccomp) in [
-        ComponentSource::Wasm {
-            len: 1234,
-            want_artifact: true,
-        },
+        ComponentSource::Wasm { len: 1234 },
         ComponentSource::Artifact {
             offset: 4096,
             len: 99,
@@ -182,18 +179,23 @@ fn every_worker_message_round_trips() {
             ],
         },
     }));
+    let report = SandboxReport {
+        layers: vec![LayerReport {
+            layer: "seccomp".into(),
+            status: LayerStatus::Unavailable("not built in".into()),
+        }],
+    };
+    round_trip(FromWorker::Compiled(Compiled {
+        artifact_len: 1 << 20,
+        compile_us: 1500,
+        sandbox: report.clone(),
+    }));
+    round_trip(FromWorker::Confined(report));
     round_trip(FromWorker::Loaded(Loaded {
         exports: vec!["prx:plugin/tool-exports@0.1.0".into()],
         imports: vec!["prx:host/log@0.1.0".into()],
-        artifact_len: 1 << 20,
         compile_us: 1500,
         code: CodeSource::Mapped,
-        sandbox: SandboxReport {
-            layers: vec![LayerReport {
-                layer: "seccomp".into(),
-                status: LayerStatus::Unavailable("not built in".into()),
-            }],
-        },
     }));
 
     for stage in [
@@ -364,7 +366,7 @@ fn an_oversized_length_is_refused_before_allocating() {
 
 #[test]
 fn kind_zero_and_unknown_kinds_are_refused() {
-    for kind in [0u8, 10, 200] {
+    for kind in [0u8, 12, 200] {
         let mut frame = vec![0u8; HEADER_LEN];
         frame[4] = kind;
         let err = read_frame::<FromWorker>(&mut frame.as_slice()).unwrap_err();

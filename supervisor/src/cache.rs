@@ -1,9 +1,11 @@
 //! The compile cache: artifacts compiled by workers, kept in the
 //! supervisor's state directory.
 //!
-//! Keys are a SHA-256 over the component bytes, the engine settings and the
-//! worker build, so an artifact is only ever handed to a worker that would
-//! have produced the same bytes. Files carry a checksum of their body, are
+//! Keys are a SHA-256 over the plugin's name, the component bytes, the
+//! engine settings and the worker build. An artifact is machine code that a
+//! compile worker sent back, so it is trusted no further than that worker's
+//! plugin: it is only ever handed to a worker of the same plugin, never to
+//! another plugin with the same bytes (which compiles its own). Files carry a checksum of their body, are
 //! written to a temporary name and renamed, and are read only from this
 //! directory: nothing from the plugins directory is ever deserialized, and
 //! the plugins directory is never written.
@@ -31,6 +33,32 @@ pub struct CachedArtifact {
     pub file: std::fs::File,
     pub offset: u64,
     pub len: u64,
+}
+
+impl CachedArtifact {
+    /// The artifact in an anonymous file sealed against every change, at
+    /// the same offset a cache file holds it.
+    pub fn sealed(artifact: &[u8]) -> std::io::Result<Self> {
+        use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+        use nix::sys::memfd::{MFdFlags, memfd_create};
+        use std::os::unix::fs::FileExt;
+        let fd = memfd_create(
+            c"prx-artifact",
+            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+        )?;
+        let file = std::fs::File::from(fd);
+        file.write_all_at(artifact, BODY_OFFSET)?;
+        let seals = SealFlag::F_SEAL_SEAL
+            | SealFlag::F_SEAL_SHRINK
+            | SealFlag::F_SEAL_GROW
+            | SealFlag::F_SEAL_WRITE;
+        fcntl(&file, FcntlArg::F_ADD_SEALS(seals))?;
+        Ok(Self {
+            file,
+            offset: BODY_OFFSET,
+            len: artifact.len() as u64,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -62,11 +90,13 @@ impl CompileCache {
         })
     }
 
-    /// The cache key of a component under given engine settings.
-    pub fn key(&self, wasm: &[u8], engine: &EngineSettings) -> String {
+    /// The cache key of a plugin's component under given engine settings.
+    pub fn key(&self, plugin: &str, wasm: &[u8], engine: &EngineSettings) -> String {
         let mut h = Sha256::new();
         h.update(b"prx-compile-cache\0");
         h.update(self.worker_build.as_bytes());
+        h.update([0]);
+        h.update(plugin.as_bytes());
         h.update([0]);
         h.update(engine.memory_reservation.to_le_bytes());
         h.update(engine.memory_guard.to_le_bytes());
@@ -126,6 +156,23 @@ impl CompileCache {
         tmp.1.write_all(artifact)?;
         tmp.1.sync_all()?;
         std::fs::rename(&tmp.0, self.path(key))
+    }
+
+    /// Stores an artifact and opens it for a worker; when the cache cannot
+    /// (a full or read-only disk), the artifact goes into a sealed memfd
+    /// instead, laid out like a cache file, so the start still works.
+    pub fn put_and_open(&self, key: &str, artifact: &[u8]) -> std::io::Result<CachedArtifact> {
+        match self.put(key, artifact).map(|()| self.get(key)) {
+            Ok(Some(stored)) => Ok(stored),
+            Ok(None) => CachedArtifact::sealed(artifact),
+            Err(e) => {
+                tracing::warn!(
+                    key,
+                    "cannot store the compiled artifact ({e}); keeping it in memory"
+                );
+                CachedArtifact::sealed(artifact)
+            }
+        }
     }
 
     /// Drops an entry a worker refused (e.g. made by another wasmtime).
@@ -188,22 +235,48 @@ mod tests {
     fn round_trip_and_keys_depend_on_inputs() {
         let dir = tempfile::tempdir().expect("tmp");
         let cache = cache(dir.path());
-        let key = cache.key(b"wasm", &settings());
-        assert_eq!(key, cache.key(b"wasm", &settings()));
-        assert_ne!(key, cache.key(b"wasm2", &settings()));
+        let key = cache.key("echo", b"wasm", &settings());
+        assert_eq!(key, cache.key("echo", b"wasm", &settings()));
+        assert_ne!(key, cache.key("echo", b"wasm2", &settings()));
         let mut other = settings();
         other.memory_reservation *= 2;
-        assert_ne!(key, cache.key(b"wasm", &other));
+        assert_ne!(key, cache.key("echo", b"wasm", &other));
         assert!(cache.get(&key).is_none());
         cache.put(&key, b"artifact").expect("put");
         assert_eq!(body(&cache, &key).as_deref(), Some(&b"artifact"[..]));
     }
 
     #[test]
+    fn another_plugin_with_the_same_bytes_never_gets_an_artifact_it_did_not_compile() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cache = cache(dir.path());
+        let evil = cache.key("evil", b"wasm", &settings());
+        cache.put(&evil, b"bytes of its choosing").expect("put");
+        let victim = cache.key("victim", b"wasm", &settings());
+        assert_ne!(evil, victim);
+        assert!(cache.get(&victim).is_none());
+    }
+
+    #[test]
+    fn an_artifact_the_cache_cannot_store_is_sealed_in_memory() {
+        use std::os::unix::fs::FileExt;
+        let artifact = CachedArtifact::sealed(b"artifact").expect("memfd");
+        let mut bytes = vec![0; artifact.len as usize];
+        artifact
+            .file
+            .read_exact_at(&mut bytes, artifact.offset)
+            .expect("read");
+        assert_eq!(bytes, b"artifact");
+        // Sealed: not even its owner can change it.
+        assert!(artifact.file.write_all_at(b"x", artifact.offset).is_err());
+        assert!(artifact.file.set_len(1).is_err());
+    }
+
+    #[test]
     fn corrupt_or_foreign_files_are_ignored() {
         let dir = tempfile::tempdir().expect("tmp");
         let cache = cache(dir.path());
-        let key = cache.key(b"wasm", &settings());
+        let key = cache.key("echo", b"wasm", &settings());
         cache.put(&key, b"artifact").expect("put");
         let path = cache.path(&key);
         let mut bytes = std::fs::read(&path).expect("read");
@@ -225,7 +298,7 @@ mod tests {
     fn a_checked_entry_is_checked_again_once_its_file_changes() {
         let dir = tempfile::tempdir().expect("tmp");
         let cache = cache(dir.path());
-        let key = cache.key(b"wasm", &settings());
+        let key = cache.key("echo", b"wasm", &settings());
         cache.put(&key, b"artifact").expect("put");
         assert_eq!(body(&cache, &key).as_deref(), Some(&b"artifact"[..]));
         assert_eq!(body(&cache, &key).as_deref(), Some(&b"artifact"[..]));

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::config::{
     LogFormat, LogRate, PermissionPolicy, ResourceCap, ResourceCaps, SupervisorConfig,
 };
-use crate::manifest::Permission;
+use crate::manifest::{MAX_KV_STORAGE_KB_CEILING, Permission};
 use crate::worker::verify::Layer;
 
 #[derive(Debug, Default, Deserialize)]
@@ -348,6 +348,25 @@ impl SupervisorConfig {
         for name in file.resources.plugins.keys() {
             crate::manifest::check_name("[resources.plugins]", name).map_err(invalid)?;
         }
+        // No manifest may ask for more kv than the ceiling, so a cap above
+        // it would promise what no plugin can get: refused, not ignored.
+        let kv_caps = std::iter::once((
+            "[resources.default]".to_owned(),
+            file.resources.default.max_kv_storage_kb,
+        ))
+        .chain(
+            file.resources
+                .plugins
+                .iter()
+                .map(|(name, cap)| (format!("[resources.plugins.{name}]"), cap.max_kv_storage_kb)),
+        );
+        for (table, cap) in kv_caps {
+            if let Some(kb) = cap.filter(|kb| *kb > MAX_KV_STORAGE_KB_CEILING) {
+                return Err(invalid(format!(
+                    "{table} max_kv_storage_kb = {kb} is above {MAX_KV_STORAGE_KB_CEILING} (1 TiB), the most any plugin may have; set a lower cap or remove it"
+                )));
+            }
+        }
         config.resource_caps = ResourceCaps {
             default: file.resources.default,
             plugins: file.resources.plugins,
@@ -541,6 +560,41 @@ mod tests {
         );
         let err = caps.check("big", &asks(600, 1)).unwrap_err();
         assert!(err.contains("[resources.plugins.big]"), "{err}");
+    }
+
+    /// Finding 10 (b): the kv quota has a ceiling every plugin is held to
+    /// (1 TiB), which the operator can lower but not raise.
+    #[test]
+    fn a_kv_cap_above_the_ceiling_is_refused_and_a_lower_one_holds() {
+        for text in [
+            "plugins = \"p\"\n[resources.default]\nmax_kv_storage_kb = 9223372036854775807\n",
+            "plugins = \"p\"\n[resources.plugins]\nbig = { max_kv_storage_kb = 1073741825 }\n",
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(
+                err.contains("max_kv_storage_kb = ")
+                    && err.contains("is above 1073741824 (1 TiB)")
+                    && (err.contains("[resources.default]")
+                        || err.contains("[resources.plugins.big]")),
+                "{text:?}: {err}"
+            );
+        }
+        let config = parse(
+            "plugins = \"p\"\n[resources.default]\nmax_kv_storage_kb = 1073741824\n[resources.plugins]\nsmall = { max_kv_storage_kb = 64 }\n",
+        )
+        .unwrap();
+        let asks = |kb| crate::manifest::Resources {
+            max_kv_storage_kb: kb,
+            ..Default::default()
+        };
+        let caps = &config.resource_caps;
+        assert!(caps.check("any", &asks(MAX_KV_STORAGE_KB_CEILING)).is_ok());
+        assert!(caps.check("small", &asks(64)).is_ok());
+        let err = caps.check("small", &asks(65)).unwrap_err();
+        assert!(
+            err.contains("max_kv_storage_kb = 65, above the operator's cap of 64"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -27,6 +27,12 @@ pub const DEFAULT_MAX_KV_STORAGE_KB: u64 = 1_024;
 const MAX_MEMORY_MB_CEILING: u64 = 4_096;
 /// Above this an invocation is not a call but a job; ten minutes.
 const MAX_EXECUTION_TIME_CEILING_MS: u64 = 600_000;
+/// The most kv storage a plugin may ask for, in KiB: 1 TiB (2^30 KiB).
+/// A manifest asking for more is refused. It is also the cap when the
+/// operator sets none; `max_kv_storage_kb` under `[resources.default]` or
+/// `[resources.plugins]` in the supervisor's config lowers it (a cap above
+/// it is refused there). In bytes it is 2^40, far from `u64::MAX`.
+pub const MAX_KV_STORAGE_KB_CEILING: u64 = 1 << 30;
 /// Longest plugin or capability name; keeps paths and log lines sane.
 const MAX_NAME_LEN: usize = 64;
 
@@ -228,6 +234,14 @@ fn default_kv() -> u64 {
     DEFAULT_MAX_KV_STORAGE_KB
 }
 
+impl Resources {
+    /// The kv quota in bytes. Saturates rather than wrapping, although a
+    /// validated manifest is at most [`MAX_KV_STORAGE_KB_CEILING`] KiB.
+    pub fn kv_quota_bytes(&self) -> u64 {
+        self.max_kv_storage_kb.saturating_mul(1024)
+    }
+}
+
 impl Default for Resources {
     fn default() -> Self {
         Self {
@@ -371,6 +385,12 @@ impl Manifest {
             return Err(format!(
                 "[resources].max_execution_time_ms = {} is above {MAX_EXECUTION_TIME_CEILING_MS}",
                 r.max_execution_time_ms
+            ));
+        }
+        if r.max_kv_storage_kb > MAX_KV_STORAGE_KB_CEILING {
+            return Err(format!(
+                "[resources].max_kv_storage_kb = {} is above {MAX_KV_STORAGE_KB_CEILING} (1 TiB, the most a plugin may ask for); ask for less",
+                r.max_kv_storage_kb
             ));
         }
         Ok(())

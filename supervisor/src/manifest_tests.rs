@@ -92,3 +92,62 @@ fn names_that_could_escape_are_refused() {
         assert!(check_name("[plugin].name", name).is_ok(), "{name:?}");
     }
 }
+
+const TOOL: &str = "[plugin]\nname = \"big\"\nversion = \"1.0.0\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\ntype = \"tool\"\nname = \"t\"\n";
+
+/// Finding 10 (b): `max_kv_storage_kb` had no upper bound, and the quota
+/// in bytes (`* 1024`) overflowed: a panic in a debug build, a wrapped
+/// (possibly tiny or zero) quota in a release one.
+#[test]
+fn a_kv_quota_that_would_overflow_is_refused_with_the_key_and_the_bound() {
+    let with_kv = |kb: &str| format!("{TOOL}\n[resources]\nmax_kv_storage_kb = {kb}\n");
+    // The largest integer TOML can write: refused by validation, by name.
+    let err = Manifest::parse(Path::new("m.toml"), &with_kv(&i64::MAX.to_string()))
+        .expect_err("i64::MAX KiB was accepted");
+    assert_eq!(
+        err.message,
+        format!(
+            "[resources].max_kv_storage_kb = {} is above 1073741824 (1 TiB, the most a plugin may ask for); ask for less",
+            i64::MAX
+        )
+    );
+    // u64::MAX is past what TOML can write: the parser refuses it, on its line.
+    let err = Manifest::parse(Path::new("m.toml"), &with_kv(&u64::MAX.to_string()))
+        .expect_err("u64::MAX KiB was accepted");
+    assert!(err.message.starts_with("line 11:"), "{}", err.message);
+    // However it got there (serde from elsewhere, the library), validation
+    // refuses u64::MAX too.
+    let mut m = Manifest::parse(Path::new("m.toml"), TOOL).expect("parse");
+    m.resources.max_kv_storage_kb = u64::MAX;
+    let err = m.validate().expect_err("u64::MAX KiB passed validation");
+    assert!(
+        err.contains("[resources].max_kv_storage_kb = 18446744073709551615")
+            && err.contains("above 1073741824 (1 TiB"),
+        "{err}"
+    );
+    // The bound itself is accepted; one more is not.
+    let bound = MAX_KV_STORAGE_KB_CEILING.to_string();
+    let m = Manifest::parse(Path::new("m.toml"), &with_kv(&bound)).expect("the bound");
+    assert_eq!(m.resources.kv_quota_bytes(), 1 << 40);
+    let over = (MAX_KV_STORAGE_KB_CEILING + 1).to_string();
+    assert!(Manifest::parse(Path::new("m.toml"), &with_kv(&over)).is_err());
+}
+
+#[test]
+fn the_kv_quota_in_bytes_never_wraps() {
+    let quota = |kb| {
+        Resources {
+            max_kv_storage_kb: kb,
+            ..Resources::default()
+        }
+        .kv_quota_bytes()
+    };
+    assert_eq!(quota(0), 0);
+    assert_eq!(quota(DEFAULT_MAX_KV_STORAGE_KB), 1 << 20);
+    assert_eq!(quota(MAX_KV_STORAGE_KB_CEILING), 1 << 40);
+    // 2^54 KiB is 2^64 bytes: `* 1024` wrapped it to 0 (no quota at all
+    // would have been the opposite mistake); it saturates instead.
+    assert_eq!(quota(1 << 54), u64::MAX);
+    assert_eq!(quota((1 << 54) + 1), u64::MAX);
+    assert_eq!(quota(u64::MAX), u64::MAX);
+}

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use prx_ipc::{Call, EngineSettings, Limits, Output, ToolSpec};
+use prx_ipc::{Call, CodeSource, EngineSettings, Limits, LoadStage, Output, ToolSpec};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -19,7 +19,7 @@ use crate::config::{Liveness, PermissionPolicy, RestartPolicy};
 use crate::error::CallError;
 use crate::manifest::Permission;
 use crate::manifest::{CapabilityType, Manifest};
-use crate::worker::{SourceKind, StartError, Worker, WorkerSpec};
+use crate::worker::{ExitCause, SourceKind, StartError, Worker, WorkerSpec};
 use std::collections::BTreeSet;
 
 /// Guard region after each linear memory: small, because the reservation is
@@ -136,6 +136,11 @@ pub struct Plugin {
     /// The compile cache key of `wasm`: hashed once, not per worker start
     /// (a Python component is about 19 MB).
     cache_key: OnceLock<String>,
+    /// The last answer of a module's `describe()` and when it came.
+    described: tokio::sync::Mutex<Option<(Instant, Result<Output, String>)>>,
+    /// The serving worker's code was compiled for its start (not found in
+    /// the compile cache): what the status shows as its code.
+    compiled_here: AtomicBool,
     limits: Limits,
     engine: EngineSettings,
     broker: Arc<PluginBroker>,
@@ -273,7 +278,7 @@ impl Plugin {
             tracing::warn!(plugin = %name, permission = %perm, "optional permission not granted by policy; its calls will fail");
         }
         let mut broker = PluginBroker::new(name.clone(), manifest.config_pairs())
-            .with_services(services, r.max_kv_storage_kb * 1024);
+            .with_services(services, r.kv_quota_bytes());
         if declared.contains(&Permission::HttpOutbound) {
             let allowlist = crate::broker::http::Allowlist::parse(&p.http_allowlist)
                 .map_err(|e| format!("plugin `{name}`: {e}"))?;
@@ -328,6 +333,8 @@ impl Plugin {
             drained: tokio::sync::Notify::new(),
             successor: OnceLock::new(),
             cache_key: OnceLock::new(),
+            compiled_here: AtomicBool::new(false),
+            described: tokio::sync::Mutex::new(None),
             reloads: AtomicU32::new(0),
             reload_error: Mutex::new(None),
         }))
@@ -639,7 +646,13 @@ impl Plugin {
             events_handled: self.events_handled.load(Ordering::Relaxed),
             handler_failures: self.handler_failures.load(Ordering::Relaxed),
             digest: self.digest_hex(),
-            code: worker.as_ref().map(|w| w.code().as_str().to_owned()),
+            code: worker.as_ref().map(|w| {
+                if self.compiled_here.load(Ordering::Relaxed) {
+                    CodeSource::Compiled.as_str().to_owned()
+                } else {
+                    w.code().as_str().to_owned()
+                }
+            }),
             reloads: self.reloads.load(Ordering::Relaxed),
             reload_error: self.reload_error().map(|(_, why)| why),
             calls: self.stats().summary(),
@@ -861,31 +874,45 @@ impl Plugin {
     }
 
     /// Starts a worker from the compile cache, or compiles the component
-    /// (and caches the result).
+    /// in a compile worker first (and caches the result for this plugin).
     async fn spawn_worker(&self, rt: &Runtime) -> Result<Arc<Worker>, StartError> {
         let key = self
             .cache_key
-            .get_or_init(|| rt.cache.key(&self.wasm, &self.engine))
+            .get_or_init(|| rt.cache.key(&self.name, &self.wasm, &self.engine))
             .clone();
         if let Some(worker) = self.start_cached(rt, &key).await? {
             return Ok(worker);
         }
         // Wait for a turn to compile (the load timeout starts after it);
         // the same component may have been compiled meanwhile.
-        let _turn = rt.compiles.acquire().await;
+        let turn = rt.compiles.acquire().await;
         if let Some(worker) = self.start_cached(rt, &key).await? {
             return Ok(worker);
         }
-        let source = SourceKind::Wasm {
-            want_artifact: true,
+        let compiled = Worker::compile(&self.spec(rt, self.wasm.clone(), SourceKind::Wasm)).await?;
+        drop(turn);
+        tracing::info!(plugin = %self.name, compile_ms = compiled.compile.as_millis() as u64, "compiled");
+        let cache = rt.cache.clone();
+        let stored =
+            tokio::task::spawn_blocking(move || cache.put_and_open(&key, &compiled.bytes)).await;
+        let artifact = match stored {
+            Ok(Ok(artifact)) => artifact,
+            Ok(Err(e)) => {
+                return Err(StartError::Load {
+                    stage: LoadStage::Receive,
+                    message: format!("keeping the compiled artifact: {e}"),
+                });
+            }
+            Err(e) => {
+                return Err(StartError::Load {
+                    stage: LoadStage::Receive,
+                    message: format!("keeping the compiled artifact: {e}"),
+                });
+            }
         };
+        let source = SourceKind::Artifact(Arc::new(artifact));
         let started = Worker::start(self.spec(rt, self.wasm.clone(), source)).await?;
-        tracing::info!(plugin = %self.name, compile_ms = started.compile.as_millis() as u64, "compiled");
-        if let Some(artifact) = started.artifact
-            && let Err(e) = rt.cache.put(&key, &artifact)
-        {
-            tracing::warn!(plugin = %self.name, "cannot store the compiled artifact: {e}");
-        }
+        self.compiled_here.store(true, Ordering::Relaxed);
         Ok(started.worker)
     }
 
@@ -906,7 +933,10 @@ impl Plugin {
         };
         let source = SourceKind::Artifact(Arc::new(artifact));
         match Worker::start(self.spec(rt, self.wasm.clone(), source)).await {
-            Ok(started) => Ok(Some(started.worker)),
+            Ok(started) => {
+                self.compiled_here.store(false, Ordering::Relaxed);
+                Ok(Some(started.worker))
+            }
             Err(e) if e.is_stale_artifact() => {
                 tracing::info!(plugin = %self.name, "cached artifact refused ({e}); compiling again");
                 rt.cache.remove(key);
@@ -1034,7 +1064,7 @@ impl Plugin {
             InvokeError::Guest(g) => CallError::Guest {
                 plugin,
                 kind: g.kind,
-                message: g.message,
+                message: g.message.escaped(),
             },
             InvokeError::Timeout(_) => CallError::Unresponsive {
                 plugin,
@@ -1042,7 +1072,28 @@ impl Plugin {
             },
             InvokeError::Died(cause) => CallError::Crashed { plugin, cause },
             InvokeError::BadReply => CallError::BadReply { plugin },
+            InvokeError::Busy(why) => CallError::Busy { plugin, why },
         }
+    }
+
+    /// A module's `describe()`, asked of the worker at most once per
+    /// [`DESCRIBE_FRESH`] however many requests want it: callers at the
+    /// same time wait for one answer, later ones share it while it is
+    /// fresh. `GET /v1/modules` needs no token; this keeps any number of
+    /// its callers from queueing calls at the module.
+    pub async fn describe(&self, rt: &Runtime) -> Result<Output, String> {
+        let mut last = self.described.lock().await;
+        if let Some((at, answer)) = &*last
+            && at.elapsed() < DESCRIBE_FRESH
+        {
+            return answer.clone();
+        }
+        let answer = self
+            .call(rt, Call::ModuleDescribe, no_chain())
+            .await
+            .map_err(|e| e.to_string());
+        *last = Some((Instant::now(), answer.clone()));
+        answer
     }
 
     /// Stops the worker for good (shutdown).
@@ -1092,14 +1143,14 @@ enum Exit {
     Crash(String),
 }
 
-fn classify_exit(worker: &Worker, status: String) -> Exit {
+fn classify_exit(worker: &Worker, status: &ExitCause) -> Exit {
     if let Some(what) = worker.violation_seen() {
         return Exit::Security(format!("protocol violation: {what}"));
     }
-    if status == "signal SIGSYS" {
+    if status.is_seccomp_kill() {
         return Exit::Security("killed by seccomp (a forbidden system call)".into());
     }
-    Exit::Crash(worker.kill_reason().unwrap_or(status))
+    Exit::Crash(worker.kill_reason().unwrap_or_else(|| status.to_string()))
 }
 
 /// The wait before restart number `consecutive` (0 = the first after a
@@ -1118,6 +1169,9 @@ pub fn backoff(policy: &RestartPolicy, consecutive: u32) -> Duration {
         .min(policy.backoff_max)
 }
 
+/// How long a module's `describe()` answer is served again.
+pub const DESCRIBE_FRESH: Duration = Duration::from_secs(1);
+
 /// One-for-one supervision of a plugin's worker: waits for it to exit and
 /// starts a new one, with backoff; quarantines a plugin that keeps
 /// crashing or whose worker breaks the protocol.
@@ -1131,7 +1185,7 @@ async fn supervise(plugin: Arc<Plugin>, rt: Runtime, mut worker: Arc<Worker>) {
             return;
         }
         plugin.worker.send_replace(None);
-        let exit = classify_exit(&worker, status);
+        let exit = classify_exit(&worker, &status);
         let cause = match &exit {
             Exit::Security(c) | Exit::Crash(c) => c.clone(),
         };

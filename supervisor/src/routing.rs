@@ -391,10 +391,7 @@ impl Supervisor {
             error: None,
         };
         if state == PluginState::Running {
-            match plugin
-                .call(self.runtime(), Call::ModuleDescribe, no_chain())
-                .await
-            {
+            match plugin.describe(self.runtime()).await {
                 Ok(Output::ModuleInfo(info)) => {
                     description.status = Some(crate::broker::untrusted_text(info.status));
                     description.stats = info
@@ -410,7 +407,7 @@ impl Supervisor {
                         .collect();
                 }
                 Ok(_) => description.error = Some("describe answered with the wrong type".into()),
-                Err(e) => description.error = Some(e.to_string()),
+                Err(e) => description.error = Some(e),
             }
         }
         description
@@ -543,7 +540,8 @@ impl Supervisor {
                 .inner
                 .services
                 .memory
-                .recall(query, limit)
+                .recall_for(HOST_MEMORY_OWNER, query, limit)
+                .await
                 .map(|found| {
                     found
                         .into_iter()

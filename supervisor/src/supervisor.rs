@@ -406,7 +406,7 @@ impl Supervisor {
         for cap in plugin.manifest.capabilities_of(CapabilityType::Tool) {
             let Some(name) = &cap.name else { continue };
             if let Some(spec) = &spec
-                && spec.name != *name
+                && spec.name.escaped() != *name
             {
                 tracing::warn!(plugin = %plugin.name, manifest = %name, spec = %spec.name,
                     "the tool's get-spec name differs from its manifest name; routing by the manifest name");
@@ -624,7 +624,7 @@ impl Supervisor {
                     plugin: plugin.name.to_string(),
                     description: spec
                         .as_ref()
-                        .map(|s| s.description.clone())
+                        .map(|s| s.description.escaped())
                         .unwrap_or_default(),
                     parameters_schema: spec.map(|s| s.parameters_schema).unwrap_or_default(),
                 }

@@ -107,23 +107,26 @@ async fn quarantined_at_load(mode: &str) -> String {
 
 #[tokio::test]
 async fn a_worker_that_lies_about_its_sandbox_is_quarantined_at_load() {
+    // It claims every layer; the first the kernel contradicts is its PID
+    // namespace: the process the supervisor started has no child in one.
     let reason = quarantined_at_load("sandbox-liar").await;
     assert!(
         reason.contains("security event")
-            && reason.contains("reports sandbox layer `seccomp` applied, but /proc/")
-            && reason.contains("Seccomp: \"0\""),
+            && reason.contains("reports sandbox layer `namespaces` applied, but process")
+            && reason.contains("has not exactly one child in a PID namespace"),
         "{reason}"
     );
 }
 
 #[tokio::test]
 async fn a_worker_claiming_code_it_was_not_given_is_quarantined_at_load() {
-    // Sent a component to compile, it says it mapped a cached artifact:
-    // the claim does not match what the supervisor sent.
+    // Sent a component to compile, it says it loaded and mapped code: a
+    // compile worker runs nothing, so it has nothing to report but an
+    // artifact.
     let reason = quarantined_at_load("code-lie").await;
     assert!(
         reason.contains("security event: the worker broke the protocol")
-            && reason.contains("its code was cache, mapped for a source it was not"),
+            && reason.contains("from a compile worker, which runs no plugin code"),
         "{reason}"
     );
 }
@@ -156,7 +159,7 @@ async fn a_new_version_that_lies_while_starting_is_refused_and_the_old_one_serve
     };
     assert!(
         error.contains("security event: the worker broke the protocol")
-            && error.contains("its code was cache, mapped for a source it was not"),
+            && error.contains("from a compile worker, which runs no plugin code"),
         "{error}"
     );
     let status = sup.plugins()[0].clone();
@@ -191,7 +194,7 @@ async fn each_forged_or_malformed_frame_quarantines_the_plugin() {
         ),
         (
             "call-not-imported",
-            "events.publish to prx:host/events@0.1.0, which the component does not import",
+            "memory.recall to prx:host/memory@0.1.0, which the component does not import",
         ),
     ] {
         let (_env, sup) = liar(mode).await;
@@ -273,6 +276,125 @@ async fn fuel_a_worker_reports_is_capped_at_the_plugins_limit() {
     assert_eq!(
         status.state, "running",
         "a metric is not a protocol violation"
+    );
+    sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_compile_worker_that_answers_with_bytes_of_its_own_poisons_no_other_plugin() {
+    // The liar compiles the echo component and sends back bytes of its
+    // choosing. Its own later starts map them (it only harms itself)...
+    let (_env, sup) = liar("evil-compile").await;
+    assert_eq!(sup.call_tool("fake", "{}").await.unwrap(), "GOT-EVIL");
+    sup.shutdown().await;
+    // ...and the same bytes in another plugin, on the same compile cache,
+    // are compiled for that plugin: it never maps the liar's artifact.
+    let (_env, sup) = liar("copycat").await;
+    assert_eq!(sup.call_tool("fake", "{}").await.unwrap(), "honest");
+    sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_host_call_before_the_sandbox_is_confirmed_is_a_security_event() {
+    // No code of the plugin may run before every layer is in place and
+    // checked: a host call before `Confined` can only come from code that
+    // ran too early.
+    let reason = quarantined_at_load("host-call-before-confined").await;
+    assert!(
+        reason.contains("security event")
+            && reason.contains("before the worker reported its sandbox"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_that_floods_host_calls_and_never_reads_cannot_wedge_its_plugin() {
+    // Once loaded, it sends host calls without end and reads nothing: the
+    // supervisor's answers fill the socket. No write may wait on it for
+    // ever: calls fail within their deadline, the worker is killed and
+    // restarted, and shutdown completes.
+    let env = Env::new();
+    env.add(
+        "flood-no-read",
+        "echo-tool",
+        &tool_manifest(
+            "flood-no-read",
+            "fake",
+            "[resources]\nmax_execution_time_ms = 200\n",
+        ),
+    );
+    let mut config = fake_config(&env);
+    config.deadline_grace = Duration::from_millis(200);
+    let sup = Supervisor::start(config).await.expect("start");
+    for _ in 0..3 {
+        let call = tokio::time::timeout(Duration::from_secs(20), sup.call_tool("fake", "{}"))
+            .await
+            .expect("a call to a worker that does not read came back");
+        assert!(call.is_err(), "{call:?}");
+    }
+    common::eventually("a restart", async || {
+        (sup.plugins()[0].restarts >= 1).then_some(())
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(20), sup.shutdown())
+        .await
+        .expect("shutdown completes");
+}
+
+#[tokio::test]
+async fn fatal_frames_at_socket_speed_are_held_to_the_log_rate() {
+    // 100,000 `Fatal` frames before the answer: like log lines, they are
+    // dropped and counted past the plugin's rate.
+    let (_env, sup) = liar("fatal-flood").await;
+    assert_eq!(sup.call_tool("fake", "{}").await.unwrap(), "honest");
+    let status = sup.plugins()[0].clone();
+    assert_eq!(status.state, "running");
+    assert!(status.log_dropped >= 99_000, "{}", status.log_dropped);
+    sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_published_outside_any_call_carry_the_publisher_and_are_rate_limited() {
+    // After its answer, with no call pending, it publishes 5,000 events
+    // as fast as the link allows. Each carries the publisher in its chain
+    // (so no loop through it can start), and past the per-plugin rate the
+    // rest are refused.
+    let env = Env::new();
+    env.add(
+        "publish-after-reply",
+        "echo-tool",
+        &tool_manifest(
+            "publish-after-reply",
+            "fake",
+            "[permissions]\nrequired = [\"events\"]\n",
+        ),
+    );
+    let sup = Supervisor::start(fake_config(&env)).await.expect("start");
+    let mut ticks = sup.subscribe("loop.tick").expect("subscribe");
+    let baseline = sup.events_published();
+    assert_eq!(sup.call_tool("fake", "{}").await.unwrap(), "honest");
+    let first = tokio::time::timeout(Duration::from_secs(10), ticks.recv())
+        .await
+        .expect("an event")
+        .expect("the bus is open");
+    assert_eq!(
+        first
+            .chain
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>(),
+        ["publish-after-reply"]
+    );
+    let published = common::eventually("the publishing to end", async || {
+        let before = sup.events_published();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let after = sup.events_published();
+        (before == after).then_some(after - baseline)
+    })
+    .await;
+    assert!(
+        (2_000..5_000).contains(&published),
+        "{published} of 5,000 published (a burst of 2,000, then 1,000/s)"
     );
     sup.shutdown().await;
 }

@@ -595,3 +595,100 @@ async fn the_config_file_sets_the_api_log_format_and_resource_caps() {
         assert!(err.contains(expected), "{text:?}: {err}");
     }
 }
+
+/// Raises this process's descriptor limit to its hard limit (the daemon
+/// started after it inherits it): ten thousand connections at once.
+fn raise_nofile() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("setrlimit");
+}
+
+/// One `GET /v1/modules` over a new connection; a refused connection (the
+/// listen queue full) is tried again.
+async fn list_modules(addr: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(stream) => break stream,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let request = format!("GET /v1/modules HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn ten_thousand_module_listings_at_once_neither_restart_nor_stall_a_module() {
+    // `GET /v1/modules` needs no token and asks every module's
+    // `describe()`, here one that is busy for a millisecond each time.
+    // Anyone who reaches the listener can send ten thousand at once: the
+    // module must not be made to look hung (its deadline counting their
+    // queue) and be restarted or quarantined.
+    raise_nofile();
+    let env = Env::new();
+    let manifest = std::fs::read_to_string(
+        std::path::Path::new(env!("PRX_ROOT")).join("plugins/testing/slow-module/plugin.toml"),
+    )
+    .expect("manifest");
+    env.add("slow-module", "slow-module", &manifest);
+    let daemon = Daemon::start_with(&env, &["--http", "127.0.0.1:0"]);
+    let addr = daemon.http_addr();
+    let requests: Vec<_> = (0..10_000)
+        .map(|_| {
+            let addr = addr.clone();
+            tokio::spawn(async move { list_modules(&addr).await })
+        })
+        .collect();
+    let mut described = 0;
+    for request in requests {
+        let (status, body) = request.await.expect("request");
+        assert_eq!(status, 200, "{body}");
+        let modules: serde_json::Value = serde_json::from_str(&body).expect("json");
+        if modules[0]["status"] == "SLOW" {
+            described += 1;
+        }
+    }
+    // Every listing has the module's answer (fresh or shared), and the
+    // module was asked far fewer times than it was listed.
+    assert_eq!(described, 10_000);
+    let response = client::request(&daemon.state.join("prx.sock"), "GET", "/v1/plugins", None)
+        .await
+        .expect("status");
+    let plugins: Vec<serde_json::Value> = serde_json::from_str(&response.body).expect("json");
+    let module = plugins
+        .iter()
+        .find(|p| p["name"] == "slow-module")
+        .expect("listed");
+    assert_eq!(module["state"], "running", "{module}");
+    assert_eq!(module["restarts"], 0, "{module}");
+    let asked: u64 = modules_described(&daemon).await;
+    assert!(asked < 1_000, "describe() was asked {asked} times");
+}
+
+/// How many times the slow module says its `describe()` ran.
+async fn modules_described(daemon: &Daemon) -> u64 {
+    let response = client::request(&daemon.state.join("prx.sock"), "GET", "/v1/modules", None)
+        .await
+        .expect("modules");
+    let modules: serde_json::Value = serde_json::from_str(&response.body).expect("json");
+    let stats = modules[0]["stats"].as_array().cloned().unwrap_or_default();
+    stats
+        .iter()
+        .find(|s| s[0] == "described")
+        .and_then(|s| s[1].as_str()?.parse().ok())
+        .expect("the described count")
+}

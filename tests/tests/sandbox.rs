@@ -196,16 +196,19 @@ async fn the_worker_reports_every_layer_and_the_supervisor_agrees() {
     assert_eq!(field("NoNewPrivs"), "1");
     assert_eq!(field("CapEff"), "0000000000000000");
     assert_eq!(field("CapBnd"), "0000000000000000");
-    for ns in ["user", "net", "ipc", "mnt"] {
+    for ns in ["user", "pid", "net", "ipc", "mnt"] {
         assert_ne!(
             std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap(),
             std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap(),
             "{ns}"
         );
     }
-    // Its own cgroup, with the memory and task limits of the policy.
+    // Its own cgroup, with the memory and task limits of the policy, named
+    // for the process the supervisor started: the plugin runs in that
+    // process's one child, process 1 of its PID namespace.
     let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let leaf = format!("/echo-tool-{pid}");
+    let launcher = common::parent_of(pid).expect("the started process");
+    let leaf = format!("/echo-tool-{launcher}");
     assert!(
         cgroups.contains(&format!("/prx-{}-", std::process::id())) && cgroups.contains(&leaf),
         "{cgroups}"
@@ -299,5 +302,156 @@ async fn a_required_layer_the_host_lacks_refuses_the_plugin_with_the_fix() {
         "{}",
         failure.error
     );
+    sup.shutdown().await;
+}
+
+/// A process of the uid a sandboxed worker runs as (`nobody` when the
+/// tests run as root, whom the worker drops to), for a worker to attack.
+fn victim() -> Victim {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new("sleep");
+    command
+        .arg("600")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if nix::unistd::Uid::effective().is_root() {
+        command.uid(65534).gid(65534);
+    }
+    Victim(command.spawn().expect("sleep"))
+}
+
+/// Killed when the test ends, whatever happened.
+struct Victim(std::process::Child);
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn sigio_cannot_carry_a_sigkill_out_of_a_worker() {
+    // socketpair, F_SETOWN(victim), F_SETSIG(SIGKILL), O_ASYNC, write: the
+    // kernel itself sends the signal. Landlock's signal scope (Linux 6.12
+    // and later) stops it too; it is off here, to show the layers that
+    // hold on every kernel.
+    let layers = |off: &[Layer]| -> BTreeSet<Layer> {
+        Layer::ALL
+            .into_iter()
+            .filter(|l| !off.contains(l))
+            .collect()
+    };
+    for (off, what) in [
+        (&[Layer::Landlock][..], "seccomp refuses F_SETOWN"),
+        (
+            &[Layer::Landlock, Layer::Seccomp][..],
+            "the PID namespace leaves it no number to name",
+        ),
+    ] {
+        let mut target = victim();
+        let (outcome, _env, _) =
+            probe_with(&format!("sigio-kill:{}", target.0.id()), layers(off)).await;
+        assert!(outcome.blocked(), "{what}: {outcome:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            target.0.try_wait().expect("wait").is_none(),
+            "{what}: the victim was killed"
+        );
+    }
+    // The control: with none of the three, the probe kills the victim; the
+    // attack is real.
+    let mut target = victim();
+    let (outcome, _env, _) = probe_with(
+        &format!("sigio-kill:{}", target.0.id()),
+        layers(&[Layer::Landlock, Layer::Seccomp, Layer::Namespaces]),
+    )
+    .await;
+    assert!(
+        matches!(&outcome, Outcome::Reported(t) if t == "ALLOWED"),
+        "{outcome:?}"
+    );
+    let status = target.0.wait().expect("wait");
+    assert!(!status.success(), "{status:?}");
+}
+
+/// Serves one GET: while the worker's start-up code waits for it, reads
+/// the status of the process whose CPU limit is `cpu_seconds` (the one
+/// worker of this test) and answers with what it found.
+fn watch_start(cpu_seconds: u64) -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let port = listener.local_addr().expect("its address").port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let mut seen = Vec::new();
+            for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let dir = entry.path();
+                let limits = std::fs::read_to_string(dir.join("limits")).unwrap_or_default();
+                let ours = limits.lines().any(|l| {
+                    l.starts_with("Max cpu time")
+                        && l.split_whitespace().nth(3) == Some(&cpu_seconds.to_string())
+                });
+                if ours {
+                    let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+                    seen.extend(
+                        status
+                            .lines()
+                            .filter(|l| l.starts_with("Seccomp") || l.starts_with("NoNewPrivs"))
+                            .map(str::to_owned),
+                    );
+                }
+            }
+            let _ = tx.send(seen.join("; "));
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn start_up_code_runs_with_every_layer_already_in_place() {
+    // The guest's static constructor makes a host call (an HTTP GET)
+    // while the component is instantiated; during that call the process
+    // running it must already show its seccomp filters.
+    const CPU_SECONDS: u64 = 7_777;
+    let (port, seen) = watch_start(CPU_SECONDS);
+    let env = Env::new();
+    env.add(
+        "start-call",
+        "start-call",
+        &tool_manifest(
+            "start-call",
+            "started",
+            &format!(
+                "[permissions]\nrequired = [\"http-outbound\"]\nhttp_allowlist = [\"http://127.0.0.1:{port}/\"]\n\n[config]\nstart_url = \"http://127.0.0.1:{port}/start\"\n"
+            ),
+        ),
+    );
+    let mut config = env.config();
+    config.http.allowed_ranges = vec!["127.0.0.0/8".parse().expect("a range")];
+    config.sandbox.cpu_seconds = CPU_SECONDS;
+    config.ephemeral_kv = true;
+    let sup = Supervisor::start(config).await.expect("start");
+    assert_eq!(sup.running(), 1, "{:?}", sup.failures());
+    assert_eq!(sup.call_tool("started", "{}").await.unwrap(), "started");
+    let status = seen
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the start-up code's request");
+    assert!(
+        status.contains("Seccomp:\t2") && status.contains("NoNewPrivs:\t1"),
+        "{status}"
+    );
+    let filters: u32 = status
+        .split("; ")
+        .find_map(|l| l.strip_prefix("Seccomp_filters:"))
+        .map(|n| n.trim().parse().expect("a count"))
+        .expect("Seccomp_filters shown");
+    assert!(filters >= 3, "{status}");
     sup.shutdown().await;
 }

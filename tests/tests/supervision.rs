@@ -141,7 +141,13 @@ async fn a_crash_loop_backs_off_then_quarantines_while_others_keep_serving() {
     for _ in 0..20 {
         match sup.call_tool("faulty", r#"{"mode":"crash"}"#).await {
             Err(CallError::Crashed { cause, .. }) => {
-                assert_eq!(cause, "signal SIGABRT");
+                // The worker is process 1 of its PID namespace, which a
+                // signal it sends itself cannot end: abort() then ends in
+                // the fault glibc falls back to.
+                assert!(
+                    cause == "signal SIGABRT" || cause == "signal SIGSEGV",
+                    "{cause}"
+                );
                 crashes += 1;
             }
             Err(CallError::NotRunning { state, .. }) if state == "quarantined" => break,

@@ -8,13 +8,20 @@
 //! - [`runtime`]: the engine, the host imports and the plugin instance;
 //! - [`sandbox`]: the OS confinement steps applied before any plugin byte is
 //!   read;
-//! - [`seccomp`]: the system-call allowlist installed once the plugin is
-//!   loaded.
+//! - [`seccomp`]: the system-call allowlist installed before any code of
+//!   the plugin runs.
+//!
+//! The feature `test-hooks` adds what only the integration tests use (a
+//! probe that attacks from inside a worker, an abort on a log line); the
+//! release binaries are built without it (`cargo build --release -p
+//! prx-worker`), and `scripts/test.sh` checks that nothing but the test
+//! crate turns it on.
 //!
 //! Nothing here decides policy: every host call is answered by the
 //! supervisor, which does not trust this process.
 
 pub mod link;
+#[cfg(feature = "test-hooks")]
 pub mod probe;
 pub mod runtime;
 pub mod sandbox;

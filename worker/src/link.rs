@@ -67,6 +67,16 @@ impl Link {
         })
     }
 
+    /// The descriptor frames arrive on (what a probe passes over the link).
+    pub fn raw_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.reader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_ref()
+            .as_raw_fd()
+    }
+
     /// Sends a frame now, after any queued ones.
     pub fn send(&self, msg: &FromWorker) -> Result<(), WireError> {
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -152,17 +162,28 @@ pub struct LinkBackend {
     link: Arc<Link>,
     next_id: AtomicU64,
     log_level: LogLevel,
+    /// Test-only (feature `test-hooks`): abort when the plugin logs this.
+    #[cfg(feature = "test-hooks")]
     abort_marker: Option<String>,
 }
 
 impl LinkBackend {
-    pub fn new(link: Arc<Link>, log_level: LogLevel, abort_marker: Option<String>) -> Self {
+    pub fn new(link: Arc<Link>, log_level: LogLevel) -> Self {
         Self {
             link,
             next_id: AtomicU64::new(1),
             log_level,
-            abort_marker,
+            #[cfg(feature = "test-hooks")]
+            abort_marker: None,
         }
+    }
+
+    /// Test-only: the worker aborts, the way a runtime bug would crash it,
+    /// when the plugin logs `marker`.
+    #[cfg(feature = "test-hooks")]
+    pub fn abort_on_log(mut self, marker: Option<String>) -> Self {
+        self.abort_marker = marker;
+        self
     }
 }
 
@@ -198,6 +219,7 @@ impl HostBackend for LinkBackend {
     }
 
     fn log(&self, level: LogLevel, message: String) {
+        #[cfg(feature = "test-hooks")]
         if self.abort_marker.as_deref() == Some(message.as_str()) {
             // The test hook: crash the way a runtime bug would.
             std::process::abort();
@@ -205,7 +227,10 @@ impl HostBackend for LinkBackend {
         if level < self.log_level {
             return;
         }
-        if let Err(e) = self.link.queue(&FromWorker::Log(LogMsg { level, message })) {
+        if let Err(e) = self.link.queue(&FromWorker::Log(LogMsg {
+            level,
+            message: message.into(),
+        })) {
             link_lost(&e);
         }
     }

@@ -2,17 +2,20 @@
 //!
 //! Started only by the supervisor: its end of the link is the descriptor
 //! named by `--link-fd` (3 by default), the environment is empty,
-//! stdin/stdout/stderr are /dev/null. It confines
-//! itself, says hello, receives the plugin, compiles it, and then answers
-//! invocations until told to stop or until the link closes.
+//! stdin/stdout/stderr are /dev/null. It confines itself and says hello;
+//! then it either compiles a component and sends the artifact back (a
+//! compile worker, which never runs the plugin), or maps an artifact,
+//! completes its sandbox, instantiates the plugin and answers invocations
+//! until told to stop or until the link closes. No code of the plugin runs
+//! before every sandbox layer, seccomp included, is in place.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
 use prx_ipc::{
-    CHUNK_LEN, Chunk, CodeSource, ComponentSource, FromWorker, Hello, InvokeReply, LoadFailed,
-    LoadStage, Loaded, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, SandboxReport, ToWorker,
+    CHUNK_LEN, Chunk, CodeSource, Compiled, ComponentSource, FromWorker, Hello, InvokeReply,
+    LoadFailed, LoadStage, Loaded, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, SandboxReport, ToWorker,
     WORKER_SOCKET_FD, Welcome, WireError,
 };
 use prx_worker::link::{Link, LinkBackend};
@@ -40,59 +43,76 @@ enum WorkerError {
     Load { stage: LoadStage, message: String },
 }
 
-fn main() -> ExitCode {
-    let mut supervisor_pid = None;
-    let mut link_fd = WORKER_SOCKET_FD;
-    let mut abort_marker = None;
-    let mut probe = None;
-    let mut netns_fd: Option<i32> = None;
-    let mut artifact_fd: Option<i32> = None;
-    let mut args = std::env::args().skip(1);
+/// What the supervisor started this worker with.
+#[derive(Default)]
+struct Args {
+    supervisor_pid: Option<i32>,
+    link_fd: i32,
+    netns_fd: Option<i32>,
+    artifact_fd: Option<i32>,
+    hooks: TestHooks,
+}
+
+/// What only the integration tests use; compiled in with the feature
+/// `test-hooks` alone, so a release worker refuses these flags as unknown.
+#[derive(Default)]
+struct TestHooks {
+    /// Abort when the plugin logs this line.
+    #[cfg(feature = "test-hooks")]
+    abort_marker: Option<String>,
+    /// Answer tool calls by trying something forbidden (see `probe`).
+    #[cfg(feature = "test-hooks")]
+    probe: Option<String>,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ExitCode> {
+    let fd_above_stdio = |v: Option<String>| v.and_then(|fd| fd.parse().ok()).filter(|fd| *fd > 2);
+    let mut parsed = Args {
+        link_fd: WORKER_SOCKET_FD,
+        ..Args::default()
+    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--version" => {
                 println!("prx-worker {}", env!("CARGO_PKG_VERSION"));
-                return ExitCode::SUCCESS;
+                return Err(ExitCode::SUCCESS);
             }
-            "--supervisor-pid" => supervisor_pid = args.next().and_then(|p| p.parse().ok()),
-            // Test-only: abort when the plugin logs this line. Only the
-            // supervisor library's test configuration passes it.
-            "--test-abort-on-log" => abort_marker = args.next(),
-            // Test-only: answer tool calls by trying something forbidden
-            // (see `probe`). Only the library's test configuration passes it.
-            "--test-probe" => probe = args.next(),
-            "--netns-fd" => {
-                netns_fd = args
-                    .next()
-                    .and_then(|fd| fd.parse().ok())
-                    .filter(|fd| *fd > 2)
-            }
-            "--artifact-fd" => {
-                artifact_fd = args
-                    .next()
-                    .and_then(|fd| fd.parse().ok())
-                    .filter(|fd| *fd > 2)
-            }
-            "--link-fd" => match args.next().and_then(|fd| fd.parse().ok()) {
-                Some(fd) if fd > 2 => link_fd = fd,
-                _ => {
+            "--supervisor-pid" => parsed.supervisor_pid = args.next().and_then(|p| p.parse().ok()),
+            #[cfg(feature = "test-hooks")]
+            "--test-abort-on-log" => parsed.hooks.abort_marker = args.next(),
+            #[cfg(feature = "test-hooks")]
+            "--test-probe" => parsed.hooks.probe = args.next(),
+            "--netns-fd" => parsed.netns_fd = fd_above_stdio(args.next()),
+            "--artifact-fd" => parsed.artifact_fd = fd_above_stdio(args.next()),
+            "--link-fd" => match fd_above_stdio(args.next()) {
+                Some(fd) => parsed.link_fd = fd,
+                None => {
                     eprintln!("prx-worker: --link-fd needs a descriptor number above 2");
-                    return ExitCode::from(EXIT_USAGE);
+                    return Err(ExitCode::from(EXIT_USAGE));
                 }
             },
             _ => {
                 eprintln!(
                     "prx-worker: started by the prx supervisor only (unknown argument {arg})"
                 );
-                return ExitCode::from(EXIT_USAGE);
+                return Err(ExitCode::from(EXIT_USAGE));
             }
         }
     }
+    Ok(parsed)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    let link_fd = args.link_fd;
     let keep: Vec<i32> = std::iter::once(link_fd)
-        .chain(netns_fd)
-        .chain(artifact_fd)
+        .chain(args.netns_fd)
+        .chain(args.artifact_fd)
         .collect();
-    let report = match sandbox::enter(&keep, supervisor_pid) {
+    let report = match sandbox::enter(&keep, args.supervisor_pid) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("prx-worker: sandbox: {e}");
@@ -117,33 +137,33 @@ fn main() -> ExitCode {
     };
     // SAFETY: the supervisor passes its namespace descriptor as this number
     // and the sandbox step kept it open; nothing else owns it.
-    let netns = netns_fd
+    let netns = args
+        .netns_fd
         .map(|fd| unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
     // SAFETY: as for the namespace: the supervisor's read-only descriptor
-    // of the cached artifact, kept open by the sandbox step, owned by no
-    // one else.
-    let artifact =
-        artifact_fd.map(|fd| unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) });
-    let probe = probe.as_deref().map(|p| (p, link_fd));
+    // of the artifact, kept open by the sandbox step, owned by no one else.
+    let artifact = args
+        .artifact_fd
+        .map(|fd| unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) });
     let inherited = Inherited {
         netns,
         artifact,
-        abort_marker,
+        hooks: args.hooks,
     };
-    match run(&link, hello, report, inherited, probe) {
+    match run(&link, hello, report, inherited) {
         Ok(()) => ExitCode::SUCCESS,
         Err(WorkerError::Wire(WireError::Closed)) => ExitCode::SUCCESS,
         Err(e @ WorkerError::Load { .. }) => {
             if let WorkerError::Load { stage, message } = &e {
                 let _ = link.send(&FromWorker::LoadFailed(LoadFailed {
                     stage: *stage,
-                    message: message.clone(),
+                    message: message.clone().into(),
                 }));
             }
             ExitCode::from(EXIT_LOAD)
         }
         Err(e) => {
-            let _ = link.send(&FromWorker::Fatal(e.to_string()));
+            let _ = link.send(&FromWorker::Fatal(e.to_string().into()));
             ExitCode::from(EXIT_PROTOCOL)
         }
     }
@@ -152,7 +172,9 @@ fn main() -> ExitCode {
 /// A panic in the worker is reported on the link before the process dies.
 fn install_panic_hook(link: Arc<Link>) {
     std::panic::set_hook(Box::new(move |info| {
-        let _ = link.send(&FromWorker::Fatal(format!("worker panicked: {info}")));
+        let _ = link.send(&FromWorker::Fatal(
+            format!("worker panicked: {info}").into(),
+        ));
     }));
 }
 
@@ -160,18 +182,19 @@ fn install_panic_hook(link: Arc<Link>) {
 struct Inherited {
     /// The shared empty network namespace to join.
     netns: Option<std::os::fd::OwnedFd>,
-    /// The cached artifact to map, when the plugin starts from the cache.
+    /// The compiled artifact to map, for a worker that runs the plugin.
     artifact: Option<std::fs::File>,
-    /// Test-only: abort when the plugin logs this line.
-    abort_marker: Option<String>,
+    hooks: TestHooks,
 }
 
+/// The handshake, then one of the two jobs a worker has: compile a
+/// component (and never run it), or run an artifact a compile worker of the
+/// same plugin produced.
 fn run(
     link: &Arc<Link>,
     hello: Hello,
     mut report: SandboxReport,
     inherited: Inherited,
-    probe: Option<(&str, i32)>,
 ) -> Result<(), WorkerError> {
     link.send(&FromWorker::Hello(hello))?;
     let welcome = match link.recv()? {
@@ -190,97 +213,46 @@ fn run(
         )));
     }
     sandbox::confine(&welcome.sandbox, &mut report, inherited.netns);
-    let mut plugin = load(
-        link,
-        &welcome,
-        report,
-        inherited.artifact,
-        inherited.abort_marker,
-    )?;
-    serve(link, &mut plugin, probe)
+    match welcome.component {
+        ComponentSource::Wasm { len } => compile_only(link, &welcome, report, len),
+        ComponentSource::Artifact { offset, len } => {
+            let Some(file) = inherited.artifact else {
+                return Err(WorkerError::Load {
+                    stage: LoadStage::Receive,
+                    message: "an artifact was announced but no --artifact-fd was passed".into(),
+                });
+            };
+            let mut plugin = load(link, &welcome, report, file, offset, len, &inherited.hooks)?;
+            serve(link, &mut plugin, &inherited.hooks)
+        }
+    }
 }
 
-/// Receives, compiles (or deserialises) and instantiates the plugin, then
-/// reports its exports and, if asked, sends the compiled artifact back.
-fn load(
+/// A compile worker: seccomp goes in before a byte of the component is
+/// received, the component is compiled to an artifact without its code
+/// ever being made executable here (`precompile`), the artifact goes back
+/// to the supervisor, and the worker waits to be told to exit.
+fn compile_only(
     link: &Arc<Link>,
     welcome: &Welcome,
     mut report: SandboxReport,
-    artifact: Option<std::fs::File>,
-    abort_marker: Option<String>,
-) -> Result<Plugin, WorkerError> {
-    let load_err = |stage: LoadStage| {
-        move |e: wasmtime::Error| WorkerError::Load {
-            stage,
-            message: format!("{e:#}"),
-        }
+    len: u64,
+) -> Result<(), WorkerError> {
+    // Both stages at once: no memory here ever becomes executable.
+    sandbox::seccomp(&welcome.sandbox, &mut report, sandbox::Stage::Loading);
+    sandbox::seccomp(&welcome.sandbox, &mut report, sandbox::Stage::Running);
+    let bytes = receive_blob(link, len)?;
+    let started = Instant::now();
+    let load_err = |e: wasmtime::Error| WorkerError::Load {
+        stage: LoadStage::Compile,
+        message: format!("{e:#}"),
     };
-    let mut want_artifact = false;
-    let (engine, component, compile_us, code) = match welcome.component {
-        ComponentSource::Wasm {
-            len,
-            want_artifact: want,
-        } => {
-            want_artifact = want;
-            let bytes = receive_blob(link, len)?;
-            let started = Instant::now();
-            let engine =
-                runtime::build_engine(&welcome.engine).map_err(load_err(LoadStage::Compile))?;
-            let component =
-                runtime::compile(&engine, &bytes).map_err(load_err(LoadStage::Compile))?;
-            let took = started.elapsed().as_micros() as u64;
-            (engine, component, took, CodeSource::Compiled)
-        }
-        ComponentSource::Artifact { offset, len } => {
-            let file = artifact.ok_or_else(|| WorkerError::Load {
-                stage: LoadStage::Receive,
-                message: "a cached artifact was announced but no --artifact-fd was passed".into(),
-            })?;
-            let started = Instant::now();
-            // SAFETY: the supervisor passes only artifacts it stored from a
-            // worker of this build, keyed by the wasm hash and these engine
-            // settings, checksummed, and never rewritten in place; wasmtime
-            // checks version and settings again.
-            let (engine, component, code) =
-                unsafe { runtime::load_artifact(&welcome.engine, file, offset, len) }
-                    .map_err(load_err(LoadStage::Deserialize))?;
-            if code == CodeSource::Copied {
-                let _ = link.send(&FromWorker::Log(prx_ipc::LogMsg {
-                    level: prx_ipc::LogLevel::Warn,
-                    message: "the cached artifact could not be mapped executable (is the state directory on a noexec mount?); it was read and copied instead, which makes every start slower".into(),
-                }));
-            }
-            let took = started.elapsed().as_micros() as u64;
-            (engine, component, took, code)
-        }
-    };
-    runtime::start_epoch_ticker(&engine);
-    let backend = Arc::new(LinkBackend::new(
-        link.clone(),
-        welcome.log_level,
-        abort_marker,
-    ));
-    let mut plugin = Plugin::new(&engine, &component, welcome.limits, backend)
-        .map_err(load_err(LoadStage::Link))?;
-    plugin.instantiate().map_err(|e| WorkerError::Load {
-        stage: LoadStage::Instantiate,
-        message: e.message,
-    })?;
-    let artifact = if want_artifact {
-        component
-            .serialize()
-            .map_err(load_err(LoadStage::Compile))?
-    } else {
-        Vec::new()
-    };
-    // Last: from here on the worker only computes and talks on the link.
-    sandbox::seccomp(&welcome.sandbox, &mut report);
-    link.send(&FromWorker::Loaded(Loaded {
-        exports: plugin.exports().to_vec(),
-        imports: plugin.imports().to_vec(),
+    let engine = runtime::build_engine(&welcome.engine).map_err(load_err)?;
+    let artifact = runtime::precompile(&engine, &bytes).map_err(load_err)?;
+    drop(bytes);
+    link.send(&FromWorker::Compiled(Compiled {
         artifact_len: artifact.len() as u64,
-        compile_us,
-        code,
+        compile_us: started.elapsed().as_micros() as u64,
         sandbox: report,
     }))?;
     for piece in artifact.chunks(CHUNK_LEN) {
@@ -288,6 +260,76 @@ fn load(
             bytes: piece.to_vec(),
         }))?;
     }
+    match link.recv()? {
+        ToWorker::Shutdown(()) => Ok(()),
+        other => Err(WorkerError::Protocol(format!(
+            "unexpected frame kind {} after compiling",
+            prx_ipc::Message::kind(&other)
+        ))),
+    }
+}
+
+/// A worker that runs the plugin: installs seccomp's loading stage, maps
+/// the artifact (the last time any memory of this process becomes
+/// executable), links it, installs the running stage (no executable
+/// memory), says so (`Confined`, which the supervisor checks against `/proc` before
+/// it answers a single host call), and only then instantiates it, which
+/// runs the plugin's start code.
+fn load(
+    link: &Arc<Link>,
+    welcome: &Welcome,
+    mut report: SandboxReport,
+    file: std::fs::File,
+    offset: u64,
+    len: u64,
+    hooks: &TestHooks,
+) -> Result<Plugin, WorkerError> {
+    let load_err = |stage: LoadStage| {
+        move |e: wasmtime::Error| WorkerError::Load {
+            stage,
+            message: format!("{e:#}"),
+        }
+    };
+    runtime::check_artifact(&file, offset, len).map_err(load_err(LoadStage::Deserialize))?;
+    // The artifact came from a compile worker, which may have been taken
+    // over: it is parsed and mapped under the whole allowlist, with only
+    // executable memory still allowed.
+    sandbox::seccomp(&welcome.sandbox, &mut report, sandbox::Stage::Loading);
+    let started = Instant::now();
+    // SAFETY: the supervisor passes only artifacts a compile worker of this
+    // plugin produced with this build and these engine settings, stored
+    // with a checksum and never rewritten in place (or sealed in a memfd);
+    // wasmtime checks version and settings again.
+    let (engine, component, code) =
+        unsafe { runtime::load_artifact(&welcome.engine, file, offset, len) }
+            .map_err(load_err(LoadStage::Deserialize))?;
+    let took = started.elapsed().as_micros() as u64;
+    runtime::start_epoch_ticker(&engine);
+    let backend = LinkBackend::new(link.clone(), welcome.log_level);
+    #[cfg(feature = "test-hooks")]
+    let backend = backend.abort_on_log(hooks.abort_marker.clone());
+    #[cfg(not(feature = "test-hooks"))]
+    let _ = hooks;
+    let mut plugin = Plugin::new(&engine, &component, welcome.limits, Arc::new(backend))
+        .map_err(load_err(LoadStage::Link))?;
+    sandbox::seccomp(&welcome.sandbox, &mut report, sandbox::Stage::Running);
+    link.send(&FromWorker::Confined(report))?;
+    if code == CodeSource::Copied {
+        let _ = link.send(&FromWorker::Log(prx_ipc::LogMsg {
+            level: prx_ipc::LogLevel::Warn,
+            message: "the cached artifact could not be mapped executable (is the state directory on a noexec mount?); it was read and copied instead, which makes every start slower".into(),
+        }));
+    }
+    plugin.instantiate().map_err(|e| WorkerError::Load {
+        stage: LoadStage::Instantiate,
+        message: e.message.escaped(),
+    })?;
+    link.send(&FromWorker::Loaded(Loaded {
+        exports: plugin.exports().to_vec(),
+        imports: plugin.imports().to_vec(),
+        compile_us: took,
+        code,
+    }))?;
     Ok(plugin)
 }
 
@@ -315,19 +357,13 @@ fn receive_blob(link: &Link, len: u64) -> Result<Vec<u8>, WorkerError> {
     Ok(bytes)
 }
 
-fn serve(link: &Link, plugin: &mut Plugin, probe: Option<(&str, i32)>) -> Result<(), WorkerError> {
+fn serve(link: &Link, plugin: &mut Plugin, hooks: &TestHooks) -> Result<(), WorkerError> {
     loop {
         match link.recv()? {
             ToWorker::Invoke(invoke) => {
-                let outcome = match (probe, &invoke.call) {
-                    (Some((probe, fd)), prx_ipc::Call::ToolExecute { .. }) => {
-                        Ok(prx_ipc::Output::ToolResult(prx_ipc::PluginResult {
-                            success: true,
-                            output: prx_worker::probe::run(probe, fd),
-                            error: None,
-                        }))
-                    }
-                    _ => plugin.invoke(&invoke.call),
+                let outcome = match probe_outcome(link, hooks, &invoke.call) {
+                    Some(outcome) => outcome,
+                    None => plugin.invoke(&invoke.call),
                 };
                 link.send(&FromWorker::InvokeReply(InvokeReply {
                     id: invoke.id,
@@ -345,4 +381,31 @@ fn serve(link: &Link, plugin: &mut Plugin, probe: Option<(&str, i32)>) -> Result
             }
         }
     }
+}
+
+/// Test-only: a tool call answered by the probe instead of the plugin.
+#[cfg(feature = "test-hooks")]
+fn probe_outcome(
+    link: &Link,
+    hooks: &TestHooks,
+    call: &prx_ipc::Call,
+) -> Option<Result<prx_ipc::Output, prx_ipc::GuestError>> {
+    let probe = hooks.probe.as_deref()?;
+    let prx_ipc::Call::ToolExecute { .. } = call else {
+        return None;
+    };
+    Some(Ok(prx_ipc::Output::ToolResult(prx_ipc::PluginResult {
+        success: true,
+        output: prx_worker::probe::run(probe, link.raw_fd()),
+        error: None,
+    })))
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn probe_outcome(
+    _: &Link,
+    _: &TestHooks,
+    _: &prx_ipc::Call,
+) -> Option<Result<prx_ipc::Output, prx_ipc::GuestError>> {
+    None
 }

@@ -30,6 +30,9 @@ pub fn run(name: &str, link: libc::c_int) -> String {
         // The argument: the supervisor's pid.
         "ptrace" => ptrace(arg.parse().unwrap_or(1)),
         "kill" => kill(arg.parse().unwrap_or(1)),
+        // The argument: a process the test started, of the worker's uid.
+        // SIGIO with a chosen signal: the kernel sends it, not the worker.
+        "sigio-kill" => sigio_kill(arg.parse().unwrap_or(1)),
         "raise-nofile" => raise_nofile(),
         "send-fd" => send_fd(link),
         // Descriptors besides stdio and the link: the artifact's, say,
@@ -207,4 +210,30 @@ fn stray_fds(link: libc::c_int) -> Option<Vec<libc::c_int>> {
             })
             .collect(),
     )
+}
+
+/// `F_SETSIG` (Linux; not in the libc crate).
+const F_SETSIG: libc::c_int = 10;
+
+/// Asks the kernel to SIGKILL `victim` on I/O: a socket pair whose second
+/// end is owned by the victim (`F_SETOWN`), signals with `SIGKILL`
+/// (`F_SETSIG`) and is asynchronous (`O_ASYNC`); writing to the first end
+/// makes the second readable, and the kernel signals its owner.
+fn sigio_kill(victim: libc::pid_t) -> Result<(), Errno> {
+    let mut pair = [0 as libc::c_int; 2];
+    // SAFETY: plain syscalls on descriptors this function made.
+    unsafe {
+        check(
+            libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, pair.as_mut_ptr())
+                as libc::c_long,
+        )?;
+        check(libc::fcntl(pair[1], libc::F_SETOWN, victim) as libc::c_long)?;
+        check(libc::fcntl(pair[1], F_SETSIG, libc::SIGKILL) as libc::c_long)?;
+        let flags = check(libc::fcntl(pair[1], libc::F_GETFL) as libc::c_long)? as libc::c_int;
+        check(libc::fcntl(pair[1], libc::F_SETFL, flags | libc::O_ASYNC) as libc::c_long)?;
+        check(libc::write(pair[0], b"x".as_ptr().cast(), 1) as libc::c_long)?;
+    }
+    // The signal is sent on the write; give the kernel a moment.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    Ok(())
 }

@@ -9,10 +9,12 @@
 //!    between the two unnoticed).
 //! 2. [`confine`], once the supervisor's `Welcome` says which layers and
 //!    which numbers, before a byte of the plugin is received: namespaces
-//!    (user, network, IPC, mount with an empty read-only root), rlimits,
+//!    (user, PID, network, IPC, mount with an empty read-only root), rlimits,
 //!    capabilities dropped, `no_new_privs` and not dumpable, Landlock.
-//! 3. The engine is built and the plugin compiled and instantiated.
-//! 4. [`crate::seccomp::install`] last, on every thread.
+//! 3. A compile worker installs seccomp and compiles without loading; a
+//!    worker that runs the plugin maps its artifact and links it.
+//! 4. [`crate::seccomp::install`] last, on every thread, before any code of
+//!    the plugin runs.
 //!
 //! A layer the kernel does not offer is reported, not fatal here: the
 //! supervisor checks the report (and the process itself) against what the
@@ -22,6 +24,8 @@ use std::os::fd::{OwnedFd, RawFd};
 
 use nix::sys::signal::Signal;
 use prx_ipc::{LayerReport, LayerStatus, SandboxReport, SandboxSettings, layer};
+
+pub use crate::seccomp::Stage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -37,6 +41,8 @@ pub enum SandboxError {
     DropUser(#[source] nix::Error),
     #[error("unshare: {0}")]
     Unshare(#[source] nix::Error),
+    #[error("fork into the new PID namespace: {0}")]
+    Fork(#[source] nix::Error),
     #[error("writing {file}: {source}")]
     IdMap {
         file: &'static str,
@@ -67,10 +73,7 @@ pub enum SandboxError {
 
 /// The uid and gid a worker started by root runs as (`nobody`).
 const NOBODY: u32 = 65534;
-/// Descriptors a worker may hold: stdio, the link, memfd images, spare.
-const MAX_FDS: u64 = 32;
-/// Threads a worker may have: main, epoch ticker, compile threads.
-const MAX_THREADS: u64 = 128;
+use prx_ipc::{WORKER_MAX_FDS as MAX_FDS, WORKER_MAX_THREADS as MAX_THREADS};
 
 /// Applies every step; returns what was applied, for the handshake.
 pub fn enter(keep: &[RawFd], supervisor_pid: Option<i32>) -> Result<SandboxReport, SandboxError> {
@@ -120,11 +123,16 @@ pub fn confine(settings: &SandboxSettings, report: &mut SandboxReport, netns: Op
     drop(netns);
 }
 
-/// Installs seccomp (the last layer) and records it.
-pub fn seccomp(settings: &SandboxSettings, report: &mut SandboxReport) {
+/// Installs one stage of seccomp (the last layer). The layer is recorded
+/// once: when a stage fails, or when the running stage is in place.
+pub fn seccomp(settings: &SandboxSettings, report: &mut SandboxReport, stage: Stage) {
+    if report.layers.iter().any(|l| l.layer == layer::SECCOMP) {
+        return;
+    }
     match settings.seccomp {
         prx_ipc::SeccompMode::Off => report.record(layer::SECCOMP, LayerStatus::Disabled),
-        mode => match crate::seccomp::install(mode) {
+        mode => match crate::seccomp::install(mode, stage) {
+            Ok(()) if stage == Stage::Loading => {}
             Ok(()) if mode == prx_ipc::SeccompMode::Log => report.record(
                 layer::SECCOMP,
                 LayerStatus::Unavailable("log mode: violations are logged, not blocked".into()),
@@ -153,18 +161,22 @@ impl Record for SandboxReport {
     }
 }
 
-/// A new user namespace (as `nobody` when started by root), with new
-/// network, IPC and mount namespaces owned by it: no interfaces but a
-/// loopback that is down, no System V IPC shared with anyone, and a root
-/// that is an empty read-only tmpfs.
+/// A new user namespace (as `nobody` when started by root), with new PID,
+/// network, IPC and mount namespaces owned by it: no process outside has a
+/// number the worker can name, no interfaces but a loopback that is down,
+/// no System V IPC shared with anyone, and a root that is an empty
+/// read-only tmpfs.
 ///
-/// No PID namespace: after `unshare(CLONE_NEWPID)` a process can no
-/// longer create threads, and the worker needs them. Seccomp forbids new
-/// processes, `kill` and `ptrace` instead.
+/// A process that unshared its PID namespace can no longer make threads
+/// (only its children live in the new namespace), so the worker forks
+/// once right after: the child, process 1 of the namespace, goes on as the
+/// worker; the parent stays outside, holding nothing, and leaves the way
+/// the child leaves ([`mirror`]).
 fn namespaces(netns: Option<OwnedFd>) -> Result<(), SandboxError> {
     use nix::sched::{CloneFlags, setns, unshare};
     use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
     let mut flags = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWNET
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWNS;
@@ -177,10 +189,15 @@ fn namespaces(netns: Option<OwnedFd>) -> Result<(), SandboxError> {
         flags.remove(CloneFlags::CLONE_NEWNET);
     }
     if Uid::effective().is_root() {
+        let parent = nix::unistd::getppid().as_raw();
         let nobody = (Uid::from_raw(NOBODY), Gid::from_raw(NOBODY));
         setgroups(&[]).map_err(SandboxError::DropUser)?;
         setresgid(nobody.1, nobody.1, nobody.1).map_err(SandboxError::DropUser)?;
         setresuid(nobody.0, nobody.0, nobody.0).map_err(SandboxError::DropUser)?;
+        // Changing credentials cleared the parent-death signal: set it
+        // again, and check the supervisor did not die in between.
+        set_parent_death_signal()?;
+        check_parent(Some(parent))?;
         // Changing uid made the process undumpable, which makes its /proc
         // files root's: the id maps below could not be written. The
         // no_new_privs step makes it undumpable again.
@@ -188,6 +205,7 @@ fn namespaces(netns: Option<OwnedFd>) -> Result<(), SandboxError> {
     }
     let (uid, gid) = (Uid::effective().as_raw(), Gid::effective().as_raw());
     unshare(flags).map_err(SandboxError::Unshare)?;
+    become_pid_one()?;
     let write = |file: &'static str, text: String| {
         std::fs::write(format!("/proc/self/{file}"), text)
             .map_err(|source| SandboxError::IdMap { file, source })
@@ -196,6 +214,56 @@ fn namespaces(netns: Option<OwnedFd>) -> Result<(), SandboxError> {
     write("uid_map", format!("0 {uid} 1"))?;
     write("gid_map", format!("0 {gid} 1"))?;
     empty_root()
+}
+
+/// Forks into the new PID namespace. Returns in the child (process 1
+/// there); the parent never returns.
+fn become_pid_one() -> Result<(), SandboxError> {
+    use nix::unistd::{ForkResult, fork};
+    // SAFETY: the worker has one thread until its sandbox is in place (the
+    // user namespace it just entered requires it), so the child may run
+    // anything the parent could.
+    match unsafe { fork() }.map_err(SandboxError::Fork)? {
+        // The death signal is not inherited: the child dies with the
+        // parent, which dies with the supervisor.
+        ForkResult::Child => set_parent_death_signal(),
+        ForkResult::Parent { child } => mirror(child),
+    }
+}
+
+/// The parent outside the namespace: closes everything it inherited (the
+/// link, the artifact), waits for the worker and exits as it did, with
+/// the same code or by the same signal, so the supervisor, which started
+/// this process, sees how the worker ended. It runs no code of the plugin
+/// and cannot be named from inside the namespace.
+fn mirror(child: nix::unistd::Pid) -> ! {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, signal, sigprocmask};
+    use nix::sys::wait::{WaitStatus, waitpid};
+    // SAFETY: only closes descriptors; this process uses none of them again.
+    unsafe { nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0) };
+    // No core dump of this process whatever signal it re-raises.
+    let _ = nix::sys::prctl::set_dumpable(false);
+    let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+    loop {
+        match waitpid(child, None) {
+            // SAFETY: _exit ends the process at once; nothing to unwind.
+            Ok(WaitStatus::Exited(_, code)) => unsafe { nix::libc::_exit(code) },
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                // SAFETY: restoring the default action of one signal in a
+                // single-threaded process that installed no handler.
+                let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+                let mut set = SigSet::empty();
+                set.add(sig);
+                let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+                let _ = nix::sys::signal::raise(sig);
+                // SAFETY: as above.
+                unsafe { nix::libc::_exit(128 + sig as i32) }
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            // SAFETY: as above.
+            Err(_) => unsafe { nix::libc::_exit(71) },
+        }
+    }
 }
 
 /// Replaces the root with an empty tmpfs, read-only, in this mount

@@ -1,5 +1,6 @@
-//! The seccomp allowlist: the only system calls a worker makes once its
-//! plugin is loaded. Anything else kills the process (`SIGSYS`), or, in
+//! The seccomp allowlist: the only system calls a worker makes from before
+//! it reads anything of its plugin (an artifact it maps, a component it
+//! compiles) on. Anything else kills the process (`SIGSYS`), or, in
 //! the development mode (`[sandbox] seccomp = "log-only"`), is allowed
 //! and logged by the kernel (`dmesg`, `audit: type=1326`).
 //!
@@ -31,7 +32,6 @@ const ALLOWED: &[(i64, &str)] = &[
     (libc::SYS_read, "frames from the supervisor"),
     (libc::SYS_write, "frames to the supervisor"),
     (libc::SYS_recvfrom, "std's socket reads"),
-    (libc::SYS_sendto, "std's socket writes"),
     (libc::SYS_ppoll, "waiting on the link with a timeout"),
     #[cfg(target_arch = "x86_64")]
     (libc::SYS_poll, "waiting on the link with a timeout"),
@@ -43,25 +43,33 @@ const ALLOWED: &[(i64, &str)] = &[
     #[cfg(target_arch = "x86_64")]
     (libc::SYS_epoll_wait, "WASI's runtime: waiting"),
     (libc::SYS_eventfd2, "WASI's runtime: waking itself"),
-    // Memory: the allocator, linear memories, code.
-    (libc::SYS_mmap, "allocator and linear memory reservations"),
+    // Memory: the allocator and linear memories. `mmap` and `mprotect`
+    // are allowed only without PROT_EXEC (see `filters`).
     (libc::SYS_munmap, "freeing them"),
     (
         libc::SYS_mprotect,
-        "making linear memory accessible, code executable",
+        "making memory accessible; executable while loading only (the \
+         running stage's filter refuses PROT_EXEC)",
     ),
     (
         libc::SYS_madvise,
         "resetting linear memory between instances",
     ),
-    (libc::SYS_mremap, "growing allocations"),
+    // mremap is answered ENOMEM (see `filters`): growing an executable
+    // file mapping would make the file's next pages (the plugin's own
+    // data) executable without a PROT_EXEC in sight. glibc's realloc falls
+    // back to copying.
+    (libc::SYS_mremap, "answered ENOMEM by its own filter"),
+    (
+        libc::SYS_pread64,
+        "reading an artifact that cannot be mapped",
+    ),
     (libc::SYS_brk, "the allocator's heap"),
     (
         libc::SYS_memfd_create,
         "copy-on-write images of a module's initial memory",
     ),
     (libc::SYS_ftruncate, "sizing those images"),
-    (libc::SYS_fcntl, "descriptor flags"),
     (libc::SYS_fstat, "sizing a descriptor"),
     (libc::SYS_lseek, "descriptor positions"),
     (
@@ -111,7 +119,6 @@ const REFUSED: &[(i64, &str)] = &[
     (libc::SYS_readlinkat, "reading a link"),
     #[cfg(target_arch = "x86_64")]
     (libc::SYS_readlink, "reading a link"),
-    (libc::SYS_statx, "a file's metadata"),
     (libc::SYS_newfstatat, "a file's metadata"),
     (libc::SYS_faccessat, "checking access to a file"),
     (libc::SYS_faccessat2, "checking access to a file"),
@@ -129,95 +136,242 @@ pub enum SeccompError {
     Install(String),
 }
 
-/// Installs the filters on every thread of the process.
-pub fn install(mode: SeccompMode) -> Result<(), SeccompError> {
+/// Answered `ENOSYS` instead of killing: `clone3` (its flags are passed in
+/// memory, out of a filter's reach, so glibc is made to fall back to
+/// `clone`, whose flags are checked) and `statx` (the standard library
+/// then asks `fstat`, which is allowed, for a descriptor's metadata).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const NOT_HERE: &[i64] = &[libc::SYS_clone3, libc::SYS_statx];
+
+/// Allowed only when every condition of one of the rules holds: the
+/// arguments a worker needs, and no other. `(syscall, rules, why)`; a rule
+/// is a list of `(argument, mask, value)`: `argument & mask == value`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+type Rules = &'static [&'static [(u8, u64, u64)]];
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const ALL_BITS: u64 = u32::MAX as u64;
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const NEW_NAMESPACES: u64 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWCGROUP
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET) as u64;
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const CONDITIONAL: &[(i64, Rules, &str)] = &[
+    (
+        libc::SYS_mmap,
+        &[&[(2, libc::PROT_EXEC as u64, 0)]],
+        "allocator, linear memory reservations, the artifact's pages; never \
+         executable (code becomes executable by mprotect, while loading only)",
+    ),
+    (
+        libc::SYS_seccomp,
+        &[&[(0, ALL_BITS, 1 /* SECCOMP_SET_MODE_FILTER */)]],
+        "adding the running stage's filter, which forbids this again",
+    ),
+    (
+        libc::SYS_prctl,
+        &[
+            &[(0, ALL_BITS, libc::PR_SET_NAME as u64)],
+            &[(0, ALL_BITS, libc::PR_SET_NO_NEW_PRIVS as u64)],
+        ],
+        "naming new threads; no_new_privs, which installing a filter sets \
+         (it can only be turned on)",
+    ),
+    (
+        libc::SYS_fcntl,
+        &[
+            &[(1, ALL_BITS, libc::F_GETFD as u64)],
+            &[(1, ALL_BITS, libc::F_SETFD as u64)],
+            &[(1, ALL_BITS, libc::F_GETFL as u64)],
+            // O_ASYNC would make the kernel signal the descriptor's owner
+            // on I/O; F_SETOWN and F_SETSIG (never allowed) would choose
+            // the owner and the signal: a SIGKILL for any process.
+            &[
+                (1, ALL_BITS, libc::F_SETFL as u64),
+                (2, libc::O_ASYNC as u64, 0),
+            ],
+            &[(1, ALL_BITS, libc::F_DUPFD_CLOEXEC as u64)],
+            &[(1, ALL_BITS, libc::F_ADD_SEALS as u64)],
+            &[(1, ALL_BITS, libc::F_GET_SEALS as u64)],
+        ],
+        "descriptor flags, non-blocking mode and memfd seals; never an \
+         owner, a signal, a lease, a lock or a directory notification",
+    ),
+    (
+        libc::SYS_sendto,
+        &[&[(4, u64::MAX, 0)]],
+        "std's socket writes, on the connected link only: no address",
+    ),
+    (
+        libc::SYS_socketpair,
+        &[&[(0, ALL_BITS, libc::AF_UNIX as u64)]],
+        "a connected pair of Unix sockets, for WASI's runtime to wake \
+         itself; it reaches nothing outside the process",
+    ),
+    (
+        libc::SYS_clone,
+        &[&[
+            (0, libc::CLONE_THREAD as u64, libc::CLONE_THREAD as u64),
+            (0, NEW_NAMESPACES, 0),
+        ]],
+        "threads only (CLONE_THREAD set), in no new namespace; a new process \
+         never",
+    ),
+];
+
+/// The two stages of the filter. Both refuse everything the allowlist does
+/// not name; they differ in executable memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// While the plugin's code is mapped from its artifact: `mprotect` may
+    /// make memory executable, and one more filter may be installed. The
+    /// artifact came from a compile worker, so parsing it is done under
+    /// every other rule of the allowlist.
+    Loading,
+    /// From before the plugin's first instruction on (and in a compile
+    /// worker throughout): no executable memory, no more filters.
+    Running,
+}
+
+/// Filters the supervisor finds in `/proc/<pid>/status` once a worker is
+/// confined: the loading stage's four and the running stage's one.
+pub const FILTERS: u32 = 5;
+
+/// Installs the filters of `stage` on every thread of the process. A
+/// worker installs [`Stage::Loading`], then [`Stage::Running`] on top;
+/// a compile worker both at once.
+pub fn install(mode: SeccompMode, stage: Stage) -> Result<(), SeccompError> {
     let mismatch = match mode {
         SeccompMode::Off => return Ok(()),
         SeccompMode::Log => SeccompAction::Log,
         SeccompMode::Enforce => SeccompAction::KillProcess,
     };
-    for program in filters(mismatch)? {
+    let programs = match stage {
+        Stage::Loading => filters(mismatch)?.to_vec(),
+        Stage::Running => vec![no_more_code(mismatch)?],
+    };
+    for program in programs {
         seccompiler::apply_filter_all_threads(&program)
             .map_err(|e| SeccompError::Install(e.to_string()))?;
     }
     Ok(())
 }
 
-/// Three filters. The kernel runs every filter and the strictest answer
-/// wins, so the allowlist lets through the syscalls the other two answer
-/// with an error: [`REFUSED`] get `EACCES`, and `clone3` gets `ENOSYS`
-/// (its flags are passed in memory, out of a filter's reach, so glibc is
-/// made to fall back to `clone`, whose flags are checked).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-fn filters(mismatch: SeccompAction) -> Result<[BpfProgram; 3], SeccompError> {
-    let build = |e: seccompiler::BackendError| SeccompError::Build(e.to_string());
-    let arch = if cfg!(target_arch = "x86_64") {
+fn arch() -> TargetArch {
+    if cfg!(target_arch = "x86_64") {
         TargetArch::x86_64
     } else {
         TargetArch::aarch64
+    }
+}
+
+/// The running stage: `mmap` or `mprotect` with `PROT_EXEC`, and any new
+/// filter, are refused (`mismatch`); everything else is left to the
+/// loading stage's filters below it.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn no_more_code(mismatch: SeccompAction) -> Result<BpfProgram, SeccompError> {
+    let build = |e: seccompiler::BackendError| SeccompError::Build(e.to_string());
+    let exec = || -> Result<Vec<SeccompRule>, SeccompError> {
+        let condition = SeccompCondition::new(
+            2,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64),
+            libc::PROT_EXEC as u64,
+        )
+        .map_err(build)?;
+        Ok(vec![SeccompRule::new(vec![condition]).map_err(build)?])
     };
+    let rules: BTreeMap<i64, Vec<SeccompRule>> = [
+        (libc::SYS_mmap, exec()?),
+        (libc::SYS_mprotect, exec()?),
+        (libc::SYS_seccomp, Vec::new()),
+    ]
+    .into();
+    SeccompFilter::new(rules, SeccompAction::Allow, mismatch, arch())
+        .and_then(TryInto::try_into)
+        .map_err(build)
+}
+
+/// The loading stage's four filters. The kernel runs every filter and the
+/// strictest answer wins, so the allowlist lets through the syscalls the
+/// other three answer with an error: [`REFUSED`] get `EACCES`,
+/// [`NOT_HERE`] `ENOSYS`, and `mremap` `ENOMEM`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn filters(mismatch: SeccompAction) -> Result<[BpfProgram; 4], SeccompError> {
+    let build = |e: seccompiler::BackendError| SeccompError::Build(e.to_string());
+    let arch = arch();
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         ALLOWED.iter().map(|(nr, _)| (*nr, Vec::new())).collect();
-    // Allowed only for one value of one argument.
-    let mut only = |nr: i64, arg: u8, op: SeccompCmpOp, value: u64| -> Result<(), SeccompError> {
-        let condition =
-            SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value).map_err(build)?;
-        rules.insert(nr, vec![SeccompRule::new(vec![condition]).map_err(build)?]);
-        Ok(())
-    };
-    let thread = libc::CLONE_THREAD as u64;
-    // clone: threads only (CLONE_THREAD set); a new process never.
-    only(libc::SYS_clone, 0, SeccompCmpOp::MaskedEq(thread), thread)?;
-    // socketpair: a connected pair of Unix sockets, for WASI's runtime to
-    // wake itself; it reaches nothing outside the process.
-    only(
-        libc::SYS_socketpair,
-        0,
-        SeccompCmpOp::Eq,
-        libc::AF_UNIX as u64,
-    )?;
-    // prctl: naming new threads, nothing else (not dumpable again, ...).
-    only(
-        libc::SYS_prctl,
-        0,
-        SeccompCmpOp::Eq,
-        libc::PR_SET_NAME as u64,
-    )?;
+    for (nr, alternatives, _why) in CONDITIONAL {
+        let mut built = Vec::new();
+        for conditions in *alternatives {
+            let conditions = conditions
+                .iter()
+                .map(|(arg, mask, value)| {
+                    // Masked with all 64 bits when the mask needs them
+                    // (a pointer), else the low 32 (an int argument).
+                    let len = if *mask > ALL_BITS {
+                        SeccompCmpArgLen::Qword
+                    } else {
+                        SeccompCmpArgLen::Dword
+                    };
+                    SeccompCondition::new(*arg, len, SeccompCmpOp::MaskedEq(*mask), *value)
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(build)?;
+            built.push(SeccompRule::new(conditions).map_err(build)?);
+        }
+        rules.insert(*nr, built);
+    }
     // tgkill: a thread of this process only (a panicking thread aborts the
-    // worker with it); never another process.
-    only(
-        libc::SYS_tgkill,
+    // worker with it); never another process. The pid is known only now.
+    let own = SeccompCondition::new(
         0,
+        SeccompCmpArgLen::Dword,
         SeccompCmpOp::Eq,
         u64::from(std::process::id()),
-    )?;
-    rules.insert(libc::SYS_clone3, Vec::new());
+    )
+    .map_err(build)?;
+    rules.insert(
+        libc::SYS_tgkill,
+        vec![SeccompRule::new(vec![own]).map_err(build)?],
+    );
+    rules.extend(NOT_HERE.iter().map(|nr| (*nr, Vec::new())));
     rules.extend(REFUSED.iter().map(|(nr, _)| (*nr, Vec::new())));
     let allowlist = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, arch)
         .and_then(TryInto::try_into)
         .map_err(build)?;
-    let no_clone3 = SeccompFilter::new(
-        [(libc::SYS_clone3, Vec::new())].into(),
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        arch,
-    )
-    .and_then(TryInto::try_into)
-    .map_err(build)?;
-    let no_files = SeccompFilter::new(
-        REFUSED.iter().map(|(nr, _)| (*nr, Vec::new())).collect(),
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EACCES as u32),
-        arch,
-    )
-    .and_then(TryInto::try_into)
-    .map_err(build)?;
+    let answered = |calls: Vec<i64>, errno: i32| -> Result<BpfProgram, SeccompError> {
+        SeccompFilter::new(
+            calls.into_iter().map(|nr| (nr, Vec::new())).collect(),
+            SeccompAction::Allow,
+            SeccompAction::Errno(errno as u32),
+            arch,
+        )
+        .and_then(TryInto::try_into)
+        .map_err(build)
+    };
+    let not_here = answered(NOT_HERE.to_vec(), libc::ENOSYS)?;
+    let no_files = answered(REFUSED.iter().map(|(nr, _)| *nr).collect(), libc::EACCES)?;
+    let no_remap = answered(vec![libc::SYS_mremap], libc::ENOMEM)?;
     // The allowlist last: installing a filter is itself a syscall the
-    // filters before must allow, and the allowlist does not allow it.
-    Ok([no_clone3, no_files, allowlist])
+    // filters before must allow.
+    Ok([not_here, no_files, no_remap, allowlist])
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn filters(_: SeccompAction) -> Result<[BpfProgram; 3], SeccompError> {
+fn filters(_: SeccompAction) -> Result<[BpfProgram; 4], SeccompError> {
+    Err(SeccompError::Unsupported)
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn no_more_code(_: SeccompAction) -> Result<BpfProgram, SeccompError> {
     Err(SeccompError::Unsupported)
 }

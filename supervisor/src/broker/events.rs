@@ -51,6 +51,18 @@ pub fn extend(chain: &Chain, plugin: &Arc<str>) -> Chain {
     chain.iter().cloned().chain([plugin.clone()]).collect()
 }
 
+/// The chain of an event `plugin` publishes: whatever caused the call it
+/// runs (none, when it publishes outside any invocation), and always the
+/// plugin itself, so its own events never come back to it, directly or
+/// through others.
+pub fn published_by(chain: &Chain, plugin: &Arc<str>) -> Chain {
+    if chain.iter().any(|p| **p == **plugin) {
+        chain.clone()
+    } else {
+        extend(chain, plugin)
+    }
+}
+
 /// One published event. Cheap to clone: topic and payload are shared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -83,6 +95,10 @@ pub enum EventError {
     NotYours(u64),
     #[error("too many subscriptions (at most {MAX_SUBSCRIPTIONS_PER_PLUGIN} per plugin)")]
     TooManySubscriptions,
+    #[error(
+        "publishing faster than {0} events/s (the host's limit per plugin); this event was not published"
+    )]
+    TooFast(u32),
 }
 
 /// A subscription pattern: `*`, `prefix.*` or an exact topic.

@@ -34,8 +34,17 @@ const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
 const USAGE: TableDefinition<&str, u64> = TableDefinition::new("kv_usage");
 
 /// Longest key accepted: keys are names, not data; this keeps the index
-/// small and any one key's cost obvious.
+/// small and any one key's cost obvious. It is the limit on the key the
+/// *plugin* gives, on every interface: a prefix the host adds itself (the
+/// cache's namespace and separator, see the `*_under` functions) does not
+/// count against it.
 pub const MAX_KEY_LEN: usize = 1024;
+/// Longest prefix the host may put before a plugin's key (the cache puts
+/// `<namespace>\u{1f}`, at most 65 bytes). Stored keys are at most
+/// `MAX_KEY_PREFIX_LEN + MAX_KEY_LEN` bytes.
+pub const MAX_KEY_PREFIX_LEN: usize = 128;
+// The cache's prefix must fit, or its keys would again be cut short.
+const _: () = assert!(super::MAX_CACHE_NAMESPACE < MAX_KEY_PREFIX_LEN);
 /// How long opening waits for a lock held by a store closing in-process.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most writes committed in one transaction.
@@ -217,16 +226,25 @@ impl KvStore {
     // it in redb.
 
     pub fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        if key.len() > MAX_KEY_LEN {
+        self.get_under(namespace, "", key)
+    }
+
+    /// [`Self::get`] of `prefix` + `key`, where the host chose `prefix`
+    /// and the plugin `key`: only `key` is held to [`MAX_KEY_LEN`].
+    pub fn get_under(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, KvError> {
+        let Ok(stored) = stored_key(prefix, key) else {
             return Ok(None);
-        }
-        if let Some(pending) = read(&self.overlay)
-            .entries
-            .get(&(namespace.to_owned(), key.to_owned()))
-        {
+        };
+        let at = (namespace.to_owned(), stored);
+        if let Some(pending) = read(&self.overlay).entries.get(&at) {
             return Ok(pending.clone());
         }
-        db_get(&self.db, namespace, key)
+        db_get(&self.db, namespace, &at.1)
     }
 
     /// Keys of `namespace` starting with `prefix`, in order.
@@ -274,9 +292,21 @@ impl KvStore {
         value: Vec<u8>,
         quota: u64,
     ) -> Result<(), KvError> {
-        check_key(key)?;
+        self.set_under(namespace, "", key, value, quota).await
+    }
+
+    /// [`Self::set`] of `prefix` + `key` (see [`Self::get_under`]). The
+    /// quota counts the stored key, prefix included.
+    pub async fn set_under(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        key: &str,
+        value: Vec<u8>,
+        quota: u64,
+    ) -> Result<(), KvError> {
         let op = Op::Set {
-            key: key.into(),
+            key: stored_key(prefix, key)?,
             value,
             quota,
         };
@@ -285,13 +315,20 @@ impl KvStore {
 
     /// Removes a key; true when it existed. Returns once durable.
     pub async fn delete(&self, namespace: &str, key: &str) -> Result<bool, KvError> {
-        if key.len() > MAX_KEY_LEN {
+        self.delete_under(namespace, "", key).await
+    }
+
+    /// [`Self::delete`] of `prefix` + `key` (see [`Self::get_under`]).
+    pub async fn delete_under(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        key: &str,
+    ) -> Result<bool, KvError> {
+        let Ok(stored) = stored_key(prefix, key) else {
             return Ok(false);
-        }
-        match self
-            .write(namespace, Op::Delete { key: key.into() })
-            .await?
-        {
+        };
+        match self.write(namespace, Op::Delete { key: stored }).await? {
             Done::Bool(existed) => Ok(existed),
             _ => Err(storage("unexpected answer from the writer")),
         }
@@ -305,16 +342,9 @@ impl KvStore {
         delta: i64,
         quota: u64,
     ) -> Result<i64, KvError> {
-        check_key(key)?;
+        let key = stored_key("", key)?;
         match self
-            .write(
-                namespace,
-                Op::Increment {
-                    key: key.into(),
-                    delta,
-                    quota,
-                },
-            )
+            .write(namespace, Op::Increment { key, delta, quota })
             .await?
         {
             Done::Count(n) => Ok(n),
@@ -337,11 +367,20 @@ impl KvStore {
     }
 }
 
-fn check_key(key: &str) -> Result<(), KvError> {
+/// The key as stored: the host's `prefix`, then the plugin's `key`. The
+/// limit applies to `key` alone, so a plugin gets the documented
+/// [`MAX_KEY_LEN`] bytes on every interface whatever the host prepends.
+fn stored_key(prefix: &str, key: &str) -> Result<String, KvError> {
     if key.len() > MAX_KEY_LEN {
         return Err(KvError::KeyTooLong(key.len()));
     }
-    Ok(())
+    if prefix.len() > MAX_KEY_PREFIX_LEN {
+        return Err(storage(format!(
+            "a host key prefix of {} bytes is longer than the {MAX_KEY_PREFIX_LEN}-byte maximum",
+            prefix.len()
+        )));
+    }
+    Ok([prefix, key].concat())
 }
 
 fn db_get(db: &Database, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
@@ -456,7 +495,7 @@ impl<'a> Batch<'a> {
             }
         };
         let new_size = (key.len() + new_value.len()) as u64;
-        let after = used - old_size.min(used) + new_size;
+        let after = (used - old_size.min(used)).saturating_add(new_size);
         if after > quota && new_size > old_size {
             return Err(KvError::QuotaExceeded {
                 needed: new_size,
@@ -674,6 +713,92 @@ mod tests {
                 .await,
             Err(KvError::KeyTooLong(MAX_KEY_LEN + 1))
         );
+    }
+
+    /// Finding 10 (a): the cache put its namespace and a separator before
+    /// the plugin's key, and the whole counted against the 1,024-byte
+    /// limit, so a cache key of the documented length was refused (and
+    /// read back as missing). Every interface takes exactly the documented
+    /// limit of the key the plugin gives, and refuses one byte more.
+    #[tokio::test]
+    async fn a_key_of_the_documented_length_is_not_cut_short_by_the_hosts_prefix() {
+        use crate::broker::{MAX_CACHE_NAMESPACE, PluginBroker};
+        use crate::manifest::Permission;
+        use prx_ipc::{HostCall, HostReply, HostValue};
+
+        let broker = PluginBroker::new("p".into(), vec![])
+            .with_permissions([Permission::Kv].into(), [Permission::Kv].into())
+            .with_kv(KvStore::in_memory().unwrap(), 1 << 20);
+        // The longest namespace: the longest prefix the host adds.
+        let namespace = "n".repeat(MAX_CACHE_NAMESPACE);
+        let key = "k".repeat(MAX_KEY_LEN);
+        let put = HostCall::CachePut {
+            namespace: namespace.clone(),
+            key: key.clone(),
+            value: b"v".to_vec(),
+        };
+        assert_eq!(broker.answer(put).await, HostReply::Ok(HostValue::Unit));
+        let get = HostCall::CacheGet {
+            namespace: namespace.clone(),
+            key: key.clone(),
+        };
+        assert_eq!(
+            broker.answer(get).await,
+            HostReply::Ok(HostValue::OptBytes(Some(b"v".to_vec())))
+        );
+        let too_long = HostCall::CachePut {
+            namespace: namespace.clone(),
+            key: "k".repeat(MAX_KEY_LEN + 1),
+            value: b"v".to_vec(),
+        };
+        match broker.answer(too_long).await {
+            HostReply::Err(m) => assert!(
+                m.starts_with("cache.put: key of 1025 bytes") && m.contains("at most 1024 bytes"),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // clear finds and removes the long key too.
+        assert_eq!(
+            broker.answer(HostCall::CacheClear { namespace }).await,
+            HostReply::Ok(HostValue::U64(1))
+        );
+
+        // kv itself: the same limit, on the key as given.
+        let set = |key: String| HostCall::KvSet {
+            key,
+            value: b"v".to_vec(),
+        };
+        assert_eq!(
+            broker.answer(set(key.clone())).await,
+            HostReply::Ok(HostValue::Unit)
+        );
+        assert_eq!(
+            broker.answer(HostCall::KvGet { key: key.clone() }).await,
+            HostReply::Ok(HostValue::OptBytes(Some(b"v".to_vec())))
+        );
+        assert_eq!(
+            broker.answer(set("k".repeat(MAX_KEY_LEN + 1))).await,
+            HostReply::Err("kv.set: key of 1025 bytes is longer than the 1024-byte maximum".into())
+        );
+
+        // The store: the host's prefix is not counted, the plugin's key is.
+        let kv = KvStore::in_memory().unwrap();
+        let prefix = "x".repeat(MAX_KEY_PREFIX_LEN);
+        kv.set_under("c", &prefix, &key, b"1".to_vec(), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(
+            kv.get_under("c", &prefix, &key).unwrap().as_deref(),
+            Some(&b"1"[..])
+        );
+        assert_eq!(
+            kv.set_under("c", &prefix, &"k".repeat(MAX_KEY_LEN + 1), vec![], 1 << 20)
+                .await,
+            Err(KvError::KeyTooLong(MAX_KEY_LEN + 1))
+        );
+        assert!(kv.delete_under("c", &prefix, &key).await.unwrap());
+        assert_eq!(kv.get_under("c", &prefix, &key).unwrap(), None);
     }
 
     #[tokio::test]

@@ -7,12 +7,25 @@
 //! the entry, so `recall` reads only the postings of the query's words.
 //! The memory is shared, as in PRX: a plugin granted `memory` recalls what
 //! any plugin stored; the operator decides who gets it.
+//!
+//! A recall reads at most [`MAX_POSTINGS_PER_RECALL`] postings, however
+//! many entries share the query's words (each plugin may store 100,000).
+//! Below that the ranking is exact; above it the rarer words are read in
+//! full and the common ones only for their newest entries. Plugins recall
+//! through [`MemoryStore::recall_for`], on the blocking pool and one recall
+//! at a time per plugin, so a plugin recalling in a loop cannot hold the
+//! async threads that answer every other plugin, heartbeats and the API.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("memory_entries");
 const POSTINGS: TableDefinition<(&str, u64), u32> = TableDefinition::new("memory_postings");
@@ -31,6 +44,26 @@ pub const MAX_BYTES_PER_PLUGIN: u64 = 64 << 20;
 pub const MAX_RECALL: u32 = 100;
 /// Most distinct words of a query looked up (each is an index scan).
 pub const MAX_QUERY_TERMS: usize = 64;
+/// Most postings one recall reads, all the query's words together.
+///
+/// Each posting read costs an index step and, the first time its entry is
+/// met, an entry read: without a cap, a query of 64 words that 100,000
+/// entries of every plugin share would read millions of each. 20,000 is a
+/// few milliseconds of work, and more than a normal memory's postings for
+/// a normal query, whose ranking stays exact. Above it the ranking is
+/// best-effort: the budget goes to the rarer words first, which are read
+/// in full (they decide the ranking: a common word weighs next to
+/// nothing), and each common word is read for its newest entries only,
+/// its frequency estimated from them.
+pub const MAX_POSTINGS_PER_RECALL: usize = 20_000;
+/// Most recalls of one plugin running at once.
+///
+/// A worker makes one host call at a time, but a recall outlives a worker
+/// that was killed or replaced while waiting for it; without this gate, a
+/// plugin crash-looping through recalls, or two versions of it during a
+/// reload, would take a blocking thread (and a core) each time. The others
+/// wait their turn without holding a thread.
+pub const MAX_RECALLS_AT_ONCE_PER_PLUGIN: usize = 1;
 /// Longest word indexed; longer runs are cut.
 const MAX_TERM: usize = 64;
 /// BM25 parameters, the usual ones.
@@ -70,6 +103,13 @@ pub struct StoredMemory {
     pub terms: u64,
 }
 
+/// The one field of a [`StoredMemory`] that scoring needs: reading it
+/// skips over the text instead of copying it.
+#[derive(Deserialize)]
+struct EntryLength {
+    terms: u64,
+}
+
 /// An entry recalled for a query.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recalled {
@@ -88,6 +128,9 @@ pub struct Recalled {
 #[derive(Clone)]
 pub struct MemoryStore {
     db: Arc<Database>,
+    /// One gate per plugin name, letting through
+    /// [`MAX_RECALLS_AT_ONCE_PER_PLUGIN`] of its recalls.
+    recall_gates: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -121,7 +164,10 @@ impl MemoryStore {
         txn.open_table(POSTINGS).map_err(storage)?;
         txn.open_table(STATS).map_err(storage)?;
         txn.commit().map_err(storage)?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            recall_gates: Arc::default(),
+        })
     }
 
     /// Stores an entry for `plugin`; returns its id once it is durable.
@@ -131,26 +177,7 @@ impl MemoryStore {
         text: &str,
         category: &str,
     ) -> Result<String, MemoryError> {
-        if text.len() > MAX_TEXT {
-            return Err(MemoryError::TextTooLong(text.len()));
-        }
-        if category.len() > MAX_CATEGORY {
-            return Err(MemoryError::CategoryTooLong(category.len()));
-        }
-        let mut tf: BTreeMap<String, u32> = BTreeMap::new();
-        for term in terms(text) {
-            *tf.entry(term).or_default() += 1;
-        }
-        if tf.is_empty() {
-            return Err(MemoryError::NoWords);
-        }
-        let entry = StoredMemory {
-            text: text.into(),
-            category: category.into(),
-            plugin: plugin.into(),
-            stored_at_ms: super::now_ms(),
-            terms: tf.values().map(|n| u64::from(*n)).sum(),
-        };
+        let (entry, tf) = indexed(plugin, text, category)?;
         let db = self.db.clone();
         // A durable commit waits for the disk: off the async threads.
         tokio::task::spawn_blocking(move || insert(&db, &entry, &tf))
@@ -159,8 +186,50 @@ impl MemoryStore {
             .map(|id| id.to_string())
     }
 
+    /// [`recall`](Self::recall) for `plugin`, off the async threads.
+    ///
+    /// A recall is CPU work of up to [`MAX_POSTINGS_PER_RECALL`] postings:
+    /// on a runtime thread, a plugin recalling in a loop would stall the
+    /// calls of every other plugin, heartbeats and the API. It runs on the
+    /// blocking pool instead, at most [`MAX_RECALLS_AT_ONCE_PER_PLUGIN`] at
+    /// a time per plugin.
+    pub async fn recall_for(
+        &self,
+        plugin: &str,
+        query: &str,
+        limit: u32,
+    ) -> Result<Vec<Recalled>, MemoryError> {
+        let permit = self
+            .recall_gate(plugin)
+            .acquire_owned()
+            .await
+            .map_err(storage)?;
+        let store = self.clone();
+        let query = query.to_owned();
+        tokio::task::spawn_blocking(move || {
+            // Held until the recall ends, even if the caller stops waiting
+            // for it (its worker died): the next recall waits for this one.
+            let _permit = permit;
+            store.recall(&query, limit)
+        })
+        .await
+        .map_err(storage)?
+    }
+
+    /// The gate `plugin`'s recalls pass, made on its first recall.
+    fn recall_gate(&self, plugin: &str) -> Arc<Semaphore> {
+        let mut gates = self.recall_gates.lock().unwrap_or_else(|e| e.into_inner());
+        gates
+            .entry(plugin.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(MAX_RECALLS_AT_ONCE_PER_PLUGIN)))
+            .clone()
+    }
+
     /// The `limit` entries most relevant to `query`, best first. Entries
     /// that share no word with the query are not returned.
+    ///
+    /// Blocks while it reads up to [`MAX_POSTINGS_PER_RECALL`] postings:
+    /// async code calls [`recall_for`](Self::recall_for).
     pub fn recall(&self, query: &str, limit: u32) -> Result<Vec<Recalled>, MemoryError> {
         if query.len() > MAX_TEXT {
             return Err(MemoryError::TextTooLong(query.len()));
@@ -189,32 +258,23 @@ impl MemoryStore {
             return Ok(Vec::new());
         }
         let avg_len = stat("total_terms")? as f64 / count as f64;
+        let next_id = stat("next_id")?;
         let postings = txn.open_table(POSTINGS).map_err(storage)?;
         let entries = txn.open_table(ENTRIES).map_err(storage)?;
-        let mut lengths: HashMap<u64, (f64, StoredMemory)> = HashMap::new();
+        let read = read_postings(&postings, &query_terms, MAX_POSTINGS_PER_RECALL)?;
+        // Entry lengths, read once per entry; `None` for a missing entry.
+        let mut lengths: HashMap<u64, Option<f64>> = HashMap::new();
         let mut scores: HashMap<u64, f64> = HashMap::new();
-        for term in &query_terms {
-            let hits: Vec<(u64, u32)> = postings
-                .range((term.as_str(), 0)..=(term.as_str(), u64::MAX))
-                .map_err(storage)?
-                .map(|r| r.map(|(k, v)| (k.value().1, v.value())))
-                .collect::<Result<_, _>>()
-                .map_err(storage)?;
-            let df = hits.len() as f64;
+        for word in &read {
+            let df = word.frequency(count, next_id);
             let idf = (1.0 + (count as f64 - df + 0.5) / (df + 0.5)).ln();
-            for (id, tf) in hits {
-                let len = match lengths.get(&id) {
-                    Some((len, _)) => *len,
-                    None => {
-                        let Some(raw) = entries.get(id).map_err(storage)? else {
-                            continue;
-                        };
-                        let entry: StoredMemory =
-                            serde_json::from_slice(raw.value()).map_err(storage)?;
-                        let len = entry.terms as f64;
-                        lengths.insert(id, (len, entry));
-                        len
-                    }
+            for &(id, tf) in &word.hits {
+                let len = match lengths.entry(id) {
+                    Entry::Occupied(known) => *known.get(),
+                    Entry::Vacant(new) => *new.insert(entry_length(&entries, id)?),
+                };
+                let Some(len) = len else {
+                    continue;
                 };
                 let tf = f64::from(tf);
                 let norm = tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / avg_len));
@@ -226,20 +286,21 @@ impl MemoryStore {
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
         ranked.truncate(limit);
         let best = ranked.first().map(|(_, s)| *s).unwrap_or(1.0);
-        Ok(ranked
-            .into_iter()
-            .filter_map(|(id, score)| {
-                let (_, entry) = lengths.remove(&id)?;
-                Some(Recalled {
-                    id: id.to_string(),
-                    text: entry.text,
-                    category: entry.category,
-                    plugin: entry.plugin,
-                    score,
-                    importance: if best > 0.0 { score / best } else { 0.0 },
-                })
-            })
-            .collect())
+        let mut found = Vec::with_capacity(ranked.len());
+        for (id, score) in ranked {
+            let Some(entry) = stored(&entries, id)? else {
+                continue;
+            };
+            found.push(Recalled {
+                id: id.to_string(),
+                text: entry.text,
+                category: entry.category,
+                plugin: entry.plugin,
+                score,
+                importance: if best > 0.0 { score / best } else { 0.0 },
+            });
+        }
+        Ok(found)
     }
 
     /// Removes the entry `id` (as `store` returned it) and its index
@@ -266,6 +327,165 @@ impl MemoryStore {
     }
 }
 
+/// The postings of one query word that a recall read.
+#[derive(Debug)]
+struct WordPostings {
+    /// `(entry id, term frequency)`, newest entry first.
+    hits: Vec<(u64, u32)>,
+    /// Every posting of the word was read.
+    complete: bool,
+}
+
+impl WordPostings {
+    /// How many entries hold the word (the BM25 document frequency):
+    /// exact when every posting was read; otherwise extrapolated from the
+    /// newest ones read, as if the word were spread evenly over the ids
+    /// given so far (`next_id` is the last).
+    fn frequency(&self, count: u64, next_id: u64) -> f64 {
+        let read = self.hits.len() as f64;
+        match self.hits.last() {
+            Some(&(oldest, _)) if !self.complete => {
+                let span = next_id.saturating_sub(oldest) + 1;
+                (read * next_id as f64 / span as f64)
+                    .min(count as f64)
+                    .max(read)
+            }
+            _ => read,
+        }
+    }
+}
+
+/// The postings of each of `words`, newest entry first, at most `budget`
+/// in all.
+///
+/// The budget is shared out in rounds, each giving every word not yet
+/// read in full an equal part of what is left. A word with fewer postings
+/// than its part is read in full and leaves the rest to the others, so
+/// the rarer words are complete and the common ones stop at about the same
+/// depth. When all the words' postings fit, all are complete. Rounds end
+/// when a part would be empty: at most one more than there are words
+/// (each word also looks one posting past its part per round, to learn
+/// whether it is done; that one is not kept).
+fn read_postings(
+    postings: &ReadOnlyTable<(&'static str, u64), u32>,
+    words: &[String],
+    budget: usize,
+) -> Result<Vec<WordPostings>, MemoryError> {
+    let mut read: Vec<WordPostings> = words
+        .iter()
+        .map(|_| WordPostings {
+            hits: Vec::new(),
+            complete: false,
+        })
+        .collect();
+    let mut left = budget;
+    loop {
+        let open = read.iter().filter(|w| !w.complete).count();
+        let share = left.checked_div(open).unwrap_or(0);
+        if share == 0 {
+            return Ok(read);
+        }
+        for (word, got) in words.iter().zip(&mut read) {
+            if !got.complete {
+                left -= read_more(postings, word, got, share)?;
+            }
+        }
+    }
+}
+
+/// Up to `share` more postings of `word`, older than those in `got`, and
+/// whether any are left; returns how many it added.
+fn read_more(
+    postings: &ReadOnlyTable<(&'static str, u64), u32>,
+    word: &str,
+    got: &mut WordPostings,
+    share: usize,
+) -> Result<usize, MemoryError> {
+    let highest = match got.hits.last() {
+        None => u64::MAX,
+        Some(&(oldest, _)) => match oldest.checked_sub(1) {
+            Some(below) => below,
+            None => {
+                got.complete = true;
+                return Ok(0);
+            }
+        },
+    };
+    let before = got.hits.len();
+    // One more than the share, only to learn whether any are left.
+    for posting in postings
+        .range((word, 0)..=(word, highest))
+        .map_err(storage)?
+        .rev()
+        .take(share + 1)
+    {
+        let (key, tf) = posting.map_err(storage)?;
+        got.hits.push((key.value().1, tf.value()));
+    }
+    if got.hits.len() - before > share {
+        got.hits.pop();
+    } else {
+        got.complete = true;
+    }
+    Ok(got.hits.len() - before)
+}
+
+/// The BM25 length of entry `id`, or `None` if there is no such entry.
+fn entry_length(
+    entries: &ReadOnlyTable<u64, &'static [u8]>,
+    id: u64,
+) -> Result<Option<f64>, MemoryError> {
+    let Some(raw) = entries.get(id).map_err(storage)? else {
+        return Ok(None);
+    };
+    let entry: EntryLength = serde_json::from_slice(raw.value()).map_err(storage)?;
+    Ok(Some(entry.terms as f64))
+}
+
+/// Entry `id` as stored, or `None` if there is no such entry.
+fn stored(
+    entries: &ReadOnlyTable<u64, &'static [u8]>,
+    id: u64,
+) -> Result<Option<StoredMemory>, MemoryError> {
+    let Some(raw) = entries.get(id).map_err(storage)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(raw.value())
+        .map(Some)
+        .map_err(storage)
+}
+
+/// The entry `plugin` stores for `text` and the frequency of each of its
+/// words, or why it cannot be stored.
+fn indexed(
+    plugin: &str,
+    text: &str,
+    category: &str,
+) -> Result<(StoredMemory, BTreeMap<String, u32>), MemoryError> {
+    if text.len() > MAX_TEXT {
+        return Err(MemoryError::TextTooLong(text.len()));
+    }
+    if category.len() > MAX_CATEGORY {
+        return Err(MemoryError::CategoryTooLong(category.len()));
+    }
+    let mut tf: BTreeMap<String, u32> = BTreeMap::new();
+    for term in terms(text) {
+        *tf.entry(term).or_default() += 1;
+    }
+    if tf.is_empty() {
+        return Err(MemoryError::NoWords);
+    }
+    let entry = StoredMemory {
+        text: text.into(),
+        category: category.into(),
+        plugin: plugin.into(),
+        stored_at_ms: super::now_ms(),
+        terms: tf.values().map(|n| u64::from(*n)).sum(),
+    };
+    Ok((entry, tf))
+}
+
+/// Stores `entry` in a durable transaction of its own; returns its id.
 fn insert(
     db: &Database,
     entry: &StoredMemory,
@@ -273,47 +493,55 @@ fn insert(
 ) -> Result<u64, MemoryError> {
     let mut txn = db.begin_write().map_err(storage)?;
     txn.set_durability(Durability::Immediate).map_err(storage)?;
-    let id = {
-        let mut stats = txn.open_table(STATS).map_err(storage)?;
-        let get = |name: &str| -> Result<u64, MemoryError> {
-            Ok(stats
-                .get(name)
-                .map_err(storage)?
-                .map(|v| v.value())
-                .unwrap_or(0))
-        };
-        let per_plugin = format!("plugin:{}", entry.plugin);
-        let bytes_key = format!("bytes:{}", entry.plugin);
-        let mine = get(&per_plugin)?;
-        if mine >= MAX_ENTRIES_PER_PLUGIN {
-            return Err(MemoryError::Full);
-        }
-        let bytes = get(&bytes_key)? + entry.text.len() as u64;
-        if bytes > MAX_BYTES_PER_PLUGIN {
-            return Err(MemoryError::TooMuchText);
-        }
-        let id = get("next_id")? + 1;
-        let count = get("count")?;
-        let total = get("total_terms")?;
-        for (name, value) in [
-            ("next_id", id),
-            ("count", count + 1),
-            ("total_terms", total + entry.terms),
-            (per_plugin.as_str(), mine + 1),
-            (bytes_key.as_str(), bytes),
-        ] {
-            stats.insert(name, value).map_err(storage)?;
-        }
-        let mut postings = txn.open_table(POSTINGS).map_err(storage)?;
-        for (term, n) in tf {
-            postings.insert((term.as_str(), id), *n).map_err(storage)?;
-        }
-        let mut entries = txn.open_table(ENTRIES).map_err(storage)?;
-        let raw = serde_json::to_vec(entry).map_err(storage)?;
-        entries.insert(id, raw.as_slice()).map_err(storage)?;
-        id
-    };
+    let id = insert_in(&txn, entry, tf)?;
     txn.commit().map_err(storage)?;
+    Ok(id)
+}
+
+/// Adds `entry` and its postings to `txn`, within its plugin's share;
+/// returns its id.
+fn insert_in(
+    txn: &WriteTransaction,
+    entry: &StoredMemory,
+    tf: &BTreeMap<String, u32>,
+) -> Result<u64, MemoryError> {
+    let mut stats = txn.open_table(STATS).map_err(storage)?;
+    let get = |name: &str| -> Result<u64, MemoryError> {
+        Ok(stats
+            .get(name)
+            .map_err(storage)?
+            .map(|v| v.value())
+            .unwrap_or(0))
+    };
+    let per_plugin = format!("plugin:{}", entry.plugin);
+    let bytes_key = format!("bytes:{}", entry.plugin);
+    let mine = get(&per_plugin)?;
+    if mine >= MAX_ENTRIES_PER_PLUGIN {
+        return Err(MemoryError::Full);
+    }
+    let bytes = get(&bytes_key)? + entry.text.len() as u64;
+    if bytes > MAX_BYTES_PER_PLUGIN {
+        return Err(MemoryError::TooMuchText);
+    }
+    let id = get("next_id")? + 1;
+    let count = get("count")?;
+    let total = get("total_terms")?;
+    for (name, value) in [
+        ("next_id", id),
+        ("count", count + 1),
+        ("total_terms", total + entry.terms),
+        (per_plugin.as_str(), mine + 1),
+        (bytes_key.as_str(), bytes),
+    ] {
+        stats.insert(name, value).map_err(storage)?;
+    }
+    let mut postings = txn.open_table(POSTINGS).map_err(storage)?;
+    for (term, n) in tf {
+        postings.insert((term.as_str(), id), *n).map_err(storage)?;
+    }
+    let mut entries = txn.open_table(ENTRIES).map_err(storage)?;
+    let raw = serde_json::to_vec(entry).map_err(storage)?;
+    entries.insert(id, raw.as_slice()).map_err(storage)?;
     Ok(id)
 }
 
@@ -492,5 +720,135 @@ mod tests {
         );
         assert!(m.recall("anything", 0).unwrap().is_empty());
         assert_eq!(m.count().unwrap(), 0);
+    }
+
+    /// Stores `texts` for `plugin` in one transaction, through the same
+    /// checks and index as `store`: a durable commit per entry would make
+    /// the tests with 100,000 entries slow.
+    fn store_many(m: &MemoryStore, plugin: &str, texts: impl IntoIterator<Item = String>) {
+        let txn = m.db.begin_write().unwrap();
+        for text in texts {
+            let (entry, tf) = indexed(plugin, &text, "").unwrap();
+            insert_in(&txn, &entry, &tf).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    /// 30,000 entries sharing `common`; five of them, from the oldest to
+    /// recent ones, also hold `rare`.
+    fn common_and_rare() -> MemoryStore {
+        let m = store();
+        store_many(
+            &m,
+            "p",
+            (0..30_000).map(|i| {
+                if i % 7_000 == 0 {
+                    format!("common rare {i}")
+                } else {
+                    format!("common {i}")
+                }
+            }),
+        );
+        m
+    }
+
+    #[test]
+    fn one_recall_reads_at_most_its_budget_of_postings_and_the_rare_words_in_full() {
+        let m = common_and_rare();
+        let txn = m.db.begin_read().unwrap();
+        let postings = txn.open_table(POSTINGS).unwrap();
+        let words = ["common".to_string(), "rare".to_string()];
+
+        let read = read_postings(&postings, &words, MAX_POSTINGS_PER_RECALL).unwrap();
+        let total: usize = read.iter().map(|w| w.hits.len()).sum();
+        assert_eq!(total, MAX_POSTINGS_PER_RECALL);
+        let rare: Vec<u64> = read[1].hits.iter().map(|(id, _)| *id).collect();
+        assert!(read[1].complete);
+        assert_eq!(rare, [28_001, 21_001, 14_001, 7_001, 1]);
+        // The common word got the rest of the budget, newest entries first.
+        assert!(!read[0].complete);
+        assert_eq!(read[0].hits.len(), MAX_POSTINGS_PER_RECALL - 5);
+        assert_eq!(read[0].hits[0], (30_000, 1));
+        // Its frequency is estimated from the part read: here, exactly.
+        assert_eq!(read[0].frequency(30_000, 30_000), 30_000.0);
+
+        // With the budget for every posting, every word is read in full
+        // and the ranking is exact.
+        let read = read_postings(&postings, &words, 30_005).unwrap();
+        assert!(read.iter().all(|w| w.complete));
+        assert_eq!(read[0].hits.len(), 30_000);
+        assert_eq!(read[1].hits.len(), 5);
+    }
+
+    #[test]
+    fn a_word_shared_by_more_entries_than_the_budget_still_recalls_the_best_matches() {
+        let m = common_and_rare();
+        // The rare word is read in full: all five of its entries come
+        // first, the oldest too, past the depth the common word is read to.
+        let got = m.recall("common rare", 5).unwrap();
+        let mut ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["1", "14001", "21001", "28001", "7001"], "{got:?}");
+        // Alone, the common word ranks as exact BM25 would: the shortest
+        // entries, newest first on a tie.
+        let got = m.recall("common", 3).unwrap();
+        let ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["30000", "29999", "29998"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_recall_over_100k_entries_sharing_their_words_does_not_stall_the_runtime() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::time::{Duration, Instant};
+
+        const QUERY: &str = "every entry shares these same seven words";
+        let m = store();
+        store_many(
+            &m,
+            "hoarder",
+            (0..MAX_ENTRIES_PER_PLUGIN).map(|i| format!("{QUERY} {i}")),
+        );
+        assert_eq!(m.count().unwrap(), MAX_ENTRIES_PER_PLUGIN);
+        let stop = Arc::new(AtomicBool::new(false));
+        let recalls = Arc::new(AtomicUsize::new(0));
+        // Two plugins recalling in a loop, through the broker's call, as
+        // many tasks as the runtime has threads.
+        let loops: Vec<_> = ["hostile-a", "hostile-b"]
+            .into_iter()
+            .map(|plugin| {
+                let (m, stop, recalls) = (m.clone(), stop.clone(), recalls.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let found = m.recall_for(plugin, QUERY, 10).await.unwrap();
+                        assert_eq!(found.len(), 10);
+                        recalls.fetch_add(1, Ordering::Relaxed);
+                        // A worker's next call comes in a new frame.
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        while recalls.load(Ordering::Relaxed) < 2 {
+            assert!(
+                !loops.iter().any(|l| l.is_finished()),
+                "a recall loop ended"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+
+        let mut worst = Duration::ZERO;
+        for _ in 0..5 {
+            let start = Instant::now();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            worst = worst.max(start.elapsed());
+        }
+        stop.store(true, Ordering::Relaxed);
+        for l in loops {
+            l.await.unwrap();
+        }
+        assert!(
+            worst < Duration::from_millis(100),
+            "a 10 ms sleep took {worst:?} while two plugins recalled"
+        );
     }
 }

@@ -37,6 +37,7 @@ use crate::storage::StorageRoute;
 use events::{Chain, EventBus};
 use kv::KvStore;
 use memory::MemoryStore;
+use prx_ipc::WorkerText;
 
 /// What the supervisor serves every plugin from; cheap to clone.
 #[derive(Debug, Clone)]
@@ -57,7 +58,7 @@ pub const MAX_RPC_NAME: usize = 128;
 pub const MAX_RPCS_PER_PLUGIN: usize = 64;
 /// Longest cache namespace and key.
 pub const MAX_CACHE_NAMESPACE: usize = 64;
-pub const MAX_CACHE_KEY: usize = 1024;
+pub const MAX_CACHE_KEY: usize = kv::MAX_KEY_LEN;
 /// Separates namespace and key in the kv store; refused inside both.
 const CACHE_SEPARATOR: char = '\u{1f}';
 
@@ -74,6 +75,8 @@ pub struct PluginBroker {
     memory: Option<MemoryStore>,
     http: Option<http::PluginHttp>,
     log: LogLimiter,
+    /// Events this plugin may publish ([`PUBLISH_RATE`]).
+    publish_rate: LogLimiter,
     storage: Option<Arc<StorageRoute>>,
     /// The causal chain of the invocation the worker runs now.
     chain: Mutex<Chain>,
@@ -97,6 +100,7 @@ impl PluginBroker {
             memory: None,
             http: None,
             log: LogLimiter::new(LogRate::default()),
+            publish_rate: LogLimiter::new(PUBLISH_RATE),
             storage: None,
             chain: Mutex::new(events::no_chain()),
             registering: Mutex::new(None),
@@ -146,6 +150,12 @@ impl PluginBroker {
             http.begin_invocation();
         }
         *self.chain.lock().unwrap_or_else(|p| p.into_inner()) = chain;
+    }
+
+    /// The invocation answered: host calls until the next one belong to
+    /// none (and carry only the plugin itself, see [`Self::events`]).
+    pub fn end_invocation(&self) {
+        *self.chain.lock().unwrap_or_else(|p| p.into_inner()) = events::no_chain();
     }
 
     fn current_chain(&self) -> Chain {
@@ -285,9 +295,9 @@ impl PluginBroker {
         let function = call.function();
         let ns = self.cache_namespace();
         let reply = match call {
-            HostCall::CacheGet { namespace, key } => match cache_key(&namespace, &key) {
-                Ok(k) => store
-                    .get(&ns, &k)
+            HostCall::CacheGet { namespace, key } => match cache_prefix(&namespace, &key) {
+                Ok(prefix) => store
+                    .get_under(&ns, &prefix, &key)
                     .map(HostValue::OptBytes)
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e),
@@ -296,23 +306,28 @@ impl PluginBroker {
                 namespace,
                 key,
                 value,
-            } => match cache_key(&namespace, &key) {
-                Ok(k) => store
-                    .set(&ns, &k, value, self.kv_quota)
+            } => match cache_prefix(&namespace, &key) {
+                Ok(prefix) => store
+                    .set_under(&ns, &prefix, &key, value, self.kv_quota)
                     .await
                     .map(|()| HostValue::Unit)
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e),
             },
-            HostCall::CacheClear { namespace } => match cache_key(&namespace, "") {
+            HostCall::CacheClear { namespace } => match cache_prefix(&namespace, "") {
                 Ok(prefix) => match store.list_keys(&ns, &prefix) {
                     // Deleted together, so the store makes them durable in
                     // one batch rather than one sync each.
                     Ok(keys) => {
                         let mut deletes = tokio::task::JoinSet::new();
                         for key in keys {
-                            let (store, ns) = (store.clone(), ns.clone());
-                            deletes.spawn(async move { store.delete(&ns, &key).await });
+                            let (store, ns, prefix) = (store.clone(), ns.clone(), prefix.clone());
+                            deletes.spawn(async move {
+                                match key.strip_prefix(prefix.as_str()) {
+                                    Some(own) => store.delete_under(&ns, &prefix, own).await,
+                                    None => Ok(false),
+                                }
+                            });
                         }
                         let mut removed = 0u64;
                         let mut failed = None;
@@ -343,12 +358,20 @@ impl PluginBroker {
         };
         let function = call.function();
         let reply = match call {
-            HostCall::EventsPublish { topic, payload } => bus
-                .publish_from(&self.plugin, &topic, &payload, self.current_chain())
-                .map(|_| {
-                    self.stats.count_published();
-                    HostValue::Unit
-                }),
+            HostCall::EventsPublish { topic, payload } => {
+                let chain = events::published_by(&self.current_chain(), &self.plugin);
+                match self.publish_rate.admit() {
+                    Admit::Yes | Admit::AfterDrops(_) => bus
+                        .publish_from(&self.plugin, &topic, &payload, chain)
+                        .map(|_| {
+                            self.stats.count_published();
+                            HostValue::Unit
+                        }),
+                    Admit::FirstDrop | Admit::No => {
+                        Err(events::EventError::TooFast(PUBLISH_RATE.per_second))
+                    }
+                }
+            }
             HostCall::EventsSubscribe { pattern } => bus
                 .subscribe_plugin(&self.plugin, &pattern)
                 .map(HostValue::U64),
@@ -391,19 +414,24 @@ impl PluginBroker {
                 .store(&self.plugin, &text, &category)
                 .await
                 .map(HostValue::String),
-            HostCall::MemoryRecall { query, limit } => store.recall(&query, limit).map(|found| {
-                HostValue::Memories(
-                    found
-                        .into_iter()
-                        .map(|r| MemoryEntry {
-                            id: r.id,
-                            text: r.text,
-                            category: r.category,
-                            importance: r.importance,
-                        })
-                        .collect(),
-                )
-            }),
+            // Off the async threads, one at a time per plugin: a recall
+            // may read thousands of postings.
+            HostCall::MemoryRecall { query, limit } => store
+                .recall_for(&self.plugin, &query, limit)
+                .await
+                .map(|found| {
+                    HostValue::Memories(
+                        found
+                            .into_iter()
+                            .map(|r| MemoryEntry {
+                                id: r.id,
+                                text: r.text,
+                                category: r.category,
+                                importance: r.importance,
+                            })
+                            .collect(),
+                    )
+                }),
             _ => return HostReply::Trap("not a memory call".into()),
         };
         self.reply(function, reply)
@@ -505,7 +533,7 @@ impl PluginBroker {
 
     /// Writes a plugin's log line into the supervisor's log, unless the
     /// plugin is over its rate (then the line is counted and dropped).
-    pub fn log(&self, level: LogLevel, message: &str) {
+    pub fn log(&self, level: LogLevel, message: &WorkerText) {
         let plugin = &*self.plugin;
         match self.log.admit() {
             Admit::Yes => {}
@@ -527,10 +555,7 @@ impl PluginBroker {
             }
         }
         // Escaped, and cut when very long: a line is for reading.
-        let message = match sanitize(message) {
-            line if line.len() > MAX_UNTRUSTED_TEXT => untrusted_text(line.into_owned()).into(),
-            line => line,
-        };
+        let message = message.escaped();
         self.stats.plugin_line(level.as_str(), &message);
         match level {
             LogLevel::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
@@ -542,7 +567,15 @@ impl PluginBroker {
     }
 }
 
-/// A token bucket over one plugin's log lines.
+/// How fast one plugin may publish events: far more than any handler
+/// needs, and a loop between plugins that slipped past the chain is slowed
+/// to this instead of running at socket speed.
+pub const PUBLISH_RATE: LogRate = LogRate {
+    per_second: 1_000,
+    burst: 2_000,
+};
+
+/// A token bucket over one plugin's log lines (or published events).
 #[derive(Debug)]
 struct LogLimiter {
     rate: LogRate,
@@ -644,9 +677,10 @@ pub fn check_rpc_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// The kv key of a cache entry; with an empty `key`, the prefix of the
-/// whole namespace.
-fn cache_key(namespace: &str, key: &str) -> Result<String, String> {
+/// What the host puts before a cache key in the kv store, once the
+/// namespace and the plugin's `key` are checked (`""` for the whole
+/// namespace). The prefix does not count against the key's limit.
+fn cache_prefix(namespace: &str, key: &str) -> Result<String, String> {
     if namespace.is_empty()
         || namespace.len() > MAX_CACHE_NAMESPACE
         || !namespace
@@ -663,7 +697,7 @@ fn cache_key(namespace: &str, key: &str) -> Result<String, String> {
             key.len()
         ));
     }
-    Ok(format!("{namespace}{CACHE_SEPARATOR}{key}"))
+    Ok(format!("{namespace}{CACHE_SEPARATOR}"))
 }
 
 /// Functions whose WIT result has an `err` case; the others can only
@@ -859,7 +893,7 @@ mod tests {
             ..broker
         };
         for i in 0..1000 {
-            broker.log(LogLevel::Info, &format!("line {i}"));
+            broker.log(LogLevel::Info, &WorkerText::new(format!("line {i}")));
         }
         // The burst passes; at one line a second, at most one more can
         // have been earned while the loop ran.

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use prx_ipc::{
     CHUNK_LEN, Call, Chunk, CodeSource, ComponentSource, EngineSettings, FromWorker, GuestError,
     HostCallMsg, HostReplyMsg, Invoke, LayerReport, LayerStatus, Limits, LoadStage, LogLevel,
-    MIN_PROTOCOL_VERSION, Output, PROTOCOL_VERSION, SandboxReport, ToWorker, Welcome, negotiate,
+    MIN_PROTOCOL_VERSION, Output, PROTOCOL_VERSION, SandboxReport, SandboxSettings, ToWorker,
+    Welcome, negotiate,
 };
 use tokio::sync::{Mutex as AsyncMutex, oneshot, watch};
 
@@ -77,11 +78,22 @@ pub struct WorkerSpec {
 
 #[derive(Debug, Clone)]
 pub enum SourceKind {
-    /// Compile the wasm; send the artifact back when `want_artifact`.
-    Wasm { want_artifact: bool },
-    /// Map an artifact from the compile cache: the worker inherits a
-    /// read-only descriptor of the file and runs the code in place.
+    /// Compile the wasm in a worker that never runs it
+    /// ([`Worker::compile`]).
+    Wasm,
+    /// Run an artifact a compile worker of this plugin produced: the worker
+    /// inherits a read-only descriptor (a compile cache entry, or a sealed
+    /// memfd) and maps the code in place ([`Worker::start`]).
     Artifact(Arc<CachedArtifact>),
+}
+
+impl SourceKind {
+    fn artifact(&self) -> Option<Arc<CachedArtifact>> {
+        match self {
+            Self::Wasm => None,
+            Self::Artifact(artifact) => Some(artifact.clone()),
+        }
+    }
 }
 
 /// Why a worker could not be started.
@@ -97,11 +109,11 @@ pub enum StartError {
         "the worker speaks protocol {min}..={max}; this supervisor speaks {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}"
     )]
     Protocol { min: u16, max: u16 },
-    #[error("{stage} failed: {message}")]
-    Load {
-        stage: &'static str,
-        message: String,
-    },
+    #[error("{} failed: {message}", stage_name(*.stage))]
+    Load { stage: LoadStage, message: String },
+    /// A start was asked of a component that was not compiled first.
+    #[error("the plugin is started from a compiled artifact only (compile it first)")]
+    NotCompiled,
     #[error("loading did not finish within {0:?} (compile timeout)")]
     Timeout(Duration),
     #[error("the worker broke the protocol during start-up: {0}")]
@@ -119,7 +131,7 @@ impl StartError {
         matches!(
             self,
             Self::Load {
-                stage: "deserializing the cached artifact",
+                stage: LoadStage::Deserialize,
                 ..
             }
         )
@@ -158,24 +170,33 @@ pub enum InvokeError {
     /// violation; the worker was killed.
     #[error("a reply of the wrong type; the worker was killed")]
     BadReply,
+    /// Too many calls wait for the worker already, or this one waited its
+    /// whole deadline for its turn; the worker is not blamed.
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 /// What a finished start-up reports.
 #[derive(Debug)]
 pub struct Started {
     pub worker: Arc<Worker>,
-    /// A compiled artifact to store in the cache, when one was asked for.
-    pub artifact: Option<Vec<u8>>,
+    /// How long mapping and deserialising the artifact took.
     pub compile: Duration,
 }
 
 type Reply = oneshot::Sender<Result<Output, InvokeError>>;
 
-/// A call waiting for its reply, and the causal chain its host calls carry.
+/// How long a worker whose link closed has to exit before it is killed.
+const EXIT_AFTER_CLOSE: Duration = Duration::from_millis(500);
+
+/// A call waiting for its reply.
 struct Waiting {
     reply: Reply,
-    chain: Chain,
 }
+
+/// Calls that may wait for their turn at one worker; more are refused as
+/// busy at once (`GET /v1/modules` from any number of clients, say).
+pub const MAX_QUEUED_CALLS: usize = 64;
 
 /// In-flight calls; `closed` once the worker is gone, so no call can be
 /// added that nobody will answer.
@@ -204,13 +225,19 @@ pub struct Worker {
     pending: Mutex<Pending>,
     next_id: AtomicU64,
     kill: Mutex<Option<oneshot::Sender<()>>>,
-    exit: watch::Receiver<Option<String>>,
+    exit: watch::Receiver<Option<ExitCause>>,
     /// Why the supervisor killed it, when it did.
     kill_reason: Mutex<Option<String>>,
     /// Set when the worker broke the protocol: a security event.
     violation: Mutex<Option<String>>,
     /// The outstanding heartbeat: its nonce and who waits for the pong.
     ping: Mutex<Option<(u64, oneshot::Sender<()>)>>,
+    /// One call at the worker at a time.
+    turn: tokio::sync::Semaphore,
+    /// Calls waiting for their turn.
+    queued: std::sync::atomic::AtomicUsize,
+    /// How long a frame to the worker may take to be written.
+    write_timeout: Duration,
     /// The plugin's fuel limit: fuel a reply reports is clamped to it.
     max_fuel: u64,
     /// How its code was obtained: compiled, or mapped from the cache.
@@ -253,97 +280,61 @@ impl Worker {
         self.started_at.elapsed()
     }
 
-    /// Starts a worker and walks it through the handshake and the load.
-    pub async fn start(spec: WorkerSpec) -> Result<Started, StartError> {
-        let artifact = match &spec.source {
-            SourceKind::Artifact(artifact) => Some(artifact.clone()),
-            SourceKind::Wasm { .. } => None,
-        };
-        let spawned = spawn_worker(spec.binary.clone(), spec.extra_args.clone(), artifact)
-            .await
-            .map_err(|source| StartError::Spawn {
-                binary: spec.binary.clone(),
-                source,
-            })?;
-        let pid = spawned.child.id().unwrap_or(0);
-        // Into its cgroup before it is sent anything to run.
-        let cgroup = if spec.sandbox.enabled.contains(&verify::Layer::Cgroup) {
-            let limit = spec.sandbox.memory_limit(spec.limits.max_memory_bytes);
-            Some(
-                spec.cgroups
-                    .place(&spec.plugin, pid, limit, spec.sandbox.max_tasks),
-            )
-        } else {
-            None
-        };
-        let cgroup_status = match &cgroup {
-            None => LayerStatus::Disabled,
-            Some(Ok(_)) => LayerStatus::Applied,
-            Some(Err(why)) => LayerStatus::Unavailable(why.clone()),
-        };
-        let cgroup = cgroup.and_then(Result::ok);
-        let stream = tokio::net::UnixStream::from_std(spawned.socket).map_err(|source| {
-            StartError::Spawn {
-                binary: spec.binary.clone(),
-                source,
-            }
-        })?;
-        let (read_half, write_half) = stream.into_split();
-        let (kill_tx, kill_rx) = oneshot::channel();
-        let (exit_tx, exit_rx) = watch::channel(None);
-        let waiter = tokio::spawn(wait_for_exit(spawned.child, kill_rx, exit_tx, cgroup));
-        let mut reader = FrameReader::new(read_half);
-        let mut writer = FrameWriter::new(write_half);
-        let handshake = tokio::time::timeout(
-            spec.load_timeout,
-            handshake(&spec, &mut reader, &mut writer),
-        )
+    /// Compiles the component in a worker that never runs it: the worker's
+    /// whole sandbox, seccomp included, is in place before it reads the
+    /// component's bytes (and is checked against `/proc` before the
+    /// artifact is taken), and no code becomes executable there. Returns the artifact, which only a worker
+    /// of the same plugin may ever map.
+    pub async fn compile(spec: &WorkerSpec) -> Result<CompiledArtifact, StartError> {
+        let mut launch = Launch::spawn(spec, None).await?;
+        let compiled = tokio::time::timeout(spec.load_timeout, async {
+            let settings = greet(spec, &mut launch.reader, &mut launch.writer).await?;
+            compile_phase(spec, &settings, &mut launch).await
+        })
         .await;
-        let checked = handshake.map(|r| {
-            r.and_then(|mut done| {
-                // The supervisor's own layer, after the worker's.
-                done.sandbox.layers.push(LayerReport {
-                    layer: verify::Layer::Cgroup.as_str().into(),
-                    status: cgroup_status.clone(),
-                });
-                match verify::check(&spec.sandbox, &done.sandbox, pid) {
-                    Ok(()) => {
-                        for layer in &done.sandbox.layers {
-                            if let LayerStatus::Unavailable(why) = &layer.status {
-                                tracing::warn!(plugin = %spec.plugin, pid, layer = %layer.layer,
-                                    "sandbox layer not applied (not required): {why}");
-                            }
-                        }
-                        Ok(done)
-                    }
-                    Err(refusal) => Err(StartError::Sandbox(refusal)),
-                }
-            })
-        });
-        let done = match checked {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => {
-                let _ = kill_tx.send(());
-                let _ = waiter.await;
-                // A worker that died on its own says how (a signal, the
-                // cgroup's memory limit): more use than "link closed".
-                if let StartError::Exited(what) = &e
-                    && let Some(cause) = exit_rx.borrow().clone()
-                {
-                    return Err(StartError::Exited(format!("{what}; {cause}")));
-                }
-                return Err(e);
+        match compiled {
+            Ok(Ok(compiled)) => {
+                // Done with it: it exits when told, or is killed.
+                let shutdown = launch.writer.write(&ToWorker::Shutdown(()));
+                let _ = tokio::time::timeout(Duration::from_secs(1), shutdown).await;
+                launch.finish(Duration::from_secs(1)).await;
+                Ok(compiled)
             }
+            Ok(Err(e)) => Err(launch.abort(e).await),
+            Err(_) => Err(launch.abort(StartError::Timeout(spec.load_timeout)).await),
+        }
+    }
+
+    /// Starts a worker on a compiled artifact (`spec.source`) and walks it
+    /// through the handshake and the load.
+    pub async fn start(spec: WorkerSpec) -> Result<Started, StartError> {
+        let Some(artifact) = spec.source.artifact() else {
+            return Err(StartError::NotCompiled);
+        };
+        let mut launch = Launch::spawn(&spec, Some(artifact)).await?;
+        let handshake = tokio::time::timeout(spec.load_timeout, async {
+            let settings = greet(&spec, &mut launch.reader, &mut launch.writer).await?;
+            load_phase(&spec, &settings, &mut launch).await
+        })
+        .await;
+        let done = match handshake {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => return Err(launch.abort(e).await),
             Err(_) => {
-                let _ = kill_tx.send(());
-                let _ = waiter.await;
-                return Err(StartError::Timeout(spec.load_timeout));
+                return Err(launch.abort(StartError::Timeout(spec.load_timeout)).await);
             }
         };
+        let Launch {
+            reader,
+            writer,
+            kill_tx,
+            exit_rx,
+            ..
+        } = launch;
         let worker = Arc::new(Worker {
             plugin: spec.plugin.clone(),
             broker: spec.broker.clone(),
-            pid,
+            pid: done.pid,
             exports: done.exports,
             imports: done.imports,
             sandbox: done.sandbox,
@@ -356,6 +347,9 @@ impl Worker {
             kill_reason: Mutex::new(None),
             violation: Mutex::new(None),
             ping: Mutex::new(None),
+            turn: tokio::sync::Semaphore::new(1),
+            queued: std::sync::atomic::AtomicUsize::new(0),
+            write_timeout: spec.liveness.timeout,
             max_fuel: spec.limits.max_fuel,
             code: done.code,
         });
@@ -364,7 +358,6 @@ impl Worker {
         tokio::spawn(fail_pending_on_exit(worker.clone()));
         Ok(Started {
             worker,
-            artifact: done.artifact,
             compile: done.compile,
         })
     }
@@ -380,32 +373,31 @@ impl Worker {
         deadline: Duration,
         chain: Chain,
     ) -> Result<Output, InvokeError> {
+        // One call at a time at the worker, which runs them one after
+        // another anyway; the others wait here, where waiting is not the
+        // worker's fault: its deadline starts when its turn does.
+        let _turn = self.take_turn(deadline).await?;
+        let started = Instant::now();
         let (tx, rx) = oneshot::channel();
-        // The id is taken with the link held, so ids go out in order.
-        let mut writer = self.writer.lock().await;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         {
             let mut pending = self.lock_pending();
             if let Some(cause) = &pending.closed {
                 return Err(InvokeError::Died(cause.clone()));
             }
-            // An idle worker starts on this call at once; otherwise it
-            // starts when the reply before it arrives (see `serve`).
-            if pending.calls.is_empty() {
-                self.broker.begin_invocation(chain.clone());
-            }
-            pending.calls.insert(id, Waiting { reply: tx, chain });
+            self.broker.begin_invocation(chain);
+            pending.calls.insert(id, Waiting { reply: tx });
         }
         let frame = ToWorker::Invoke(Invoke { id, call });
-        let sent = writer.write(&frame).await;
-        drop(writer);
-        if let Err(e) = sent {
+        if let Err(e) = self.send(&frame, deadline).await {
             self.lock_pending().calls.remove(&id);
-            return Err(InvokeError::Died(format!("link write failed: {e}")));
+            return Err(InvokeError::Died(e));
         }
         let ToWorker::Invoke(Invoke { call, .. }) = frame else {
             unreachable!("built above as an Invoke");
         };
+        let full = deadline;
+        let deadline = deadline.saturating_sub(started.elapsed());
         match tokio::time::timeout(deadline, rx).await {
             // A reply of a type the function cannot return is a lie about
             // the component, like a reply to an id never issued.
@@ -428,21 +420,68 @@ impl Worker {
                     "worker did not answer in time; killing it");
                 self.kill_because(format!(
                     "killed by the supervisor: no answer within {} ms",
-                    deadline.as_millis()
+                    full.as_millis()
                 ));
-                Err(InvokeError::Timeout(deadline))
+                Err(InvokeError::Timeout(full))
+            }
+        }
+    }
+
+    /// Waits for this call's turn at the worker: at most `wait`, behind at
+    /// most [`MAX_QUEUED_CALLS`] others; past either the caller is told
+    /// the plugin is busy, and the worker is not blamed.
+    async fn take_turn(
+        &self,
+        wait: Duration,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, InvokeError> {
+        if let Ok(turn) = self.turn.try_acquire() {
+            return Ok(turn);
+        }
+        if self.queued.fetch_add(1, Ordering::SeqCst) >= MAX_QUEUED_CALLS {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(InvokeError::Busy(format!(
+                "{MAX_QUEUED_CALLS} calls are already waiting for it"
+            )));
+        }
+        let turn = tokio::time::timeout(wait, self.turn.acquire()).await;
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        match turn {
+            Ok(Ok(turn)) => Ok(turn),
+            Ok(Err(_)) => Err(InvokeError::Died("the worker is gone".into())),
+            Err(_) => Err(InvokeError::Busy(format!(
+                "the calls before this one kept it busy for {} ms",
+                wait.as_millis()
+            ))),
+        }
+    }
+
+    /// Writes one frame within `within`. A worker that does not drain its
+    /// link in that time (it stopped reading, or floods host calls and
+    /// never takes the answers) is killed like one that does not answer:
+    /// no write can wait on it for ever, nor hold the link from others.
+    async fn send(&self, frame: &ToWorker, within: Duration) -> Result<(), String> {
+        let sent = tokio::time::timeout(within, async {
+            self.writer.lock().await.write(frame).await
+        })
+        .await;
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("link write failed: {e}")),
+            Err(_) => {
+                let why = format!(
+                    "killed by the supervisor: it did not read its link within {} ms",
+                    within.as_millis()
+                );
+                tracing::warn!(plugin = %self.plugin, pid = self.pid, "{why}");
+                self.kill_because(why.clone());
+                Err(why)
             }
         }
     }
 
     /// Asks the worker to exit; kills it if it has not after `grace`.
     pub async fn stop(&self, grace: Duration) {
-        let _ = self
-            .writer
-            .lock()
-            .await
-            .write(&ToWorker::Shutdown(()))
-            .await;
+        let _ = self.send(&ToWorker::Shutdown(()), grace).await;
         if tokio::time::timeout(grace, self.exited()).await.is_err() {
             self.kill();
             self.exited().await;
@@ -471,6 +510,19 @@ impl Worker {
         self.lock_pending().calls.len()
     }
 
+    /// The link closed: the worker is exiting. It is given a moment to be
+    /// reaped on its own, so its exit says how it died (a seccomp kill
+    /// reaches the supervisor through the process it started, a moment
+    /// after the link closes), and killed after that.
+    async fn reap_or_kill(&self) {
+        if tokio::time::timeout(EXIT_AFTER_CLOSE, self.exited())
+            .await
+            .is_err()
+        {
+            self.kill();
+        }
+    }
+
     /// SIGKILL. The waiter task reaps the process.
     pub fn kill(&self) {
         if let Some(kill) = self.kill.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -478,12 +530,12 @@ impl Worker {
         }
     }
 
-    /// Resolves when the process has exited and been reaped; returns why.
-    pub async fn exited(&self) -> String {
+    /// Resolves when the process has exited and been reaped; returns how.
+    pub async fn exited(&self) -> ExitCause {
         let mut exit = self.exit.clone();
         match exit.wait_for(Option::is_some).await {
-            Ok(cause) => cause.clone().unwrap_or_default(),
-            Err(_) => "unknown".into(),
+            Ok(cause) => cause.clone().unwrap_or_else(ExitCause::unknown),
+            Err(_) => ExitCause::unknown(),
         }
     }
 
@@ -535,13 +587,11 @@ async fn heartbeat(worker: Arc<Worker>, liveness: Liveness) {
         nonce += 1;
         let (tx, rx) = oneshot::channel();
         *lock(&worker.ping) = Some((nonce, tx));
-        let sent = worker
-            .writer
-            .lock()
+        if worker
+            .send(&ToWorker::Ping(nonce), liveness.timeout)
             .await
-            .write(&ToWorker::Ping(nonce))
-            .await;
-        if sent.is_err() {
+            .is_err()
+        {
             return;
         }
         if tokio::time::timeout(liveness.timeout, rx).await.is_err() {
@@ -557,27 +607,130 @@ async fn heartbeat(worker: Arc<Worker>, liveness: Liveness) {
     }
 }
 
+/// A spawned worker process during start-up: its link, and what kills and
+/// reaps it.
+struct Launch {
+    /// The process the supervisor started (with a PID namespace, the
+    /// parent of the one that runs the plugin).
+    pid: u32,
+    reader: FrameReader,
+    writer: FrameWriter,
+    kill_tx: oneshot::Sender<()>,
+    exit_rx: watch::Receiver<Option<ExitCause>>,
+    waiter: tokio::task::JoinHandle<()>,
+    /// The supervisor's own layer, reported after the worker's.
+    cgroup: LayerStatus,
+}
+
+impl Launch {
+    /// Spawns the worker binary and places it in its cgroup before it is
+    /// sent anything to run.
+    async fn spawn(
+        spec: &WorkerSpec,
+        artifact: Option<Arc<CachedArtifact>>,
+    ) -> Result<Self, StartError> {
+        let spawned = spawn_worker(spec.binary.clone(), spec.extra_args.clone(), artifact)
+            .await
+            .map_err(|source| StartError::Spawn {
+                binary: spec.binary.clone(),
+                source,
+            })?;
+        let pid = spawned.child.id().unwrap_or(0);
+        let cgroup = if spec.sandbox.enabled.contains(&verify::Layer::Cgroup) {
+            let limit = spec.sandbox.memory_limit(spec.limits.max_memory_bytes);
+            Some(
+                spec.cgroups
+                    .place(&spec.plugin, pid, limit, spec.sandbox.max_tasks),
+            )
+        } else {
+            None
+        };
+        let cgroup_status = match &cgroup {
+            None => LayerStatus::Disabled,
+            Some(Ok(_)) => LayerStatus::Applied,
+            Some(Err(why)) => LayerStatus::Unavailable(why.clone()),
+        };
+        let cgroup = cgroup.and_then(Result::ok);
+        let stream = tokio::net::UnixStream::from_std(spawned.socket).map_err(|source| {
+            StartError::Spawn {
+                binary: spec.binary.clone(),
+                source,
+            }
+        })?;
+        let (read_half, write_half) = stream.into_split();
+        let (kill_tx, kill_rx) = oneshot::channel();
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let waiter = tokio::spawn(wait_for_exit(spawned.child, kill_rx, exit_tx, cgroup));
+        Ok(Self {
+            pid,
+            reader: FrameReader::new(read_half),
+            writer: FrameWriter::new(write_half),
+            kill_tx,
+            exit_rx,
+            waiter,
+            cgroup: cgroup_status,
+        })
+    }
+
+    /// Kills and reaps a worker whose start failed; a worker that died on
+    /// its own says how (a signal, the cgroup's memory limit), which is of
+    /// more use than "link closed".
+    async fn abort(self, e: StartError) -> StartError {
+        if let StartError::Exited(_) = &e {
+            let mut exit = self.exit_rx.clone();
+            let _ = tokio::time::timeout(EXIT_AFTER_CLOSE, exit.wait_for(Option::is_some)).await;
+        }
+        let _ = self.kill_tx.send(());
+        let _ = self.waiter.await;
+        if let StartError::Exited(what) = &e
+            && let Some(cause) = self.exit_rx.borrow().clone()
+        {
+            let cause = cause.to_string();
+            return StartError::Exited(format!("{what}; {cause}"));
+        }
+        e
+    }
+
+    /// Waits up to `grace` for the worker to exit, then kills it.
+    async fn finish(self, grace: Duration) {
+        let mut exit = self.exit_rx.clone();
+        if tokio::time::timeout(grace, exit.wait_for(Option::is_some))
+            .await
+            .is_err()
+        {
+            let _ = self.kill_tx.send(());
+        }
+        let _ = self.waiter.await;
+    }
+}
+
+/// A compiled artifact, as a compile worker sent it.
+#[derive(Debug)]
+pub struct CompiledArtifact {
+    pub bytes: Vec<u8>,
+    pub compile: Duration,
+}
+
 struct Handshake {
+    /// The process that runs the plugin.
+    pid: u32,
     sandbox: SandboxReport,
     exports: Vec<String>,
     imports: Vec<String>,
-    artifact: Option<Vec<u8>>,
     compile: Duration,
     code: CodeSource,
 }
 
-async fn handshake(
+/// Hello, Welcome and the component's chunks (none for an artifact).
+/// Returns the sandbox settings the worker was told to apply.
+async fn greet(
     spec: &WorkerSpec,
     reader: &mut FrameReader,
     writer: &mut FrameWriter,
-) -> Result<Handshake, StartError> {
-    let link_err = |e: LinkError| match e {
-        LinkError::Closed => StartError::Exited("link closed".into()),
-        other => StartError::Violation(other.to_string()),
-    };
+) -> Result<SandboxSettings, StartError> {
     let hello = match reader.read().await.map_err(link_err)? {
         FromWorker::Hello(hello) => hello,
-        FromWorker::Fatal(message) => return Err(StartError::Exited(untrusted_text(message))),
+        FromWorker::Fatal(message) => return Err(StartError::Exited(message.escaped())),
         other => {
             return Err(StartError::Violation(format!(
                 "expected Hello, got kind {}",
@@ -592,13 +745,9 @@ async fn handshake(
         });
     };
     let (component, chunks, len) = match &spec.source {
-        SourceKind::Wasm { want_artifact } => {
+        SourceKind::Wasm => {
             let len = spec.component.len() as u64;
-            let source = ComponentSource::Wasm {
-                len,
-                want_artifact: *want_artifact,
-            };
-            (source, &spec.component[..], len)
+            (ComponentSource::Wasm { len }, &spec.component[..], len)
         }
         SourceKind::Artifact(artifact) => {
             let source = ComponentSource::Artifact {
@@ -608,7 +757,11 @@ async fn handshake(
             (source, &[][..], artifact.len)
         }
     };
-    let send = |e: LinkError| StartError::Exited(format!("sending the plugin failed: {e}"));
+    let settings = spec.sandbox.settings(
+        spec.engine.memory_reservation,
+        spec.engine.memory_guard,
+        len,
+    );
     writer
         .write(&ToWorker::Welcome(Welcome {
             protocol,
@@ -617,33 +770,110 @@ async fn handshake(
             engine: spec.engine,
             component,
             log_level: plugin_log_level(),
-            sandbox: spec.sandbox.settings(
-                spec.engine.memory_reservation,
-                spec.engine.memory_guard,
-                len,
-            ),
+            sandbox: settings,
         }))
         .await
-        .map_err(send)?;
+        .map_err(send_err)?;
     for piece in chunks.chunks(CHUNK_LEN) {
         writer
             .write(&ToWorker::Chunk(Chunk {
                 bytes: piece.to_vec(),
             }))
             .await
-            .map_err(send)?;
+            .map_err(send_err)?;
     }
+    Ok(settings)
+}
+
+fn link_err(e: LinkError) -> StartError {
+    match e {
+        LinkError::Closed => StartError::Exited("link closed".into()),
+        other => StartError::Violation(other.to_string()),
+    }
+}
+
+fn send_err(e: LinkError) -> StartError {
+    StartError::Exited(format!("sending the plugin failed: {e}"))
+}
+
+/// A start-up frame other than the one expected: a load failure or a fatal
+/// error as the worker says it, anything else a protocol violation (`when`
+/// says why it was not allowed).
+fn not_expected(frame: FromWorker, when: &str) -> StartError {
+    match frame {
+        FromWorker::LoadFailed(failed) => StartError::Load {
+            stage: failed.stage,
+            message: failed.message.escaped(),
+        },
+        FromWorker::Fatal(message) => StartError::Exited(message.escaped()),
+        other => StartError::Violation(format!(
+            "frame kind {} {when}",
+            prx_ipc::Message::kind(&other)
+        )),
+    }
+}
+
+/// A compile worker's answer: its sandbox report (checked before a byte
+/// of the artifact is taken), then the artifact. It runs no plugin code,
+/// so it has nothing to log and no host call to make.
+async fn compile_phase(
+    spec: &WorkerSpec,
+    settings: &SandboxSettings,
+    launch: &mut Launch,
+) -> Result<CompiledArtifact, StartError> {
+    let compiled = match launch.reader.read().await.map_err(link_err)? {
+        FromWorker::Compiled(compiled) => compiled,
+        other => {
+            return Err(not_expected(
+                other,
+                "from a compile worker, which runs no plugin code",
+            ));
+        }
+    };
+    confirm_sandbox(spec, settings, launch, compiled.sandbox)?;
+    let len = compiled.artifact_len;
+    if len == 0 || len > artifact_limit(spec.component.len() as u64) {
+        return Err(StartError::Violation(format!(
+            "an artifact of {len} bytes for a component of {} bytes",
+            spec.component.len()
+        )));
+    }
+    let bytes = receive_artifact(&mut launch.reader, len).await?;
+    Ok(CompiledArtifact {
+        bytes,
+        compile: Duration::from_micros(compiled.compile_us),
+    })
+}
+
+/// A worker that runs the plugin: `Confined` first (every layer in place,
+/// checked against `/proc` before any host call is answered), then the
+/// start code's host calls and log lines, then `Loaded`.
+async fn load_phase(
+    spec: &WorkerSpec,
+    settings: &SandboxSettings,
+    launch: &mut Launch,
+) -> Result<Handshake, StartError> {
+    let (pid, sandbox) = match launch.reader.read().await.map_err(link_err)? {
+        FromWorker::Confined(report) => confirm_sandbox(spec, settings, launch, report)?,
+        other => {
+            return Err(not_expected(
+                other,
+                "before the worker reported its sandbox",
+            ));
+        }
+    };
     // Instantiation runs guest code (start functions), which may make host
     // calls and log before the worker reports. Its imports are not known
     // yet, so these calls get the permission checks but not the imports
     // check that `serve` adds afterwards.
+    let (reader, writer) = (&mut launch.reader, &mut launch.writer);
     let loaded = loop {
         match reader.read().await.map_err(link_err)? {
             FromWorker::Loaded(loaded) => break loaded,
             FromWorker::LoadFailed(failed) => {
                 return Err(StartError::Load {
-                    stage: stage_name(failed.stage),
-                    message: untrusted_text(failed.message),
+                    stage: failed.stage,
+                    message: failed.message.escaped(),
                 });
             }
             FromWorker::Log(line) => spec.broker.log(line.level, &line.message),
@@ -652,9 +882,9 @@ async fn handshake(
                 writer
                     .write(&ToWorker::HostReply(HostReplyMsg { id, reply }))
                     .await
-                    .map_err(send)?;
+                    .map_err(send_err)?;
             }
-            FromWorker::Fatal(message) => return Err(StartError::Exited(untrusted_text(message))),
+            FromWorker::Fatal(message) => return Err(StartError::Exited(message.escaped())),
             other => {
                 return Err(StartError::Violation(format!(
                     "unexpected frame kind {} while loading",
@@ -663,49 +893,49 @@ async fn handshake(
             }
         }
     };
-    let code_matches = match &spec.source {
-        SourceKind::Wasm { .. } => loaded.code == CodeSource::Compiled,
-        SourceKind::Artifact(_) => loaded.code != CodeSource::Compiled,
-    };
-    if !code_matches {
-        return Err(StartError::Violation(format!(
-            "the worker says its code was {} for a source it was not",
-            loaded.code.as_str()
-        )));
+    if loaded.code == CodeSource::Compiled {
+        return Err(StartError::Violation(
+            "the worker says it compiled code it was sent compiled".into(),
+        ));
     }
-    let artifact = match (&spec.source, loaded.artifact_len) {
-        (_, 0) => None,
-        (
-            SourceKind::Wasm {
-                want_artifact: true,
-            },
-            len,
-        ) if len <= artifact_limit(spec.component.len() as u64) => {
-            Some(receive_artifact(reader, len).await?)
-        }
-        (_, len) => {
-            return Err(StartError::Violation(format!(
-                "an artifact of {len} bytes that was not asked for or is too large"
-            )));
-        }
-    };
-    // The worker's full report: start-up steps, then every layer. Its
-    // words are kept, logged and shown to operators.
-    let mut sandbox = loaded.sandbox;
-    for layer in &mut sandbox.layers {
+    Ok(Handshake {
+        pid,
+        sandbox,
+        exports: loaded.exports,
+        imports: loaded.imports,
+        compile: Duration::from_micros(loaded.compile_us),
+        code: loaded.code,
+    })
+}
+
+/// Checks a worker's sandbox report against the policy and against what
+/// the kernel shows of the process that runs (or compiles) the plugin.
+/// Returns that process's pid and the report as operators read it.
+fn confirm_sandbox(
+    spec: &WorkerSpec,
+    settings: &SandboxSettings,
+    launch: &Launch,
+    mut report: SandboxReport,
+) -> Result<(u32, SandboxReport), StartError> {
+    // The worker's words are kept, logged and shown to operators.
+    for layer in &mut report.layers {
         layer.layer = untrusted_text(std::mem::take(&mut layer.layer));
         if let LayerStatus::Unavailable(why) = &mut layer.status {
             *why = untrusted_text(std::mem::take(why));
         }
     }
-    Ok(Handshake {
-        sandbox,
-        exports: loaded.exports,
-        imports: loaded.imports,
-        artifact,
-        compile: Duration::from_micros(loaded.compile_us),
-        code: loaded.code,
-    })
+    report.layers.push(LayerReport {
+        layer: verify::Layer::Cgroup.as_str().into(),
+        status: launch.cgroup.clone(),
+    });
+    let pid = verify::check(&spec.sandbox, settings, &report, launch.pid)?;
+    for layer in &report.layers {
+        if let LayerStatus::Unavailable(why) = &layer.status {
+            tracing::warn!(plugin = %spec.plugin, pid, layer = %layer.layer,
+                "sandbox layer not applied (not required): {why}");
+        }
+    }
+    Ok((pid, report))
 }
 
 async fn receive_artifact(reader: &mut FrameReader, len: u64) -> Result<Vec<u8>, StartError> {
@@ -762,7 +992,7 @@ async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: Arc<PluginB
             // beyond use): make sure it is gone; its exit cause then fails
             // the calls in flight.
             Err(LinkError::Closed | LinkError::Io(_)) => {
-                worker.kill();
+                worker.reap_or_kill().await;
                 return;
             }
             Err(e @ LinkError::Malformed(_)) => {
@@ -772,26 +1002,21 @@ async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: Arc<PluginB
         };
         match frame {
             FromWorker::InvokeReply(reply) => {
-                let (waiting, abandoned, next) = {
+                let (waiting, abandoned) = {
                     let mut pending = worker.lock_pending();
                     let abandoned = pending.abandoned.remove(&reply.id);
                     let waiting = pending.calls.remove(&reply.id);
-                    let next = pending.calls.values().next().map(|w| w.chain.clone());
-                    (waiting, abandoned, next)
+                    (waiting, abandoned)
                 };
                 if waiting.is_some() || abandoned {
                     broker.stats().add_fuel(reply.fuel_used, worker.max_fuel);
                 }
                 match waiting {
-                    Some(Waiting { reply: tx, .. }) => {
-                        // A worker runs one invocation at a time: host
-                        // calls from here on belong to the next one.
-                        broker
-                            .begin_invocation(next.unwrap_or_else(crate::broker::events::no_chain));
-                        let outcome = reply.outcome.map_err(|mut e| {
-                            e.message = untrusted_text(e.message);
-                            InvokeError::Guest(e)
-                        });
+                    Some(Waiting { reply: tx }) => {
+                        // Host calls from here on belong to no invocation
+                        // until the next one is sent.
+                        broker.end_invocation();
+                        let outcome = reply.outcome.map_err(InvokeError::Guest);
                         let _ = tx.send(outcome);
                     }
                     None if abandoned => {}
@@ -812,14 +1037,9 @@ async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: Arc<PluginB
                     return;
                 }
                 let reply = broker.answer(call).await;
-                let sent = worker
-                    .writer
-                    .lock()
-                    .await
-                    .write(&ToWorker::HostReply(HostReplyMsg { id, reply }))
-                    .await;
-                if let Err(e) = sent {
-                    worker.close(&format!("link write failed: {e}"));
+                let frame = ToWorker::HostReply(HostReplyMsg { id, reply });
+                if let Err(e) = worker.send(&frame, worker.write_timeout).await {
+                    worker.close(&e);
                     return;
                 }
             }
@@ -836,10 +1056,12 @@ async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: Arc<PluginB
                     }
                 }
             }
-            FromWorker::Fatal(message) => {
-                let message = untrusted_text(message);
-                tracing::error!(plugin = %worker.plugin, pid = worker.pid, %message, "worker reported a fatal error");
-            }
+            // Under the plugin's log rate like any line: a worker can send
+            // these at socket speed.
+            FromWorker::Fatal(message) => broker.log(
+                LogLevel::Error,
+                &prx_ipc::WorkerText::new(format!("the worker reported a fatal error: {message}")),
+            ),
             other => {
                 worker.violation(&format!(
                     "frame kind {} after start-up",
@@ -855,7 +1077,7 @@ async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: Arc<PluginB
 async fn wait_for_exit(
     mut child: tokio::process::Child,
     kill: oneshot::Receiver<()>,
-    exit: watch::Sender<Option<String>>,
+    exit: watch::Sender<Option<ExitCause>>,
     cgroup: Option<cgroup::WorkerCgroup>,
 ) {
     let status = tokio::select! {
@@ -866,15 +1088,15 @@ async fn wait_for_exit(
         }
     };
     let mut cause = match status {
-        Ok(status) => describe_exit(status),
-        Err(e) => format!("wait failed: {e}"),
+        Ok(status) => ExitCause::of(status),
+        Err(e) => ExitCause {
+            how: ExitHow::WaitFailed(e.to_string()),
+            out_of_memory: false,
+        },
     };
-    if cgroup
+    cause.out_of_memory = cgroup
         .as_ref()
-        .is_some_and(cgroup::WorkerCgroup::oom_killed)
-    {
-        cause.push_str(" (out of memory: over its cgroup's memory limit)");
-    }
+        .is_some_and(cgroup::WorkerCgroup::oom_killed);
     // The process is gone: its cgroup can be removed (on drop).
     drop(cgroup);
     let _ = exit.send(Some(cause));
@@ -882,19 +1104,68 @@ async fn wait_for_exit(
 
 async fn fail_pending_on_exit(worker: Arc<Worker>) {
     let cause = worker.exited().await;
-    worker.close(&cause);
+    worker.close(&cause.to_string());
 }
 
-/// `signal SIGKILL` or `exit code 3`.
-pub fn describe_exit(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit code {code}"),
-        (None, Some(signal)) => match nix::sys::signal::Signal::try_from(signal) {
-            Ok(sig) => format!("signal {}", sig.as_str()),
-            Err(_) => format!("signal {signal}"),
-        },
-        _ => "unknown exit".into(),
+/// How a worker process ended. Decisions match on this; its text (`signal
+/// SIGKILL`, `exit code 3`) is for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitCause {
+    pub how: ExitHow,
+    /// Its cgroup recorded an out-of-memory kill.
+    pub out_of_memory: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitHow {
+    Code(i32),
+    Signal(i32),
+    WaitFailed(String),
+    Unknown,
+}
+
+impl ExitCause {
+    pub fn of(status: std::process::ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        let how = match (status.code(), status.signal()) {
+            (Some(code), _) => ExitHow::Code(code),
+            (None, Some(signal)) => ExitHow::Signal(signal),
+            _ => ExitHow::Unknown,
+        };
+        Self {
+            how,
+            out_of_memory: false,
+        }
+    }
+
+    fn unknown() -> Self {
+        Self {
+            how: ExitHow::Unknown,
+            out_of_memory: false,
+        }
+    }
+
+    /// Killed by the seccomp filter: a forbidden system call.
+    pub fn is_seccomp_kill(&self) -> bool {
+        self.how == ExitHow::Signal(nix::libc::SIGSYS)
+    }
+}
+
+impl std::fmt::Display for ExitCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.how {
+            ExitHow::Code(code) => write!(f, "exit code {code}")?,
+            ExitHow::Signal(signal) => match nix::sys::signal::Signal::try_from(*signal) {
+                Ok(sig) => write!(f, "signal {}", sig.as_str())?,
+                Err(_) => write!(f, "signal {signal}")?,
+            },
+            ExitHow::WaitFailed(e) => write!(f, "wait failed: {e}")?,
+            ExitHow::Unknown => f.write_str("unknown exit")?,
+        }
+        if self.out_of_memory {
+            f.write_str(" (out of memory: over its cgroup's memory limit)")?;
+        }
+        Ok(())
     }
 }
 

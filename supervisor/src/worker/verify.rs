@@ -151,12 +151,16 @@ pub enum SandboxRefusal {
     Contradicted { layer: Layer, evidence: String },
 }
 
-/// Checks a loaded worker's report against the policy and the process.
+/// Checks a worker's report against the policy and against the kernel's
+/// view of the process that runs the plugin, which is returned: with the
+/// namespaces layer, the one child of `pid` (the process the supervisor
+/// started), process 1 of its own PID namespace; otherwise `pid` itself.
 pub fn check(
     policy: &SandboxPolicy,
+    settings: &SandboxSettings,
     report: &SandboxReport,
     pid: u32,
-) -> Result<(), SandboxRefusal> {
+) -> Result<u32, SandboxRefusal> {
     let status_of = |layer: Layer| {
         report
             .layers
@@ -185,8 +189,39 @@ pub fn check(
             }
         }
     }
-    let proc = Path::new("/proc").join(pid.to_string());
-    let status = std::fs::read_to_string(proc.join("status")).unwrap_or_default();
+    let applied = |layer| status_of(layer) == Some(LayerStatus::Applied);
+    let contradicted =
+        |layer, evidence: String| Err(SandboxRefusal::Contradicted { layer, evidence });
+    // The cgroup is the started process's (its child inherits it).
+    if applied(Layer::Cgroup) {
+        let cgroups = read_proc(pid, "cgroup");
+        if !cgroups.lines().any(|l| l.ends_with(&format!("-{pid}"))) {
+            return contradicted(
+                Layer::Cgroup,
+                format!("/proc/{pid}/cgroup does not name its cgroup: {cgroups:?}"),
+            );
+        }
+    }
+    // The worker forks into its PID namespace right after unsharing it,
+    // even when a later namespace step fails: the one child, when there
+    // is one, is what runs the plugin.
+    let children = read_proc(pid, &format!("task/{pid}/children"));
+    let pid = match children.split_whitespace().collect::<Vec<_>>()[..] {
+        [one] => match one.parse() {
+            Ok(child) => child,
+            Err(_) => return contradicted(Layer::Namespaces, format!("child {one:?}")),
+        },
+        [] if !applied(Layer::Namespaces) => pid,
+        _ => {
+            return contradicted(
+                Layer::Namespaces,
+                format!(
+                    "process {pid} has not exactly one child in a PID namespace (children: {children:?})"
+                ),
+            );
+        }
+    };
+    let status = read_proc(pid, "status");
     let field = |name: &str| {
         status
             .lines()
@@ -195,14 +230,28 @@ pub fn check(
             .unwrap_or("")
             .to_owned()
     };
-    let applied = |layer| status_of(layer) == Some(LayerStatus::Applied);
-    let contradicted =
-        |layer, evidence: String| Err(SandboxRefusal::Contradicted { layer, evidence });
-    if applied(Layer::Seccomp) && field("Seccomp") != "2" {
-        return contradicted(
-            Layer::Seccomp,
-            format!("/proc/{pid}/status says Seccomp: {:?}", field("Seccomp")),
-        );
+    if applied(Layer::Seccomp) {
+        if field("Seccomp") != "2" {
+            return contradicted(
+                Layer::Seccomp,
+                format!("/proc/{pid}/status says Seccomp: {:?}", field("Seccomp")),
+            );
+        }
+        // The worker installs its own filters on top of any this process
+        // runs under (a systemd unit's, say). Kernels before 5.9 do not
+        // show the count.
+        let ours = own_seccomp_filters();
+        if let (Ok(theirs), Some(ours)) = (field("Seccomp_filters").parse::<u32>(), ours)
+            && theirs < ours + SECCOMP_FILTERS
+        {
+            return contradicted(
+                Layer::Seccomp,
+                format!(
+                    "/proc/{pid}/status shows {theirs} seccomp filters; the worker's {SECCOMP_FILTERS} on top of this supervisor's {ours} make {}",
+                    ours + SECCOMP_FILTERS
+                ),
+            );
+        }
     }
     if applied(Layer::NoNewPrivs) && field("NoNewPrivs") != "1" {
         return contradicted(
@@ -224,18 +273,23 @@ pub fn check(
             }
         }
     }
-    if applied(Layer::Cgroup) {
-        let cgroups = std::fs::read_to_string(proc.join("cgroup")).unwrap_or_default();
-        if !cgroups.contains(&format!("-{pid}")) {
-            return contradicted(
-                Layer::Cgroup,
-                format!("/proc/{pid}/cgroup does not name its cgroup: {cgroups:?}"),
-            );
+    if applied(Layer::Rlimits) {
+        let limits = read_proc(pid, "limits");
+        for (name, want) in expected_limits(settings) {
+            let shown = limit_of(&limits, name);
+            if shown != Some((want, want)) {
+                return contradicted(
+                    Layer::Rlimits,
+                    format!(
+                        "/proc/{pid}/limits shows {name} {shown:?}, not {want} (soft and hard)"
+                    ),
+                );
+            }
         }
     }
     if applied(Layer::Namespaces) {
-        for ns in ["user", "net", "ipc", "mnt"] {
-            let theirs = std::fs::read_link(proc.join("ns").join(ns)).ok();
+        for ns in ["user", "pid", "net", "ipc", "mnt"] {
+            let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).ok();
             let ours = std::fs::read_link(Path::new("/proc/self/ns").join(ns)).ok();
             if theirs.is_none() || theirs == ours {
                 return contradicted(
@@ -245,7 +299,55 @@ pub fn check(
             }
         }
     }
-    Ok(())
+    Ok(pid)
+}
+
+/// The filters a worker installs (see the worker's `seccomp` module: four
+/// while it loads, one more before the plugin runs).
+const SECCOMP_FILTERS: u32 = 5;
+
+fn read_proc(pid: u32, file: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default()
+}
+
+fn own_seccomp_filters() -> Option<u32> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp_filters:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The rlimits a worker sets, as `/proc/<pid>/limits` names them, with
+/// the value (soft and hard alike) it must show. `u64::MAX` is
+/// "unlimited".
+fn expected_limits(settings: &SandboxSettings) -> Vec<(&'static str, u64)> {
+    let unlimited_if_zero = |v: u64| if v == 0 { u64::MAX } else { v };
+    vec![
+        ("Max core file size", 0),
+        ("Max file size", settings.file_size),
+        ("Max open files", prx_ipc::WORKER_MAX_FDS),
+        ("Max processes", prx_ipc::WORKER_MAX_THREADS),
+        ("Max locked memory", 0),
+        ("Max msgqueue size", 0),
+        (
+            "Max address space",
+            unlimited_if_zero(settings.address_space),
+        ),
+        ("Max cpu time", unlimited_if_zero(settings.cpu_seconds)),
+    ]
+}
+
+/// Soft and hard limit of one line of `/proc/<pid>/limits`.
+fn limit_of(limits: &str, name: &str) -> Option<(u64, u64)> {
+    let rest = limits.lines().find_map(|l| l.strip_prefix(name))?;
+    let mut values = rest.split_whitespace().map(|v| match v {
+        "unlimited" => Some(u64::MAX),
+        n => n.parse().ok(),
+    });
+    Some((values.next()??, values.next()??))
 }
 
 #[cfg(test)]
@@ -276,7 +378,8 @@ mod tests {
                 LayerStatus::Unavailable("no kernel support".into()),
             ),
         ]);
-        let err = check(&policy, &r, std::process::id()).unwrap_err();
+        let settings = policy.settings(0, 0, 0);
+        let err = check(&policy, &settings, &r, std::process::id()).unwrap_err();
         assert_eq!(
             err,
             SandboxRefusal::Missing {
@@ -295,13 +398,29 @@ mod tests {
             required: BTreeSet::new(),
             ..SandboxPolicy::default()
         };
-        for layer in [Layer::Seccomp, Layer::NoNewPrivs, Layer::Namespaces] {
+        let settings = policy.settings(0, 0, 0);
+        for layer in [
+            Layer::Seccomp,
+            Layer::NoNewPrivs,
+            Layer::Namespaces,
+            Layer::Rlimits,
+        ] {
             let r = report(&[(layer, LayerStatus::Applied)]);
-            match check(&policy, &r, std::process::id()) {
+            match check(&policy, &settings, &r, std::process::id()) {
                 Err(SandboxRefusal::Contradicted { layer: l, .. }) => assert_eq!(l, layer),
                 other => panic!("{layer}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn rlimits_are_read_as_proc_shows_them() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max cpu time              unlimited            unlimited            seconds   \n\
+                      Max open files            32                   32                   files     \n";
+        assert_eq!(limit_of(limits, "Max open files"), Some((32, 32)));
+        assert_eq!(limit_of(limits, "Max cpu time"), Some((u64::MAX, u64::MAX)));
+        assert_eq!(limit_of(limits, "Max processes"), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! - `oversized`: announces a frame longer than `MAX_FRAME_LEN`;
 //! - `trailing-bytes`: sends a valid reply with bytes after it;
 //! - `pong-without-ping`: sends a pong nobody asked for;
-//! - `call-not-imported`: makes a host call to `events`, which it did not
+//! - `call-not-imported`: makes a host call to `memory`, which it did not
 //!   report among its imports;
 //! - `sandbox-liar`: reports every sandbox layer applied, having applied
 //!   none;
@@ -19,6 +19,20 @@
 //! - `fuel-lie`: reports more fuel used than any call may burn;
 //! - `partial-frame`: answers a call with half a frame header, then stalls;
 //! - `flood`: sends 100,000 log lines before each answer;
+//! - `evil-compile`: answers a compile with bytes of its own choosing
+//!   (`prx-fake-evil`) instead of an artifact;
+//! - `host-call-before-confined`: makes a host call before it reports its
+//!   sandbox in place;
+//! - `flood-no-read`: once it has answered `get-spec` (so it loads),
+//!   sends host calls (config, always granted) without end and never
+//!   reads again;
+//! - `fatal-flood`: sends 100,000 `Fatal` frames before each answer;
+//! - `publish-after-reply`: after each answer, while no call is pending,
+//!   publishes 5,000 events on `loop.tick`;
+//!
+//! A worker started on an artifact reads it: a tool call answers
+//! `GOT-EVIL` when the artifact holds the `prx-fake-evil` bytes, so a test
+//! sees whose artifact a plugin was given.
 //! - anything else: behaves.
 //!
 //! It never loads wasm: it claims to export the tool interface and answers
@@ -36,9 +50,12 @@ use prx_ipc::{
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut fd = 3;
+    let mut artifact_fd: Option<i32> = None;
     while let Some(arg) = args.next() {
         if arg == "--link-fd" {
             fd = args.next().and_then(|v| v.parse().ok()).unwrap_or(3);
+        } else if arg == "--artifact-fd" {
+            artifact_fd = args.next().and_then(|v| v.parse().ok());
         }
     }
     // SAFETY: the supervisor passes its socket as this descriptor; nothing
@@ -72,124 +89,217 @@ fn main() {
             });
         }
     }
+    let mode = welcome.plugin.as_str();
+    if let prx_ipc::ComponentSource::Wasm { .. } = welcome.component {
+        // A compile worker. "code-lie" (and "reload-liar" on a marked
+        // version) claims to have loaded and mapped code instead.
+        if mode == "code-lie" || (mode == "reload-liar" && marked) {
+            let lie = Loaded {
+                exports: vec!["prx:plugin/tool-exports@0.1.0".into()],
+                imports: Vec::new(),
+                compile_us: 0,
+                code: prx_ipc::CodeSource::Mapped,
+            };
+            let _ = write_frame(&mut link, &FromWorker::Loaded(lie));
+            let _ = read_frame::<ToWorker>(&mut link);
+            return;
+        }
+        let artifact: Vec<u8> = if mode == "evil-compile" {
+            b"prx-fake-evil".to_vec()
+        } else {
+            b"prx-fake-artifact".to_vec()
+        };
+        let compiled = prx_ipc::Compiled {
+            artifact_len: artifact.len() as u64,
+            compile_us: 0,
+            sandbox,
+        };
+        write_frame(&mut link, &FromWorker::Compiled(compiled)).expect("compiled");
+        let chunk = prx_ipc::Chunk { bytes: artifact };
+        write_frame(&mut link, &FromWorker::Chunk(chunk)).expect("chunk");
+        let _ = read_frame::<ToWorker>(&mut link);
+        return;
+    }
+    let evil = artifact_fd.is_some_and(|fd| {
+        // SAFETY: the supervisor passes the artifact as this descriptor.
+        let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+        // The position is shared with the supervisor's descriptor: from 0.
+        let _ = std::io::Seek::rewind(&mut file);
+        let mut bytes = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut file, &mut bytes);
+        bytes.windows(13).any(|w| w == b"prx-fake-evil")
+    });
+    if mode == "host-call-before-confined" {
+        let call = prx_ipc::HostCallMsg {
+            id: 1,
+            call: prx_ipc::HostCall::ConfigGetAll,
+        };
+        let _ = write_frame(&mut link, &FromWorker::HostCall(call));
+    }
+    write_frame(&mut link, &FromWorker::Confined(sandbox)).expect("confined");
     let loaded = Loaded {
         exports: vec!["prx:plugin/tool-exports@0.1.0".into()],
-        imports: vec!["prx:host/log@0.1.0".into(), "prx:host/kv@0.1.0".into()],
-        artifact_len: 0,
+        imports: vec![
+            "prx:host/log@0.1.0".into(),
+            "prx:host/kv@0.1.0".into(),
+            "prx:host/config@0.1.0".into(),
+            "prx:host/events@0.1.0".into(),
+        ],
         compile_us: 0,
-        // "code-lie" claims a mapped artifact for a component it was sent.
-        code: if welcome.plugin == "code-lie" || (welcome.plugin == "reload-liar" && marked) {
-            prx_ipc::CodeSource::Mapped
-        } else {
-            prx_ipc::CodeSource::Compiled
-        },
-        sandbox,
+        code: prx_ipc::CodeSource::Mapped,
     };
     write_frame(&mut link, &FromWorker::Loaded(loaded)).expect("loaded");
-    let mode = welcome.plugin.as_str();
     loop {
         let Ok(frame) = read_frame::<ToWorker>(&mut link) else {
             return;
         };
-        let ToWorker::Invoke(invoke) = frame else {
-            if let ToWorker::Ping(n) = frame {
-                let _ = write_frame(&mut link, &FromWorker::Pong(n));
-            }
-            continue;
-        };
-        let output = match invoke.call {
-            Call::ToolGetSpec => Output::ToolSpec(ToolSpec {
-                name: "fake".into(),
-                description: "lies".into(),
-                parameters_schema: "{}".into(),
-            }),
-            Call::ToolExecute { .. } => Output::ToolResult(PluginResult {
-                success: true,
-                output: "honest".into(),
-                error: None,
-            }),
-            // The fake loads as a tool only; other calls never come.
-            _ => Output::Refused("the fake worker serves tools only".into()),
-        };
-        // "fuel-lie" claims more fuel than any plugin may burn.
-        let fuel_used = if mode == "fuel-lie" { u64::MAX } else { 0 };
-        let reply = |id| {
-            FromWorker::InvokeReply(InvokeReply {
-                id,
-                fuel_used,
-                outcome: Ok(output.clone()),
-            })
-        };
-        if matches!(invoke.call, Call::ToolGetSpec) {
-            let _ = write_frame(&mut link, &reply(invoke.id));
-            continue;
+        serve_one(&mut link, mode, evil, frame);
+    }
+}
+
+/// Answers one frame as `mode` says.
+fn serve_one(link: &mut UnixStream, mode: &str, evil: bool, frame: ToWorker) {
+    let ToWorker::Invoke(invoke) = frame else {
+        if let ToWorker::Ping(n) = frame {
+            let _ = write_frame(link, &FromWorker::Pong(n));
         }
-        match mode {
-            "forge-reply-id" => {
-                let _ = write_frame(&mut link, &reply(invoke.id + 1000));
-            }
-            "wrong-type" => {
-                let lie = FromWorker::InvokeReply(InvokeReply {
-                    id: invoke.id,
-                    fuel_used: 0,
-                    outcome: Ok(Output::Unit),
+        return;
+    };
+    let output = match invoke.call {
+        Call::ToolGetSpec => Output::ToolSpec(ToolSpec {
+            name: "fake".into(),
+            description: "lies".into(),
+            parameters_schema: "{}".into(),
+        }),
+        Call::ToolExecute { .. } => Output::ToolResult(PluginResult {
+            success: true,
+            output: if evil { "GOT-EVIL" } else { "honest" }.into(),
+            error: None,
+        }),
+        // The fake loads as a tool only; other calls never come.
+        _ => Output::Refused("the fake worker serves tools only".into()),
+    };
+    // "fuel-lie" claims more fuel than any plugin may burn.
+    let fuel_used = if mode == "fuel-lie" { u64::MAX } else { 0 };
+    let reply = |id| {
+        FromWorker::InvokeReply(InvokeReply {
+            id,
+            fuel_used,
+            outcome: Ok(output.clone()),
+        })
+    };
+    if matches!(invoke.call, Call::ToolGetSpec) {
+        let _ = write_frame(link, &reply(invoke.id));
+        if mode == "flood-no-read" {
+            for id in 1u64.. {
+                let call = FromWorker::HostCall(prx_ipc::HostCallMsg {
+                    id,
+                    call: prx_ipc::HostCall::ConfigGetAll,
                 });
-                let _ = write_frame(&mut link, &lie);
+                if write_frame(link, &call).is_err() {
+                    return;
+                }
             }
-            "double-reply" => {
-                let _ = write_frame(&mut link, &reply(invoke.id));
-                let _ = write_frame(&mut link, &reply(invoke.id));
-            }
-            "unknown-kind" => {
-                let _ = link.write_all(&[0, 0, 0, 0, 200, 0, 0, 0]);
-            }
-            "oversized" => {
-                let mut header = ((MAX_FRAME_LEN as u32) + 1).to_le_bytes().to_vec();
-                header.extend_from_slice(&[5, 0, 0, 0]);
-                let _ = link.write_all(&header);
-            }
-            "trailing-bytes" => {
-                let mut frame = encode(&reply(invoke.id)).expect("encode");
-                frame.push(0);
-                let len = (frame.len() - prx_ipc::HEADER_LEN) as u32;
-                frame[..4].copy_from_slice(&len.to_le_bytes());
-                let _ = link.write_all(&frame);
-            }
-            "call-not-imported" => {
-                let call = prx_ipc::HostCallMsg {
-                    id: 1,
-                    call: prx_ipc::HostCall::EventsPublish {
-                        topic: "a".into(),
-                        payload: "{}".into(),
-                    },
-                };
-                let _ = write_frame(&mut link, &FromWorker::HostCall(call));
-            }
-            "pong-without-ping" => {
-                let _ = write_frame(&mut link, &FromWorker::Pong(424242));
-            }
-            "partial-frame" => {
-                let _ = link.write_all(&[8, 0]);
-                std::thread::sleep(std::time::Duration::from_secs(3600));
-            }
-            "flood" => {
-                let line = FromWorker::Log(prx_ipc::LogMsg {
+        }
+        return;
+    }
+    match mode {
+        "forge-reply-id" => {
+            let _ = write_frame(link, &reply(invoke.id + 1000));
+        }
+        "wrong-type" => {
+            let lie = FromWorker::InvokeReply(InvokeReply {
+                id: invoke.id,
+                fuel_used: 0,
+                outcome: Ok(Output::Unit),
+            });
+            let _ = write_frame(link, &lie);
+        }
+        "double-reply" => {
+            let _ = write_frame(link, &reply(invoke.id));
+            let _ = write_frame(link, &reply(invoke.id));
+        }
+        "unknown-kind" => {
+            let _ = link.write_all(&[0, 0, 0, 0, 200, 0, 0, 0]);
+        }
+        "oversized" => {
+            let mut header = ((MAX_FRAME_LEN as u32) + 1).to_le_bytes().to_vec();
+            header.extend_from_slice(&[5, 0, 0, 0]);
+            let _ = link.write_all(&header);
+        }
+        "trailing-bytes" => {
+            let mut frame = encode(&reply(invoke.id)).expect("encode");
+            frame.push(0);
+            let len = (frame.len() - prx_ipc::HEADER_LEN) as u32;
+            frame[..4].copy_from_slice(&len.to_le_bytes());
+            let _ = link.write_all(&frame);
+        }
+        "call-not-imported" => {
+            let call = prx_ipc::HostCallMsg {
+                id: 1,
+                call: prx_ipc::HostCall::MemoryRecall {
+                    query: "a".into(),
+                    limit: 1,
+                },
+            };
+            let _ = write_frame(link, &FromWorker::HostCall(call));
+        }
+        "pong-without-ping" => {
+            let _ = write_frame(link, &FromWorker::Pong(424242));
+        }
+        "partial-frame" => {
+            let _ = link.write_all(&[8, 0]);
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+        "flood" => {
+            flood(
+                link,
+                &FromWorker::Log(prx_ipc::LogMsg {
                     level: prx_ipc::LogLevel::Error,
                     message: "flood".into(),
+                }),
+            );
+            let _ = write_frame(link, &reply(invoke.id));
+        }
+        "fatal-flood" => {
+            flood(link, &FromWorker::Fatal("fatal flood".into()));
+            let _ = write_frame(link, &reply(invoke.id));
+        }
+        "publish-after-reply" => {
+            let _ = write_frame(link, &reply(invoke.id));
+            for n in 0..5000u64 {
+                let call = FromWorker::HostCall(prx_ipc::HostCallMsg {
+                    id: 1_000_000 + n,
+                    call: prx_ipc::HostCall::EventsPublish {
+                        topic: "loop.tick".into(),
+                        payload: "{}".into(),
+                    },
                 });
-                let frame = encode(&line).expect("encode");
-                let mut burst = Vec::with_capacity(frame.len() * 1000);
-                for _ in 0..1000 {
-                    burst.extend_from_slice(&frame);
+                let _ = write_frame(link, &call);
+                // The reply; a ping or the next call may come first.
+                loop {
+                    match read_frame::<ToWorker>(link) {
+                        Ok(ToWorker::HostReply(_)) => break,
+                        Ok(ToWorker::Ping(n)) => {
+                            let _ = write_frame(link, &FromWorker::Pong(n));
+                        }
+                        Ok(_) => {}
+                        Err(_) => return,
+                    }
                 }
-                for _ in 0..100 {
-                    let _ = link.write_all(&burst);
-                }
-                let _ = write_frame(&mut link, &reply(invoke.id));
-            }
-            _ => {
-                let _ = write_frame(&mut link, &reply(invoke.id));
             }
         }
+        _ => {
+            let _ = write_frame(link, &reply(invoke.id));
+        }
+    }
+}
+
+/// Sends `frame` 100,000 times, in bursts of a thousand.
+fn flood(link: &mut UnixStream, frame: &FromWorker) {
+    let frame = encode(frame).expect("encode");
+    let burst = frame.repeat(1000);
+    for _ in 0..100 {
+        let _ = link.write_all(&burst);
     }
 }

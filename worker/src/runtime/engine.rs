@@ -57,7 +57,16 @@ pub fn start_epoch_ticker(engine: &Engine) {
         .unwrap_or_else(|e| panic!("cannot start the epoch thread: {e}"));
 }
 
-/// Compiles component bytes (validation included).
+/// Compiles component bytes (validation included) to an artifact, without
+/// loading it: none of its code becomes executable in this process, so a
+/// compile worker runs under a seccomp filter that allows no executable
+/// memory at all.
+pub fn precompile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
+    engine.precompile_component(wasm)
+}
+
+/// Compiles component bytes and loads them (the in-process baseline of the
+/// benchmarks; a worker never does both).
 pub fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Component> {
     Component::new(engine, wasm)
 }
@@ -75,6 +84,23 @@ pub unsafe fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<
     unsafe { Component::deserialize(engine, artifact) }
 }
 
+/// Checks that `file` is a regular file holding `len` bytes at `offset`.
+/// A worker calls it before seccomp's loading stage too, which answers a
+/// descriptor's metadata only by `fstat` (the C library asks the kernel
+/// by a path-taking call the filter refuses).
+pub fn check_artifact(file: &File, offset: u64, len: u64) -> wasmtime::Result<()> {
+    let meta = file.metadata()?;
+    let end = offset.checked_add(len);
+    if !meta.is_file() || len == 0 || end.is_none_or(|end| end > meta.len()) {
+        wasmtime::bail!(
+            "the artifact descriptor does not hold {len} bytes at offset {offset} (a {} of {} bytes)",
+            if meta.is_file() { "file" } else { "non-file" },
+            meta.len()
+        );
+    }
+    Ok(())
+}
+
 /// The artifact's file offset and the addresses its code is published at
 /// must be multiples of this; the compile cache stores bodies 4 KiB in.
 const ARTIFACT_ALIGN: usize = 4096;
@@ -90,6 +116,8 @@ const ARTIFACT_ALIGN: usize = 4096;
 /// The mapping is never unmapped: the component lives as long as the
 /// worker. `file` is closed on return either way.
 ///
+/// The caller checks the descriptor with [`check_artifact`] first.
+///
 /// # Safety
 /// The file must hold, at `offset`, an artifact that [`Component::serialize`]
 /// of a worker of this build produced with these settings (the supervisor
@@ -101,15 +129,6 @@ pub unsafe fn load_artifact(
     offset: u64,
     len: u64,
 ) -> wasmtime::Result<(Engine, Component, CodeSource)> {
-    let meta = file.metadata()?;
-    let end = offset.checked_add(len);
-    if !meta.is_file() || len == 0 || end.is_none_or(|end| end > meta.len()) {
-        wasmtime::bail!(
-            "the artifact descriptor does not hold {len} bytes at offset {offset} (a {} of {} bytes)",
-            if meta.is_file() { "file" } else { "non-file" },
-            meta.len()
-        );
-    }
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
         .ok()
         .flatten()
@@ -235,6 +254,7 @@ mod tests {
     }
 
     fn load(file: File, offset: u64, len: u64) -> wasmtime::Result<CodeSource> {
+        check_artifact(&file, offset, len)?;
         // SAFETY: the files here hold artifacts this build made, or are
         // refused before anything is deserialized.
         unsafe { load_artifact(&settings(), file, offset, len) }.map(|(_, _, code)| code)

@@ -16,7 +16,8 @@ mod output;
 mod plugin;
 
 pub use engine::{
-    EPOCH_TICK, build_engine, compile, deserialize, load_artifact, start_epoch_ticker,
+    EPOCH_TICK, build_engine, check_artifact, compile, deserialize, load_artifact, precompile,
+    start_epoch_ticker,
 };
 pub use plugin::Plugin;
 

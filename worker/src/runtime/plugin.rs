@@ -214,7 +214,7 @@ impl Plugin {
             None => {
                 return Err(GuestError {
                     kind: GuestErrorKind::MissingExport,
-                    message: format!("the component does not export {}", call.export()),
+                    message: format!("the component does not export {}", call.export()).into(),
                 });
             }
         };
@@ -241,8 +241,8 @@ fn dispatch(
     let result = match call {
         Call::ToolGetSpec => guests.tool.as_ref()?.call_get_spec(store).map(|s| {
             Output::ToolSpec(ToolSpec {
-                name: s.name,
-                description: s.description,
+                name: s.name.into(),
+                description: s.description.into(),
                 parameters_schema: s.parameters_schema,
             })
         }),
@@ -428,7 +428,10 @@ fn classify(err: &wasmtime::Error, store: &Store<StoreState>, limits: &Limits) -
             format!("failed: {}", root_message(err)),
         ),
     };
-    GuestError { kind, message }
+    GuestError {
+        kind,
+        message: message.into(),
+    }
 }
 
 /// The most specific cause, first line only (wasmtime attaches the whole

@@ -10,6 +10,15 @@
 //!   segment boundaries, after the request's path is normalized
 //!   (`/v2/` allows `/v2` and `/v2/x`, not `/v2x`, and `/v2/../admin` or
 //!   `/v2/%2e%2e/admin` are `/admin`);
+//! - a path a server could read as holding a `.` or `..` segment that the
+//!   URL parser did not see is refused, whatever the list says: behind an
+//!   encoded slash or backslash (`/v2/..%2Fadmin`, `/v2/%2E%2E%2Fadmin`,
+//!   `/v2/..%5Cadmin`), a path parameter (`/v2/..;/admin`, as Tomcat reads
+//!   it) or a second percent-encoding (`/v2/%252e%252e%252fadmin`). Such a
+//!   path is never matched on its raw text. An encoded slash alone stays
+//!   allowed (`/v2/group%2Fproject`, as GitLab's API names projects): with
+//!   no dot segment, however a server decodes it, the path stays below the
+//!   entry's;
 //! - URLs with a user name or password, and schemes other than http and
 //!   https, are refused whatever the list says;
 //! - an empty list allows nothing.
@@ -33,6 +42,63 @@ pub enum Refusal {
     Userinfo { url: String },
     #[error("{url} is not in http_allowlist")]
     NotListed { url: String },
+    #[error(
+        "{url}: the path hides a `.` or `..` segment (behind %2F, %5C, `;` or a second percent-encoding), which a server could resolve outside the allowlisted path"
+    )]
+    HiddenDotSegment { url: String },
+}
+
+/// Rounds of percent-decoding a path is checked through; a path that is
+/// still encoded after them is refused.
+const MAX_DECODINGS: usize = 4;
+
+/// Whether a server could find a `.` or `..` segment in `path` (as the
+/// URL parser left it: plain `.` and `..`, `%2e` forms included, are
+/// already resolved) by decoding it once or more, by taking `\` for `/`,
+/// or by dropping `;` parameters. Any of these is enough for `..%2F` to
+/// climb out of an allowlisted path on some server.
+fn hides_dot_segment(path: &str) -> bool {
+    let mut text = path.as_bytes().to_vec();
+    for _ in 0..=MAX_DECODINGS {
+        if text
+            .split(|b| *b == b'/' || *b == b'\\')
+            .any(is_dot_segment)
+        {
+            return true;
+        }
+        let decoded = percent_decode(&text);
+        if decoded == text {
+            return false;
+        }
+        text = decoded;
+    }
+    true
+}
+
+/// `.` or `..`, with or without `;` parameters.
+fn is_dot_segment(segment: &[u8]) -> bool {
+    let name = segment.split(|b| *b == b';').next().unwrap_or_default();
+    name == b"." || name == b".."
+}
+
+/// One round of percent-decoding; a `%` without two hex digits stays.
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut rest = input;
+    while let Some((&byte, tail)) = rest.split_first() {
+        let hex = |i: usize| tail.get(i).and_then(|h| char::from(*h).to_digit(16));
+        match (byte, hex(0), hex(1)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                rest = tail.get(2..).unwrap_or_default();
+            }
+            _ => {
+                out.push(byte);
+                rest = tail;
+            }
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +170,11 @@ impl Allowlist {
                 }
                 let origin = origin(&url)
                     .ok_or_else(|| bad("only http and https origins can be allowed"))?;
+                if hides_dot_segment(url.path()) {
+                    return Err(bad(
+                        "the path hides a `.` or `..` segment (behind %2F, %5C, `;` or a second percent-encoding); write the path plainly",
+                    ));
+                }
                 Ok(Entry {
                     origin,
                     path: segments(&url),
@@ -160,6 +231,11 @@ impl Allowlist {
         let Some(origin) = origin(url) else {
             return Err(Refusal::Scheme { url: shown });
         };
+        // Before matching: a path that a server could read in two ways is
+        // not matched on either.
+        if hides_dot_segment(url.path()) {
+            return Err(Refusal::HiddenDotSegment { url: shown });
+        }
         let path = segments(url);
         let listed = self
             .entries
@@ -280,6 +356,81 @@ mod tests {
         }
         // Without a trailing slash the entry means the same.
         assert_eq!(list(&["https://api.example.com/v2"]), l);
+    }
+
+    /// Finding 10 (d): `..%2F` was matched on its raw text (one segment,
+    /// `..%2Fadmin`, below `/v1`), and a server that decodes `%2F` before
+    /// resolving dot segments serves `/admin`. Every form that hides a dot
+    /// segment is refused; an encoded slash that cannot climb stays allowed.
+    #[test]
+    fn encoded_dot_segments_cannot_climb_out_of_an_allowlisted_path() {
+        let l = list(&["https://api.example.com/v1/"]);
+        // Plain and `%2e` dot segments the parser resolves: matched as
+        // the path they resolve to, `/admin`.
+        for bad in [
+            "https://api.example.com/v1/../admin",
+            "https://api.example.com/v1/%2e%2e/admin",
+            "https://api.example.com/v1/%2E%2E/admin",
+        ] {
+            assert!(
+                matches!(l.check(bad), Err(Refusal::NotListed { .. })),
+                "{bad}: {:?}",
+                l.check(bad)
+            );
+        }
+        // Dot segments only a server's decoding would find: refused.
+        for bad in [
+            "https://api.example.com/v1/..%2Fadmin",
+            "https://api.example.com/v1/..%2fadmin",
+            "https://api.example.com/v1/%2e%2e%2fadmin",
+            "https://api.example.com/v1/%2E%2E%2Fadmin",
+            "https://api.example.com/v1/.%2E%2Fadmin",
+            "https://api.example.com/v1/x/..%2F..%2Fadmin",
+            "https://api.example.com/v1/a%2F..%2F..%2Fadmin",
+            "https://api.example.com/v1/..%5Cadmin",
+            "https://api.example.com/v1/..;/admin",
+            "https://api.example.com/v1/..;x=1/admin",
+            "https://api.example.com/v1/%252e%252e%252fadmin",
+            "https://api.example.com/v1/..%252Fadmin",
+            "https://api.example.com/v1/%25252525252e%25252525252e%25252525252fadmin",
+            "https://api.example.com/v1/..%2Fadmin?q=1",
+        ] {
+            let err = l.check(bad).expect_err(bad);
+            assert!(
+                matches!(err, Refusal::HiddenDotSegment { .. }),
+                "{bad}: {err}"
+            );
+            assert!(
+                err.to_string().contains("hides a `.` or `..` segment"),
+                "{err}"
+            );
+        }
+        // An encoded slash inside a segment: below the entry's path however
+        // it is decoded, so allowed; it cannot forge the entry's own segment.
+        for ok in [
+            "https://api.example.com/v1/group%2Fproject",
+            "https://api.example.com/v1/a%2Fb%5Cc/d",
+            "https://api.example.com/v1/file..txt",
+            "https://api.example.com/v1/100%25",
+            "https://api.example.com/v1/items;color=red",
+            "https://api.example.com/v1/x?path=..%2F..%2Fadmin",
+        ] {
+            assert!(l.check(ok).is_ok(), "{ok}: {:?}", l.check(ok));
+        }
+        assert!(matches!(
+            l.check("https://api.example.com/v1%2Fadmin"),
+            Err(Refusal::NotListed { .. })
+        ));
+        // A whole-origin entry refuses them too (the server behind it may
+        // route by path), and so does an entry that would hide one.
+        let origin = list(&["https://api.example.com"]);
+        assert!(matches!(
+            origin.check("https://api.example.com/v1/..%2Fadmin"),
+            Err(Refusal::HiddenDotSegment { .. })
+        ));
+        let err = Allowlist::parse(&["https://api.example.com/v1/..%2F".to_string()])
+            .expect_err("an entry hiding `..` was accepted");
+        assert!(err.to_string().contains("hides a `.` or `..`"), "{err}");
     }
 
     #[test]

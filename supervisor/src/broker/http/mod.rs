@@ -9,10 +9,11 @@
 //! - every address it connects to is outside the ranges plugins may not
 //!   reach (loopback, private, link-local with the cloud metadata address,
 //!   CGNAT, unique-local, unspecified, multicast, IPv4-mapped forms of
-//!   these), unless the operator allowed a range. Names are resolved by a
-//!   resolver of ours that drops such addresses, so a name that changes
-//!   its answer between check and connect (DNS rebinding) gains nothing;
-//!   IP literals are checked before the request;
+//!   these, and the IPv6 ranges that carry an IPv4 address to a gateway:
+//!   NAT64, 6to4, Teredo), unless the operator allowed a range. Names are
+//!   resolved by a resolver of ours that drops such addresses, so a name
+//!   that changes its answer between check and connect (DNS rebinding)
+//!   gains nothing; IP literals are checked before the request;
 //! - the plugin has made fewer than `max_http_requests` in this
 //!   invocation.
 //!
@@ -112,7 +113,8 @@ pub fn forbidden_range(ip: IpAddr) -> Option<&'static str> {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return forbidden_range(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let first = s[0];
             if v6.is_loopback() {
                 Some("loopback")
             } else if v6.is_unspecified() {
@@ -124,9 +126,57 @@ pub fn forbidden_range(ip: IpAddr) -> Option<&'static str> {
             } else if v6.is_multicast() {
                 Some("multicast")
             } else {
-                None
+                embeds_ipv4(&s)
             }
         }
+    }
+}
+
+/// IPv6 ranges whose addresses carry an IPv4 address for a gateway or
+/// relay to reach: through one, `64:ff9b::7f00:1` is 127.0.0.1 and
+/// `2002:a9fe:a9fe::1` is 169.254.169.254, on the operator's side.
+///
+/// Each range is refused whole, whatever IPv4 address it carries, rather
+/// than only when that address is not public. Only the NAT64 well-known
+/// prefix (`64:ff9b::/96`) fixes where the IPv4 address sits; in
+/// `64:ff9b:1::/48` the operator's gateway picks the layout (RFC 6052
+/// allows six), Teredo stores its client's address inverted next to a
+/// server's, and 6to4 and Teredo are deprecated relays whose other end
+/// the supervisor cannot see. Refusing whole ranges needs no decoding we
+/// could get wrong. A public IPv4 address is reached as itself, so the
+/// cost falls only on an IPv6-only host behind DNS64: its operator lists
+/// `64:ff9b::/96` in `[http] allowed_ranges`, and [`refused`] still
+/// checks the IPv4 address inside, so that opens the public IPv4 internet
+/// and not the gateway's private side.
+///
+/// The deprecated IPv4-compatible (`::a.b.c.d`, RFC 4291) and SIIT
+/// IPv4-translated (`::ffff:0:a.b.c.d`, RFC 2765) forms are refused for
+/// the same reason.
+fn embeds_ipv4(s: &[u16; 8]) -> Option<&'static str> {
+    match s {
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some("NAT64 (64:ff9b::/96, embeds an IPv4 address)"),
+        [0x64, 0xff9b, 1, ..] => Some("NAT64 local-use (64:ff9b:1::/48, embeds an IPv4 address)"),
+        [0x2002, ..] => Some("6to4 (2002::/16, embeds an IPv4 address)"),
+        [0x2001, 0, ..] => Some("Teredo (2001::/32, embeds IPv4 addresses)"),
+        [0, 0, 0, 0, 0, 0, _, _] => Some("IPv4-compatible (::/96, embeds an IPv4 address)"),
+        [0, 0, 0, 0, 0xffff, 0, _, _] => {
+            Some("IPv4-translated (::ffff:0:0/96, embeds an IPv4 address)")
+        }
+        _ => None,
+    }
+}
+
+/// The IPv4 address a NAT64 well-known-prefix address (`64:ff9b::/96`)
+/// stands for.
+fn nat64_ipv4(ip: IpAddr) -> Option<std::net::Ipv4Addr> {
+    let IpAddr::V6(v6) = ip else {
+        return None;
+    };
+    match v6.octets() {
+        [0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0, a, b, c, d] => {
+            Some(std::net::Ipv4Addr::new(a, b, c, d))
+        }
+        _ => None,
     }
 }
 
@@ -137,7 +187,12 @@ fn refused(ip: IpAddr, allowed: &[IpNet]) -> Option<&'static str> {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
     };
-    (!allowed.iter().any(|net| net.contains(&canonical))).then_some(range)
+    if !allowed.iter().any(|net| net.contains(&canonical)) {
+        return Some(range);
+    }
+    // An allowed NAT64 range (an IPv6-only host behind DNS64) reaches
+    // what the IPv4 address inside it may reach, and no more.
+    nat64_ipv4(ip).and_then(|v4| refused(IpAddr::V4(v4), allowed))
 }
 
 /// Resolves names and drops the addresses plugins may not reach.
@@ -433,6 +488,86 @@ mod tests {
         assert_eq!(
             refused("10.0.0.1".parse().unwrap(), &loopback),
             Some("private")
+        );
+    }
+
+    /// Finding 10 (c): IPv6 addresses that carry an IPv4 address to a
+    /// gateway (NAT64, 6to4, Teredo) passed as public, and through the
+    /// gateway reach the operator's loopback or the metadata service.
+    #[test]
+    fn ipv6_ranges_carrying_ipv4_cannot_reach_loopback_or_metadata() {
+        for (ip, range) in [
+            // NAT64, well-known prefix: 127.0.0.1, 169.254.169.254, and a
+            // public address (the whole range is refused).
+            ("64:ff9b::127.0.0.1", "NAT64 (64:ff9b::/96"),
+            ("64:ff9b::7f00:1", "NAT64 (64:ff9b::/96"),
+            ("64:ff9b::169.254.169.254", "NAT64 (64:ff9b::/96"),
+            ("64:ff9b::10.0.0.1", "NAT64 (64:ff9b::/96"),
+            ("64:ff9b::8.8.8.8", "NAT64 (64:ff9b::/96"),
+            // NAT64, local-use: 127.0.0.1 in the /48 layout (bits 48..64,
+            // then past the u-octet), 169.254.169.254 in the /96 one.
+            ("64:ff9b:1:7f00:0:100::", "NAT64 local-use"),
+            ("64:ff9b:1::a9fe:a9fe", "NAT64 local-use"),
+            // 6to4: 2002:AABB:CCDD::/48 is IPv4 AA.BB.CC.DD.
+            ("2002:7f00:1::1", "6to4"),
+            ("2002:a9fe:a9fe::1", "6to4"),
+            ("2002:808:808::1", "6to4"),
+            // Teredo: server 169.254.169.254, client 127.0.0.1 (stored
+            // inverted: 80ff:fffe); and server 127.0.0.1.
+            ("2001:0:a9fe:a9fe::80ff:fffe", "Teredo"),
+            ("2001:0:7f00:1::", "Teredo"),
+            // The deprecated IPv4-compatible and SIIT forms.
+            ("::127.0.0.1", "IPv4-compatible"),
+            ("::169.254.169.254", "IPv4-compatible"),
+            ("::ffff:0:127.0.0.1", "IPv4-translated"),
+            ("::ffff:0:169.254.169.254", "IPv4-translated"),
+        ] {
+            let addr: IpAddr = ip.parse().unwrap();
+            let found = forbidden_range(addr);
+            assert!(
+                found.is_some_and(|r| r.starts_with(range)),
+                "{ip}: {found:?}"
+            );
+            // Allowing the IPv4 address it carries does not open it.
+            let v4: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+            assert!(refused(addr, &v4).is_some(), "{ip}");
+        }
+        // As a URL's literal, refused before any connection.
+        for url in [
+            "http://[64:ff9b::7f00:1]/",
+            "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+            "http://[2002:a9fe:a9fe::1]/",
+        ] {
+            let err = check_literal(&Url::parse(url).unwrap(), &[]).unwrap_err();
+            assert!(err.contains("plugins may not reach"), "{err}");
+        }
+        // Neighbouring public ranges stay reachable.
+        for ip in [
+            "2001:4860:4860::8888",
+            "2001:db8::1",
+            "2001:1::1",
+            "2003::1",
+            "64:ff9a::1",
+            "64:ff9b:2::1",
+            "64:ff9b::1:0:0:1",
+        ] {
+            assert_eq!(forbidden_range(ip.parse().unwrap()), None, "{ip}");
+        }
+        // An IPv6-only host behind DNS64 allows the NAT64 range: public
+        // IPv4 becomes reachable through it, the gateway's private side not.
+        let nat64: Vec<IpNet> = vec!["64:ff9b::/96".parse().unwrap()];
+        assert_eq!(refused("64:ff9b::8.8.8.8".parse().unwrap(), &nat64), None);
+        assert_eq!(
+            refused("64:ff9b::127.0.0.1".parse().unwrap(), &nat64),
+            Some("loopback")
+        );
+        assert_eq!(
+            refused("64:ff9b::169.254.169.254".parse().unwrap(), &nat64),
+            Some("link-local (cloud metadata)")
+        );
+        assert_eq!(
+            refused("2002:7f00:1::1".parse().unwrap(), &nat64),
+            Some("6to4 (2002::/16, embeds an IPv4 address)")
         );
     }
 }
