@@ -455,3 +455,26 @@ async fn start_up_code_runs_with_every_layer_already_in_place() {
     assert!(filters >= 3, "{status}");
     sup.shutdown().await;
 }
+
+#[test]
+fn a_process_left_in_a_workers_cgroup_is_killed_when_the_worker_ends() {
+    // The process that ran a plugin is the child of the one the supervisor
+    // started; should it outlive its parent (its parent-death signal lost
+    // in a race), the end of the worker's cgroup kills it.
+    use std::os::unix::process::ExitStatusExt;
+    let cgroups = prx_supervisor::worker::cgroup::Cgroups::detect(&format!(
+        "prx-test-left-{}",
+        std::process::id()
+    ));
+    let mut left = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("sleep");
+    let cgroup = cgroups
+        .place("left-behind", left.id(), 1 << 30, 64)
+        .expect("a cgroup (the sandbox tests need them on this machine)");
+    drop(cgroup);
+    let status = left.wait().expect("wait");
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    cgroups.remove();
+}

@@ -25,8 +25,11 @@ pub enum Cgroups {
     Unavailable(String),
 }
 
-/// A worker's cgroup directories; removed on drop (the worker must have
-/// exited: a cgroup with a process in it cannot be removed).
+/// A worker's cgroup directories; on drop, whatever still runs in them is
+/// killed and they are removed. The process the supervisor started has
+/// exited by then, but the one that ran the plugin (its child, in a PID
+/// namespace) may not have: it dies with its parent, a moment later, and
+/// a child that lost its parent-death signal would not die at all.
 #[derive(Debug)]
 pub struct WorkerCgroup {
     dirs: Vec<PathBuf>,
@@ -35,7 +38,30 @@ pub struct WorkerCgroup {
 impl Drop for WorkerCgroup {
     fn drop(&mut self) {
         for dir in &self.dirs {
-            let _ = std::fs::remove_dir(dir);
+            kill_and_remove(dir);
+        }
+    }
+}
+
+/// Kills every process in the cgroup `dir` (`cgroup.kill` where the kernel
+/// has it, else each pid of `cgroup.procs`) and removes it, waiting a
+/// little for the processes to be gone.
+fn kill_and_remove(dir: &Path) {
+    if std::fs::write(dir.join("cgroup.kill"), "1").is_err() {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    for _ in 0..50 {
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            _ => return,
         }
     }
 }
@@ -72,7 +98,7 @@ fn own_path(controller: Option<&str>) -> Option<String> {
 
 /// Removes what supervisors that died without shutting down left under
 /// `parent`: `prx-<pid>-<n>` directories whose process is gone, and their
-/// (empty) worker directories.
+/// worker directories, killing any worker still in one.
 fn remove_stale(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
@@ -91,7 +117,7 @@ fn remove_stale(parent: &Path) {
         }
         if let Ok(children) = std::fs::read_dir(entry.path()) {
             for child in children.flatten().filter(|c| c.path().is_dir()) {
-                let _ = std::fs::remove_dir(child.path());
+                kill_and_remove(&child.path());
             }
         }
         let _ = std::fs::remove_dir(entry.path());
