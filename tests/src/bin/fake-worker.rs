@@ -28,7 +28,7 @@
 //!   reads again;
 //! - `fatal-flood`: sends 100,000 `Fatal` frames before each answer;
 //! - `publish-after-reply`: after each answer, while no call is pending,
-//!   publishes 5,000 events on `loop.tick`;
+//!   publishes 20,000 events on `loop.tick`;
 //!
 //! A worker started on an artifact reads it: a tool call answers
 //! `GOT-EVIL` when the artifact holds the `prx-fake-evil` bytes, so a test
@@ -267,7 +267,7 @@ fn serve_one(link: &mut UnixStream, mode: &str, evil: bool, frame: ToWorker) {
         }
         "publish-after-reply" => {
             let _ = write_frame(link, &reply(invoke.id));
-            for n in 0..5000u64 {
+            for n in 0..20_000u64 {
                 let call = FromWorker::HostCall(prx_ipc::HostCallMsg {
                     id: 1_000_000 + n,
                     call: prx_ipc::HostCall::EventsPublish {
