@@ -264,6 +264,7 @@ impl Supervisor {
         let worker = match new.start_standby(&self.inner.runtime).await {
             Ok(worker) => worker,
             Err(e) => {
+                self.drop_new_subscriptions(&new.name, &old_instance_subs);
                 return Some(self.refuse(
                     old,
                     files,
@@ -277,6 +278,7 @@ impl Supervisor {
         );
         if let Err(e) = clash {
             worker.kill();
+            self.drop_new_subscriptions(&new.name, &old_instance_subs);
             return Some(self.refuse(old, files, format!("the new version {e}")));
         }
         // The switch: the new version serves, then every table points at it.
@@ -312,6 +314,19 @@ impl Supervisor {
     }
 
     /// A new version was refused: the running one serves on, and says why.
+    /// Subscriptions a refused version made while it was readied (its
+    /// `on-load` runs under the plugin's name, like the live version's):
+    /// every one that is not the live version's own, `live`, goes, so no
+    /// event reaches the live version for a subscription it never made.
+    fn drop_new_subscriptions(&self, plugin: &str, live: &[u64]) {
+        let bus = &self.inner.services.bus;
+        for id in bus.runtime_subscriptions(plugin) {
+            if !live.contains(&id) {
+                let _ = bus.unsubscribe_plugin(plugin, id);
+            }
+        }
+    }
+
     fn refuse(&self, old: &Plugin, files: Fingerprint, error: String) -> ReloadOutcome {
         tracing::error!(plugin = %old.name, event = "prx.lifecycle.reload_failed",
             "new version refused; version {} serves on: {error}", old.manifest.plugin.version);

@@ -471,3 +471,39 @@ fn prx_reload_forces_a_reload_and_prx_status_shows_a_refused_version() {
         stderr(&out)
     );
 }
+
+#[tokio::test]
+async fn a_refused_version_leaves_no_subscription_with_the_live_one() {
+    // The new version's on-load subscribes to `probe.*`, then refuses to
+    // load. The live version never subscribed to it: no `probe.*` event
+    // may reach it afterwards.
+    let env = Env::new();
+    let module = |extra: &str| {
+        format!(
+            "[plugin]\nname = \"slow-module\"\nversion = \"0.1.0\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\ntype = \"module\"\n\n[permissions]\nrequired = [\"events\"]\n\n[config]\n{extra}\n"
+        )
+    };
+    let dir = env.add("slow-module", "slow-module", &module(""));
+    let mut config = env.config();
+    config.ephemeral_kv = true;
+    let sup = Supervisor::start(config).await.expect("start");
+    assert_eq!(sup.running(), 1, "{:?}", sup.failures());
+    replace_file(
+        &dir.join("plugin.toml"),
+        module("subscribe = \"probe.*\"\nrefuse_load = \"not this one\"\n").as_bytes(),
+    );
+    let outcomes = sup.reload(Some("slow-module")).await.expect("reload");
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [prx_supervisor::ReloadOutcome::Refused { .. }]
+        ),
+        "{outcomes:?}"
+    );
+    sup.publish("probe.one", "{}").expect("publish");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let live = status(&sup, "slow-module");
+    assert_eq!(live.state, "running");
+    assert_eq!(live.events_handled, 0, "{live:?}");
+    sup.shutdown().await;
+}

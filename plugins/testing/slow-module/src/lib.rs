@@ -1,5 +1,8 @@
 //! A bus module whose `describe` is busy for a millisecond and counts its
-//! calls: what many listings of the modules at once fall on.
+//! calls: what many listings of the modules at once fall on. With
+//! `[config] subscribe` its `on-load` subscribes to that pattern first, and
+//! with `[config] refuse_load` it then refuses to load: a new version that
+//! is refused after it subscribed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -11,8 +14,14 @@ pub struct Slow;
 static DESCRIBED: AtomicU64 = AtomicU64::new(0);
 
 impl Module for Slow {
-    fn on_load(_host: &mut ModuleHost) -> Result<(), String> {
-        Ok(())
+    fn on_load(host: &mut ModuleHost) -> Result<(), String> {
+        if let Some(pattern) = prx_pdk::config::get("subscribe") {
+            host.register_event_handler(&pattern, on_event)?;
+        }
+        match prx_pdk::config::get("refuse_load") {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
     }
 
     fn describe() -> ModuleInfo {
@@ -22,6 +31,10 @@ impl Module for Slow {
         }
         ModuleInfo::new("SLOW").stat("described", DESCRIBED.fetch_add(1, Ordering::Relaxed) + 1)
     }
+}
+
+fn on_event(_topic: &str, _payload: &str) -> Result<(), String> {
+    Ok(())
 }
 
 export_module!(Slow);
