@@ -694,6 +694,8 @@ impl Plugin {
     /// (exports, tool spec, names, a module's `on-load`) without touching
     /// the running version: its subscriptions and queue stay as they are.
     pub async fn start_standby(&self, rt: &Runtime) -> Result<Arc<Worker>, String> {
+        // Its kv writes wait until it takes over (`commit_staged`).
+        self.broker.begin_staging();
         let worker = self.spawn_checked(rt).await?;
         match self.init_worker(&worker, rt).await {
             Ok(()) => Ok(worker),
@@ -720,6 +722,8 @@ impl Plugin {
     /// module's `on-load` is not run) and stops the worker: an install can
     /// make sure a version starts, and its later load is a cached one.
     pub async fn compile_check(&self, rt: &Runtime) -> Result<(), String> {
+        // A check, not a version that serves: nothing it writes is kept.
+        self.broker.begin_staging();
         let worker = self.spawn_checked(rt).await?;
         let named = self.ask_names(&worker, rt).await;
         worker.kill();

@@ -281,6 +281,12 @@ impl Supervisor {
             self.drop_new_subscriptions(&new.name, &old_instance_subs);
             return Some(self.refuse(old, files, format!("the new version {e}")));
         }
+        // What it wrote while readied becomes the plugin's now.
+        if let Err(e) = new.broker().commit_staged().await {
+            worker.kill();
+            self.drop_new_subscriptions(&new.name, &old_instance_subs);
+            return Some(self.refuse(old, files, format!("the new version {e}")));
+        }
         // The switch: the new version serves, then every table points at it.
         new.go_live(&self.inner.runtime, worker, old);
         self.switch_routes(old, &new);

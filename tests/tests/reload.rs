@@ -507,3 +507,51 @@ async fn a_refused_version_leaves_no_subscription_with_the_live_one() {
     assert_eq!(live.events_handled, 0, "{live:?}");
     sup.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_refused_version_leaves_nothing_in_the_live_kv_and_an_accepted_one_keeps_its_writes() {
+    // The new version's on-load writes a kv key. Refused, it must leave
+    // no trace in the live plugin's kv; accepted, what it wrote while it
+    // was readied is the plugin's.
+    let env = Env::new();
+    let module = |extra: &str| {
+        format!(
+            "[plugin]\nname = \"slow-module\"\nversion = \"0.1.0\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\ntype = \"module\"\n\n[permissions]\nrequired = [\"events\", \"kv\"]\n\n[config]\n{extra}\n"
+        )
+    };
+    let dir = env.add("slow-module", "slow-module", &module(""));
+    let mut config = env.config();
+    config.ephemeral_kv = true;
+    let sup = Supervisor::start(config).await.expect("start");
+    assert_eq!(sup.running(), 1, "{:?}", sup.failures());
+    replace_file(
+        &dir.join("plugin.toml"),
+        module("write_on_load = \"written\"\nrefuse_load = \"not this one\"\n").as_bytes(),
+    );
+    let outcomes = sup.reload(Some("slow-module")).await.expect("reload");
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [prx_supervisor::ReloadOutcome::Refused { .. }]
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(sup.kv_get("slow-module", "written"), Ok(None));
+    replace_file(
+        &dir.join("plugin.toml"),
+        module("write_on_load = \"written\"\n").as_bytes(),
+    );
+    let outcomes = sup.reload(Some("slow-module")).await.expect("reload");
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [prx_supervisor::ReloadOutcome::Reloaded { .. }]
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        sup.kv_get("slow-module", "written"),
+        Ok(Some(b"from on-load".to_vec()))
+    );
+    sup.shutdown().await;
+}

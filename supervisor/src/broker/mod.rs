@@ -21,6 +21,7 @@ pub mod events;
 pub mod http;
 pub mod kv;
 pub mod memory;
+pub mod staged;
 pub mod wal;
 
 use std::collections::BTreeSet;
@@ -84,6 +85,8 @@ pub struct PluginBroker {
     registering: Mutex<Option<Vec<String>>>,
     /// Counters and recent log lines, kept by name across versions.
     stats: Arc<PluginStats>,
+    /// While this version is readied: its kv writes, kept apart.
+    staged: staged::Staged,
 }
 
 impl PluginBroker {
@@ -105,6 +108,7 @@ impl PluginBroker {
             chain: Mutex::new(events::no_chain()),
             registering: Mutex::new(None),
             stats: Arc::default(),
+            staged: staged::Staged::default(),
         }
     }
 
@@ -493,6 +497,10 @@ impl PluginBroker {
         };
         let ns = &*self.plugin;
         let function = call.function();
+        if self.staged.is_on() {
+            let reply = self.kv_staged(store, call);
+            return self.reply(function, reply);
+        }
         let reply = match call {
             HostCall::KvGet { key } => store.get(ns, &key).map(HostValue::OptBytes),
             HostCall::KvListKeys { prefix } => store.list_keys(ns, &prefix).map(HostValue::Strings),
@@ -508,6 +516,62 @@ impl PluginBroker {
             _ => return HostReply::Trap("not a kv call".into()),
         };
         self.reply(function, reply)
+    }
+
+    /// kv for a version being readied: reads see its own writes over the
+    /// live data; writes stay staged until it takes over.
+    fn kv_staged(&self, store: &KvStore, call: HostCall) -> Result<HostValue, kv::KvError> {
+        let (ns, staged, quota) = (&*self.plugin, &self.staged, self.kv_quota);
+        match call {
+            HostCall::KvGet { key } => staged.get(store, ns, &key).map(HostValue::OptBytes),
+            HostCall::KvListKeys { prefix } => {
+                staged.list(store, ns, &prefix).map(HostValue::Strings)
+            }
+            HostCall::KvSet { key, value } => staged
+                .put(store, ns, &key, Some(value), quota)
+                .map(|()| HostValue::Unit),
+            HostCall::KvDelete { key } => {
+                let existed = staged.get(store, ns, &key)?.is_some();
+                staged.put(store, ns, &key, None, quota)?;
+                Ok(HostValue::Bool(existed))
+            }
+            HostCall::KvIncrement { key, delta } => {
+                let current = match staged.get(store, ns, &key)? {
+                    None => 0,
+                    Some(bytes) => std::str::from_utf8(&bytes)
+                        .ok()
+                        .and_then(|t| t.trim().parse::<i64>().ok())
+                        .ok_or_else(|| kv::KvError::NotANumber { key: key.clone() })?,
+                };
+                let next = current
+                    .checked_add(delta)
+                    .ok_or_else(|| kv::KvError::Overflow { key: key.clone() })?;
+                staged.put(store, ns, &key, Some(next.to_string().into_bytes()), quota)?;
+                Ok(HostValue::S64(next))
+            }
+            _ => Err(kv::KvError::Storage("not a kv call".into())),
+        }
+    }
+
+    /// This version is being readied beside a live one: its kv writes are
+    /// staged from now on.
+    pub fn begin_staging(&self) {
+        self.staged.begin();
+    }
+
+    /// It takes over: what it staged is written to the store, durably,
+    /// and its writes go through from now on. A version refused instead
+    /// is simply dropped with what it staged.
+    pub async fn commit_staged(&self) -> Result<(), String> {
+        let writes = self.staged.take();
+        match &self.kv {
+            Some(store) if !writes.is_empty() => {
+                staged::apply(store, &self.plugin, writes, self.kv_quota)
+                    .await
+                    .map_err(|e| format!("writing what it stored while starting: {e}"))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A host interface this supervisor does not serve yet.

@@ -1,8 +1,9 @@
 //! A bus module whose `describe` is busy for a millisecond and counts its
 //! calls: what many listings of the modules at once fall on. With
-//! `[config] subscribe` its `on-load` subscribes to that pattern first, and
-//! with `[config] refuse_load` it then refuses to load: a new version that
-//! is refused after it subscribed.
+//! `[config] write_on_load` its `on-load` writes that kv key, with
+//! `[config] subscribe` it subscribes to that pattern, and with `[config]
+//! refuse_load` it then refuses to load: a new version refused after it
+//! wrote and subscribed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,6 +16,9 @@ static DESCRIBED: AtomicU64 = AtomicU64::new(0);
 
 impl Module for Slow {
     fn on_load(host: &mut ModuleHost) -> Result<(), String> {
+        if let Some(key) = prx_pdk::config::get("write_on_load") {
+            prx_pdk::kv::set(&key, b"from on-load")?;
+        }
         if let Some(pattern) = prx_pdk::config::get("subscribe") {
             host.register_event_handler(&pattern, on_event)?;
         }
