@@ -472,33 +472,51 @@ fn prx_reload_forces_a_reload_and_prx_status_shows_a_refused_version() {
     );
 }
 
+/// The slow-module test guest's manifest, with `[config]` lines `config`.
+fn slow_module(config: &str) -> String {
+    format!(
+        "[plugin]\nname = \"slow-module\"\nversion = \"0.1.0\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\ntype = \"module\"\n\n[permissions]\nrequired = [\"events\", \"kv\"]\n\n[config]\n{config}\n"
+    )
+}
+
+/// A supervisor serving slow-module with no `[config]`; its directory.
+async fn start_slow_module(env: &Env) -> (Supervisor, std::path::PathBuf) {
+    let dir = env.add("slow-module", "slow-module", &slow_module(""));
+    let mut config = env.config();
+    config.ephemeral_kv = true;
+    let sup = Supervisor::start(config).await.expect("start");
+    assert_eq!(sup.running(), 1, "{:?}", sup.failures());
+    (sup, dir)
+}
+
+/// Writes slow-module's new manifest and reloads it; the outcome.
+async fn reload_slow_module(
+    sup: &Supervisor,
+    dir: &Path,
+    config: &str,
+) -> prx_supervisor::ReloadOutcome {
+    replace_file(&dir.join("plugin.toml"), slow_module(config).as_bytes());
+    let mut outcomes = sup.reload(Some("slow-module")).await.expect("reload");
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    outcomes.remove(0)
+}
+
 #[tokio::test]
 async fn a_refused_version_leaves_no_subscription_with_the_live_one() {
     // The new version's on-load subscribes to `probe.*`, then refuses to
     // load. The live version never subscribed to it: no `probe.*` event
     // may reach it afterwards.
     let env = Env::new();
-    let module = |extra: &str| {
-        format!(
-            "[plugin]\nname = \"slow-module\"\nversion = \"0.1.0\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\ntype = \"module\"\n\n[permissions]\nrequired = [\"events\"]\n\n[config]\n{extra}\n"
-        )
-    };
-    let dir = env.add("slow-module", "slow-module", &module(""));
-    let mut config = env.config();
-    config.ephemeral_kv = true;
-    let sup = Supervisor::start(config).await.expect("start");
-    assert_eq!(sup.running(), 1, "{:?}", sup.failures());
-    replace_file(
-        &dir.join("plugin.toml"),
-        module("subscribe = \"probe.*\"\nrefuse_load = \"not this one\"\n").as_bytes(),
-    );
-    let outcomes = sup.reload(Some("slow-module")).await.expect("reload");
+    let (sup, dir) = start_slow_module(&env).await;
+    let outcome = reload_slow_module(
+        &sup,
+        &dir,
+        "subscribe = \"probe.*\"\nrefuse_load = \"not this one\"\n",
+    )
+    .await;
     assert!(
-        matches!(
-            outcomes.as_slice(),
-            [prx_supervisor::ReloadOutcome::Refused { .. }]
-        ),
-        "{outcomes:?}"
+        matches!(outcome, prx_supervisor::ReloadOutcome::Refused { .. }),
+        "{outcome:?}"
     );
     sup.publish("probe.one", "{}").expect("publish");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -514,40 +532,22 @@ async fn a_refused_version_leaves_nothing_in_the_live_kv_and_an_accepted_one_kee
     // no trace in the live plugin's kv; accepted, what it wrote while it
     // was readied is the plugin's.
     let env = Env::new();
-    let module = |extra: &str| {
-        format!(
-            "[plugin]\nname = \"slow-module\"\nversion = \"0.1.0\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\ntype = \"module\"\n\n[permissions]\nrequired = [\"events\", \"kv\"]\n\n[config]\n{extra}\n"
-        )
-    };
-    let dir = env.add("slow-module", "slow-module", &module(""));
-    let mut config = env.config();
-    config.ephemeral_kv = true;
-    let sup = Supervisor::start(config).await.expect("start");
-    assert_eq!(sup.running(), 1, "{:?}", sup.failures());
-    replace_file(
-        &dir.join("plugin.toml"),
-        module("write_on_load = \"written\"\nrefuse_load = \"not this one\"\n").as_bytes(),
-    );
-    let outcomes = sup.reload(Some("slow-module")).await.expect("reload");
+    let (sup, dir) = start_slow_module(&env).await;
+    let outcome = reload_slow_module(
+        &sup,
+        &dir,
+        "write_on_load = \"written\"\nrefuse_load = \"not this one\"\n",
+    )
+    .await;
     assert!(
-        matches!(
-            outcomes.as_slice(),
-            [prx_supervisor::ReloadOutcome::Refused { .. }]
-        ),
-        "{outcomes:?}"
+        matches!(outcome, prx_supervisor::ReloadOutcome::Refused { .. }),
+        "{outcome:?}"
     );
     assert_eq!(sup.kv_get("slow-module", "written"), Ok(None));
-    replace_file(
-        &dir.join("plugin.toml"),
-        module("write_on_load = \"written\"\n").as_bytes(),
-    );
-    let outcomes = sup.reload(Some("slow-module")).await.expect("reload");
+    let outcome = reload_slow_module(&sup, &dir, "write_on_load = \"written\"\n").await;
     assert!(
-        matches!(
-            outcomes.as_slice(),
-            [prx_supervisor::ReloadOutcome::Reloaded { .. }]
-        ),
-        "{outcomes:?}"
+        matches!(outcome, prx_supervisor::ReloadOutcome::Reloaded { .. }),
+        "{outcome:?}"
     );
     assert_eq!(
         sup.kv_get("slow-module", "written"),
