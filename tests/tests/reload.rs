@@ -555,3 +555,38 @@ async fn a_refused_version_leaves_nothing_in_the_live_kv_and_an_accepted_one_kee
     );
     sup.shutdown().await;
 }
+
+/// What slow-module's cache namespace `load` holds under `key`, read from
+/// the store where the host keeps a plugin's cache.
+fn load_cache(sup: &Supervisor, key: &str) -> Option<Vec<u8>> {
+    sup.kv_get("slow-module\u{1f}cache", &format!("load\u{1f}{key}"))
+        .expect("read the cache")
+}
+
+#[tokio::test]
+async fn a_refused_version_neither_fills_nor_clears_the_live_cache() {
+    // An accepted version's on-load puts a cache entry: it is there once
+    // that version serves. A refused version that clears the namespace,
+    // and one that puts another entry, change nothing the live one sees.
+    let env = Env::new();
+    let (sup, dir) = start_slow_module(&env).await;
+    let outcome = reload_slow_module(&sup, &dir, "cache_on_load = \"kept\"\n").await;
+    assert!(
+        matches!(outcome, prx_supervisor::ReloadOutcome::Reloaded { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(load_cache(&sup, "kept"), Some(b"from on-load".to_vec()));
+    for config in [
+        "clear_cache_on_load = \"yes\"\nrefuse_load = \"not this one\"\n",
+        "cache_on_load = \"refused\"\nrefuse_load = \"not this one\"\n",
+    ] {
+        let outcome = reload_slow_module(&sup, &dir, config).await;
+        assert!(
+            matches!(outcome, prx_supervisor::ReloadOutcome::Refused { .. }),
+            "{config}: {outcome:?}"
+        );
+    }
+    assert_eq!(load_cache(&sup, "kept"), Some(b"from on-load".to_vec()));
+    assert_eq!(load_cache(&sup, "refused"), None);
+    sup.shutdown().await;
+}

@@ -297,6 +297,10 @@ impl PluginBroker {
             return self.unavailable(&call);
         };
         let function = call.function();
+        if self.staged.is_on() {
+            let reply = self.cache_staged(store, call);
+            return self.reply(function, reply);
+        }
         let ns = self.cache_namespace();
         let reply = match call {
             HostCall::CacheGet { namespace, key } => match cache_prefix(&namespace, &key) {
@@ -522,21 +526,22 @@ impl PluginBroker {
     /// live data; writes stay staged until it takes over.
     fn kv_staged(&self, store: &KvStore, call: HostCall) -> Result<HostValue, kv::KvError> {
         let (ns, staged, quota) = (&*self.plugin, &self.staged, self.kv_quota);
+        let slot = |key: &str| staged::Slot::new(ns, "", key);
         match call {
-            HostCall::KvGet { key } => staged.get(store, ns, &key).map(HostValue::OptBytes),
+            HostCall::KvGet { key } => staged.get(store, &slot(&key)).map(HostValue::OptBytes),
             HostCall::KvListKeys { prefix } => {
-                staged.list(store, ns, &prefix).map(HostValue::Strings)
+                staged.list(store, ns, "", &prefix).map(HostValue::Strings)
             }
             HostCall::KvSet { key, value } => staged
-                .put(store, ns, &key, Some(value), quota)
+                .put(store, slot(&key), Some(value), quota)
                 .map(|()| HostValue::Unit),
             HostCall::KvDelete { key } => {
-                let existed = staged.get(store, ns, &key)?.is_some();
-                staged.put(store, ns, &key, None, quota)?;
+                let existed = staged.get(store, &slot(&key))?.is_some();
+                staged.put(store, slot(&key), None, quota)?;
                 Ok(HostValue::Bool(existed))
             }
             HostCall::KvIncrement { key, delta } => {
-                let current = match staged.get(store, ns, &key)? {
+                let current = match staged.get(store, &slot(&key))? {
                     None => 0,
                     Some(bytes) => std::str::from_utf8(&bytes)
                         .ok()
@@ -546,15 +551,63 @@ impl PluginBroker {
                 let next = current
                     .checked_add(delta)
                     .ok_or_else(|| kv::KvError::Overflow { key: key.clone() })?;
-                staged.put(store, ns, &key, Some(next.to_string().into_bytes()), quota)?;
+                staged.put(
+                    store,
+                    slot(&key),
+                    Some(next.to_string().into_bytes()),
+                    quota,
+                )?;
                 Ok(HostValue::S64(next))
             }
             _ => Err(kv::KvError::Storage("not a kv call".into())),
         }
     }
 
-    /// This version is being readied beside a live one: its kv writes are
-    /// staged from now on.
+    /// The cache for a version being readied, staged like its kv.
+    fn cache_staged(&self, store: &KvStore, call: HostCall) -> Result<HostValue, String> {
+        let (ns, staged, quota) = (self.cache_namespace(), &self.staged, self.kv_quota);
+        match call {
+            HostCall::CacheGet { namespace, key } => {
+                let prefix = cache_prefix(&namespace, &key)?;
+                staged
+                    .get(store, &staged::Slot::new(&ns, &prefix, &key))
+                    .map(HostValue::OptBytes)
+                    .map_err(|e| e.to_string())
+            }
+            HostCall::CachePut {
+                namespace,
+                key,
+                value,
+            } => {
+                let prefix = cache_prefix(&namespace, &key)?;
+                staged
+                    .put(
+                        store,
+                        staged::Slot::new(&ns, &prefix, &key),
+                        Some(value),
+                        quota,
+                    )
+                    .map(|()| HostValue::Unit)
+                    .map_err(|e| e.to_string())
+            }
+            HostCall::CacheClear { namespace } => {
+                let prefix = cache_prefix(&namespace, "")?;
+                let keys = staged
+                    .list(store, &ns, &prefix, "")
+                    .map_err(|e| e.to_string())?;
+                for key in &keys {
+                    staged
+                        .put(store, staged::Slot::new(&ns, &prefix, key), None, quota)
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(HostValue::U64(keys.len() as u64))
+            }
+            _ => Err("not a cache call".into()),
+        }
+    }
+
+    /// This version is being readied beside a live one: its kv and cache
+    /// writes are staged from now on.
     pub fn begin_staging(&self) {
         self.staged.begin();
     }
@@ -565,11 +618,9 @@ impl PluginBroker {
     pub async fn commit_staged(&self) -> Result<(), String> {
         let writes = self.staged.take();
         match &self.kv {
-            Some(store) if !writes.is_empty() => {
-                staged::apply(store, &self.plugin, writes, self.kv_quota)
-                    .await
-                    .map_err(|e| format!("writing what it stored while starting: {e}"))
-            }
+            Some(store) if !writes.is_empty() => staged::apply(store, writes, self.kv_quota)
+                .await
+                .map_err(|e| format!("writing what it stored while starting: {e}")),
             _ => Ok(()),
         }
     }

@@ -1,18 +1,45 @@
-//! The kv writes of a version being readied, kept apart from the live
-//! version's until it takes over.
+//! The kv and cache writes of a version being readied, kept apart from the
+//! live version's until it takes over.
 //!
 //! A new version's start code and `on-load` run while the old version
 //! still serves. Should the new one be refused, nothing it wrote may stay:
 //! its writes go here, its reads see them over the live data, and they are
 //! applied to the store only when it takes over ([`Staged::take`]).
+//!
+//! A write is addressed as the store addresses it: a namespace, the host's
+//! prefix (empty for kv, the cache namespace for the cache) and the
+//! plugin's own key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use super::kv::{KvError, KvStore, MAX_KEY_LEN};
 
-/// A key's staged state: a value, or deleted.
-type Writes = BTreeMap<String, Option<Vec<u8>>>;
+/// Where a staged write goes in the store.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Slot {
+    pub namespace: String,
+    pub prefix: String,
+    pub key: String,
+}
+
+impl Slot {
+    pub fn new(namespace: &str, prefix: &str, key: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            prefix: prefix.to_owned(),
+            key: key.to_owned(),
+        }
+    }
+
+    /// Bytes the store counts for this key holding `value`.
+    fn counted(&self, value: &[u8]) -> u64 {
+        (self.prefix.len() + self.key.len() + value.len()) as u64
+    }
+}
+
+/// A slot's staged state: a value, or deleted.
+type Writes = BTreeMap<Slot, Option<Vec<u8>>>;
 
 #[derive(Debug, Default)]
 pub struct Staged {
@@ -34,40 +61,41 @@ impl Staged {
         self.lock().is_some()
     }
 
-    /// Ends staging and returns what was written, in key order.
-    pub fn take(&self) -> Vec<(String, Option<Vec<u8>>)> {
+    /// Ends staging and returns what was written, in slot order.
+    pub fn take(&self) -> Vec<(Slot, Option<Vec<u8>>)> {
         self.lock().take().unwrap_or_default().into_iter().collect()
     }
 
-    /// `key`'s value as the readied version sees it.
-    pub fn get(&self, store: &KvStore, ns: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        match self.lock().as_ref().and_then(|w| w.get(key)) {
+    /// `slot`'s value as the readied version sees it.
+    pub fn get(&self, store: &KvStore, slot: &Slot) -> Result<Option<Vec<u8>>, KvError> {
+        match self.lock().as_ref().and_then(|w| w.get(slot)) {
             Some(staged) => Ok(staged.clone()),
-            None => store.get(ns, key),
+            None => store.get_under(&slot.namespace, &slot.prefix, &slot.key),
         }
     }
 
-    /// Stages a value (`None`: a delete), within `quota` bytes counted
-    /// as the store counts them (keys and values) over the live usage.
+    /// Stages a value (`None`: a delete), within `quota` bytes of the
+    /// slot's namespace, counted as the store counts them (stored keys and
+    /// values) over the live usage.
     pub fn put(
         &self,
         store: &KvStore,
-        ns: &str,
-        key: &str,
+        slot: Slot,
         value: Option<Vec<u8>>,
         quota: u64,
     ) -> Result<(), KvError> {
-        if key.len() > MAX_KEY_LEN {
-            return Err(KvError::KeyTooLong(key.len()));
+        if slot.key.len() > MAX_KEY_LEN {
+            return Err(KvError::KeyTooLong(slot.key.len()));
         }
-        let live = store.usage(ns)?;
+        let live = store.usage(&slot.namespace)?;
         let mut guard = self.lock();
         let writes = guard.get_or_insert_with(Writes::new);
         let staged: u64 = writes
             .iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k.len() + v.len()) as u64))
+            .filter(|(s, _)| s.namespace == slot.namespace)
+            .filter_map(|(s, v)| v.as_ref().map(|v| s.counted(v)))
             .sum();
-        let new = value.as_ref().map_or(0, |v| (key.len() + v.len()) as u64);
+        let new = value.as_ref().map_or(0, |v| slot.counted(v));
         let needed = live.saturating_add(staged).saturating_add(new);
         if value.is_some() && needed > quota {
             return Err(KvError::QuotaExceeded {
@@ -76,22 +104,35 @@ impl Staged {
                 quota,
             });
         }
-        writes.insert(key.to_owned(), value);
+        writes.insert(slot, value);
         Ok(())
     }
 
-    /// Keys under `prefix` as the readied version sees them.
-    pub fn list(&self, store: &KvStore, ns: &str, prefix: &str) -> Result<Vec<String>, KvError> {
-        let mut keys: std::collections::BTreeSet<String> =
-            store.list_keys(ns, prefix)?.into_iter().collect();
+    /// The plugin's keys under `prefix` + `start` in `namespace`, as the
+    /// readied version sees them (without the host's prefix).
+    pub fn list(
+        &self,
+        store: &KvStore,
+        namespace: &str,
+        prefix: &str,
+        start: &str,
+    ) -> Result<Vec<String>, KvError> {
+        let mut keys: BTreeSet<String> = store
+            .list_keys(namespace, &[prefix, start].concat())?
+            .into_iter()
+            .filter_map(|stored| stored.strip_prefix(prefix).map(str::to_owned))
+            .collect();
         if let Some(writes) = self.lock().as_ref() {
-            for (key, value) in writes.range(prefix.to_owned()..) {
-                if !key.starts_with(prefix) {
+            for (slot, value) in writes.range(Slot::new(namespace, prefix, start)..) {
+                if slot.namespace != namespace
+                    || slot.prefix != prefix
+                    || !slot.key.starts_with(start)
+                {
                     break;
                 }
                 match value {
-                    Some(_) => keys.insert(key.clone()),
-                    None => keys.remove(key),
+                    Some(_) => keys.insert(slot.key.clone()),
+                    None => keys.remove(&slot.key),
                 };
             }
         }
@@ -103,15 +144,23 @@ impl Staged {
 /// over: sets and deletes, each durable before this returns.
 pub async fn apply(
     store: &KvStore,
-    ns: &str,
-    writes: Vec<(String, Option<Vec<u8>>)>,
+    writes: Vec<(Slot, Option<Vec<u8>>)>,
     quota: u64,
 ) -> Result<(), KvError> {
-    for (key, value) in writes {
+    for (slot, value) in writes {
+        let Slot {
+            namespace,
+            prefix,
+            key,
+        } = &slot;
         match value {
-            Some(value) => store.set(ns, &key, value, quota).await?,
+            Some(value) => {
+                store
+                    .set_under(namespace, prefix, key, value, quota)
+                    .await?
+            }
             None => {
-                store.delete(ns, &key).await?;
+                store.delete_under(namespace, prefix, key).await?;
             }
         }
     }
@@ -122,49 +171,98 @@ pub async fn apply(
 mod tests {
     use super::*;
 
+    const ROOM: u64 = 1 << 20;
+
+    fn kv(key: &str) -> Slot {
+        Slot::new("p", "", key)
+    }
+
     #[tokio::test]
     async fn staged_writes_are_seen_by_their_version_and_reach_the_store_only_when_applied() {
         let store = KvStore::in_memory().expect("store");
         store
-            .set("p", "live", b"1".to_vec(), 1 << 20)
+            .set("p", "live", b"1".to_vec(), ROOM)
             .await
             .expect("set");
         store
-            .set("p", "gone", b"2".to_vec(), 1 << 20)
+            .set("p", "gone", b"2".to_vec(), ROOM)
             .await
             .expect("set");
         let staged = Staged::default();
         staged.begin();
         staged
-            .put(&store, "p", "new", Some(b"3".to_vec()), 1 << 20)
+            .put(&store, kv("new"), Some(b"3".to_vec()), ROOM)
             .expect("stage");
-        staged
-            .put(&store, "p", "gone", None, 1 << 20)
-            .expect("stage");
+        staged.put(&store, kv("gone"), None, ROOM).expect("stage");
         // The readied version sees its own writes over the live data...
         assert_eq!(
-            staged.get(&store, "p", "new").expect("get"),
+            staged.get(&store, &kv("new")).expect("get"),
             Some(b"3".to_vec())
         );
-        assert_eq!(staged.get(&store, "p", "gone").expect("get"), None);
+        assert_eq!(staged.get(&store, &kv("gone")).expect("get"), None);
         assert_eq!(
-            staged.get(&store, "p", "live").expect("get"),
+            staged.get(&store, &kv("live")).expect("get"),
             Some(b"1".to_vec())
         );
-        assert_eq!(staged.list(&store, "p", "").expect("list"), ["live", "new"]);
+        assert_eq!(
+            staged.list(&store, "p", "", "").expect("list"),
+            ["live", "new"]
+        );
         // ...the live version does not...
         assert_eq!(store.get("p", "new").expect("get"), None);
         assert_eq!(store.get("p", "gone").expect("get"), Some(b"2".to_vec()));
         // ...and the quota counts both.
         assert!(matches!(
-            staged.put(&store, "p", "big", Some(vec![0; 64]), 16),
+            staged.put(&store, kv("big"), Some(vec![0; 64]), 16),
             Err(KvError::QuotaExceeded { .. })
         ));
-        apply(&store, "p", staged.take(), 1 << 20)
-            .await
-            .expect("apply");
+        apply(&store, staged.take(), ROOM).await.expect("apply");
         assert!(!staged.is_on());
         assert_eq!(store.get("p", "new").expect("get"), Some(b"3".to_vec()));
         assert_eq!(store.get("p", "gone").expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn prefixed_writes_stay_under_their_prefix_and_namespace() {
+        let store = KvStore::in_memory().expect("store");
+        store
+            .set_under("c", "a\u{1f}", "old", b"1".to_vec(), ROOM)
+            .await
+            .expect("set");
+        let staged = Staged::default();
+        staged.begin();
+        let slot = Slot::new("c", "a\u{1f}", "k");
+        staged
+            .put(&store, slot.clone(), Some(b"v".to_vec()), ROOM)
+            .expect("stage");
+        staged
+            .put(
+                &store,
+                Slot::new("c", "b\u{1f}", "k"),
+                Some(b"w".to_vec()),
+                ROOM,
+            )
+            .expect("stage");
+        staged
+            .put(&store, Slot::new("c", "a\u{1f}", "old"), None, ROOM)
+            .expect("stage");
+        // Listed without the host's prefix, one prefix at a time.
+        assert_eq!(
+            staged.list(&store, "c", "a\u{1f}", "").expect("list"),
+            ["k"]
+        );
+        assert_eq!(
+            staged.list(&store, "c", "b\u{1f}", "").expect("list"),
+            ["k"]
+        );
+        // The same key in another namespace or under no prefix is another key.
+        assert_eq!(staged.get(&store, &kv("k")).expect("get"), None);
+        assert_eq!(store.get_under("c", "a\u{1f}", "k").expect("get"), None);
+        apply(&store, staged.take(), ROOM).await.expect("apply");
+        assert_eq!(
+            store.get_under("c", "a\u{1f}", "k").expect("get"),
+            Some(b"v".to_vec())
+        );
+        assert_eq!(store.get_under("c", "a\u{1f}", "old").expect("get"), None);
     }
 }
