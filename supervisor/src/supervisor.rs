@@ -703,8 +703,9 @@ impl Supervisor {
             stops.spawn(async move { plugin.stop(STOP_GRACE).await });
         }
         stops.join_all().await;
-        // Every worker has exited and left its cgroup.
-        self.inner.runtime.cgroups.remove();
+        // Every worker has exited; its cgroup is gone or going.
+        let cgroups = self.inner.runtime.cgroups.clone();
+        let _ = tokio::task::spawn_blocking(move || cgroups.remove()).await;
     }
 }
 

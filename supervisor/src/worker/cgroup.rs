@@ -37,16 +37,30 @@ pub struct WorkerCgroup {
 
 impl Drop for WorkerCgroup {
     fn drop(&mut self) {
-        for dir in &self.dirs {
-            kill_and_remove(dir);
+        let busy: Vec<PathBuf> = self
+            .dirs
+            .drain(..)
+            .filter(|dir| !kill_and_try_remove(dir))
+            .collect();
+        if busy.is_empty() {
+            return;
+        }
+        // What was killed takes a moment to be gone. The wait must not
+        // hold an async runtime's thread (a current-thread runtime would
+        // stall every task behind it), so it goes to the blocking pool
+        // when there is a runtime.
+        let wait = move || busy.iter().for_each(|dir| remove_when_empty(dir));
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(wait)),
+            Err(_) => wait(),
         }
     }
 }
 
 /// Kills every process in the cgroup `dir` (`cgroup.kill` where the kernel
-/// has it, else each pid of `cgroup.procs`) and removes it, waiting a
-/// little for the processes to be gone.
-fn kill_and_remove(dir: &Path) {
+/// has it, else each pid of `cgroup.procs`) and tries to remove it; false
+/// while something is still in it.
+fn kill_and_try_remove(dir: &Path) -> bool {
     if std::fs::write(dir.join("cgroup.kill"), "1").is_err() {
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
         for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
@@ -56,12 +70,21 @@ fn kill_and_remove(dir: &Path) {
             );
         }
     }
+    !is_busy(std::fs::remove_dir(dir))
+}
+
+/// True when a removal failed because something is still in the cgroup.
+fn is_busy(removed: std::io::Result<()>) -> bool {
+    matches!(removed, Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY))
+}
+
+/// Removes `dir` once the processes killed in it are gone, waiting up to
+/// 100 ms (blocking).
+fn remove_when_empty(dir: &Path) {
     for _ in 0..50 {
-        match std::fs::remove_dir(dir) {
-            Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) => {
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-            _ => return,
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        if !is_busy(std::fs::remove_dir(dir)) {
+            return;
         }
     }
 }
@@ -117,7 +140,9 @@ fn remove_stale(parent: &Path) {
         }
         if let Ok(children) = std::fs::read_dir(entry.path()) {
             for child in children.flatten().filter(|c| c.path().is_dir()) {
-                kill_and_remove(&child.path());
+                if !kill_and_try_remove(&child.path()) {
+                    remove_when_empty(&child.path());
+                }
             }
         }
         let _ = std::fs::remove_dir(entry.path());
@@ -258,8 +283,9 @@ impl Cgroups {
         }
     }
 
-    /// Removes this supervisor's directories (empty once every worker has
-    /// gone).
+    /// Removes this supervisor's directories once every worker's has gone
+    /// (a worker's may still be waiting for its last process; blocking, at
+    /// most 100 ms).
     pub fn remove(&self) {
         let dirs = match self {
             Self::V2(dir) => vec![dir.clone()],
@@ -267,7 +293,9 @@ impl Cgroups {
             Self::Unavailable(_) => vec![],
         };
         for dir in dirs {
-            let _ = std::fs::remove_dir(dir);
+            if is_busy(std::fs::remove_dir(&dir)) {
+                remove_when_empty(&dir);
+            }
         }
     }
 }
