@@ -1,4 +1,4 @@
-//! `prx-bench`: the numbers of DESIGN.md section 12, measured side by side
+//! `prx-bench`: the numbers of docs/benchmarks.md, measured side by side
 //! in one run on the same component.
 //!
 //! - baseline: the echo tool called in-process on wasmtime (what PRX and
@@ -191,7 +191,7 @@ pub(crate) fn worker_spawn_to_ready(
             source: SourceKind::Wasm,
             load_timeout: Duration::from_secs(60),
             broker: Arc::new(PluginBroker::new(subject.name.into(), Vec::new())),
-            liveness: prx_supervisor::config::Liveness::default(),
+            liveness: prx_supervisor::worker::Liveness::default(),
             extra_args: Vec::new(),
             cgroups: cgroups.clone(),
             sandbox,

@@ -1,6 +1,6 @@
 //! The first eight bytes of a plugin's component, compared with constants
 //! before a worker is started for it. The supervisor goes no further into
-//! untrusted wasm (DESIGN.md section 2): whether the rest is whole and
+//! untrusted wasm (docs/security-model.md): whether the rest is whole and
 //! valid is for the worker's compiler, inside the sandbox, to find.
 
 /// `\0asm`, then the version and layer of a component.

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use crate::broker::rate::LogRate;
 use crate::manifest::Permission;
+use crate::worker::Liveness;
 use std::time::Duration;
 
 /// Compiling a Python component takes 8-12 s on a small machine; a minute
@@ -49,28 +51,6 @@ impl Default for RestartPolicy {
     }
 }
 
-/// Heartbeats on idle workers. A worker in the middle of a call is covered
-/// by the call's deadline instead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Liveness {
-    /// How often an idle worker is pinged.
-    pub interval: Duration,
-    /// How long a ping may go unanswered before the worker is killed (and
-    /// the kill counted as a crash).
-    pub timeout: Duration,
-}
-
-impl Default for Liveness {
-    /// A healthy worker answers a ping in microseconds; a second of silence
-    /// is a stopped or wedged process, found within three seconds.
-    fn default() -> Self {
-        Self {
-            interval: Duration::from_secs(2),
-            timeout: Duration::from_secs(1),
-        }
-    }
-}
-
 /// Which permissions the operator lets plugins have. A plugin gets a
 /// permission when it declares it *and* the policy allows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,27 +86,6 @@ impl PermissionPolicy {
             .get(plugin)
             .or(self.default_http_allowlist.as_ref())
             .map(Vec::as_slice)
-    }
-}
-
-/// How many log lines a plugin may write: a token bucket per plugin.
-/// Lines past it are dropped and counted, so a plugin cannot flood the
-/// supervisor's log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogRate {
-    /// Lines per second, sustained.
-    pub per_second: u32,
-    /// Lines at once after a quiet spell.
-    pub burst: u32,
-}
-
-impl Default for LogRate {
-    /// Far more than a person reads, far less than a loop can write.
-    fn default() -> Self {
-        Self {
-            per_second: 100,
-            burst: 500,
-        }
     }
 }
 
@@ -175,7 +134,7 @@ pub struct SupervisorConfig {
     /// How often that storage plugin's `health-check` is asked.
     pub storage_health_interval: Duration,
     /// Where cron schedules read the time (UTC).
-    pub clock: std::sync::Arc<dyn crate::scheduler::Clock>,
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
     /// Keep kv data in memory only (tests); otherwise `<state_dir>/kv.redb`.
     pub ephemeral_kv: bool,
     /// How often every plugin's files are checked for a change (a change
@@ -280,6 +239,10 @@ pub struct ApiConfig {
     pub max_request_bytes: usize,
 }
 
+/// Largest request body by default: tool arguments are JSON meant for an
+/// LLM tool, a few KiB in practice; 1 MiB leaves room and bounds memory.
+pub const MAX_REQUEST_BODY: usize = 1 << 20;
+
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
@@ -287,7 +250,7 @@ impl Default for ApiConfig {
             http: None,
             token: None,
             token_file: None,
-            max_request_bytes: crate::api::MAX_REQUEST_BODY,
+            max_request_bytes: MAX_REQUEST_BODY,
         }
     }
 }
@@ -335,7 +298,7 @@ impl SupervisorConfig {
             middleware_fail_open: BTreeSet::new(),
             memory_backend: None,
             storage_health_interval: DEFAULT_STORAGE_HEALTH_INTERVAL,
-            clock: std::sync::Arc::new(crate::scheduler::SystemClock),
+            clock: std::sync::Arc::new(crate::clock::SystemClock),
             ephemeral_kv: false,
             retry_poll: DEFAULT_RETRY_POLL,
             watch: true,

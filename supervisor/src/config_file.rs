@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{
-    LogFormat, LogRate, PermissionPolicy, ResourceCap, ResourceCaps, SupervisorConfig,
-};
+use crate::broker::rate::LogRate;
+use crate::config::{LogFormat, PermissionPolicy, ResourceCap, ResourceCaps, SupervisorConfig};
 use crate::manifest::{MAX_KV_STORAGE_KB_CEILING, Permission};
 use crate::worker::verify::Layer;
 

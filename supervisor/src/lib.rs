@@ -10,6 +10,7 @@
 pub mod api;
 pub mod broker;
 pub mod cache;
+pub mod clock;
 pub mod component;
 pub mod config;
 pub mod config_file;
@@ -21,6 +22,8 @@ pub mod plugin;
 pub mod scheduler;
 pub mod storage;
 mod supervisor;
+pub mod text;
+pub mod topics;
 pub mod worker;
 
 pub use config::SupervisorConfig;
@@ -31,3 +34,6 @@ pub use supervisor::{
     CronJob, LoadFailure, MIDDLEWARE_STAGES, MemoryFound, ModuleDescription, PluginDetail,
     ReloadOutcome, StartupError, Supervisor, ToolInfo,
 };
+
+#[cfg(test)]
+mod layering;

@@ -481,7 +481,7 @@ fn check_capability_name(at: &str, name: &str) -> Result<(), String> {
 /// The bus's own parser decides, so a manifest accepts exactly the
 /// patterns a hook can subscribe.
 fn check_pattern(at: &str, pattern: &str) -> Result<(), String> {
-    crate::broker::events::Pattern::parse(pattern)
+    crate::topics::Pattern::parse(pattern)
         .map(|_| ())
         .map_err(|e| format!("{at} event {e}"))
 }

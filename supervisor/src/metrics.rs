@@ -1,17 +1,16 @@
 //! What the supervisor counts about each plugin: calls, errors by kind,
 //! latencies, fuel, restarts, quarantines, published events, recent log
 //! lines and the last answer of each RPC. The status API and the console
-//! read it as JSON, `/metrics` as Prometheus text (see [`exposition`]).
+//! read it as JSON, `/metrics` as Prometheus text (see
+//! [`crate::api::exposition`]).
 //!
 //! Stats are kept by plugin name, not by version: a reload or a restart
 //! does not reset them, as an operator watching a counter expects.
 
-pub mod exposition;
-
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prx_ipc::{Call, Output};
 use serde::{Deserialize, Serialize};
@@ -227,7 +226,7 @@ impl PluginStats {
             log.pop_front();
         }
         log.push_back(LogLine {
-            at_ms: now_ms(),
+            at_ms: crate::clock::now_ms(),
             level: level.to_owned(),
             source: source.to_owned(),
             message: message.to_owned(),
@@ -249,7 +248,7 @@ impl PluginStats {
         lock(&self.rpc_samples).insert(
             name.to_owned(),
             RpcSample {
-                at_ms: now_ms(),
+                at_ms: crate::clock::now_ms(),
                 answer,
             },
         );
@@ -307,14 +306,32 @@ impl PluginStats {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What a cron plugin has done, for `prx cron` and the plugin status.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CronStats {
+    pub runs: u64,
+    pub failures: u64,
+    /// Fire times skipped because the previous run was still going.
+    pub skipped: u64,
+    /// The next fire time, RFC 3339 UTC.
+    pub next: Option<String>,
+    pub last: Option<CronOutcome>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CronOutcome {
+    /// `schedule` or `manual`.
+    pub trigger: String,
+    /// The fire time it ran for (scheduled runs).
+    pub scheduled_for: Option<String>,
+    pub success: bool,
+    /// The run's text, or the error.
+    pub output: String,
+    pub duration_ms: u64,
 }
 
 #[cfg(test)]

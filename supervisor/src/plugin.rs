@@ -13,12 +13,14 @@ use tokio::sync::watch;
 
 use crate::broker::PluginBroker;
 use crate::broker::Services;
-use crate::broker::events::{Chain, EventBus, no_chain};
+use crate::broker::events::EventBus;
 use crate::cache::CompileCache;
-use crate::config::{Liveness, PermissionPolicy, RestartPolicy};
+use crate::config::{PermissionPolicy, RestartPolicy};
 use crate::error::CallError;
 use crate::manifest::Permission;
 use crate::manifest::{CapabilityType, Manifest};
+use crate::topics::{Chain, no_chain};
+use crate::worker::Liveness;
 use crate::worker::{ExitCause, SourceKind, StartError, Worker, WorkerSpec};
 use std::collections::BTreeSet;
 
@@ -161,7 +163,7 @@ pub struct Plugin {
     pub(crate) handler_failures: AtomicU64,
     /// Cron: set while a run is in progress.
     pub(crate) cron_running: AtomicBool,
-    pub(crate) cron: Mutex<crate::scheduler::CronStats>,
+    pub(crate) cron: Mutex<crate::metrics::CronStats>,
     /// Open while the plugin takes calls; closed when a new version
     /// replaces it. A call counts itself in `active` under the read lock,
     /// so once the gate is closed `active` only goes down.
@@ -512,7 +514,7 @@ impl Plugin {
             };
             match self.call_worker(worker, rt, call, no_chain()).await {
                 Ok(Output::Text(name)) => {
-                    let name = crate::broker::untrusted_text(name);
+                    let name = crate::text::untrusted_text(name);
                     if cap.name.as_deref() != Some(name.as_str()) {
                         tracing::warn!(plugin = %self.name, manifest = ?cap.name, reported = %name,
                             "the {kind}'s name() differs from its manifest name; routing by the manifest name");
@@ -544,7 +546,7 @@ impl Plugin {
                 Ok(Output::Refused(e)) => {
                     return Err(format!(
                         "on-load refused: {}",
-                        crate::broker::untrusted_text(e)
+                        crate::text::untrusted_text(e)
                     ));
                 }
                 Ok(_) => return Err(self.bad_reply().to_string()),

@@ -377,7 +377,7 @@ impl Supervisor {
                 .unwrap_or_else(|p| p.into_inner())
                 .retain(|_, p| !Arc::ptr_eq(p, plugin));
         }
-        if let Some(route) = &self.inner.services.storage {
+        if let Some(route) = &self.inner.storage {
             route.detach(&plugin.name);
         }
         plugin.stop(STOP_GRACE).await;

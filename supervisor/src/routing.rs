@@ -8,11 +8,12 @@ use prx_ipc::{Call, ChatMessage, ChatResponse, Output};
 use serde::{Deserialize, Serialize};
 
 use super::{HOST_MEMORY_OWNER, Supervisor};
-use crate::broker::events::{Event, EventBus, extend, no_chain};
+use crate::broker::events::{Event, EventBus};
 use crate::error::CallError;
 use crate::manifest::CapabilityType;
+use crate::metrics::CronStats;
 use crate::plugin::{Plugin, PluginState, Runtime};
-use crate::scheduler::CronStats;
+use crate::topics::{extend, no_chain};
 
 /// The stages a middleware chain runs at, in a message's life.
 pub const MIDDLEWARE_STAGES: [&str; 4] = ["inbound", "outbound", "llm_request", "llm_response"];
@@ -227,7 +228,7 @@ impl Supervisor {
                     let error = CallError::Blocked {
                         plugin: plugin.name.to_string(),
                         stage: stage.into(),
-                        error: crate::broker::untrusted_text(error),
+                        error: crate::text::untrusted_text(error),
                     };
                     plugin.report_error(&error.to_string(), "middleware", no_chain());
                     return Err(error);
@@ -302,7 +303,7 @@ impl Supervisor {
             Output::Refused(error) => Err(CallError::Refused {
                 plugin: plugin.name.to_string(),
                 action: "the chat".into(),
-                error: crate::broker::untrusted_text(error),
+                error: crate::text::untrusted_text(error),
             }),
             _ => Err(plugin.bad_reply()),
         }
@@ -363,7 +364,7 @@ impl Supervisor {
             Output::Refused(error) => Err(CallError::Refused {
                 plugin: plugin.name.to_string(),
                 action: format!("the RPC `{name}`"),
-                error: crate::broker::untrusted_text(error),
+                error: crate::text::untrusted_text(error),
             }),
             _ => Err(plugin.bad_reply()),
         }
@@ -393,15 +394,15 @@ impl Supervisor {
         if state == PluginState::Running {
             match plugin.describe(self.runtime()).await {
                 Ok(Output::ModuleInfo(info)) => {
-                    description.status = Some(crate::broker::untrusted_text(info.status));
+                    description.status = Some(crate::text::untrusted_text(info.status));
                     description.stats = info
                         .stats
                         .into_iter()
                         .take(64)
                         .map(|(k, v)| {
                             (
-                                crate::broker::untrusted_text(k),
-                                crate::broker::untrusted_text(v),
+                                crate::text::untrusted_text(k),
+                                crate::text::untrusted_text(v),
                             )
                         })
                         .collect();
@@ -505,7 +506,7 @@ impl Supervisor {
 
     /// Stores a memory on behalf of the host application; returns its id.
     pub async fn store_memory(&self, text: &str, category: &str) -> Result<String, String> {
-        match &self.inner.services.storage {
+        match &self.inner.storage {
             Some(route) => route.store(text, category, None, no_chain()).await,
             None => self
                 .inner
@@ -519,7 +520,7 @@ impl Supervisor {
 
     /// The memories most relevant to `query`, best first.
     pub async fn recall_memory(&self, query: &str, limit: u32) -> Result<Vec<MemoryFound>, String> {
-        match &self.inner.services.storage {
+        match &self.inner.storage {
             Some(route) => route
                 .recall(query, limit, None, no_chain())
                 .await
@@ -561,7 +562,7 @@ impl Supervisor {
 
     /// Forgets the memory `id`; true when it existed.
     pub async fn forget_memory(&self, id: &str) -> Result<bool, String> {
-        match &self.inner.services.storage {
+        match &self.inner.storage {
             Some(route) => route.forget(id, no_chain()).await,
             None => self
                 .inner
@@ -575,7 +576,7 @@ impl Supervisor {
 
     /// How many memories are stored.
     pub async fn count_memories(&self) -> Result<u64, String> {
-        match &self.inner.services.storage {
+        match &self.inner.storage {
             Some(route) => route.count(no_chain()).await,
             None => self
                 .inner
@@ -589,7 +590,7 @@ impl Supervisor {
     /// Where memory is served: `built-in`, or the storage capability's
     /// name with its plugin and health.
     pub fn memory_backend(&self) -> serde_json::Value {
-        match &self.inner.services.storage {
+        match &self.inner.storage {
             None => serde_json::json!({ "backend": "built-in" }),
             Some(route) => serde_json::json!({
                 "backend": route.name(),
@@ -655,7 +656,7 @@ async fn deliver(plugin: &Plugin, rt: &Runtime, event: Event, hook: bool) {
         Ok(Output::Refused(error)) => format!(
             "handler refused {}: {}",
             event.topic,
-            crate::broker::untrusted_text(error)
+            crate::text::untrusted_text(error)
         ),
         Ok(_) => "handler answered with the wrong type".into(),
         Err(e) => format!("handler failed on {}: {e}", event.topic),

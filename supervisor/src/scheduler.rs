@@ -2,116 +2,24 @@
 //! once, and on demand (`prx cron run`).
 //!
 //! Time comes from a [`Clock`]: the system's in production, a
-//! [`ManualClock`] in tests, so a schedule can be driven minute by minute
+//! [`crate::clock::ManualClock`] in tests, so a schedule can be driven minute by minute
 //! without waiting. Fire times missed while the supervisor was down or a
 //! clock jumped are not caught up: after a run, the next fire time is the
 //! first one after now.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use prx_ipc::{Call, Output};
-use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
-use crate::broker::events::no_chain;
+use crate::clock::Clock;
 use crate::cron::CronSchedule;
 use crate::error::CallError;
+use crate::metrics::CronOutcome;
 use crate::plugin::{Plugin, PluginState, Runtime};
-
-/// Where the scheduler reads the time.
-pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
-    fn now(&self) -> DateTime<Utc>;
-    /// Resolves once `now() >= t`.
-    fn sleep_until(&self, t: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
-}
-
-/// The system clock (UTC).
-#[derive(Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-
-    fn sleep_until(&self, t: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async move {
-            // In slices, so a wall-clock change (NTP, suspend) is noticed
-            // within a minute rather than after a long monotonic sleep.
-            loop {
-                let left = (t - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-                if left.is_zero() {
-                    return;
-                }
-                tokio::time::sleep(left.min(Duration::from_secs(60))).await;
-            }
-        })
-    }
-}
-
-/// A clock that moves only when told to (tests).
-#[derive(Debug)]
-pub struct ManualClock {
-    now: watch::Sender<DateTime<Utc>>,
-}
-
-impl ManualClock {
-    pub fn new(start: DateTime<Utc>) -> Self {
-        Self {
-            now: watch::channel(start).0,
-        }
-    }
-
-    pub fn set(&self, t: DateTime<Utc>) {
-        self.now.send_replace(t);
-    }
-
-    pub fn advance(&self, by: chrono::Duration) {
-        self.now.send_modify(|now| *now += by);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.now.borrow()
-    }
-
-    fn sleep_until(&self, t: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        let mut rx = self.now.subscribe();
-        Box::pin(async move {
-            let _ = rx.wait_for(|now| *now >= t).await;
-        })
-    }
-}
-
-/// What a cron plugin has done, for `prx cron` and the plugin status.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct CronStats {
-    pub runs: u64,
-    pub failures: u64,
-    /// Fire times skipped because the previous run was still going.
-    pub skipped: u64,
-    /// The next fire time, RFC 3339 UTC.
-    pub next: Option<String>,
-    pub last: Option<CronOutcome>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CronOutcome {
-    /// `schedule` or `manual`.
-    pub trigger: String,
-    /// The fire time it ran for (scheduled runs).
-    pub scheduled_for: Option<String>,
-    pub success: bool,
-    /// The run's text, or the error.
-    pub output: String,
-    pub duration_ms: u64,
-}
+use crate::topics::no_chain;
 
 /// Why a run started.
 #[derive(Debug, Clone, Copy)]
@@ -156,11 +64,11 @@ async fn run_claimed(claim: Claim, rt: &Runtime, trigger: Trigger) -> Result<Str
     let plugin = &*claim.0;
     let started = Instant::now();
     let result = match plugin.call(rt, Call::CronRun, no_chain()).await {
-        Ok(Output::Text(text)) => Ok(crate::broker::untrusted_text(text)),
+        Ok(Output::Text(text)) => Ok(crate::text::untrusted_text(text)),
         Ok(Output::Refused(error)) => Err(CallError::Refused {
             plugin: plugin.name.to_string(),
             action: "its cron run".into(),
-            error: crate::broker::untrusted_text(error),
+            error: crate::text::untrusted_text(error),
         }),
         Ok(_) => Err(plugin.bad_reply()),
         Err(e) => Err(e),

@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use prx_ipc::{Call, Output, StoredMemory};
 
-use crate::broker::events::Chain;
+use crate::broker::MemoryBackend;
+use crate::broker::backend::Answer;
 use crate::plugin::{Plugin, Runtime};
+use crate::topics::Chain;
 
 /// Where memory calls go when a storage plugin is the backend.
 #[derive(Debug)]
@@ -93,7 +95,7 @@ impl StorageRoute {
                 "the memory backend `{}` (plugin `{}`) refused: {}",
                 self.name,
                 plugin.name,
-                crate::broker::untrusted_text(error)
+                crate::text::untrusted_text(error)
             )),
             Ok(output) => Ok(output),
             Err(e) => Err(format!("the memory backend `{}` failed: {e}", self.name)),
@@ -175,7 +177,7 @@ impl StorageRoute {
             None => false,
             Some((plugin, rt)) => matches!(
                 plugin
-                    .call(&rt, Call::StorageHealth, crate::broker::events::no_chain())
+                    .call(&rt, Call::StorageHealth, crate::topics::no_chain())
                     .await,
                 Ok(Output::Bool(true))
             ),
@@ -192,6 +194,30 @@ impl StorageRoute {
     }
 }
 
+impl MemoryBackend for StorageRoute {
+    fn is_served_by(&self, plugin: &str) -> bool {
+        StorageRoute::is_served_by(self, plugin)
+    }
+
+    fn store<'a>(
+        &'a self,
+        content: &'a str,
+        category: &'a str,
+        chain: Chain,
+    ) -> Answer<'a, String> {
+        Box::pin(StorageRoute::store(self, content, category, None, chain))
+    }
+
+    fn recall<'a>(
+        &'a self,
+        query: &'a str,
+        limit: u32,
+        chain: Chain,
+    ) -> Answer<'a, Vec<StoredMemory>> {
+        Box::pin(StorageRoute::recall(self, query, limit, None, chain))
+    }
+}
+
 /// Polls the backend's health every `every` until the route is dropped.
 pub async fn poll_health(route: std::sync::Weak<StorageRoute>, every: Duration) {
     loop {
@@ -205,9 +231,5 @@ pub async fn poll_health(route: std::sync::Weak<StorageRoute>, every: Duration) 
 
 /// A new memory key: time and randomness, unique enough to never repeat.
 fn new_key() -> String {
-    format!(
-        "mem-{:x}-{:08x}",
-        crate::broker::now_ms(),
-        fastrand::u32(..)
-    )
+    format!("mem-{:x}-{:08x}", crate::clock::now_ms(), fastrand::u32(..))
 }

@@ -18,7 +18,7 @@ pub use reload::ReloadOutcome;
 pub use routing::{CronJob, MIDDLEWARE_STAGES, MemoryFound, ModuleDescription, PluginDetail};
 
 use crate::broker::Services;
-use crate::broker::events::{EventBus, EventError, SubscriberStats, Subscription};
+use crate::broker::events::{EventBus, SubscriberStats, Subscription};
 use crate::broker::kv::KvStore;
 use crate::broker::memory::MemoryStore;
 use crate::cache::CompileCache;
@@ -26,6 +26,7 @@ use crate::config::SupervisorConfig;
 use crate::error::CallError;
 use crate::manifest::{CapabilityType, Manifest};
 use crate::plugin::{Fingerprint, Plugin, PluginState, PluginStatus, Runtime};
+use crate::topics::EventError;
 
 /// How long workers get to exit on their own at shutdown.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -85,6 +86,9 @@ pub struct Supervisor {
 struct Inner {
     config: SupervisorConfig,
     services: Services,
+    /// The storage plugin serving memory, when the operator named one (the
+    /// broker sees it as `services.storage`).
+    storage: Option<Arc<crate::storage::StorageRoute>>,
     /// Calls being served now, and a wake-up for when that reaches zero.
     in_flight: AtomicUsize,
     idle: tokio::sync::Notify,
@@ -181,7 +185,9 @@ impl Supervisor {
             memory,
             log_rate: config.log_rate,
             http: config.http.clone(),
-            storage,
+            storage: storage
+                .clone()
+                .map(|route| route as Arc<dyn crate::broker::MemoryBackend>),
             metrics: Arc::default(),
         };
         let dirs = plugin_dirs(&config.plugins_dir)
@@ -190,6 +196,7 @@ impl Supervisor {
             inner: Arc::new(Inner {
                 config,
                 services,
+                storage,
                 in_flight: AtomicUsize::new(0),
                 idle: tokio::sync::Notify::new(),
                 draining: AtomicBool::new(false),
@@ -359,7 +366,7 @@ impl Supervisor {
     /// Makes the storage route use `plugin` when it serves the configured
     /// backend, and stop using a plugin of that name when it no longer does.
     fn route_storage(&self, plugin: &Arc<Plugin>) {
-        let Some(route) = &self.inner.services.storage else {
+        let Some(route) = &self.inner.storage else {
             return;
         };
         let serves = plugin
@@ -468,11 +475,7 @@ impl Supervisor {
             let _ = bus.publish("tool.result", &result_event.to_string());
         }
         if let Err(e) = &result {
-            plugin.report_error(
-                &e.to_string(),
-                "tool.call",
-                crate::broker::events::no_chain(),
-            );
+            plugin.report_error(&e.to_string(), "tool.call", crate::topics::no_chain());
         }
         result
     }
@@ -486,7 +489,7 @@ impl Supervisor {
         let call = Call::ToolExecute {
             args: args_json.into(),
         };
-        let no_chain = crate::broker::events::no_chain();
+        let no_chain = crate::topics::no_chain();
         match plugin.call(&self.inner.runtime, call, no_chain).await? {
             Output::ToolResult(result) if result.success => Ok(result.output),
             Output::ToolResult(result) => Err(CallError::ToolFailed {
@@ -559,11 +562,6 @@ impl Supervisor {
     /// Every plugin's counters (`/metrics`, the console).
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.inner.services.metrics
-    }
-
-    /// Prometheus text for `/metrics`.
-    pub fn metrics_text(&self) -> String {
-        crate::metrics::exposition::render(self)
     }
 
     /// A plugin's kv keys with a prefix (operators: `prx kv list`).

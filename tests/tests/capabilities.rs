@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use common::*;
-use prx_supervisor::scheduler::ManualClock;
+use prx_supervisor::clock::ManualClock;
 use prx_supervisor::{CallError, ChatMessage, Supervisor, SupervisorConfig};
 use serde_json::{Value, json};
 
@@ -291,7 +291,7 @@ fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> chrono::DateTime<Utc>
         .expect("a time")
 }
 
-fn cron_stat(sup: &Supervisor, plugin: &str) -> prx_supervisor::scheduler::CronStats {
+fn cron_stat(sup: &Supervisor, plugin: &str) -> prx_supervisor::metrics::CronStats {
     sup.cron_jobs()
         .into_iter()
         .find(|j| j.plugin == plugin)

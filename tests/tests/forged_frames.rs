@@ -265,7 +265,7 @@ async fn fuel_a_worker_reports_is_capped_at_the_plugins_limit() {
     // get-spec at load, then three calls.
     assert_eq!(status.calls.fuel_used, 4 * max_fuel, "{status:?}");
     assert_eq!(status.calls.calls, 3);
-    let text = sup.metrics_text();
+    let text = prx_supervisor::api::exposition::render(&sup);
     assert!(
         text.contains(&format!(
             "prx_plugin_fuel_consumed_total{{plugin=\"fuel-lie\"}} {}",

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use common::{Daemon, Env, echo_manifest, stdout, tool_manifest};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use prx_supervisor::config::{Liveness, RestartPolicy};
+use prx_supervisor::config::RestartPolicy;
+use prx_supervisor::worker::Liveness;
 use prx_supervisor::{CallError, PluginStatus, Supervisor};
 
 /// Long calls: the wall clock, not fuel, ends them.

@@ -1,6 +1,6 @@
 //! `wit/` is the PRX 0.1.0 ABI: it parses with standard tooling as it is,
 //! and every world and function has exactly the signature plugins built for
-//! PRX 0.1.0 were compiled against (DESIGN.md section 4). A change here
+//! PRX 0.1.0 were compiled against (docs/host-functions.md). A change here
 //! would break binary compatibility, so this test spells the ABI out.
 
 use std::collections::BTreeMap;

@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod console;
+pub mod exposition;
 pub mod http;
 
 use std::os::unix::fs::PermissionsExt;
@@ -23,10 +24,6 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::{CallError, Supervisor};
-
-/// Largest request body: tool arguments are JSON meant for an LLM tool,
-/// a few KiB in practice; 1 MiB leaves room and bounds memory.
-pub const MAX_REQUEST_BODY: usize = 1 << 20;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CallResponse {
@@ -185,8 +182,8 @@ async fn openapi() -> Response {
 
 async fn metrics(State(sup): State<Supervisor>) -> Response {
     (
-        [("content-type", crate::metrics::exposition::CONTENT_TYPE)],
-        sup.metrics_text(),
+        [("content-type", exposition::CONTENT_TYPE)],
+        exposition::render(&sup),
     )
         .into_response()
 }

@@ -850,7 +850,7 @@ async fn kv(command: KvCommand, state: PathBuf) -> Result<ExitCode> {
 }
 
 async fn publish(topic: &str, payload: String, state: PathBuf) -> Result<ExitCode> {
-    if let Err(e) = prx_supervisor::broker::events::check_topic(topic) {
+    if let Err(e) = prx_supervisor::topics::check_topic(topic) {
         eprintln!("prx: {e}");
         return Ok(ExitCode::FAILURE);
     }

@@ -479,7 +479,7 @@ fn indexed(
         text: text.into(),
         category: category.into(),
         plugin: plugin.into(),
-        stored_at_ms: super::now_ms(),
+        stored_at_ms: crate::clock::now_ms(),
         terms: tf.values().map(|n| u64::from(*n)).sum(),
     };
     Ok((entry, tf))

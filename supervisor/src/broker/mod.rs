@@ -17,25 +17,27 @@
 //! declared but not granted gets `permission denied: <name>` (or traps,
 //! for the functions that have no error channel).
 
+pub mod backend;
 pub mod events;
 pub mod http;
 pub mod kv;
 pub mod memory;
+pub mod rate;
 pub mod staged;
 pub mod wal;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use prx_ipc::{HostCall, HostReply, HostValue, LogLevel, MemoryEntry};
 
-use crate::config::LogRate;
 use crate::manifest::Permission;
 use crate::metrics::PluginStats;
-use crate::storage::StorageRoute;
-use events::{Chain, EventBus};
+use crate::topics::{self, Chain};
+use rate::{Admit, LogLimiter, LogRate, PUBLISH_RATE};
+
+pub use backend::MemoryBackend;
+use events::EventBus;
 use kv::KvStore;
 use memory::MemoryStore;
 use prx_ipc::WorkerText;
@@ -49,7 +51,7 @@ pub struct Services {
     pub log_rate: LogRate,
     pub http: http::HttpPolicy,
     /// A storage plugin serving memory instead of the built-in store.
-    pub storage: Option<Arc<StorageRoute>>,
+    pub storage: Option<Arc<dyn MemoryBackend>>,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -78,7 +80,7 @@ pub struct PluginBroker {
     log: LogLimiter,
     /// Events this plugin may publish ([`PUBLISH_RATE`]).
     publish_rate: LogLimiter,
-    storage: Option<Arc<StorageRoute>>,
+    storage: Option<Arc<dyn MemoryBackend>>,
     /// The causal chain of the invocation the worker runs now.
     chain: Mutex<Chain>,
     /// RPC names registered by the `on-load` running now; `None` outside it.
@@ -105,7 +107,7 @@ impl PluginBroker {
             log: LogLimiter::new(LogRate::default()),
             publish_rate: LogLimiter::new(PUBLISH_RATE),
             storage: None,
-            chain: Mutex::new(events::no_chain()),
+            chain: Mutex::new(topics::no_chain()),
             registering: Mutex::new(None),
             stats: Arc::default(),
             staged: staged::Staged::default(),
@@ -159,7 +161,7 @@ impl PluginBroker {
     /// The invocation answered: host calls until the next one belong to
     /// none (and carry only the plugin itself, see [`Self::events`]).
     pub fn end_invocation(&self) {
-        *self.chain.lock().unwrap_or_else(|p| p.into_inner()) = events::no_chain();
+        *self.chain.lock().unwrap_or_else(|p| p.into_inner()) = topics::no_chain();
     }
 
     fn current_chain(&self) -> Chain {
@@ -367,7 +369,7 @@ impl PluginBroker {
         let function = call.function();
         let reply = match call {
             HostCall::EventsPublish { topic, payload } => {
-                let chain = events::published_by(&self.current_chain(), &self.plugin);
+                let chain = topics::published_by(&self.current_chain(), &self.plugin);
                 match self.publish_rate.admit() {
                     Admit::Yes | Admit::AfterDrops(_) => bus
                         .publish_from(&self.plugin, &topic, &payload, chain)
@@ -376,7 +378,7 @@ impl PluginBroker {
                             HostValue::Unit
                         }),
                     Admit::FirstDrop | Admit::No => {
-                        Err(events::EventError::TooFast(PUBLISH_RATE.per_second))
+                        Err(topics::EventError::TooFast(PUBLISH_RATE.per_second))
                     }
                 }
             }
@@ -411,7 +413,7 @@ impl PluginBroker {
 
     async fn memory(&self, call: HostCall) -> HostReply {
         if let Some(route) = &self.storage {
-            return self.memory_from_plugin(route, call).await;
+            return self.memory_from_plugin(route.as_ref(), call).await;
         }
         let Some(store) = &self.memory else {
             return self.unavailable(&call);
@@ -446,7 +448,7 @@ impl PluginBroker {
     }
 
     /// Memory served by the operator's storage plugin.
-    async fn memory_from_plugin(&self, route: &StorageRoute, call: HostCall) -> HostReply {
+    async fn memory_from_plugin(&self, route: &dyn MemoryBackend, call: HostCall) -> HostReply {
         let function = call.function();
         if route.is_served_by(&self.plugin) {
             return HostReply::Err(format!(
@@ -456,11 +458,11 @@ impl PluginBroker {
         let chain = self.current_chain();
         let reply = match call {
             HostCall::MemoryStore { text, category } => route
-                .store(&text, &category, None, chain)
+                .store(&text, &category, chain)
                 .await
                 .map(HostValue::String),
             HostCall::MemoryRecall { query, limit } => {
-                route.recall(&query, limit, None, chain).await.map(|found| {
+                route.recall(&query, limit, chain).await.map(|found| {
                     HostValue::Memories(
                         found
                             .into_iter()
@@ -643,7 +645,7 @@ impl PluginBroker {
 
     /// Log lines of this plugin dropped by the rate limit so far.
     pub fn log_dropped(&self) -> u64 {
-        self.log.dropped.load(Ordering::Relaxed)
+        self.log.dropped()
     }
 
     /// Writes a plugin's log line into the supervisor's log, unless the
@@ -657,7 +659,7 @@ impl PluginBroker {
                 tracing::warn!(
                     plugin,
                     "plugin logs faster than {} lines/s; dropping lines until it slows down",
-                    self.log.rate.per_second
+                    self.log.rate().per_second
                 );
                 return;
             }
@@ -680,74 +682,6 @@ impl PluginBroker {
             LogLevel::Error => tracing::error!(target: "plugin", plugin, "{message}"),
         }
     }
-}
-
-/// How fast one plugin may publish events: far more than any handler
-/// needs, and a loop between plugins that slipped past the chain is slowed
-/// to this instead of running at socket speed.
-pub const PUBLISH_RATE: LogRate = LogRate {
-    per_second: 1_000,
-    burst: 2_000,
-};
-
-/// A token bucket over one plugin's log lines (or published events).
-#[derive(Debug)]
-struct LogLimiter {
-    rate: LogRate,
-    /// Tokens left, when they were last counted, and lines dropped since
-    /// the last line let through.
-    bucket: Mutex<(f64, Instant, u64)>,
-    dropped: AtomicU64,
-}
-
-enum Admit {
-    Yes,
-    No,
-    /// The first line dropped after lines went through.
-    FirstDrop,
-    /// Let through after this many were dropped.
-    AfterDrops(u64),
-}
-
-impl LogLimiter {
-    fn new(rate: LogRate) -> Self {
-        Self {
-            rate,
-            bucket: Mutex::new((f64::from(rate.burst), Instant::now(), 0)),
-            dropped: AtomicU64::new(0),
-        }
-    }
-
-    fn admit(&self) -> Admit {
-        let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, last, since) = &mut *bucket;
-        let now = Instant::now();
-        let refill = now.duration_since(*last).as_secs_f64() * f64::from(self.rate.per_second);
-        *tokens = (*tokens + refill).min(f64::from(self.rate.burst));
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            return match std::mem::take(since) {
-                0 => Admit::Yes,
-                n => Admit::AfterDrops(n),
-            };
-        }
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-        *since += 1;
-        if *since == 1 {
-            Admit::FirstDrop
-        } else {
-            Admit::No
-        }
-    }
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The permission a host call needs; `None` for `rpc.register`, which
@@ -827,70 +761,9 @@ pub(crate) fn has_error_channel(call: &HostCall) -> bool {
     )
 }
 
-/// Longest text from a worker the supervisor keeps (an error, a reason).
-const MAX_UNTRUSTED_TEXT: usize = 4096;
-
-/// Text a worker sent (error messages, sandbox reasons), made safe to keep,
-/// log and show: control characters escaped, cut to a few KiB.
-pub(crate) fn untrusted_text(text: String) -> String {
-    let mut text = match sanitize(&text) {
-        std::borrow::Cow::Borrowed(_) => text,
-        std::borrow::Cow::Owned(escaped) => escaped,
-    };
-    if text.len() > MAX_UNTRUSTED_TEXT {
-        let mut cut = MAX_UNTRUSTED_TEXT;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let dropped = text.len() - cut;
-        text.truncate(cut);
-        text.push_str(&format!("... ({dropped} more bytes)"));
-    }
-    text
-}
-
-/// Plugin text is untrusted: control characters (newlines that would forge
-/// log lines, terminal escapes) are shown escaped.
-fn sanitize(message: &str) -> std::borrow::Cow<'_, str> {
-    if message.chars().any(char::is_control) {
-        message
-            .chars()
-            .map(|c| {
-                if c.is_control() {
-                    c.escape_default().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect::<String>()
-            .into()
-    } else {
-        message.into()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn control_characters_cannot_forge_log_lines() {
-        assert_eq!(sanitize("a\nb\x1b[31m"), "a\\nb\\u{1b}[31m");
-        assert_eq!(sanitize("plain"), "plain");
-    }
-
-    #[test]
-    fn worker_text_is_escaped_and_cut() {
-        assert_eq!(untrusted_text("fine".into()), "fine");
-        assert_eq!(untrusted_text("a\nb".into()), "a\\nb");
-        let long = untrusted_text("é".repeat(10_000));
-        assert!(long.len() < MAX_UNTRUSTED_TEXT + 40, "{}", long.len());
-        assert!(
-            long.ends_with("... (15904 more bytes)"),
-            "{}",
-            &long[long.len() - 30..]
-        );
-    }
 
     #[tokio::test]
     async fn config_is_served_from_the_manifest() {

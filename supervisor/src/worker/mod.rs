@@ -9,6 +9,7 @@
 
 pub mod cgroup;
 mod link;
+mod liveness;
 mod spawn;
 pub mod verify;
 
@@ -28,12 +29,14 @@ use tokio::sync::{Mutex as AsyncMutex, oneshot, watch};
 
 pub use link::LinkError;
 use link::{FrameReader, FrameWriter};
+pub use liveness::Liveness;
+use liveness::heartbeat;
 pub use spawn::spawn_worker;
 
-use crate::broker::events::Chain;
-use crate::broker::{PluginBroker, untrusted_text};
+use crate::broker::PluginBroker;
 use crate::cache::CachedArtifact;
-use crate::config::Liveness;
+use crate::text::untrusted_text;
+use crate::topics::Chain;
 
 /// Largest compiled artifact accepted from a worker: a Python component
 /// compiles to about 40 MB; this leaves room without being unbounded.
@@ -567,44 +570,6 @@ impl Worker {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Pings an idle worker every `interval`; one that does not answer within
-/// `timeout` is killed. Busy workers are covered by the call deadline.
-async fn heartbeat(worker: Arc<Worker>, liveness: Liveness) {
-    let mut nonce = 0u64;
-    loop {
-        tokio::select! {
-            _ = worker.exited() => return,
-            _ = tokio::time::sleep(liveness.interval) => {}
-        }
-        if worker.is_closed() {
-            return;
-        }
-        if worker.in_flight() > 0 {
-            continue;
-        }
-        nonce += 1;
-        let (tx, rx) = oneshot::channel();
-        *lock(&worker.ping) = Some((nonce, tx));
-        if worker
-            .send(&ToWorker::Ping(nonce), liveness.timeout)
-            .await
-            .is_err()
-        {
-            return;
-        }
-        if tokio::time::timeout(liveness.timeout, rx).await.is_err() {
-            tracing::warn!(plugin = %worker.plugin, pid = worker.pid,
-                timeout_ms = liveness.timeout.as_millis() as u64,
-                "worker missed its heartbeat; killing it");
-            worker.kill_because(format!(
-                "killed by the supervisor: no heartbeat within {} ms",
-                liveness.timeout.as_millis()
-            ));
-            return;
-        }
-    }
 }
 
 /// A spawned worker process during start-up: its link, and what kills and

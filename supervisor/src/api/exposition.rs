@@ -1,7 +1,7 @@
 //! `/metrics`: the Prometheus text format (version 0.0.4), written at
 //! scrape time from the supervisor's own counters.
 //!
-//! The stats live in [`super::PluginStats`] because the status API and the
+//! The stats live in [`crate::metrics::PluginStats`] because the status API and the
 //! console read them too; the exposition is a rendering of them, so it is
 //! written here rather than mirrored into a client library's registry of
 //! live instruments.
@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write};
 
-use super::LATENCY_BUCKETS;
 use crate::Supervisor;
+use crate::metrics::{Counters, LATENCY_BUCKETS};
 
 /// The content type Prometheus expects for this format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -96,7 +96,7 @@ type Read<T> = fn(&T) -> u64;
 pub fn render(sup: &Supervisor) -> String {
     let mut t = Text::default();
     let statuses = sup.plugins();
-    let stats: BTreeMap<String, super::Counters> = sup
+    let stats: BTreeMap<String, Counters> = sup
         .metrics()
         .all()
         .into_iter()
@@ -182,7 +182,7 @@ pub fn render(sup: &Supervisor) -> String {
         t.sample(&format!("{name}_count"), &[("plugin", plugin)], count);
     }
 
-    let per_plugin: [(&str, &str, Read<super::Counters>); 4] = [
+    let per_plugin: [(&str, &str, Read<Counters>); 4] = [
         (
             "prx_plugin_fuel_consumed_total",
             "Wasm fuel the plugin's calls consumed, as its workers reported it (clamped to max_fuel per call).",
