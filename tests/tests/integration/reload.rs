@@ -4,7 +4,7 @@
 //! directories come and go; manifest subscriptions and middleware order
 //! follow the new manifest; `prx reload` and `prx status` show it.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use prx_supervisor::{CallError, PluginStatus, Supervisor};
+use prx_supervisor::{CallError, Supervisor};
 
 /// The versioned test tool's manifest: `[plugin] version` and the
 /// `[config] version` it answers with, plus extra TOML.
@@ -37,22 +37,6 @@ fn replace_file(path: &Path, bytes: &[u8]) {
     ));
     std::fs::write(&staged, bytes).expect("write staged file");
     std::fs::rename(&staged, path).expect("rename into place");
-}
-
-fn status(sup: &Supervisor, name: &str) -> PluginStatus {
-    sup.plugins()
-        .into_iter()
-        .find(|p| p.name == name)
-        .expect("plugin listed")
-}
-
-/// Waits (polling, up to 30 s) until `check` holds.
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// The supervisor of a test with the versioned tool at version 1. The

@@ -2,7 +2,7 @@
 //! listener's token and limits, JSON logs, systemd notification, and the
 //! config file's resource caps.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;

@@ -7,7 +7,7 @@
 //! way to `prx rpc`; `validate` fails clearly on a core module, a missing
 //! export and a torn file.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

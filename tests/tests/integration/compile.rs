@@ -2,7 +2,7 @@
 //! killed at the load timeout, the plugin is marked failed (not retried
 //! in a loop), and the other plugins load and serve as usual.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

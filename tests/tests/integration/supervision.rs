@@ -2,11 +2,11 @@
 //! loops stop in quarantine, stuck workers are found, nothing is left
 //! behind, and shutdown drains.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Env, echo_manifest, stdout, tool_manifest};
+use common::{Daemon, Env, echo_manifest, status, stdout, tool_manifest, until};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use prx_supervisor::config::RestartPolicy;
@@ -15,25 +15,6 @@ use prx_supervisor::{CallError, PluginStatus, Supervisor};
 
 /// Long calls: the wall clock, not fuel, ends them.
 const LONG: &str = "[resources]\nmax_fuel = 1_000_000_000_000\nmax_execution_time_ms = 5000\n";
-
-fn status(sup: &Supervisor, name: &str) -> PluginStatus {
-    sup.plugins()
-        .into_iter()
-        .find(|p| p.name == name)
-        .expect("plugin listed")
-}
-
-/// Polls `cond` every 5 ms for up to `limit`; true when it held.
-async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    cond()
-}
 
 fn alive(pid: u32) -> bool {
     // A zombie still has a /proc entry; it is not running.
@@ -88,11 +69,10 @@ async fn kill_9_during_a_long_call_fails_it_fast_and_the_plugin_comes_back() {
         let sup = sup.clone();
         async move { sup.call_tool("faulty", r#"{"mode":"spin"}"#).await }
     });
-    assert!(
-        eventually(Duration::from_secs(5), || status(&sup, "faulty").in_flight
-            == 1)
-        .await
-    );
+    until("the call under way", || {
+        status(&sup, "faulty").in_flight == 1
+    })
+    .await;
     let killed = Instant::now();
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
     let err = call.await.unwrap().unwrap_err();
@@ -208,15 +188,11 @@ async fn a_stopped_worker_misses_its_heartbeat_and_is_replaced() {
 
     kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).unwrap();
     let stopped = Instant::now();
-    assert!(
-        eventually(Duration::from_secs(5), || {
-            let s = status(&sup, "echo-tool");
-            s.state == "running" && s.pid.is_some_and(|p| p != pid)
-        })
-        .await,
-        "{:?}",
-        status(&sup, "echo-tool")
-    );
+    until("echo-tool restarted and running", || {
+        let s = status(&sup, "echo-tool");
+        s.state == "running" && s.pid.is_some_and(|p| p != pid)
+    })
+    .await;
     // Interval + timeout + restart: well within a second.
     assert!(
         stopped.elapsed() < Duration::from_secs(1),
@@ -276,27 +252,20 @@ async fn crashed_workers_are_reaped_no_zombie_stays() {
     for round in 1..=3u32 {
         let pid = status(&sup, "echo-tool").pid.unwrap();
         kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
-        assert!(
-            eventually(Duration::from_secs(5), || {
-                let s = status(&sup, "echo-tool");
-                s.restarts == round && s.state == "running"
-            })
-            .await
-        );
+        until("echo-tool restarted and running", || {
+            let s = status(&sup, "echo-tool");
+            s.restarts == round && s.state == "running"
+        })
+        .await;
     }
     assert_eq!(sup.call_tool("echo", r#"{"text":"x"}"#).await.unwrap(), "x");
     // Other tests in this process start and stop workers too: one of
     // theirs may be caught between its exit and its reaping. A zombie of
     // ours would stay; theirs go within moments.
-    let none_stay = || async {
-        eventually(Duration::from_secs(2), || {
-            zombies_of(std::process::id()).is_empty()
-        })
-        .await
-    };
-    assert!(none_stay().await, "{:?}", zombies_of(std::process::id()));
+    let no_zombie = || zombies_of(std::process::id()).is_empty();
+    until("no zombie child of this process", no_zombie).await;
     sup.shutdown().await;
-    assert!(none_stay().await, "{:?}", zombies_of(std::process::id()));
+    until("no zombie child after shutdown", no_zombie).await;
 }
 
 #[test]
@@ -429,11 +398,10 @@ async fn a_change_to_its_files_retries_a_quarantined_or_failed_plugin() {
         .await
         .unwrap_err();
     assert!(matches!(err, CallError::Crashed { .. }), "{err:?}");
-    assert!(
-        eventually(Duration::from_secs(5), || status(&sup, "faulty").state
-            == "quarantined")
-        .await
-    );
+    until("faulty quarantined", || {
+        status(&sup, "faulty").state == "quarantined"
+    })
+    .await;
     // Files unchanged: it stays quarantined.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(status(&sup, "faulty").state, "quarantined");
@@ -441,13 +409,10 @@ async fn a_change_to_its_files_retries_a_quarantined_or_failed_plugin() {
     // A new version of the manifest (a deploy) retries it.
     let manifest = tool_manifest("faulty", "faulty", "# fixed\n");
     std::fs::write(faulty_dir.join("plugin.toml"), manifest).unwrap();
-    assert!(
-        eventually(Duration::from_secs(5), || status(&sup, "faulty").state
-            == "running")
-        .await,
-        "{:?}",
-        status(&sup, "faulty")
-    );
+    until("faulty running again", || {
+        status(&sup, "faulty").state == "running"
+    })
+    .await;
     assert_eq!(sup.call_tool("faulty", "{}").await.unwrap(), "ok");
 
     // A manifest that was refused loads once it is fixed.
@@ -456,15 +421,12 @@ async fn a_change_to_its_files_retries_a_quarantined_or_failed_plugin() {
         tool_manifest("broken", "echo", ""),
     )
     .unwrap();
-    assert!(
-        eventually(Duration::from_secs(5), || sup
-            .plugins()
-            .iter()
-            .any(|p| p.name == "broken" && p.state == "running"))
-        .await,
-        "{:?}",
+    until("broken running", || {
         sup.plugins()
-    );
+            .iter()
+            .any(|p| p.name == "broken" && p.state == "running")
+    })
+    .await;
     assert!(sup.failures().is_empty(), "{:?}", sup.failures());
     assert_eq!(
         sup.call_tool("echo", r#"{"text":"fixed"}"#).await.unwrap(),
@@ -478,15 +440,11 @@ async fn kill_and_wait_for_restart(sup: &Supervisor, name: &str) -> PluginStatus
     let before = status(sup, name);
     let pid = before.pid.expect("running");
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("kill");
-    assert!(
-        eventually(Duration::from_secs(30), || {
-            let s = status(sup, name);
-            s.state == "running" && s.pid.is_some_and(|p| p != pid)
-        })
-        .await,
-        "{name} came back: {:?}",
-        status(sup, name)
-    );
+    until("the plugin running again", || {
+        let s = status(sup, name);
+        s.state == "running" && s.pid.is_some_and(|p| p != pid)
+    })
+    .await;
     status(sup, name)
 }
 

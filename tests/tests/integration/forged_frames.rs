@@ -2,7 +2,7 @@
 //! it, quarantines the plugin at once (no restart), and keeps serving the
 //! other plugins. The liar is `src/bin/fake-worker.rs`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! and plugins/testing; each is compiled once per run into the shared
 //! compile cache.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use prx_supervisor::{Supervisor, SupervisorConfig};
+use prx_supervisor::{PluginStatus, Supervisor, SupervisorConfig};
 
 /// A binary of this workspace, next to the test executable's `deps/`.
 pub fn bin(name: &str) -> PathBuf {
@@ -40,9 +40,14 @@ pub fn shared_cache() -> PathBuf {
     Path::new(env!("PRX_ROOT")).join("target/test-compile-cache")
 }
 
-/// Waits (polling, up to 60 s) until `check` gives a value.
+/// How long a test waits for something that should happen: long enough
+/// for a loaded CI machine, and only a failing test ever waits it out.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Waits (polling) until `check` gives a value; fails the test, naming
+/// `what`, after [`PATIENCE`].
 pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         if let Some(value) = check().await {
             return value;
@@ -50,6 +55,31 @@ pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits (polling every 5 ms) until `check` holds; fails the test, naming
+/// `what`, after [`PATIENCE`].
+pub async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A plugin's status; fails the test when the supervisor does not list it.
+pub fn status(sup: &Supervisor, name: &str) -> PluginStatus {
+    sup.plugins()
+        .into_iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("{name} is not listed"))
+}
+
+/// Calls `tool` with JSON arguments; its JSON answer. Fails the test when
+/// the call fails or the answer is not JSON.
+pub async fn op(sup: &Supervisor, tool: &str, args: serde_json::Value) -> serde_json::Value {
+    let out = sup.call_tool(tool, &args.to_string()).await.expect("call");
+    serde_json::from_str(&out).expect("json")
 }
 
 /// A Python plugin under plugins/ (`examples/hello-py`, `testing/py-faults`),

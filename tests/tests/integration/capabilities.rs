@@ -3,7 +3,7 @@
 //! blocking, fail-open), cron (a controllable clock), providers, storage
 //! plugins as the memory backend, and bus modules (RPC, cache, describe).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! that this test runs: what the allowlist lets through works, and every
 //! way around it is refused with the plugin's name and the rule.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,11 +1,11 @@
 //! kv through real workers: namespaces, quota, durability across a
 //! SIGKILL of the supervisor, and permissions decided by the supervisor.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 
-use common::{Daemon, Env, stderr, stdout, tool_manifest};
+use common::{Daemon, Env, op, stderr, stdout, tool_manifest};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use prx_supervisor::manifest::Permission;
@@ -17,11 +17,6 @@ fn kv_manifest(plugin: &str, tool: &str, extra: &str) -> String {
         tool,
         &format!("[permissions]\nrequired = [\"kv\"]\n{extra}"),
     )
-}
-
-async fn op(sup: &prx_supervisor::Supervisor, tool: &str, args: Value) -> Value {
-    let out = sup.call_tool(tool, &args.to_string()).await.expect("call");
-    serde_json::from_str(&out).expect("json")
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! through chromedriver (WebDriver) against a real `prx up` serving the
 //! example plugins. Screenshots go to `target/test-artifacts/`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

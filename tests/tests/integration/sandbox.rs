@@ -5,7 +5,7 @@
 //! off in turn, and the others must still keep the files and the network
 //! out of reach.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;

@@ -3,12 +3,12 @@
 //! refused, its memories are recalled by relevance, and its log flood is
 //! cut by the supervisor.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Daemon, Env, stderr, stdout, tool_manifest};
+use common::{Daemon, Env, op, stderr, stdout, tool_manifest};
 use prx_supervisor::Supervisor;
 use prx_supervisor::manifest::Permission;
 use serde_json::{Value, json};
@@ -19,11 +19,6 @@ fn bus_manifest(plugin: &str, tool: &str) -> String {
         tool,
         "[permissions]\noptional = [\"events\", \"memory\"]\n\n[config]\ngreeting = \"hello\"\n",
     )
-}
-
-async fn op(sup: &Supervisor, tool: &str, args: Value) -> Value {
-    let out = sup.call_tool(tool, &args.to_string()).await.expect("call");
-    serde_json::from_str(&out).expect("json")
 }
 
 async fn started(env: &Env) -> Supervisor {

@@ -1,7 +1,7 @@
 //! The isolated tool call, end to end: real `prx` and `prx-worker`
 //! processes, real wasm32-wasip2 plugins.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

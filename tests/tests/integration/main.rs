@@ -1,0 +1,22 @@
+//! The integration tests, in one binary (one link step) with a module per
+//! area. The tests run the real `prx` supervisor and `prx-worker`
+//! binaries on real plugins built for wasm32-wasip2; shared helpers are in
+//! `common`.
+
+mod common;
+
+mod bus;
+mod capabilities;
+mod compile;
+mod console;
+mod forged_frames;
+mod http;
+mod kv;
+mod operator;
+mod plugin_cli;
+mod python;
+mod reload;
+mod sandbox;
+mod supervision;
+mod tool_call;
+mod wit_abi;
