@@ -1,0 +1,236 @@
+//! What a plugin is doing and has done, as operators see it: its state,
+//! its status (the JSON of `prx status` and the API), and the fingerprint
+//! of its files that tells a reload whether anything changed.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use prx_ipc::CodeSource;
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::Manifest;
+
+use super::Plugin;
+
+impl PluginState {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Restarting => "restarting",
+            Self::BackingOff { .. } => "backing_off",
+            Self::Quarantined(_) => "quarantined",
+            Self::Failed(_) => "failed",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+impl Fingerprint {
+    /// Reads the fingerprint of the plugin in `dir` now.
+    pub fn of(dir: &Path) -> Self {
+        let wasm = Manifest::load(&dir.join("plugin.toml"))
+            .map(|m| m.wasm_path(dir))
+            .unwrap_or_else(|_| dir.join("plugin.wasm"));
+        Self::of_files(dir, &wasm)
+    }
+
+    /// The same, with the component's path already known.
+    pub fn of_files(dir: &Path, wasm: &Path) -> Self {
+        let stat = |p: &Path| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?)))
+        };
+        Self(vec![stat(&dir.join("plugin.toml")), stat(wasm)])
+    }
+}
+
+/// Where a plugin is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginState {
+    Starting,
+    Running,
+    Restarting,
+    /// Waiting before the next restart (exponential backoff).
+    BackingOff {
+        until: SystemTime,
+    },
+    /// Crashed too often, or its worker broke the protocol: not restarted
+    /// until an operator releases it.
+    Quarantined(String),
+    /// Could not be loaded (manifest, compile, start-up code): not retried
+    /// until its files change.
+    Failed(String),
+    Stopped,
+}
+
+/// What `prx plugins` shows of a plugin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PluginStatus {
+    pub name: String,
+    pub version: String,
+    pub dir: PathBuf,
+    pub capabilities: Vec<String>,
+    pub state: String,
+    /// Why it is failed or quarantined.
+    pub error: Option<String>,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub last_exit: Option<String>,
+    pub uptime_ms: Option<u64>,
+    /// Calls being served by the current worker.
+    pub in_flight: usize,
+    /// When backing off: the next restart, in ms since the Unix epoch.
+    pub restart_at_ms: Option<u64>,
+    /// Log lines dropped by the per-plugin rate limit.
+    #[serde(default)]
+    pub log_dropped: u64,
+    /// The current worker's sandbox layers: `applied`, `disabled`, or
+    /// `unavailable: <why>`.
+    #[serde(default)]
+    pub sandbox: Vec<(String, String)>,
+    /// RPC names a module registered.
+    #[serde(default)]
+    pub rpcs: Vec<String>,
+    /// Events its handler (hook or module) received, and how many of those
+    /// failed (an error, a trap, no answer).
+    #[serde(default)]
+    pub events_handled: u64,
+    #[serde(default)]
+    pub handler_failures: u64,
+    /// The first 12 hex digits of the SHA-256 of the manifest and
+    /// component being served: which build runs.
+    #[serde(default)]
+    pub digest: String,
+    /// How the current worker got the plugin's code: `compiled`, `cache,
+    /// mapped` (the compile cache's artifact run in place), or `cache,
+    /// copied` (it could not be mapped executable).
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Times a new version of the plugin took over while it ran.
+    #[serde(default)]
+    pub reloads: u32,
+    /// Why the newest version of its files is not the one serving (it
+    /// failed validation, asked for more than the policy allows, or did
+    /// not start); the version shown keeps serving.
+    #[serde(default)]
+    pub reload_error: Option<String>,
+    /// Calls, errors, latency over recent calls and fuel (all versions).
+    #[serde(default)]
+    pub calls: crate::metrics::CallSummary,
+}
+
+/// Sizes and modification times of a plugin's manifest and component.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fingerprint(Vec<Option<(u64, SystemTime)>>);
+
+impl Plugin {
+    pub fn status(&self) -> PluginStatus {
+        let state = self.state();
+        let worker = self.worker();
+        PluginStatus {
+            name: self.name.to_string(),
+            version: self.manifest.plugin.version.clone(),
+            dir: self.dir.clone(),
+            capabilities: self
+                .manifest
+                .capabilities
+                .iter()
+                .map(|c| match &c.name {
+                    Some(name) => format!("{}:{name}", c.kind),
+                    None => c.kind.to_string(),
+                })
+                .collect(),
+            error: match &state {
+                PluginState::Failed(reason) | PluginState::Quarantined(reason) => {
+                    Some(reason.clone())
+                }
+                _ => None,
+            },
+            restart_at_ms: match &state {
+                PluginState::BackingOff { until } => until
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_millis() as u64),
+                _ => None,
+            },
+            state: state.label().into(),
+            pid: worker.as_ref().map(|w| w.pid()),
+            restarts: self.restarts.load(Ordering::Relaxed),
+            last_exit: self
+                .last_exit
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            in_flight: worker.as_ref().map(|w| w.in_flight()).unwrap_or(0),
+            log_dropped: self.broker.log_dropped(),
+            sandbox: worker
+                .as_ref()
+                .map(|w| {
+                    w.sandbox()
+                        .layers
+                        .iter()
+                        .map(|l| {
+                            let status = match &l.status {
+                                prx_ipc::LayerStatus::Applied => "applied".to_owned(),
+                                prx_ipc::LayerStatus::Disabled => "disabled".to_owned(),
+                                prx_ipc::LayerStatus::Unavailable(why) => {
+                                    format!("unavailable: {why}")
+                                }
+                            };
+                            (l.layer.clone(), status)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            uptime_ms: worker.as_ref().map(|w| w.uptime().as_millis() as u64),
+            rpcs: self.rpcs(),
+            events_handled: self.events_handled.load(Ordering::Relaxed),
+            handler_failures: self.handler_failures.load(Ordering::Relaxed),
+            digest: self.digest_hex(),
+            code: worker.as_ref().map(|w| {
+                if self.compiled_here.load(Ordering::Relaxed) {
+                    CodeSource::Compiled.as_str().to_owned()
+                } else {
+                    w.code().as_str().to_owned()
+                }
+            }),
+            reloads: self.reloads.load(Ordering::Relaxed),
+            reload_error: self.reload_error().map(|(_, why)| why),
+            calls: self.stats().summary(),
+        }
+    }
+
+    /// The plugin's files when they were last looked at.
+    pub fn files(&self) -> Fingerprint {
+        self.files.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Files that changed to the very same content.
+    pub fn set_files(&self, files: Fingerprint) {
+        *self.files.lock().unwrap_or_else(|p| p.into_inner()) = files;
+    }
+
+    /// The first 12 hex digits of the content digest.
+    pub fn digest_hex(&self) -> String {
+        self.digest[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The refused newer version's files and why, if one was refused.
+    pub fn reload_error(&self) -> Option<(Fingerprint, String)> {
+        self.reload_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records that the version in `files` was refused; this one serves on.
+    pub fn set_reload_error(&self, files: Fingerprint, why: String) {
+        *self.reload_error.lock().unwrap_or_else(|p| p.into_inner()) = Some((files, why));
+    }
+}
