@@ -48,12 +48,7 @@ impl Plugin {
         self.call_worker(&worker, rt, call, chain).await
     }
 
-    async fn forward(
-        &self,
-        rt: &Runtime,
-        call: Call,
-        chain: Chain,
-    ) -> Result<Output, CallError> {
+    async fn forward(&self, rt: &Runtime, call: Call, chain: Chain) -> Result<Output, CallError> {
         match self.successor.get() {
             Some(next) => Box::pin(next.call(rt, call, chain)).await,
             None => Err(CallError::NotRunning {

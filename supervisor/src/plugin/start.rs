@@ -300,11 +300,7 @@ impl Plugin {
         Ok(())
     }
 
-    async fn read_tool_spec(
-        &self,
-        worker: &Worker,
-        rt: &Runtime,
-    ) -> Result<ToolSpec, CallError> {
+    async fn read_tool_spec(&self, worker: &Worker, rt: &Runtime) -> Result<ToolSpec, CallError> {
         match self
             .call_worker(worker, rt, Call::ToolGetSpec, no_chain())
             .await?
