@@ -377,10 +377,7 @@ fn confirm_sandbox(
     Ok((pid, report))
 }
 
-async fn receive_artifact(
-    reader: &mut FrameReader,
-    len: u64,
-) -> Result<Vec<u8>, StartError> {
+async fn receive_artifact(reader: &mut FrameReader, len: u64) -> Result<Vec<u8>, StartError> {
     let len = len as usize;
     let mut artifact = Vec::with_capacity(len);
     while artifact.len() < len {

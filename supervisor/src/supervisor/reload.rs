@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Inner, STOP_GRACE, Supervisor, is_hidden, plugin_dirs, rpc_clash};
 use crate::manifest::{CapabilityType, Manifest, Permission};
 use crate::plugin::{Fingerprint, Plugin};
+
+use super::loading::{is_hidden, plugin_dirs, rpc_clash};
+use super::{Inner, STOP_GRACE, Supervisor};
 
 /// What a reload did with one plugin directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
