@@ -327,7 +327,7 @@ fn durable_writes(
     writers: usize,
     per_writer: usize,
 ) -> Result<f64> {
-    use prx_supervisor::broker::kv::KvStore;
+    use prx_supervisor::services::kv::KvStore;
     let dir = tempfile::tempdir()?;
     let store = KvStore::open(&dir.path().join("kv.redb")).map_err(|e| anyhow::anyhow!("{e}"))?;
     runtime.block_on(async {
@@ -340,7 +340,7 @@ fn durable_writes(
                     let key = format!("w{w}:{i}");
                     store.set("bench", &key, vec![7; 64], u64::MAX).await?;
                 }
-                Ok::<_, prx_supervisor::broker::kv::KvError>(())
+                Ok::<_, prx_supervisor::services::kv::KvError>(())
             }));
         }
         for t in tasks {

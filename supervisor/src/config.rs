@@ -120,7 +120,7 @@ pub struct SupervisorConfig {
     pub permissions: PermissionPolicy,
     pub log_rate: LogRate,
     pub sandbox: crate::worker::verify::SandboxPolicy,
-    pub http: crate::broker::http::HttpPolicy,
+    pub http: crate::services::http::HttpPolicy,
     /// Events one subscriber may have waiting; more are dropped and counted.
     pub event_queue: usize,
     /// Events whose causal chain holds this many plugins reach no plugin
@@ -292,9 +292,9 @@ impl SupervisorConfig {
             permissions: PermissionPolicy::default(),
             log_rate: LogRate::default(),
             sandbox: crate::worker::verify::SandboxPolicy::default(),
-            http: crate::broker::http::HttpPolicy::default(),
-            event_queue: crate::broker::events::DEFAULT_QUEUE,
-            event_max_depth: crate::broker::events::DEFAULT_MAX_DEPTH,
+            http: crate::services::http::HttpPolicy::default(),
+            event_queue: crate::services::events::DEFAULT_QUEUE,
+            event_max_depth: crate::services::events::DEFAULT_MAX_DEPTH,
             middleware_fail_open: BTreeSet::new(),
             memory_backend: None,
             storage_health_interval: DEFAULT_STORAGE_HEALTH_INTERVAL,

@@ -230,7 +230,7 @@ impl SupervisorConfig {
                     .map(|(name, l)| (format!("[permissions.http_allowlist] {name}"), l)),
             )
         {
-            crate::broker::http::Allowlist::parse(list)
+            crate::services::http::Allowlist::parse(list)
                 .map_err(|e| invalid(format!("{key}: {e}")))?;
         }
         config.permissions = PermissionPolicy {

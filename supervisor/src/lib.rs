@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod plugin;
 pub mod scheduler;
+pub mod services;
 pub mod storage;
 mod supervisor;
 pub mod text;

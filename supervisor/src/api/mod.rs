@@ -254,7 +254,7 @@ pub struct EventStats {
     /// Events that reached no plugin: their causal chain was too long.
     #[serde(default)]
     pub too_deep: u64,
-    pub subscribers: Vec<crate::broker::events::SubscriberStats>,
+    pub subscribers: Vec<crate::services::events::SubscriberStats>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use super::kv::{KvError, KvStore, MAX_KEY_LEN};
+use crate::services::kv::{KvError, KvStore, MAX_KEY_LEN};
 
 /// Where a staged write goes in the store.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

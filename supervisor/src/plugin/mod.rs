@@ -22,11 +22,11 @@ use tokio::sync::watch;
 
 use crate::broker::PluginBroker;
 use crate::broker::Services;
-use crate::broker::events::EventBus;
 use crate::cache::CompileCache;
 use crate::config::{PermissionPolicy, RestartPolicy};
 use crate::manifest::Permission;
 use crate::manifest::{CapabilityType, Manifest};
+use crate::services::events::EventBus;
 use crate::topics::Chain;
 use crate::worker::Liveness;
 use crate::worker::Worker;
@@ -190,10 +190,10 @@ impl Plugin {
         let mut broker = PluginBroker::new(name.clone(), manifest.config_pairs())
             .with_services(services, r.kv_quota_bytes());
         if declared.contains(&Permission::HttpOutbound) {
-            let allowlist = crate::broker::http::Allowlist::parse(&p.http_allowlist)
+            let allowlist = crate::services::http::Allowlist::parse(&p.http_allowlist)
                 .map_err(|e| format!("plugin `{name}`: {e}"))?;
             if let Some(ceiling) = policy.http_ceiling(&name) {
-                let ceiling = crate::broker::http::Allowlist::parse(ceiling)
+                let ceiling = crate::services::http::Allowlist::parse(ceiling)
                     .map_err(|e| format!("the operator's http_allowlist for `{name}`: {e}"))?;
                 let beyond = allowlist.beyond(&ceiling);
                 if !beyond.is_empty() {
@@ -203,7 +203,7 @@ impl Plugin {
                     ));
                 }
             }
-            let http = crate::broker::http::PluginHttp::new(
+            let http = crate::services::http::PluginHttp::new(
                 name.clone(),
                 allowlist,
                 &services.http,

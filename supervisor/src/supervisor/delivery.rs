@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use prx_ipc::{Call, Output};
 
-use crate::broker::events::{Event, EventBus};
 use crate::error::CallError;
 use crate::manifest::CapabilityType;
 use crate::plugin::{Plugin, Runtime};
+use crate::services::events::{Event, EventBus};
 use crate::topics::extend;
 
 use super::Supervisor;

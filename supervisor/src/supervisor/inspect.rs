@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use prx_ipc::Output;
 use serde::{Deserialize, Serialize};
 
-use crate::broker::events::{SubscriberStats, Subscription};
 use crate::error::CallError;
 use crate::manifest::CapabilityType;
 use crate::metrics::CronStats;
 use crate::plugin::PluginStatus;
 use crate::plugin::{Plugin, PluginState};
+use crate::services::events::{SubscriberStats, Subscription};
 use crate::topics::EventError;
 
 use super::loading::dir_name;

@@ -23,13 +23,13 @@ pub use reload::ReloadOutcome;
 pub use routing::MIDDLEWARE_STAGES;
 
 use crate::broker::Services;
-use crate::broker::events::EventBus;
-use crate::broker::kv::KvStore;
-use crate::broker::memory::MemoryStore;
 use crate::cache::CompileCache;
 use crate::config::SupervisorConfig;
 use crate::error::CallError;
 use crate::plugin::{Fingerprint, Plugin, Runtime};
+use crate::services::events::EventBus;
+use crate::services::kv::KvStore;
+use crate::services::memory::MemoryStore;
 
 /// How long workers get to exit on their own at shutdown.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -55,9 +55,9 @@ pub enum StartupError {
     #[error(
         "the kv database {0} cannot be opened (is another prx using this state directory?): {1}"
     )]
-    Kv(PathBuf, crate::broker::kv::KvError),
+    Kv(PathBuf, crate::services::kv::KvError),
     #[error("the memory store in {0} cannot be opened: {1}")]
-    Memory(PathBuf, crate::broker::memory::MemoryError),
+    Memory(PathBuf, crate::services::memory::MemoryError),
     #[error("the prx-worker binary {0} is not usable: {1}")]
     WorkerBinary(PathBuf, std::io::Error),
 }
