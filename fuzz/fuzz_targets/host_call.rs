@@ -9,12 +9,12 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use prx_ipc::{FromWorker, HostReply, decode_body};
+use prx_supervisor::broker::rate::LogRate;
+use prx_supervisor::broker::{PluginBroker, Services, permission_of};
+use prx_supervisor::manifest::Permission;
 use prx_supervisor::services::events::EventBus;
 use prx_supervisor::services::kv::KvStore;
 use prx_supervisor::services::memory::MemoryStore;
-use prx_supervisor::broker::{PluginBroker, Services, permission_of};
-use prx_supervisor::broker::rate::LogRate;
-use prx_supervisor::manifest::Permission;
 
 const PERMISSIONS: [Permission; 4] = [
     Permission::Kv,
