@@ -11,10 +11,16 @@
 //!      |  <------ Hello {protocol range, sandbox report} -----|
 //!      |  ------- Welcome {protocol, plugin, limits, ------->  |
 //!      |          component source + length}                  |
-//!      |  ------- Chunk * n (component bytes; none when ---->  |  compile, or
-//!      |          the artifact is in --artifact-fd)           |  map the
-//!      |  <------ Loaded {exports, artifact length} ---------  |  artifact;
-//!      |  <------ Chunk * n (compiled artifact, optional) ---  |  instantiate
+//!
+//!  a compile worker (ComponentSource::Wasm):
+//!      |  ------- Chunk * n (the component's bytes) -------->  |  seccomp on,
+//!      |  <------ Compiled {artifact length, sandbox} -------  |  compiles,
+//!      |  <------ Chunk * n (the artifact) ------------------  |  runs nothing
+//!      |  ------- Shutdown --------------------------------->  |
+//!
+//!  a worker that runs the plugin (ComponentSource::Artifact, in --artifact-fd):
+//!      |  <------ Confined {sandbox report} -----------------  |  maps, links,
+//!      |  <------ Loaded {exports, imports, code source} ----  |  then starts
 //!      |                                                       |
 //!      |  ------- Invoke {id, call} ------------------------>  |
 //!      |  <------ HostCall {id', call} (nested, 0..n) ------  |  guest runs
@@ -25,6 +31,9 @@
 //!      |  ------- Ping {nonce} / <------ Pong {nonce} ------   |
 //!      |  ------- Shutdown --------------------------------->  |  exits 0
 //! ```
+//!
+//! The bytes of one frame of every kind are recorded per protocol version
+//! in `wire/`; a test fails when they change without a new version.
 
 mod codec;
 mod messages;

@@ -27,13 +27,12 @@ pub mod staged;
 pub use answer::{
     MAX_CACHE_KEY, MAX_CACHE_NAMESPACE, MAX_RPC_NAME, MAX_RPCS_PER_PLUGIN, check_rpc_name,
 };
-pub(crate) use permissions::has_error_channel;
 pub use permissions::permission_of;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use prx_ipc::{HostCall, HostReply, HostValue};
+use prx_ipc::{HostCall, HostReply, HostValue, Interface};
 
 use crate::manifest::Permission;
 use crate::metrics::PluginStats;
@@ -200,34 +199,21 @@ impl PluginBroker {
             };
             tracing::debug!(plugin = %self.plugin, function = call.function(), %permission, why, "host call refused");
             let message = format!("permission denied: {permission}");
-            return if self.declared.contains(&permission) && has_error_channel(&call) {
+            return if self.declared.contains(&permission) && call.has_error_channel() {
                 HostReply::Err(message)
             } else {
                 HostReply::Trap(format!("{message} ({why})"))
             };
         }
-        match call {
-            HostCall::ConfigGet { key } => HostReply::Ok(HostValue::OptString(
-                self.config
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, v)| v.clone()),
-            )),
-            HostCall::ConfigGetAll => HostReply::Ok(HostValue::Pairs(self.config.clone())),
-            HostCall::KvGet { .. }
-            | HostCall::KvSet { .. }
-            | HostCall::KvDelete { .. }
-            | HostCall::KvListKeys { .. }
-            | HostCall::KvIncrement { .. } => self.kv(call).await,
-            HostCall::EventsPublish { .. }
-            | HostCall::EventsSubscribe { .. }
-            | HostCall::EventsUnsubscribe { .. } => self.events(call),
-            HostCall::MemoryStore { .. } | HostCall::MemoryRecall { .. } => self.memory(call).await,
-            HostCall::HttpRequest { .. } => self.http(call).await,
-            HostCall::CacheGet { .. } | HostCall::CachePut { .. } | HostCall::CacheClear { .. } => {
-                self.cache(call).await
-            }
-            HostCall::RpcRegister { .. } => HostReply::Trap("rpc.register: misrouted".into()),
+        match call.interface() {
+            Interface::Config => self.config_get(call),
+            Interface::Kv | Interface::KvAtomic => self.kv(call).await,
+            Interface::Cache => self.cache(call).await,
+            Interface::Events => self.events(call),
+            Interface::HttpOutbound => self.http(call).await,
+            Interface::Memory => self.memory(call).await,
+            // Answered before the permission check, above.
+            Interface::Rpc => HostReply::Trap("rpc.register: misrouted".into()),
         }
     }
 
@@ -256,7 +242,7 @@ impl PluginBroker {
             "{} is not available in this version of prx-sandbox (permission `{permission}`)",
             call.function()
         );
-        if has_error_channel(call) {
+        if call.has_error_channel() {
             HostReply::Err(message)
         } else {
             HostReply::Trap(message)

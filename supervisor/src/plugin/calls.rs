@@ -14,6 +14,9 @@ use crate::worker::Worker;
 
 use super::{Plugin, PluginState, Runtime};
 
+/// One call into a plugin, counted until dropped.
+struct ActiveCall<'a>(&'a Plugin);
+
 impl Drop for ActiveCall<'_> {
     fn drop(&mut self) {
         if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -21,9 +24,6 @@ impl Drop for ActiveCall<'_> {
         }
     }
 }
-
-/// One call into a plugin, counted until dropped.
-struct ActiveCall<'a>(&'a Plugin);
 
 /// How long a module's `describe()` answer is served again.
 pub const DESCRIBE_FRESH: Duration = Duration::from_secs(1);

@@ -13,40 +13,6 @@ use crate::manifest::Manifest;
 
 use super::Plugin;
 
-impl PluginState {
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Starting => "starting",
-            Self::Running => "running",
-            Self::Restarting => "restarting",
-            Self::BackingOff { .. } => "backing_off",
-            Self::Quarantined(_) => "quarantined",
-            Self::Failed(_) => "failed",
-            Self::Stopped => "stopped",
-        }
-    }
-}
-
-impl Fingerprint {
-    /// Reads the fingerprint of the plugin in `dir` now.
-    pub fn of(dir: &Path) -> Self {
-        let wasm = Manifest::load(&dir.join("plugin.toml"))
-            .map(|m| m.wasm_path(dir))
-            .unwrap_or_else(|_| dir.join("plugin.wasm"));
-        Self::of_files(dir, &wasm)
-    }
-
-    /// The same, with the component's path already known.
-    pub fn of_files(dir: &Path, wasm: &Path) -> Self {
-        let stat = |p: &Path| {
-            std::fs::metadata(p)
-                .ok()
-                .and_then(|m| Some((m.len(), m.modified().ok()?)))
-        };
-        Self(vec![stat(&dir.join("plugin.toml")), stat(wasm)])
-    }
-}
-
 /// Where a plugin is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginState {
@@ -64,6 +30,20 @@ pub enum PluginState {
     /// until its files change.
     Failed(String),
     Stopped,
+}
+
+impl PluginState {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Restarting => "restarting",
+            Self::BackingOff { .. } => "backing_off",
+            Self::Quarantined(_) => "quarantined",
+            Self::Failed(_) => "failed",
+            Self::Stopped => "stopped",
+        }
+    }
 }
 
 /// What `prx plugins` shows of a plugin.
@@ -125,6 +105,26 @@ pub struct PluginStatus {
 /// Sizes and modification times of a plugin's manifest and component.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fingerprint(Vec<Option<(u64, SystemTime)>>);
+
+impl Fingerprint {
+    /// Reads the fingerprint of the plugin in `dir` now.
+    pub fn of(dir: &Path) -> Self {
+        let wasm = Manifest::load(&dir.join("plugin.toml"))
+            .map(|m| m.wasm_path(dir))
+            .unwrap_or_else(|_| dir.join("plugin.wasm"));
+        Self::of_files(dir, &wasm)
+    }
+
+    /// The same, with the component's path already known.
+    pub fn of_files(dir: &Path, wasm: &Path) -> Self {
+        let stat = |p: &Path| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?)))
+        };
+        Self(vec![stat(&dir.join("plugin.toml")), stat(wasm)])
+    }
+}
 
 impl Plugin {
     pub fn status(&self) -> PluginStatus {

@@ -9,6 +9,34 @@ use prx_ipc::{GuestError, LoadStage, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 use super::handshake::stage_name;
 
+/// Why a worker could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot start the worker binary {binary}: {source}")]
+    Spawn {
+        binary: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the worker speaks protocol {min}..={max}; this supervisor speaks {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}"
+    )]
+    Protocol { min: u16, max: u16 },
+    #[error("{} failed: {message}", stage_name(*.stage))]
+    Load { stage: LoadStage, message: String },
+    /// A start was asked of a component that was not compiled first.
+    #[error("the plugin is started from a compiled artifact only (compile it first)")]
+    NotCompiled,
+    #[error("loading did not finish within {0:?} (compile timeout)")]
+    Timeout(Duration),
+    #[error("the worker broke the protocol during start-up: {0}")]
+    Violation(String),
+    #[error("the worker exited during start-up ({0})")]
+    Exited(String),
+    #[error(transparent)]
+    Sandbox(#[from] super::verify::SandboxRefusal),
+}
+
 impl StartError {
     /// True when a cached artifact was refused and compiling from the wasm
     /// may work.
@@ -40,34 +68,6 @@ impl StartError {
             self.to_string()
         }
     }
-}
-
-/// Why a worker could not be started.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot start the worker binary {binary}: {source}")]
-    Spawn {
-        binary: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "the worker speaks protocol {min}..={max}; this supervisor speaks {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}"
-    )]
-    Protocol { min: u16, max: u16 },
-    #[error("{} failed: {message}", stage_name(*.stage))]
-    Load { stage: LoadStage, message: String },
-    /// A start was asked of a component that was not compiled first.
-    #[error("the plugin is started from a compiled artifact only (compile it first)")]
-    NotCompiled,
-    #[error("loading did not finish within {0:?} (compile timeout)")]
-    Timeout(Duration),
-    #[error("the worker broke the protocol during start-up: {0}")]
-    Violation(String),
-    #[error("the worker exited during start-up ({0})")]
-    Exited(String),
-    #[error(transparent)]
-    Sandbox(#[from] super::verify::SandboxRefusal),
 }
 
 /// Why an invocation did not return a value.

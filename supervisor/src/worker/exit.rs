@@ -10,51 +10,6 @@ use tokio::sync::{oneshot, watch};
 use super::calls::Waiting;
 use super::{InvokeError, Worker};
 
-impl ExitCause {
-    pub fn of(status: std::process::ExitStatus) -> Self {
-        use std::os::unix::process::ExitStatusExt;
-        let how = match (status.code(), status.signal()) {
-            (Some(code), _) => ExitHow::Code(code),
-            (None, Some(signal)) => ExitHow::Signal(signal),
-            _ => ExitHow::Unknown,
-        };
-        Self {
-            how,
-            out_of_memory: false,
-        }
-    }
-
-    fn unknown() -> Self {
-        Self {
-            how: ExitHow::Unknown,
-            out_of_memory: false,
-        }
-    }
-
-    /// Killed by the seccomp filter: a forbidden system call.
-    pub fn is_seccomp_kill(&self) -> bool {
-        self.how == ExitHow::Signal(nix::libc::SIGSYS)
-    }
-}
-
-impl std::fmt::Display for ExitCause {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.how {
-            ExitHow::Code(code) => write!(f, "exit code {code}")?,
-            ExitHow::Signal(signal) => match nix::sys::signal::Signal::try_from(*signal) {
-                Ok(sig) => write!(f, "signal {}", sig.as_str())?,
-                Err(_) => write!(f, "signal {signal}")?,
-            },
-            ExitHow::WaitFailed(e) => write!(f, "wait failed: {e}")?,
-            ExitHow::Unknown => f.write_str("unknown exit")?,
-        }
-        if self.out_of_memory {
-            f.write_str(" (out of memory: over its cgroup's memory limit)")?;
-        }
-        Ok(())
-    }
-}
-
 /// How long a worker whose link closed has to exit before it is killed.
 pub(super) const EXIT_AFTER_CLOSE: Duration = Duration::from_millis(500);
 
@@ -99,6 +54,51 @@ pub struct ExitCause {
     pub how: ExitHow,
     /// Its cgroup recorded an out-of-memory kill.
     pub out_of_memory: bool,
+}
+
+impl std::fmt::Display for ExitCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.how {
+            ExitHow::Code(code) => write!(f, "exit code {code}")?,
+            ExitHow::Signal(signal) => match nix::sys::signal::Signal::try_from(*signal) {
+                Ok(sig) => write!(f, "signal {}", sig.as_str())?,
+                Err(_) => write!(f, "signal {signal}")?,
+            },
+            ExitHow::WaitFailed(e) => write!(f, "wait failed: {e}")?,
+            ExitHow::Unknown => f.write_str("unknown exit")?,
+        }
+        if self.out_of_memory {
+            f.write_str(" (out of memory: over its cgroup's memory limit)")?;
+        }
+        Ok(())
+    }
+}
+
+impl ExitCause {
+    pub fn of(status: std::process::ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        let how = match (status.code(), status.signal()) {
+            (Some(code), _) => ExitHow::Code(code),
+            (None, Some(signal)) => ExitHow::Signal(signal),
+            _ => ExitHow::Unknown,
+        };
+        Self {
+            how,
+            out_of_memory: false,
+        }
+    }
+
+    fn unknown() -> Self {
+        Self {
+            how: ExitHow::Unknown,
+            out_of_memory: false,
+        }
+    }
+
+    /// Killed by the seccomp filter: a forbidden system call.
+    pub fn is_seccomp_kill(&self) -> bool {
+        self.how == ExitHow::Signal(nix::libc::SIGSYS)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use prx_ipc::{
     CHUNK_LEN, Chunk, CodeSource, ComponentSource, FromWorker, HostCallMsg, HostReplyMsg,
-    LayerReport, LayerStatus, LoadStage, SandboxReport, SandboxSettings, ToWorker, Welcome,
-    negotiate,
+    Interface, LayerReport, LayerStatus, LoadStage, SandboxReport, SandboxSettings, ToWorker,
+    Welcome, negotiate,
 };
 use tokio::sync::{Mutex as AsyncMutex, oneshot, watch};
 
@@ -25,6 +25,41 @@ use super::serve::{plugin_log_level, serve};
 use super::{
     ExitCause, LinkError, SourceKind, StartError, Started, Worker, WorkerSpec, spawn_worker,
 };
+
+/// Largest compiled artifact accepted from a worker: a Python component
+/// compiles to about 40 MB; this leaves room without being unbounded.
+pub const MAX_ARTIFACT_LEN: u64 = 512 << 20;
+
+/// Compiled code is a few times the size of its component (about 2.2x for
+/// a Python component, under 5x for the Rust guests here); an artifact
+/// beyond this multiple plus some slack is not one this worker should have
+/// produced, and is refused before it is received.
+const ARTIFACT_GROWTH: u64 = 16;
+
+const ARTIFACT_SLACK: u64 = 16 << 20;
+
+/// The largest artifact accepted for a component of `component_len` bytes.
+pub fn artifact_limit(component_len: u64) -> u64 {
+    component_len
+        .saturating_mul(ARTIFACT_GROWTH)
+        .saturating_add(ARTIFACT_SLACK)
+        .min(MAX_ARTIFACT_LEN)
+}
+
+/// A spawned worker process during start-up: its link, and what kills and
+/// reaps it.
+struct Launch {
+    /// The process the supervisor started (with a PID namespace, the
+    /// parent of the one that runs the plugin).
+    pid: u32,
+    reader: FrameReader,
+    writer: FrameWriter,
+    kill_tx: oneshot::Sender<()>,
+    exit_rx: watch::Receiver<Option<ExitCause>>,
+    waiter: tokio::task::JoinHandle<()>,
+    /// The supervisor's own layer, reported after the worker's.
+    cgroup: LayerStatus,
+}
 
 impl Launch {
     /// Spawns the worker binary and places it in its cgroup before it is
@@ -106,41 +141,6 @@ impl Launch {
         }
         let _ = self.waiter.await;
     }
-}
-
-/// Largest compiled artifact accepted from a worker: a Python component
-/// compiles to about 40 MB; this leaves room without being unbounded.
-pub const MAX_ARTIFACT_LEN: u64 = 512 << 20;
-
-/// Compiled code is a few times the size of its component (about 2.2x for
-/// a Python component, under 5x for the Rust guests here); an artifact
-/// beyond this multiple plus some slack is not one this worker should have
-/// produced, and is refused before it is received.
-const ARTIFACT_GROWTH: u64 = 16;
-
-const ARTIFACT_SLACK: u64 = 16 << 20;
-
-/// The largest artifact accepted for a component of `component_len` bytes.
-pub fn artifact_limit(component_len: u64) -> u64 {
-    component_len
-        .saturating_mul(ARTIFACT_GROWTH)
-        .saturating_add(ARTIFACT_SLACK)
-        .min(MAX_ARTIFACT_LEN)
-}
-
-/// A spawned worker process during start-up: its link, and what kills and
-/// reaps it.
-struct Launch {
-    /// The process the supervisor started (with a PID namespace, the
-    /// parent of the one that runs the plugin).
-    pid: u32,
-    reader: FrameReader,
-    writer: FrameWriter,
-    kill_tx: oneshot::Sender<()>,
-    exit_rx: watch::Receiver<Option<ExitCause>>,
-    waiter: tokio::task::JoinHandle<()>,
-    /// The supervisor's own layer, reported after the worker's.
-    cgroup: LayerStatus,
 }
 
 /// A compiled artifact, as a compile worker sent it.
@@ -463,7 +463,11 @@ impl Worker {
             broker: spec.broker.clone(),
             pid: done.pid,
             exports: done.exports,
-            imports: done.imports,
+            imports: done
+                .imports
+                .iter()
+                .filter_map(|name| Interface::from_wit_name(name))
+                .collect(),
             sandbox: done.sandbox,
             started_at: Instant::now(),
             writer: AsyncMutex::new(writer),

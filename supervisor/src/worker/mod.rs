@@ -18,12 +18,13 @@ mod serve;
 mod spawn;
 pub mod verify;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prx_ipc::{CodeSource, EngineSettings, Limits, SandboxReport, ToWorker};
+use prx_ipc::{CodeSource, EngineSettings, Interface, Limits, SandboxReport, ToWorker};
 use tokio::sync::{Mutex as AsyncMutex, oneshot, watch};
 
 use calls::Pending;
@@ -93,8 +94,9 @@ pub struct Worker {
     broker: Arc<PluginBroker>,
     pid: u32,
     exports: Vec<String>,
-    /// Interfaces the component imports, as the worker reported at load.
-    imports: Vec<String>,
+    /// The host interfaces the component imports, from the names the
+    /// worker reported at load (WASI and unknown names are not host calls).
+    imports: BTreeSet<Interface>,
     sandbox: SandboxReport,
     started_at: Instant,
     writer: AsyncMutex<FrameWriter>,

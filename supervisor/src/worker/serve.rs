@@ -74,7 +74,7 @@ pub(super) async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: 
                 }
             }
             FromWorker::HostCall(HostCallMsg { id, call }) => {
-                if !worker.imports.iter().any(|i| i == call.interface()) {
+                if !worker.imports.contains(&call.interface()) {
                     worker.violation(&format!(
                         "host call {} to {}, which the component does not import",
                         call.function(),

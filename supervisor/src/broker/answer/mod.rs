@@ -4,6 +4,7 @@
 //! in [`super::permissions`], and its answer here.
 
 mod cache;
+mod config;
 mod events;
 mod http;
 mod kv;

@@ -22,8 +22,9 @@ fn limits() -> Limits {
     }
 }
 
-#[test]
-fn every_supervisor_message_round_trips() {
+/// One of every ToWorker frame kind, with each variant of what it carries.
+fn to_worker_samples() -> Vec<ToWorker> {
+    let mut out = Vec::new();
     let engine = EngineSettings {
         memory_reservation: 16 << 20,
         memory_guard: 64 << 10,
@@ -39,7 +40,7 @@ fn every_supervisor_message_round_trips() {
     .into_iter()
     .flat_map(|c| modes.map(|m| (c, m)))
     {
-        round_trip(ToWorker::Welcome(Welcome {
+        out.push(ToWorker::Welcome(Welcome {
             protocol: crate::PROTOCOL_VERSION,
             plugin: "echo".into(),
             limits: limits(),
@@ -53,14 +54,14 @@ fn every_supervisor_message_round_trips() {
             },
         }));
     }
-    round_trip(ToWorker::Chunk(Chunk {
+    out.push(ToWorker::Chunk(Chunk {
         bytes: vec![0, 1, 2, 255],
     }));
-    round_trip(ToWorker::Invoke(Invoke {
+    out.push(ToWorker::Invoke(Invoke {
         id: 7,
         call: Call::ToolGetSpec,
     }));
-    round_trip(ToWorker::Invoke(Invoke {
+    out.push(ToWorker::Invoke(Invoke {
         id: u64::MAX,
         call: Call::ToolExecute {
             args: r#"{"text":"héllo"}"#.into(),
@@ -113,7 +114,7 @@ fn every_supervisor_message_round_trips() {
     ];
     for call in calls {
         assert!(call.export().starts_with("prx:plugin/"));
-        round_trip(ToWorker::Invoke(Invoke { id: 9, call }));
+        out.push(ToWorker::Invoke(Invoke { id: 9, call }));
     }
     let values = [
         HostValue::Unit,
@@ -139,26 +140,35 @@ fn every_supervisor_message_round_trips() {
         }]),
     ];
     for value in values {
-        round_trip(ToWorker::HostReply(HostReplyMsg {
+        out.push(ToWorker::HostReply(HostReplyMsg {
             id: 3,
             reply: HostReply::Ok(value),
         }));
     }
-    round_trip(ToWorker::HostReply(HostReplyMsg {
+    out.push(ToWorker::HostReply(HostReplyMsg {
         id: 4,
         reply: HostReply::Err("permission denied: kv".into()),
     }));
-    round_trip(ToWorker::HostReply(HostReplyMsg {
+    out.push(ToWorker::HostReply(HostReplyMsg {
         id: 5,
         reply: HostReply::Trap("permission denied: kv".into()),
     }));
-    round_trip(ToWorker::Ping(9));
-    round_trip(ToWorker::Shutdown(()));
+    out.push(ToWorker::Ping(9));
+    out.push(ToWorker::Shutdown(()));
+    out
 }
 
 #[test]
-fn every_worker_message_round_trips() {
-    round_trip(FromWorker::Hello(Hello {
+fn every_supervisor_message_round_trips() {
+    for msg in to_worker_samples() {
+        round_trip(msg);
+    }
+}
+
+/// One of every FromWorker frame kind, with each variant of what it carries.
+fn from_worker_samples() -> Vec<FromWorker> {
+    let mut out = Vec::new();
+    out.push(FromWorker::Hello(Hello {
         min_protocol: 1,
         max_protocol: 1,
         worker_version: "0.1.0".into(),
@@ -185,13 +195,13 @@ fn every_worker_message_round_trips() {
             status: LayerStatus::Unavailable("not built in".into()),
         }],
     };
-    round_trip(FromWorker::Compiled(Compiled {
+    out.push(FromWorker::Compiled(Compiled {
         artifact_len: 1 << 20,
         compile_us: 1500,
         sandbox: report.clone(),
     }));
-    round_trip(FromWorker::Confined(report));
-    round_trip(FromWorker::Loaded(Loaded {
+    out.push(FromWorker::Confined(report));
+    out.push(FromWorker::Loaded(Loaded {
         exports: vec!["prx:plugin/tool-exports@0.1.0".into()],
         imports: vec!["prx:host/log@0.1.0".into()],
         compile_us: 1500,
@@ -205,13 +215,13 @@ fn every_worker_message_round_trips() {
         LoadStage::Link,
         LoadStage::Instantiate,
     ] {
-        round_trip(FromWorker::LoadFailed(LoadFailed {
+        out.push(FromWorker::LoadFailed(LoadFailed {
             stage,
             message: "bad".into(),
         }));
     }
-    round_trip(FromWorker::Chunk(Chunk { bytes: vec![7; 10] }));
-    round_trip(FromWorker::InvokeReply(InvokeReply {
+    out.push(FromWorker::Chunk(Chunk { bytes: vec![7; 10] }));
+    out.push(FromWorker::InvokeReply(InvokeReply {
         id: 1,
         fuel_used: 0,
         outcome: Ok(Output::ToolSpec(ToolSpec {
@@ -220,7 +230,7 @@ fn every_worker_message_round_trips() {
             parameters_schema: "{}".into(),
         })),
     }));
-    round_trip(FromWorker::InvokeReply(InvokeReply {
+    out.push(FromWorker::InvokeReply(InvokeReply {
         id: 2,
         fuel_used: 0,
         outcome: Ok(Output::ToolResult(PluginResult {
@@ -257,7 +267,7 @@ fn every_worker_message_round_trips() {
         Output::Refused("no".into()),
     ];
     for output in outputs {
-        round_trip(FromWorker::InvokeReply(InvokeReply {
+        out.push(FromWorker::InvokeReply(InvokeReply {
             id: 4,
             fuel_used: 0,
             outcome: Ok(output),
@@ -271,7 +281,7 @@ fn every_worker_message_round_trips() {
         GuestErrorKind::MissingExport,
         GuestErrorKind::HostCall,
     ] {
-        round_trip(FromWorker::InvokeReply(InvokeReply {
+        out.push(FromWorker::InvokeReply(InvokeReply {
             id: 3,
             fuel_used: 0,
             outcome: Err(GuestError {
@@ -332,11 +342,18 @@ fn every_worker_message_round_trips() {
             name: "forecast".into(),
         },
     ];
+    let mut interfaces = std::collections::BTreeSet::new();
     for call in calls {
-        assert!(!call.function().is_empty());
-        assert!(call.interface().starts_with("prx:host/"));
-        round_trip(FromWorker::HostCall(HostCallMsg { id: 11, call }));
+        // `kv.get` belongs to `prx:host/kv@0.1.0`: the function's name and
+        // its interface come from the same table.
+        let (interface, _) = call.function().split_once('.').expect("interface.function");
+        let wit = call.interface().wit_name();
+        assert_eq!(wit, format!("prx:host/{interface}@0.1.0"), "{call:?}");
+        assert_eq!(Interface::from_wit_name(wit), Some(call.interface()));
+        interfaces.insert(call.interface());
+        out.push(FromWorker::HostCall(HostCallMsg { id: 11, call }));
     }
+    assert_eq!(interfaces.into_iter().collect::<Vec<_>>(), Interface::ALL);
     for level in [
         LogLevel::Trace,
         LogLevel::Debug,
@@ -344,13 +361,21 @@ fn every_worker_message_round_trips() {
         LogLevel::Warn,
         LogLevel::Error,
     ] {
-        round_trip(FromWorker::Log(LogMsg {
+        out.push(FromWorker::Log(LogMsg {
             level,
             message: "line".into(),
         }));
     }
-    round_trip(FromWorker::Pong(9));
-    round_trip(FromWorker::Fatal("panicked".into()));
+    out.push(FromWorker::Pong(9));
+    out.push(FromWorker::Fatal("panicked".into()));
+    out
+}
+
+#[test]
+fn every_worker_message_round_trips() {
+    for msg in from_worker_samples() {
+        round_trip(msg);
+    }
 }
 
 #[test]
@@ -447,4 +472,66 @@ fn each_call_accepts_only_its_own_reply_types() {
     assert!(!Call::ToolGetSpec.accepts(&text));
     assert!(Call::StorageCount.accepts(&Output::Count(1)));
     assert!(!Call::StorageCount.accepts(&Output::Bool(true)));
+}
+
+/// The samples as bytes, a line per frame: direction, kind, hex.
+fn wire_dump() -> String {
+    let hex = |bytes: Vec<u8>| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut out = String::new();
+    for msg in to_worker_samples() {
+        let kind = msg.kind();
+        out += &format!("to-worker {kind} {}\n", hex(encode(&msg).expect("encode")));
+    }
+    for msg in from_worker_samples() {
+        let kind = msg.kind();
+        out += &format!(
+            "from-worker {kind} {}\n",
+            hex(encode(&msg).expect("encode"))
+        );
+    }
+    out
+}
+
+/// A change to any message's layout must come with a new
+/// `PROTOCOL_VERSION`, or an old worker would read new bytes wrongly
+/// instead of being refused at the handshake. The bytes of every sample
+/// are recorded per version in `ipc/wire/`; a version's record is written
+/// once (`UPDATE_WIRE=1 cargo test -p prx-ipc wire`) and never rewritten.
+#[test]
+fn the_bytes_on_the_wire_are_those_recorded_for_this_protocol_version() {
+    let version = crate::PROTOCOL_VERSION;
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("wire/v{version}.txt"));
+    let now = wire_dump();
+    let recorded = std::fs::read_to_string(&path).ok();
+    if std::env::var_os("UPDATE_WIRE").is_some() {
+        assert!(
+            recorded.as_ref().is_none_or(|r| *r == now),
+            "{} is recorded and the bytes differ: bump PROTOCOL_VERSION before recording a new layout",
+            path.display()
+        );
+        std::fs::create_dir_all(path.parent().expect("a directory")).expect("create wire/");
+        std::fs::write(&path, &now).expect("record the wire");
+        return;
+    }
+    let Some(recorded) = recorded else {
+        panic!(
+            "no record of protocol {version}'s bytes at {}: record it with UPDATE_WIRE=1 cargo test -p prx-ipc wire",
+            path.display()
+        );
+    };
+    for (line, (was, is)) in recorded.lines().zip(now.lines()).enumerate() {
+        assert_eq!(
+            was,
+            is,
+            "line {} of {}: the bytes on the wire changed while PROTOCOL_VERSION is still {version}; bump it, then record the new layout with UPDATE_WIRE=1",
+            line + 1,
+            path.display()
+        );
+    }
+    assert_eq!(
+        recorded.lines().count(),
+        now.lines().count(),
+        "the samples changed: a message kind was added or removed; bump PROTOCOL_VERSION"
+    );
 }
