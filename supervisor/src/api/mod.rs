@@ -8,22 +8,33 @@
 //! capped; errors come back as `{"error": ..., "kind": ...}` with a status
 //! that says whose fault it was. `/v1/openapi.json` describes every route.
 
+mod calls;
 pub mod client;
 pub mod console;
+mod data;
 pub mod exposition;
 pub mod http;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::{CallError, Supervisor};
+use crate::Supervisor;
+pub use calls::{ChatMessageBody, ChatReply, ChatRequest, ToolCallBody};
+use calls::{
+    call_tool, chat, middleware_chain, output_response, providers, rpc, rpc_names, run_middleware,
+};
+pub use data::{EventStats, KvValue, Published, StoreMemory, Stored};
+use data::{
+    count_memories, event_stats, event_stream, forget_memory, kv_keys, kv_value, publish,
+    recall_memory, store_memory,
+};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CallResponse {
@@ -192,14 +203,6 @@ async fn tools(State(sup): State<Supervisor>) -> Json<Vec<crate::ToolInfo>> {
     Json(sup.tools())
 }
 
-#[derive(Debug, Deserialize)]
-struct KeyQuery {
-    #[serde(default)]
-    key: String,
-    #[serde(default)]
-    prefix: String,
-}
-
 /// An error answer: `{"error": ..., "kind": ...}` with `status`.
 fn error_response(status: StatusCode, error: String, kind: &str) -> Response {
     let body = ErrorBody {
@@ -207,280 +210,6 @@ fn error_response(status: StatusCode, error: String, kind: &str) -> Response {
         kind: kind.into(),
     };
     (status, Json(body)).into_response()
-}
-
-/// A kv value: as text when it is UTF-8, always as hex.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct KvValue {
-    pub found: bool,
-    pub text: Option<String>,
-    pub hex: String,
-}
-
-async fn kv_keys(
-    State(sup): State<Supervisor>,
-    UrlPath(plugin): UrlPath<String>,
-    Query(q): Query<KeyQuery>,
-) -> Response {
-    match sup.kv_list(&plugin, &q.prefix) {
-        Ok(keys) => Json(keys).into_response(),
-        Err(error) => error_response(StatusCode::INTERNAL_SERVER_ERROR, error, "kv"),
-    }
-}
-
-async fn kv_value(
-    State(sup): State<Supervisor>,
-    UrlPath(plugin): UrlPath<String>,
-    Query(q): Query<KeyQuery>,
-) -> Response {
-    match sup.kv_get(&plugin, &q.key) {
-        Ok(value) => {
-            let bytes = value.as_deref().unwrap_or_default();
-            Json(KvValue {
-                found: value.is_some(),
-                text: std::str::from_utf8(bytes).ok().map(str::to_owned),
-                hex: bytes.iter().map(|b| format!("{b:02x}")).collect(),
-            })
-            .into_response()
-        }
-        Err(error) => error_response(StatusCode::INTERNAL_SERVER_ERROR, error, "kv"),
-    }
-}
-
-/// The bus: events published and every subscriber's counters.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct EventStats {
-    pub published: u64,
-    /// Events that reached no plugin: their causal chain was too long.
-    #[serde(default)]
-    pub too_deep: u64,
-    pub subscribers: Vec<crate::services::events::SubscriberStats>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Published {
-    pub seq: u64,
-}
-
-async fn event_stats(State(sup): State<Supervisor>) -> Json<EventStats> {
-    Json(EventStats {
-        published: sup.events_published(),
-        too_deep: sup.events_too_deep(),
-        subscribers: sup.event_stats(),
-    })
-}
-
-async fn publish(
-    State(sup): State<Supervisor>,
-    UrlPath(topic): UrlPath<String>,
-    payload: String,
-) -> Response {
-    match sup.publish(&topic, &payload) {
-        Ok(seq) => Json(Published { seq }).into_response(),
-        Err(e) => error_response(StatusCode::BAD_REQUEST, e.to_string(), "bad_event"),
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct StoreMemory {
-    pub text: String,
-    #[serde(default)]
-    pub category: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Stored {
-    pub id: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct RecallQuery {
-    query: String,
-    #[serde(default = "default_recall_limit")]
-    limit: u32,
-}
-
-fn default_recall_limit() -> u32 {
-    5
-}
-
-async fn store_memory(State(sup): State<Supervisor>, body: String) -> Response {
-    let request: StoreMemory = match serde_json::from_str(&body) {
-        Ok(request) => request,
-        Err(e) => {
-            let error = format!("expected {{\"text\": ..., \"category\": ...}}: {e}");
-            return error_response(StatusCode::BAD_REQUEST, error, "bad_request");
-        }
-    };
-    match sup.store_memory(&request.text, &request.category).await {
-        Ok(id) => Json(Stored { id }).into_response(),
-        Err(error) => error_response(StatusCode::BAD_REQUEST, error, "memory"),
-    }
-}
-
-async fn recall_memory(State(sup): State<Supervisor>, Query(q): Query<RecallQuery>) -> Response {
-    match sup.recall_memory(&q.query, q.limit).await {
-        Ok(found) => Json(found).into_response(),
-        Err(error) => error_response(StatusCode::SERVICE_UNAVAILABLE, error, "memory"),
-    }
-}
-
-async fn forget_memory(State(sup): State<Supervisor>, UrlPath(id): UrlPath<String>) -> Response {
-    match sup.forget_memory(&id).await {
-        Ok(found) => Json(serde_json::json!({ "forgotten": found })).into_response(),
-        Err(error) => error_response(StatusCode::SERVICE_UNAVAILABLE, error, "memory"),
-    }
-}
-
-async fn count_memories(State(sup): State<Supervisor>) -> Response {
-    match sup.count_memories().await {
-        Ok(count) => Json(serde_json::json!({ "count": count, "backend": sup.memory_backend() }))
-            .into_response(),
-        Err(error) => error_response(StatusCode::SERVICE_UNAVAILABLE, error, "memory"),
-    }
-}
-
-/// The status that says whose fault a call error is.
-fn call_error_response(e: &CallError) -> Response {
-    let status = match e {
-        CallError::UnknownTool { .. } | CallError::NotFound { .. } => StatusCode::NOT_FOUND,
-        CallError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        CallError::ToolFailed { .. } | CallError::Blocked { .. } | CallError::Refused { .. } => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        CallError::Busy { .. } => StatusCode::CONFLICT,
-        CallError::NotRunning { .. } | CallError::ShuttingDown | CallError::Unavailable(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        _ => StatusCode::BAD_GATEWAY,
-    };
-    error_response(status, e.to_string(), e.kind())
-}
-
-fn output_response(result: Result<String, CallError>) -> Response {
-    match result {
-        Ok(output) => Json(CallResponse { output }).into_response(),
-        Err(e) => call_error_response(&e),
-    }
-}
-
-async fn middleware_chain(State(sup): State<Supervisor>) -> Response {
-    let chain: Vec<_> = sup
-        .middleware_chain()
-        .into_iter()
-        .map(|(priority, plugin)| serde_json::json!({ "priority": priority, "plugin": plugin }))
-        .collect();
-    Json(chain).into_response()
-}
-
-async fn run_middleware(
-    State(sup): State<Supervisor>,
-    UrlPath(stage): UrlPath<String>,
-    body: String,
-) -> Response {
-    output_response(sup.run_middleware(&stage, &body).await)
-}
-
-async fn providers(State(sup): State<Supervisor>) -> Response {
-    let list: Vec<_> = sup
-        .providers()
-        .into_iter()
-        .map(|(name, plugin)| serde_json::json!({ "name": name, "plugin": plugin }))
-        .collect();
-    Json(list).into_response()
-}
-
-/// `POST /v1/providers/{name}/chat`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ChatRequest {
-    pub messages: Vec<ChatMessageBody>,
-    #[serde(default)]
-    pub model: String,
-    #[serde(default = "default_temperature")]
-    pub temperature: f64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ChatMessageBody {
-    pub role: String,
-    pub content: String,
-}
-
-fn default_temperature() -> f64 {
-    0.7
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ChatReply {
-    pub text: Option<String>,
-    pub tool_calls: Vec<ToolCallBody>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ToolCallBody {
-    pub id: String,
-    pub name: String,
-    pub arguments: String,
-}
-
-async fn chat(
-    State(sup): State<Supervisor>,
-    UrlPath(name): UrlPath<String>,
-    body: String,
-) -> Response {
-    let request: ChatRequest = match serde_json::from_str(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            let error = format!(
-                "expected {{\"messages\": [{{\"role\": ..., \"content\": ...}}], \"model\": ..., \"temperature\": ...}}: {e}"
-            );
-            return error_response(StatusCode::BAD_REQUEST, error, "bad_request");
-        }
-    };
-    let messages = request
-        .messages
-        .into_iter()
-        .map(|m| prx_ipc::ChatMessage {
-            role: m.role,
-            content: m.content,
-        })
-        .collect();
-    match sup
-        .chat(&name, messages, &request.model, request.temperature)
-        .await
-    {
-        Ok(reply) => Json(ChatReply {
-            text: reply.text,
-            tool_calls: reply
-                .tool_calls
-                .into_iter()
-                .map(|t| ToolCallBody {
-                    id: t.id,
-                    name: t.name,
-                    arguments: t.arguments,
-                })
-                .collect(),
-        })
-        .into_response(),
-        Err(e) => call_error_response(&e),
-    }
-}
-
-async fn rpc_names(State(sup): State<Supervisor>) -> Response {
-    let list: Vec<_> = sup
-        .rpc_names()
-        .into_iter()
-        .map(|(name, plugin)| serde_json::json!({ "name": name, "plugin": plugin }))
-        .collect();
-    Json(list).into_response()
-}
-
-async fn rpc(
-    State(sup): State<Supervisor>,
-    UrlPath(name): UrlPath<String>,
-    body: String,
-) -> Response {
-    output_response(sup.rpc(&name, &body).await)
 }
 
 async fn modules(State(sup): State<Supervisor>) -> Response {
@@ -493,56 +222,6 @@ async fn cron_jobs(State(sup): State<Supervisor>) -> Response {
 
 async fn run_cron(State(sup): State<Supervisor>, UrlPath(plugin): UrlPath<String>) -> Response {
     output_response(sup.run_cron(&plugin).await)
-}
-
-#[derive(Debug, Deserialize)]
-struct StreamQuery {
-    #[serde(default = "all_events")]
-    pattern: String,
-}
-
-fn all_events() -> String {
-    "*".into()
-}
-
-/// One event as `prx events tail` prints it: a JSON line each.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct StreamedEvent {
-    pub seq: u64,
-    pub topic: String,
-    pub payload: serde_json::Value,
-    pub source: Option<String>,
-    pub published_at_ms: u64,
-    pub chain: Vec<String>,
-}
-
-/// Events matching `pattern` as they are published, one JSON object per
-/// line, until the client goes away.
-async fn event_stream(State(sup): State<Supervisor>, Query(q): Query<StreamQuery>) -> Response {
-    let subscription = match sup.subscribe(&q.pattern) {
-        Ok(s) => s,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, e.to_string(), "bad_request"),
-    };
-    let lines = futures_util::stream::unfold(subscription, |mut sub| async move {
-        let event = sub.recv().await?;
-        let line = StreamedEvent {
-            seq: event.seq,
-            topic: event.topic.to_string(),
-            payload: serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::Null),
-            source: event.source.map(|s| s.to_string()),
-            published_at_ms: event.published_at_ms,
-            chain: event.chain.iter().map(|p| p.to_string()).collect(),
-        };
-        let mut text = serde_json::to_string(&line).unwrap_or_default();
-        text.push('\n');
-        Some((Ok::<_, std::convert::Infallible>(text), sub))
-    });
-    Response::builder()
-        .header("content-type", "application/x-ndjson")
-        .body(axum::body::Body::from_stream(lines))
-        .unwrap_or_else(|e| {
-            error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), "internal")
-        })
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -592,18 +271,6 @@ async fn release(State(sup): State<Supervisor>, UrlPath(name): UrlPath<String>) 
         Ok(()) => Json(serde_json::json!({ "released": name })).into_response(),
         Err(error) => error_response(StatusCode::CONFLICT, error, "not_released"),
     }
-}
-
-async fn call_tool(
-    State(sup): State<Supervisor>,
-    UrlPath(name): UrlPath<String>,
-    body: String,
-) -> Response {
-    if serde_json::from_str::<serde_json::Value>(&body).is_err() {
-        let error = format!("the arguments for `{name}` are not valid JSON");
-        return error_response(StatusCode::BAD_REQUEST, error, "bad_request");
-    }
-    output_response(sup.call_tool(&name, &body).await)
 }
 
 #[cfg(test)]

@@ -7,4 +7,3 @@ pub mod events;
 pub mod http;
 pub mod kv;
 pub mod memory;
-mod wal;

@@ -17,6 +17,7 @@ use loading::plugin_dirs;
 mod memory;
 mod reload;
 mod routing;
+mod watch;
 pub use inspect::{CronJob, ModuleDescription, PluginDetail};
 pub use memory::MemoryFound;
 pub use reload::ReloadOutcome;

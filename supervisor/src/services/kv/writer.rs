@@ -1,0 +1,292 @@
+//! The kv store's one writer thread: it takes writes in batches, applies
+//! each to the overlay under the namespace's quota, makes the batch durable
+//! in the write-ahead log with one sync, then answers; now and then it folds
+//! the overlay into redb in one commit (a checkpoint).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use redb::{Database, Durability};
+
+use super::wal::{CHECKPOINT_BYTES, Effect, Wal};
+use super::{
+    Done, KV, KvError, LINGER, MAX_BATCH, Op, Overlay, Shared, USAGE, Write, db_get, db_usage,
+    read, storage,
+};
+
+impl Effect {
+    /// The write that redoes this effect (quota already admitted it).
+    pub(super) fn into_op(self) -> (String, Op) {
+        match self {
+            Effect::Set {
+                namespace,
+                key,
+                value,
+            } => (
+                namespace,
+                Op::Set {
+                    key,
+                    value,
+                    quota: u64::MAX,
+                },
+            ),
+            Effect::Delete { namespace, key } => (namespace, Op::Delete { key }),
+        }
+    }
+}
+
+/// The changes of one batch, seen on top of the overlay and redb, kept
+/// apart until the batch is durable.
+pub(super) struct Batch<'a> {
+    db: &'a Database,
+    overlay: &'a Shared,
+    entries: BTreeMap<(String, String), Option<Vec<u8>>>,
+    usage: HashMap<String, u64>,
+    effects: Vec<Effect>,
+}
+
+impl<'a> Batch<'a> {
+    pub(super) fn new(db: &'a Database, overlay: &'a Shared) -> Self {
+        Self {
+            db,
+            overlay,
+            entries: BTreeMap::new(),
+            usage: HashMap::new(),
+            effects: Vec::new(),
+        }
+    }
+
+    fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let k = (ns.to_owned(), key.to_owned());
+        if let Some(v) = self.entries.get(&k) {
+            return Ok(v.clone());
+        }
+        if let Some(v) = read(self.overlay).entries.get(&k) {
+            return Ok(v.clone());
+        }
+        db_get(self.db, ns, key)
+    }
+
+    fn used(&self, ns: &str) -> Result<u64, KvError> {
+        if let Some(used) = self.usage.get(ns) {
+            return Ok(*used);
+        }
+        if let Some(used) = read(self.overlay).usage.get(ns) {
+            return Ok(*used);
+        }
+        db_usage(self.db, ns)
+    }
+
+    /// One write: checks first, then records the change, so a refused
+    /// write changes nothing.
+    pub(super) fn apply(&mut self, ns: &str, op: &Op) -> Result<Done, KvError> {
+        let key = match op {
+            Op::Set { key, .. } | Op::Delete { key } | Op::Increment { key, .. } => key,
+        };
+        let used = self.used(ns)?;
+        let old = self.get(ns, key)?;
+        let old_size = old
+            .as_ref()
+            .map(|v| (key.len() + v.len()) as u64)
+            .unwrap_or(0);
+        let (new_value, quota, done) = match op {
+            Op::Delete { .. } => {
+                if old.is_some() {
+                    self.record(ns, key, None, used - old_size.min(used));
+                }
+                return Ok(Done::Bool(old.is_some()));
+            }
+            Op::Set { value, quota, .. } => (value.clone(), *quota, Done::Unit),
+            Op::Increment { delta, quota, .. } => {
+                let current = match &old {
+                    None => 0,
+                    Some(bytes) => std::str::from_utf8(bytes)
+                        .ok()
+                        .and_then(|t| t.trim().parse::<i64>().ok())
+                        .ok_or_else(|| KvError::NotANumber { key: key.clone() })?,
+                };
+                let next = current
+                    .checked_add(*delta)
+                    .ok_or_else(|| KvError::Overflow { key: key.clone() })?;
+                (next.to_string().into_bytes(), *quota, Done::Count(next))
+            }
+        };
+        let new_size = (key.len() + new_value.len()) as u64;
+        let after = (used - old_size.min(used)).saturating_add(new_size);
+        if after > quota && new_size > old_size {
+            return Err(KvError::QuotaExceeded {
+                needed: new_size,
+                used,
+                quota,
+            });
+        }
+        self.record(ns, key, Some(new_value), after);
+        Ok(done)
+    }
+
+    /// Records a change and the effect the log will hold: the value an
+    /// increment produced rather than the increment, so replay is
+    /// idempotent.
+    fn record(&mut self, ns: &str, key: &str, value: Option<Vec<u8>>, used: u64) {
+        self.effects.push(match &value {
+            Some(value) => Effect::Set {
+                namespace: ns.to_owned(),
+                key: key.to_owned(),
+                value: value.clone(),
+            },
+            None => Effect::Delete {
+                namespace: ns.to_owned(),
+                key: key.to_owned(),
+            },
+        });
+        self.entries.insert((ns.to_owned(), key.to_owned()), value);
+        self.usage.insert(ns.to_owned(), used);
+    }
+
+    /// Makes the batch's changes visible (once they are durable).
+    pub(super) fn publish(self) {
+        let mut overlay = self.overlay.write().unwrap_or_else(|p| p.into_inner());
+        overlay.entries.extend(self.entries);
+        overlay.usage.extend(self.usage);
+    }
+}
+
+/// Takes every write waiting, works the batch out, makes it durable with
+/// one sync of the log, publishes it, then answers every write.
+/// Checkpoints once per `every` (and when the log fills). Ends, with a
+/// last checkpoint, when every handle is gone.
+///
+/// Writers that wait for their answer before writing again would split
+/// into two cohorts that take turns (one syncing while the other queues),
+/// each batch half full. So a batch smaller than the last one waits up to
+/// [`LINGER`] for the writers that have just been answered; a lone writer
+/// never waits, and a batch that waited in vain lowers the expectation.
+pub(super) fn writer(
+    db: Arc<Database>,
+    overlay: Shared,
+    mut wal: Option<Wal>,
+    every: Duration,
+    queue: mpsc::Receiver<Write>,
+) {
+    let mut last_checkpoint = Instant::now();
+    let mut expected = 1;
+    // Set by a failed sync of the log: after an fsync error Linux does not
+    // promise that earlier writes reached the disk, so the store refuses
+    // every write until the supervisor is restarted (and replays the log).
+    let mut poisoned: Option<KvError> = None;
+    loop {
+        let wait = every.saturating_sub(last_checkpoint.elapsed());
+        let first = match queue.recv_timeout(wait) {
+            Ok(first) => Some(first),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(first) = first {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let linger_until = Instant::now() + LINGER;
+            while batch.len() < expected.min(MAX_BATCH) {
+                let left = linger_until.saturating_duration_since(Instant::now());
+                match queue.recv_timeout(left) {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            expected = batch.len();
+            let results = match &poisoned {
+                Some(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+                None => commit_batch(&db, &overlay, wal.as_mut(), &batch),
+            };
+            if poisoned.is_none()
+                && let Some(Err(KvError::LogFailed(e))) = results.first()
+            {
+                tracing::error!("kv log sync failed; refusing writes until restart: {e}");
+                poisoned = Some(KvError::Storage(format!(
+                    "the kv store refuses writes since its log failed ({e}); restart the supervisor"
+                )));
+            }
+            for (write, result) in batch.into_iter().zip(results) {
+                let _ = write.reply.send(result);
+            }
+        }
+        let full = wal.as_ref().is_some_and(|w| w.len() >= CHECKPOINT_BYTES);
+        if full || last_checkpoint.elapsed() >= every {
+            if let Err(e) = checkpoint(&db, &overlay, wal.as_mut()) {
+                tracing::error!("kv checkpoint failed (the log keeps the writes; retrying): {e}");
+            }
+            last_checkpoint = Instant::now();
+        }
+    }
+    if let Err(e) = checkpoint(&db, &overlay, wal.as_mut()) {
+        tracing::error!("kv checkpoint at close failed (the log keeps the writes): {e}");
+    }
+}
+
+/// Writes the overlay into redb in one durable commit, then empties the
+/// overlay and starts the log over. On failure both are kept (they are
+/// still the truth) and the next checkpoint tries again.
+pub(super) fn checkpoint(
+    db: &Database,
+    overlay: &Shared,
+    wal: Option<&mut Wal>,
+) -> Result<(), KvError> {
+    {
+        let pending = read(overlay);
+        if pending.entries.is_empty() && pending.usage.is_empty() {
+            return Ok(());
+        }
+        let mut txn = db.begin_write().map_err(storage)?;
+        txn.set_durability(Durability::Immediate).map_err(storage)?;
+        {
+            let mut kv = txn.open_table(KV).map_err(storage)?;
+            for ((ns, key), value) in &pending.entries {
+                match value {
+                    Some(value) => kv.insert((ns.as_str(), key.as_str()), value.as_slice()),
+                    None => kv.remove((ns.as_str(), key.as_str())),
+                }
+                .map_err(storage)?;
+            }
+            let mut usage = txn.open_table(USAGE).map_err(storage)?;
+            for (ns, used) in &pending.usage {
+                usage.insert(ns.as_str(), *used).map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)?;
+    }
+    // Only the writer thread changes the overlay, and it is here: nothing
+    // was added since the commit.
+    *overlay.write().unwrap_or_else(|p| p.into_inner()) = Overlay::default();
+    if let Some(wal) = wal {
+        wal.reset().map_err(storage)?;
+    }
+    Ok(())
+}
+
+pub(super) fn commit_batch(
+    db: &Database,
+    overlay: &Shared,
+    wal: Option<&mut Wal>,
+    writes: &[Write],
+) -> Vec<Result<Done, KvError>> {
+    let mut batch = Batch::new(db, overlay);
+    let results: Vec<_> = writes
+        .iter()
+        .map(|w| batch.apply(&w.namespace, &w.op))
+        .collect();
+    if let Some(wal) = wal
+        && let Err(e) = wal.append(&batch.effects)
+    {
+        // Nothing was published: the batch never happened.
+        let e = KvError::LogFailed(format!("{}: {e}", wal.path().display()));
+        return writes.iter().map(|_| Err(e.clone())).collect();
+    }
+    batch.publish();
+    results
+}
