@@ -4,7 +4,8 @@
 //!
 //! The layers are the table in `docs/architecture.md`, so the document a
 //! newcomer reads is the one the build holds the code to. Run alone with
-//! `cargo test -p prx-supervisor --lib layering`.
+//! `cargo test -p prx-supervisor --lib layering`. The same check keeps
+//! every source file of the host crates under 600 lines of code.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -261,6 +262,44 @@ fn every_import_points_down_the_layers_of_docs_architecture_md() {
         wrong.push(format!("modules import each other: {}", found.join(" -> ")));
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Longest a source file's code may be (its unit tests not counted): what
+/// a reader can hold in mind.
+const MAX_CODE_LINES: usize = 600;
+
+#[test]
+fn no_source_file_holds_more_than_600_lines_of_code() {
+    let root = Path::new(SRC).join("..");
+    let mut long = Vec::new();
+    for krate in ["supervisor", "ipc", "worker", "bench"] {
+        let mut dirs = vec![root.join(krate).join("src")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir)
+                .expect("read a source directory")
+                .flatten()
+            {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).expect("read a source file");
+                    let lines = text
+                        .lines()
+                        .take_while(|line| !line.starts_with("#[cfg(test)]"))
+                        .count();
+                    if lines > MAX_CODE_LINES && !path.ends_with("tests.rs") {
+                        long.push(format!("{} ({lines} lines)", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "over {MAX_CODE_LINES} lines of code: split each by idea\n{}",
+        long.join("\n")
+    );
 }
 
 #[test]
