@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use prx_supervisor::manifest::{CapabilityType, Manifest};
+use prx_supervisor::plugin::StateKind;
 use prx_supervisor::{CallError, ChatMessage, Supervisor, SupervisorConfig};
 
 use crate::Lang;
@@ -101,7 +102,7 @@ async fn smoke(dir: &Path, manifest: &Manifest, args: &str, cache: PathBuf) -> R
         .find(|p| p.name == manifest.plugin.name);
     let mut passed = true;
     match status {
-        Some(s) if s.state == "running" => println!(
+        Some(s) if s.state == StateKind::Running => println!(
             "ok      loaded {} {} (worker pid {}, sandbox {})",
             s.name,
             s.version,

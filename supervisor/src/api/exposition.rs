@@ -122,7 +122,7 @@ pub fn render(sup: &Supervisor) -> String {
     for s in &statuses {
         t.sample(
             "prx_plugin_state",
-            &[("plugin", &s.name), ("state", &s.state)],
+            &[("plugin", &s.name), ("state", s.state.as_str())],
             1,
         );
     }

@@ -33,15 +33,80 @@ pub enum PluginState {
 }
 
 impl PluginState {
+    /// Which state, without what it carries.
+    pub fn kind(&self) -> StateKind {
+        match self {
+            Self::Starting => StateKind::Starting,
+            Self::Running => StateKind::Running,
+            Self::Restarting => StateKind::Restarting,
+            Self::BackingOff { .. } => StateKind::BackingOff,
+            Self::Quarantined(_) => StateKind::Quarantined,
+            Self::Failed(_) => StateKind::Failed,
+            Self::Stopped => StateKind::Stopped,
+        }
+    }
+
     pub fn label(&self) -> &'static str {
+        self.kind().as_str()
+    }
+}
+
+/// A plugin's state as its status shows it; in JSON, its snake_case name
+/// (`running`, `backing_off`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateKind {
+    Starting,
+    Running,
+    Restarting,
+    BackingOff,
+    Quarantined,
+    Failed,
+    Stopped,
+}
+
+impl StateKind {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Starting => "starting",
             Self::Running => "running",
             Self::Restarting => "restarting",
-            Self::BackingOff { .. } => "backing_off",
-            Self::Quarantined(_) => "quarantined",
-            Self::Failed(_) => "failed",
+            Self::BackingOff => "backing_off",
+            Self::Quarantined => "quarantined",
+            Self::Failed => "failed",
             Self::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for StateKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a worker got the plugin's code, as its status shows it; in JSON,
+/// `compiled`, `cache, mapped` or `cache, copied`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CodeOrigin {
+    /// Compiled from the component's bytes for this plugin.
+    #[serde(rename = "compiled")]
+    Compiled,
+    /// The compile cache's artifact, mapped and run in place.
+    #[serde(rename = "cache, mapped")]
+    Mapped,
+    /// The compile cache's artifact, copied (it could not be mapped
+    /// executable).
+    #[serde(rename = "cache, copied")]
+    Copied,
+}
+
+impl From<CodeSource> for CodeOrigin {
+    fn from(source: CodeSource) -> Self {
+        match source {
+            CodeSource::Compiled => Self::Compiled,
+            CodeSource::Mapped => Self::Mapped,
+            CodeSource::Copied => Self::Copied,
         }
     }
 }
@@ -53,7 +118,7 @@ pub struct PluginStatus {
     pub version: String,
     pub dir: PathBuf,
     pub capabilities: Vec<String>,
-    pub state: String,
+    pub state: StateKind,
     /// Why it is failed or quarantined.
     pub error: Option<String>,
     pub pid: Option<u32>,
@@ -84,11 +149,9 @@ pub struct PluginStatus {
     /// component being served: which build runs.
     #[serde(default)]
     pub digest: String,
-    /// How the current worker got the plugin's code: `compiled`, `cache,
-    /// mapped` (the compile cache's artifact run in place), or `cache,
-    /// copied` (it could not be mapped executable).
+    /// How the current worker got the plugin's code.
     #[serde(default)]
-    pub code: Option<String>,
+    pub code: Option<CodeOrigin>,
     /// Times a new version of the plugin took over while it ran.
     #[serde(default)]
     pub reloads: u32,
@@ -156,7 +219,7 @@ impl Plugin {
                     .map(|d| d.as_millis() as u64),
                 _ => None,
             },
-            state: state.label().into(),
+            state: state.kind(),
             pid: worker.as_ref().map(|w| w.pid()),
             restarts: self.restarts.load(Ordering::Relaxed),
             last_exit: self
@@ -192,9 +255,9 @@ impl Plugin {
             digest: self.digest_hex(),
             code: worker.as_ref().map(|w| {
                 if self.compiled_here.load(Ordering::Relaxed) {
-                    CodeSource::Compiled.as_str().to_owned()
+                    CodeOrigin::Compiled
                 } else {
-                    w.code().as_str().to_owned()
+                    w.code().into()
                 }
             }),
             reloads: self.reloads.load(Ordering::Relaxed),

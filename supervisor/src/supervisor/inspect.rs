@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::CallError;
 use crate::manifest::CapabilityType;
 use crate::metrics::CronStats;
-use crate::plugin::PluginStatus;
 use crate::plugin::{Plugin, PluginState};
+use crate::plugin::{PluginStatus, StateKind};
 use crate::services::events::{SubscriberStats, Subscription};
 use crate::topics::EventError;
 
@@ -23,7 +23,7 @@ use super::{LoadFailure, Supervisor, ToolInfo};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModuleDescription {
     pub plugin: String,
-    pub state: String,
+    pub state: StateKind,
     pub rpcs: Vec<String>,
     /// What `describe` answered; `None` when it could not be asked.
     pub status: Option<String>,
@@ -51,7 +51,7 @@ pub struct PluginDetail {
 pub struct CronJob {
     pub plugin: String,
     pub schedule: String,
-    pub state: String,
+    pub state: StateKind,
     pub stats: CronStats,
 }
 
@@ -71,7 +71,7 @@ impl Supervisor {
         let state = plugin.state();
         let mut description = ModuleDescription {
             plugin: plugin.name.to_string(),
-            state: state.label().into(),
+            state: state.kind(),
             rpcs: plugin.rpcs(),
             status: None,
             stats: Vec::new(),
@@ -158,7 +158,7 @@ impl Supervisor {
                     .map(|schedule| CronJob {
                         plugin: p.name.to_string(),
                         schedule,
-                        state: p.state().label().into(),
+                        state: p.state().kind(),
                         stats: p.cron.lock().unwrap_or_else(|e| e.into_inner()).clone(),
                     })
                     .collect::<Vec<_>>()
@@ -205,7 +205,7 @@ impl Supervisor {
                     version: String::new(),
                     dir: failure.dir.clone(),
                     capabilities: Vec::new(),
-                    state: PluginState::Failed(String::new()).label().into(),
+                    state: StateKind::Failed,
                     error: Some(failure.error.clone()),
                     pid: None,
                     restarts: 0,
@@ -322,7 +322,7 @@ impl Supervisor {
     pub fn running(&self) -> usize {
         self.plugins()
             .iter()
-            .filter(|p| p.state == PluginState::Running.label())
+            .filter(|p| p.state == StateKind::Running)
             .count()
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 use common::*;
 use prx_supervisor::clock::ManualClock;
+use prx_supervisor::plugin::StateKind;
 use prx_supervisor::{CallError, ChatMessage, Supervisor, SupervisorConfig};
 use serde_json::{Value, json};
 
@@ -693,7 +694,7 @@ async fn rpc_names_are_unique_across_plugins() {
         .iter()
         .find(|p| p.name == "stats-b")
         .expect("stats-b");
-    assert_eq!(b.state, "failed");
+    assert_eq!(b.state, StateKind::Failed);
     let error = b.error.as_deref().unwrap_or_default();
     assert!(
         error.contains("registers the RPC `stats.summary`, which plugin `stats-a` already serves"),
@@ -832,12 +833,12 @@ async fn lifecycle_events_follow_a_plugin_from_load_to_quarantine_and_release() 
     let _ = sup.call_tool("faulty", r#"{"mode":"crash"}"#).await;
     eventually("a restarted worker", async || {
         let plugin = &sup.plugins()[0];
-        (plugin.state == "running" && plugin.restarts >= 1).then_some(())
+        (plugin.state == StateKind::Running && plugin.restarts >= 1).then_some(())
     })
     .await;
     let _ = sup.call_tool("faulty", r#"{"mode":"crash"}"#).await;
     eventually("quarantine", async || {
-        (sup.plugins()[0].state == "quarantined").then_some(())
+        (sup.plugins()[0].state == StateKind::Quarantined).then_some(())
     })
     .await;
     sup.release("faulty").await.expect("release");

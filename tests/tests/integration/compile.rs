@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{Env, echo_manifest, slow_to_compile, tool_manifest};
 use prx_supervisor::Supervisor;
+use prx_supervisor::plugin::StateKind;
 
 #[tokio::test]
 async fn a_compile_past_the_load_timeout_fails_the_plugin_once() {
@@ -30,7 +31,7 @@ async fn a_compile_past_the_load_timeout_fails_the_plugin_once() {
         .into_iter()
         .find(|p| p.name == "slow")
         .unwrap();
-    assert_eq!(slow.state, "failed", "{slow:?}");
+    assert_eq!(slow.state, StateKind::Failed, "{slow:?}");
     let error = slow.error.unwrap_or_default();
     assert!(
         error.contains("loading did not finish within 1.5s (compile timeout)"),
@@ -50,6 +51,6 @@ async fn a_compile_past_the_load_timeout_fails_the_plugin_once() {
         .into_iter()
         .find(|p| p.name == "slow")
         .unwrap();
-    assert_eq!((slow.state.as_str(), slow.restarts), ("failed", 0));
+    assert_eq!((slow.state, slow.restarts), (StateKind::Failed, 0));
     sup.shutdown().await;
 }

@@ -7,6 +7,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::{Env, echo_manifest, tool_manifest, with_custom_section};
+use prx_supervisor::plugin::StateKind;
 use prx_supervisor::{CallError, ReloadOutcome, Supervisor};
 
 /// Starts one plugin on the fake worker (behaving per `mode`) and echo on
@@ -80,7 +81,7 @@ async fn a_stalled_partial_frame_costs_one_call_and_a_flood_costs_nothing() {
     let (_env, sup) = liar("flood").await;
     assert_eq!(sup.call_tool("fake", "{}").await.unwrap(), "honest");
     let status = sup.plugins()[0].clone();
-    assert_eq!(status.state, "running");
+    assert_eq!(status.state, StateKind::Running);
     assert!(status.log_dropped >= 99_000, "{}", status.log_dropped);
     assert_eq!(
         honest.call_tool("echo", r#"{"text":"ok"}"#).await.unwrap(),
@@ -99,7 +100,7 @@ async fn quarantined_at_load(mode: &str) -> String {
     let sup = Supervisor::start(fake_config(&env)).await.expect("start");
     assert_eq!(sup.running(), 0);
     let status = sup.plugins()[0].clone();
-    assert_eq!(status.state, "quarantined", "{mode}: {status:?}");
+    assert_eq!(status.state, StateKind::Quarantined, "{mode}: {status:?}");
     assert_eq!(status.restarts, 0, "{mode}: {status:?}");
     sup.shutdown().await;
     status.error.unwrap_or_default()
@@ -163,7 +164,7 @@ async fn a_new_version_that_lies_while_starting_is_refused_and_the_old_one_serve
         "{error}"
     );
     let status = sup.plugins()[0].clone();
-    assert_eq!(status.state, "running", "{status:?}");
+    assert_eq!(status.state, StateKind::Running, "{status:?}");
     assert_eq!(status.pid, pid, "the old version serves on");
     assert!(
         status
@@ -217,13 +218,13 @@ async fn each_forged_or_malformed_frame_quarantines_the_plugin() {
         }
         let mut status = sup.plugins()[0].clone();
         for _ in 0..400 {
-            if status.state == "quarantined" {
+            if status.state == StateKind::Quarantined {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
             status = sup.plugins()[0].clone();
         }
-        assert_eq!(status.state, "quarantined", "{mode}: {status:?}");
+        assert_eq!(status.state, StateKind::Quarantined, "{mode}: {status:?}");
         assert_eq!(
             status.restarts, 0,
             "{mode}: a security event is not restarted"
@@ -274,7 +275,8 @@ async fn fuel_a_worker_reports_is_capped_at_the_plugins_limit() {
         "{text}"
     );
     assert_eq!(
-        status.state, "running",
+        status.state,
+        StateKind::Running,
         "a metric is not a protocol violation"
     );
     sup.shutdown().await;
@@ -350,7 +352,7 @@ async fn fatal_frames_at_socket_speed_are_held_to_the_log_rate() {
     assert_eq!(sup.call_tool("fake", "{}").await.unwrap(), "honest");
     let took = started.elapsed().as_secs_f64();
     let status = sup.plugins()[0].clone();
-    assert_eq!(status.state, "running");
+    assert_eq!(status.state, StateKind::Running);
     // The default rate: a burst of 500 lines, then 100 a second.
     let let_through = 100_000 - status.log_dropped.min(100_000);
     assert!(

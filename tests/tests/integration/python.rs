@@ -13,6 +13,7 @@ use std::path::Path;
 
 use common::{Daemon, Env, eventually, python_plugin, stderr, stdout};
 use prx_supervisor::Supervisor;
+use prx_supervisor::plugin::StateKind;
 use serde_json::{Value, json};
 
 /// IBM's monthly closes, 2000-2010: the forecast example's test data.
@@ -106,7 +107,7 @@ async fn a_python_hook_sees_the_events_of_its_manifest() {
         .into_iter()
         .find(|p| p.name == "events-py")
         .unwrap();
-    assert_eq!((plugin.state.as_str(), plugin.restarts), ("running", 0));
+    assert_eq!((plugin.state, plugin.restarts), (StateKind::Running, 0));
     sup.shutdown().await;
 }
 
@@ -257,7 +258,7 @@ async fn a_python_plugin_past_its_fuel_memory_or_time_limit_fails_cleanly() {
         );
     }
     for plugin in sup.plugins() {
-        assert_eq!(plugin.state, "running", "{plugin:?}");
+        assert_eq!(plugin.state, StateKind::Running, "{plugin:?}");
         assert_eq!(
             plugin.restarts, 0,
             "limits end calls, not workers: {plugin:?}"

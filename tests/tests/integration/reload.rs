@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
+use prx_supervisor::plugin::StateKind;
 use prx_supervisor::{CallError, Supervisor};
 
 /// The versioned test tool's manifest: `[plugin] version` and the
@@ -141,8 +142,8 @@ async fn a_new_version_takes_over_under_load_without_a_failed_call_and_keeps_kv(
 
     let now = status(&sup, "versioned");
     assert_eq!(
-        (now.version.as_str(), now.state.as_str()),
-        ("2.0.0", "running")
+        (now.version.as_str(), now.state),
+        ("2.0.0", StateKind::Running)
     );
     assert!(now.reloads >= 1, "{now:?}");
     assert_eq!(now.reload_error, None);
@@ -176,7 +177,7 @@ async fn broken_torn_and_core_module_versions_are_refused_while_the_old_one_serv
         let answer = sup.call_tool("versioned", "{}").await.expect("v1 serves");
         assert!(answer.starts_with("1:"), "{answer}");
         let s = status(sup, "versioned");
-        assert_eq!((s.version.as_str(), s.state.as_str()), ("1.0.0", "running"));
+        assert_eq!((s.version.as_str(), s.state), ("1.0.0", StateKind::Running));
         assert_eq!(s.reloads, 0);
     };
 
@@ -299,7 +300,7 @@ async fn a_new_version_asking_for_more_than_the_policy_grants_is_refused() {
         vec!["https://api.example.com/v1".into()],
     );
     let sup = Supervisor::start(config).await.expect("supervisor starts");
-    assert_eq!(status(&sup, "versioned").state, "running");
+    assert_eq!(status(&sup, "versioned").state, StateKind::Running);
     replace_file(
         &dir.join("plugin.toml"),
         versioned(
@@ -386,7 +387,7 @@ async fn plugin_directories_come_and_go_and_subscriptions_and_order_follow_the_m
     until("the new plugin running", || {
         sup.plugins()
             .iter()
-            .any(|p| p.name == "versioned" && p.state == "running")
+            .any(|p| p.name == "versioned" && p.state == StateKind::Running)
     })
     .await;
     assert!(
@@ -505,7 +506,7 @@ async fn a_refused_version_leaves_no_subscription_with_the_live_one() {
     sup.publish("probe.one", "{}").expect("publish");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let live = status(&sup, "slow-module");
-    assert_eq!(live.state, "running");
+    assert_eq!(live.state, StateKind::Running);
     assert_eq!(live.events_handled, 0, "{live:?}");
     sup.shutdown().await;
 }

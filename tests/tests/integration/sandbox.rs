@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::net::TcpListener;
 
 use common::{Env, echo_manifest, slow_to_compile, tool_manifest};
+use prx_supervisor::plugin::CodeOrigin;
 use prx_supervisor::worker::verify::Layer;
 use prx_supervisor::{CallError, Supervisor};
 
@@ -33,7 +34,7 @@ impl Outcome {
 /// `{kv}` in a probe stands for this supervisor's own kv database,
 /// `{cache}` for the compile cache the worker's code was mapped from.
 /// Also returns how the worker got its code.
-async fn probe_with(probe: &str, enabled: BTreeSet<Layer>) -> (Outcome, Env, Option<String>) {
+async fn probe_with(probe: &str, enabled: BTreeSet<Layer>) -> (Outcome, Env, Option<CodeOrigin>) {
     let env = Env::new();
     env.add("echo-tool", "echo-tool", &echo_manifest());
     let mut config = env.config();
@@ -99,7 +100,7 @@ async fn a_worker_mapping_its_code_from_the_cache_keeps_no_descriptor_and_cannot
     env.supervisor().await.shutdown().await;
     for name in ["stray-fds", "open-file:{cache}"] {
         let (outcome, _env, code) = probe_with(name, Layer::ALL.into()).await;
-        assert_eq!(code.as_deref(), Some("cache, mapped"), "{name}");
+        assert_eq!(code, Some(CodeOrigin::Mapped), "{name}");
         assert!(outcome.blocked(), "{name}: {outcome:?}");
     }
     // The control: without the sandbox the cache directory opens (the

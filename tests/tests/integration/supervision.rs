@@ -10,6 +10,7 @@ use common::{Daemon, Env, echo_manifest, status, stdout, tool_manifest, until};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use prx_supervisor::config::RestartPolicy;
+use prx_supervisor::plugin::{CodeOrigin, StateKind};
 use prx_supervisor::worker::Liveness;
 use prx_supervisor::{CallError, PluginStatus, Supervisor};
 
@@ -90,7 +91,7 @@ async fn kill_9_during_a_long_call_fails_it_fast_and_the_plugin_comes_back() {
     assert_eq!(sup.call_tool("faulty", "{}").await.unwrap(), "ok");
     let s = status(&sup, "faulty");
     assert_eq!(s.restarts, 1);
-    assert_eq!(s.state, "running");
+    assert_eq!(s.state, StateKind::Running);
     assert_eq!(s.last_exit.as_deref(), Some("signal SIGKILL"));
     assert_ne!(s.pid, Some(pid));
     sup.shutdown().await;
@@ -151,7 +152,7 @@ async fn a_crash_loop_backs_off_then_quarantines_while_others_keep_serving() {
     );
 
     let s = status(&sup, "faulty");
-    assert_eq!(s.state, "quarantined");
+    assert_eq!(s.state, StateKind::Quarantined);
     assert_eq!(s.restarts, 3);
     assert_eq!(s.pid, None);
     let reason = s.error.unwrap();
@@ -163,7 +164,7 @@ async fn a_crash_loop_backs_off_then_quarantines_while_others_keep_serving() {
     assert!(err.to_string().contains("is quarantined"), "{err}");
 
     sup.release("faulty").await.unwrap();
-    assert_eq!(status(&sup, "faulty").state, "running");
+    assert_eq!(status(&sup, "faulty").state, StateKind::Running);
     assert_eq!(sup.call_tool("faulty", "{}").await.unwrap(), "ok");
     assert!(
         sup.release("faulty")
@@ -190,7 +191,7 @@ async fn a_stopped_worker_misses_its_heartbeat_and_is_replaced() {
     let stopped = Instant::now();
     until("echo-tool restarted and running", || {
         let s = status(&sup, "echo-tool");
-        s.state == "running" && s.pid.is_some_and(|p| p != pid)
+        s.state == StateKind::Running && s.pid.is_some_and(|p| p != pid)
     })
     .await;
     // Interval + timeout + restart: well within a second.
@@ -254,7 +255,7 @@ async fn crashed_workers_are_reaped_no_zombie_stays() {
         kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
         until("echo-tool restarted and running", || {
             let s = status(&sup, "echo-tool");
-            s.restarts == round && s.state == "running"
+            s.restarts == round && s.state == StateKind::Running
         })
         .await;
     }
@@ -399,18 +400,18 @@ async fn a_change_to_its_files_retries_a_quarantined_or_failed_plugin() {
         .unwrap_err();
     assert!(matches!(err, CallError::Crashed { .. }), "{err:?}");
     until("faulty quarantined", || {
-        status(&sup, "faulty").state == "quarantined"
+        status(&sup, "faulty").state == StateKind::Quarantined
     })
     .await;
     // Files unchanged: it stays quarantined.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(status(&sup, "faulty").state, "quarantined");
+    assert_eq!(status(&sup, "faulty").state, StateKind::Quarantined);
 
     // A new version of the manifest (a deploy) retries it.
     let manifest = tool_manifest("faulty", "faulty", "# fixed\n");
     std::fs::write(faulty_dir.join("plugin.toml"), manifest).unwrap();
     until("faulty running again", || {
-        status(&sup, "faulty").state == "running"
+        status(&sup, "faulty").state == StateKind::Running
     })
     .await;
     assert_eq!(sup.call_tool("faulty", "{}").await.unwrap(), "ok");
@@ -424,7 +425,7 @@ async fn a_change_to_its_files_retries_a_quarantined_or_failed_plugin() {
     until("broken running", || {
         sup.plugins()
             .iter()
-            .any(|p| p.name == "broken" && p.state == "running")
+            .any(|p| p.name == "broken" && p.state == StateKind::Running)
     })
     .await;
     assert!(sup.failures().is_empty(), "{:?}", sup.failures());
@@ -442,7 +443,7 @@ async fn kill_and_wait_for_restart(sup: &Supervisor, name: &str) -> PluginStatus
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("kill");
     until("the plugin running again", || {
         let s = status(sup, name);
-        s.state == "running" && s.pid.is_some_and(|p| p != pid)
+        s.state == StateKind::Running && s.pid.is_some_and(|p| p != pid)
     })
     .await;
     status(sup, name)
@@ -459,7 +460,7 @@ async fn a_restart_maps_the_cached_code_and_a_damaged_cache_entry_is_compiled_ag
     config.cache_dir = Some(cache.clone());
     let sup = Supervisor::start(config).await.expect("start");
     let first = status(&sup, "echo-tool");
-    assert_eq!(first.code.as_deref(), Some("compiled"), "{first:?}");
+    assert_eq!(first.code, Some(CodeOrigin::Compiled), "{first:?}");
     let entry = || {
         let mut entries: Vec<_> = std::fs::read_dir(&cache)
             .unwrap()
@@ -474,7 +475,7 @@ async fn a_restart_maps_the_cached_code_and_a_damaged_cache_entry_is_compiled_ag
     // The replacement is started from the compile cache: the worker maps
     // the stored artifact through the descriptor it inherits.
     let s = kill_and_wait_for_restart(&sup, "echo-tool").await;
-    assert_eq!(s.code.as_deref(), Some("cache, mapped"));
+    assert_eq!(s.code, Some(CodeOrigin::Mapped));
     assert_eq!(
         sup.call_tool("echo", r#"{"text":"mapped"}"#).await.unwrap(),
         "mapped"
@@ -491,7 +492,7 @@ async fn a_restart_maps_the_cached_code_and_a_damaged_cache_entry_is_compiled_ag
         .set_len(whole / 2)
         .unwrap();
     let s = kill_and_wait_for_restart(&sup, "echo-tool").await;
-    assert_eq!(s.code.as_deref(), Some("compiled"));
+    assert_eq!(s.code, Some(CodeOrigin::Compiled));
     assert_eq!(sup.call_tool("echo", r#"{"text":"a"}"#).await.unwrap(), "a");
     assert_eq!(
         std::fs::metadata(entry()).unwrap().len(),
@@ -510,12 +511,12 @@ async fn a_restart_maps_the_cached_code_and_a_damaged_cache_entry_is_compiled_ag
     file.write_all_at(&[byte[0] ^ 0xff], whole - 100).unwrap();
     drop(file);
     let s = kill_and_wait_for_restart(&sup, "echo-tool").await;
-    assert_eq!(s.code.as_deref(), Some("compiled"));
+    assert_eq!(s.code, Some(CodeOrigin::Compiled));
     assert_eq!(sup.call_tool("echo", r#"{"text":"b"}"#).await.unwrap(), "b");
 
     // And the entry stored after that is mapped again.
     let s = kill_and_wait_for_restart(&sup, "echo-tool").await;
-    assert_eq!(s.code.as_deref(), Some("cache, mapped"));
+    assert_eq!(s.code, Some(CodeOrigin::Mapped));
     assert_eq!(sup.call_tool("echo", r#"{"text":"c"}"#).await.unwrap(), "c");
     sup.shutdown().await;
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use common::{Daemon, Env, echo_manifest, parent_of, stderr, stdout, tool_manifest};
 use prx_ipc::GuestErrorKind;
 use prx_supervisor::CallError;
+use prx_supervisor::plugin::StateKind;
 
 /// How far past `max_execution_time_ms` a deadline error may arrive: the
 /// epoch ticks every 5 ms; the rest is scheduling on a busy CI machine.
@@ -330,17 +331,17 @@ async fn bad_plugins_are_refused_with_the_file_and_the_problem_and_others_load()
     );
     assert_eq!(failures.len(), 4, "{failures:?}");
 
-    let states: Vec<(String, String)> = sup
+    let states: Vec<(String, StateKind)> = sup
         .plugins()
         .into_iter()
         .map(|p| (p.name, p.state))
         .collect();
     assert!(
-        states.contains(&("echo-tool".into(), "running".into())),
+        states.contains(&("echo-tool".into(), StateKind::Running)),
         "{states:?}"
     );
     assert!(
-        states.contains(&("not-a-hook".into(), "failed".into())),
+        states.contains(&("not-a-hook".into(), StateKind::Failed)),
         "{states:?}"
     );
     sup.shutdown().await;

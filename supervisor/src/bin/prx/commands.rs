@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use prx_ipc::CodeSource;
+
 use prx_supervisor::PluginStatus;
 use prx_supervisor::api::{self, CallResponse, ErrorBody, client};
+use prx_supervisor::plugin::CodeOrigin;
 
 use super::cli::{KvCommand, MemoryCommand};
 
@@ -83,7 +84,7 @@ pub(super) async fn status(state: PathBuf, json: bool) -> Result<ExitCode> {
                 p.state,
                 human_duration(at.saturating_sub(now_ms))
             ),
-            None => p.state.clone(),
+            None => p.state.to_string(),
         };
         // Sandbox layers: the count applied (the worker's start-up steps
         // aside), details below for any that are not.
@@ -120,7 +121,7 @@ pub(super) async fn status(state: PathBuf, json: bool) -> Result<ExitCode> {
     }
     for p in plugins
         .iter()
-        .filter(|p| p.code.as_deref() == Some(CodeSource::Copied.as_str()))
+        .filter(|p| p.code == Some(CodeOrigin::Copied))
     {
         println!(
             "\n{}: its cached code could not be mapped executable and was copied (is the state directory on a noexec mount?); every start pays for the copy",
