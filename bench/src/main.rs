@@ -191,8 +191,8 @@ fn main() -> Result<()> {
         .build()?;
     // The first start compiles and fills the cache; the rounds after are warm.
     let (spawn_p50, spawn_min) = spawn_to_ready(&current, &config, 21)?;
-    let sandboxed = prx_supervisor::worker::verify::SandboxPolicy::default();
-    let bare = prx_supervisor::worker::verify::SandboxPolicy {
+    let sandboxed = prx_supervisor::worker_handle::verify::SandboxPolicy::default();
+    let bare = prx_supervisor::worker_handle::verify::SandboxPolicy {
         enabled: Default::default(),
         required: Default::default(),
         ..sandboxed.clone()

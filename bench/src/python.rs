@@ -128,7 +128,7 @@ pub fn run(plugins: &Path, worker: &Path, root: &Path) -> Result<()> {
         limits,
         engine: engine_settings,
     };
-    let sandbox = prx_supervisor::worker::verify::SandboxPolicy::default();
+    let sandbox = prx_supervisor::worker_handle::verify::SandboxPolicy::default();
     let (spawn_p50, spawn_min) = worker_spawn_to_ready(&current, &subject, worker, 21, sandbox)?;
 
     // The supervisor's share of a start from the cache, which the row

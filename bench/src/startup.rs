@@ -28,21 +28,21 @@ pub(crate) fn worker_spawn_to_ready(
     subject: &Subject,
     worker: &Path,
     rounds: usize,
-    sandbox: prx_supervisor::worker::verify::SandboxPolicy,
+    sandbox: prx_supervisor::worker_handle::verify::SandboxPolicy,
 ) -> Result<(Duration, Duration)> {
     use prx_supervisor::broker::PluginBroker;
-    use prx_supervisor::worker::{SourceKind, Worker, WorkerSpec};
+    use prx_supervisor::worker_handle::{SourceKind, Worker, WorkerSpec};
     let cgroups = Arc::new(
         if sandbox
             .enabled
-            .contains(&prx_supervisor::worker::verify::Layer::Cgroup)
+            .contains(&prx_supervisor::worker_handle::verify::Layer::Cgroup)
         {
-            prx_supervisor::worker::cgroup::Cgroups::detect(&format!(
+            prx_supervisor::worker_handle::cgroup::Cgroups::detect(&format!(
                 "prx-bench-{}",
                 std::process::id()
             ))
         } else {
-            prx_supervisor::worker::cgroup::Cgroups::Unavailable("off".into())
+            prx_supervisor::worker_handle::cgroup::Cgroups::Unavailable("off".into())
         },
     );
     let result = runtime.block_on(async {
@@ -55,7 +55,7 @@ pub(crate) fn worker_spawn_to_ready(
             source: SourceKind::Wasm,
             load_timeout: Duration::from_secs(60),
             broker: Arc::new(PluginBroker::new(subject.name.into(), Vec::new())),
-            liveness: prx_supervisor::worker::Liveness::default(),
+            liveness: prx_supervisor::worker_handle::Liveness::default(),
             extra_args: Vec::new(),
             cgroups: cgroups.clone(),
             sandbox,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::broker::rate::LogRate;
 use crate::manifest::Permission;
-use crate::worker::Liveness;
+use crate::worker_handle::Liveness;
 use std::time::Duration;
 
 /// Compiling a Python component takes 8-12 s on a small machine; a minute
@@ -119,7 +119,7 @@ pub struct SupervisorConfig {
     pub liveness: Liveness,
     pub permissions: PermissionPolicy,
     pub log_rate: LogRate,
-    pub sandbox: crate::worker::verify::SandboxPolicy,
+    pub sandbox: crate::worker_handle::verify::SandboxPolicy,
     pub http: crate::services::http::HttpPolicy,
     /// Events one subscriber may have waiting; more are dropped and counted.
     pub event_queue: usize,
@@ -291,7 +291,7 @@ impl SupervisorConfig {
             liveness: Liveness::default(),
             permissions: PermissionPolicy::default(),
             log_rate: LogRate::default(),
-            sandbox: crate::worker::verify::SandboxPolicy::default(),
+            sandbox: crate::worker_handle::verify::SandboxPolicy::default(),
             http: crate::services::http::HttpPolicy::default(),
             event_queue: crate::services::events::DEFAULT_QUEUE,
             event_max_depth: crate::services::events::DEFAULT_MAX_DEPTH,

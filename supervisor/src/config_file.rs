@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::broker::rate::LogRate;
 use crate::config::{LogFormat, PermissionPolicy, ResourceCap, ResourceCaps, SupervisorConfig};
 use crate::manifest::{MAX_KV_STORAGE_KB_CEILING, Permission};
-use crate::worker::verify::Layer;
+use crate::worker_handle::verify::Layer;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

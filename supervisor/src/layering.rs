@@ -37,17 +37,14 @@ fn layers(doc: &str) -> BTreeMap<String, u32> {
 }
 
 /// Code without comments and without the unit tests at the end of a file
-/// (`#[cfg(test)]` before a `mod`, by this crate's habit).
+/// (`#[cfg(test)]` before `mod tests`, by this crate's habit; any other
+/// test-only module is counted as code).
 fn code(text: &str) -> String {
     let mut out = String::new();
     let mut lines = text.lines().peekable();
     while let Some(line) = lines.next() {
         let trimmed = line.trim_start();
-        if line.starts_with("#[cfg(test)]")
-            && lines
-                .peek()
-                .is_some_and(|next| next.starts_with("mod ") || next.starts_with("#[path"))
-        {
+        if is_unit_tests(line, lines.peek().copied()) {
             break;
         }
         if trimmed.starts_with("//") {
@@ -59,6 +56,15 @@ fn code(text: &str) -> String {
     out
 }
 
+/// True at the `#[cfg(test)]` that opens a file's unit tests: followed by
+/// `mod tests` (inline or in a file of its own, maybe through `#[path]`).
+fn is_unit_tests(line: &str, next: Option<&str>) -> bool {
+    line.starts_with("#[cfg(test)]")
+        && next.is_some_and(|next| {
+            next.starts_with("mod tests") || next.replace(' ', "").starts_with("#[path=")
+        })
+}
+
 /// The identifier at the start of `text`.
 fn ident(text: &str) -> &str {
     let end = text
@@ -67,12 +73,26 @@ fn ident(text: &str) -> &str {
     &text[..end]
 }
 
-/// Names `code` reaches through `crate::`: the first segment of each path,
-/// including each first segment of a `use crate::{...}` group.
-fn crate_names(code: &str) -> BTreeSet<String> {
+/// Names `code` reaches at the crate's root: the first segment of each
+/// path after `crate::`, or after `depth + 1` times `super::` (which is the
+/// root too from a file `depth` modules below a top-level one), including
+/// each first segment of a `{...}` group.
+fn crate_names(code: &str, depth: usize) -> BTreeSet<String> {
+    let root_super = "super::".repeat(depth + 1);
     let mut names = BTreeSet::new();
-    for (at, _) in code.match_indices("crate::") {
-        let rest = &code[at + "crate::".len()..];
+    let starts = code
+        .match_indices("crate::")
+        .map(|(at, m)| at + m.len())
+        .chain(
+            code.match_indices(root_super.as_str())
+                .filter(|(at, _)| !code[..*at].ends_with("super::"))
+                .map(|(at, m)| at + m.len()),
+        );
+    for start in starts {
+        let rest = &code[start..];
+        if rest.starts_with("super::") {
+            continue; // more `super::` than the root: not Rust
+        }
         if let Some(group) = rest.strip_prefix('{') {
             let mut depth = 0;
             let mut start = true;
@@ -93,7 +113,22 @@ fn crate_names(code: &str) -> BTreeSet<String> {
             names.insert(ident(rest).to_owned());
         }
     }
+    names.remove("");
     names
+}
+
+/// How many modules below its top-level module a file's code sits:
+/// `x.rs` and `x/mod.rs` are 0, `x/y.rs` and `x/y/mod.rs` are 1.
+fn depth(src: &Path, file: &Path) -> usize {
+    let dirs = file
+        .strip_prefix(src)
+        .map(|p| p.components().count().saturating_sub(1))
+        .unwrap_or(0);
+    if file.file_name().is_some_and(|n| n == "mod.rs") {
+        dirs.saturating_sub(1)
+    } else {
+        dirs
+    }
 }
 
 /// The crate's top-level modules, and what `lib.rs` re-exports from each
@@ -101,13 +136,22 @@ fn crate_names(code: &str) -> BTreeSet<String> {
 fn modules(lib: &str) -> (Vec<String>, BTreeMap<String, String>) {
     let lib = code(lib);
     let mut modules = Vec::new();
+    let mut test_only = false;
     for line in lib.lines() {
         let line = line.trim();
-        if let Some(name) = line
+        // A module compiled only for tests (this check itself) is no layer.
+        if std::mem::replace(&mut test_only, line == "#[cfg(test)]") {
+            continue;
+        }
+        let declared = line
             .strip_prefix("pub mod ")
             .or_else(|| line.strip_prefix("mod "))
-            .and_then(|rest| rest.strip_suffix(';'))
-        {
+            .or_else(|| {
+                // `pub(crate) mod x;`, `pub(super) mod x;`, `pub(in ...) mod x;`
+                let rest = line.strip_prefix("pub(")?;
+                rest.split_once(") mod ").map(|(_, name)| name)
+            });
+        if let Some(name) = declared.and_then(|rest| rest.strip_suffix(';')) {
             modules.push(name.to_owned());
         }
     }
@@ -155,9 +199,10 @@ fn files(src: &Path, name: &str) -> Vec<PathBuf> {
     }
     let mut included = Vec::new();
     for file in &out {
-        let text = code(&std::fs::read_to_string(file).expect("read a source file"));
-        for (at, _) in text.match_indices("#[path = \"") {
-            let rest = &text[at + "#[path = \"".len()..];
+        let text =
+            code(&std::fs::read_to_string(file).expect("read a source file")).replace(' ', "");
+        for (at, _) in text.match_indices("#[path=\"") {
+            let rest = &text[at + "#[path=\"".len()..];
             let relative = &rest[..rest.find('"').expect("a closing quote")];
             included.push(file.parent().expect("a directory").join(relative));
         }
@@ -176,7 +221,7 @@ fn imports(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
         let mut uses = BTreeSet::new();
         for file in files(src, module) {
             let text = std::fs::read_to_string(&file).expect("read a source file");
-            for name in crate_names(&code(&text)) {
+            for name in crate_names(&code(&text), depth(src, &file)) {
                 let target = if modules.contains(&name) {
                     Some(name)
                 } else {
@@ -284,10 +329,10 @@ fn no_source_file_holds_more_than_600_lines_of_code() {
                     dirs.push(path);
                 } else if path.extension().is_some_and(|e| e == "rs") {
                     let text = std::fs::read_to_string(&path).expect("read a source file");
-                    let lines = text
-                        .lines()
-                        .take_while(|line| !line.starts_with("#[cfg(test)]"))
-                        .count();
+                    let all: Vec<&str> = text.lines().collect();
+                    let lines = (0..all.len())
+                        .find(|&i| is_unit_tests(all[i], all.get(i + 1).copied()))
+                        .unwrap_or(all.len());
                     if lines > MAX_CODE_LINES && !path.ends_with("tests.rs") {
                         long.push(format!("{} ({lines} lines)", path.display()));
                     }
@@ -304,15 +349,32 @@ fn no_source_file_holds_more_than_600_lines_of_code() {
 
 #[test]
 fn the_check_sees_imports_groups_reexports_and_cycles() {
-    let text = "use crate::a::X;\nuse crate::{b::Y, c, d::{e, f}};\n// crate::commented\nlet s = crate::Sup::new();\n#[cfg(test)]\nmod tests { use crate::hidden; }\n";
-    let names = crate_names(&code(text));
+    let text = "use crate::a::X;\nuse crate::{b::Y, c, d::{e, f}};\n// crate::commented\nlet s = crate::Sup::new();\n#[cfg(test)]\nmod helpers { use crate::g; }\n#[cfg(test)]\nmod tests { use crate::hidden; }\n";
+    let names = crate_names(&code(text), 0);
     assert_eq!(
         names.into_iter().collect::<Vec<_>>(),
-        ["Sup", "a", "b", "c", "d"]
+        ["Sup", "a", "b", "c", "d", "g"]
     );
-    let (mods, reexports) =
-        modules("pub mod a;\nmod sup;\npub use sup::{Sup, Other};\npub use a::X;\n");
-    assert_eq!(mods, ["a", "sup"]);
+    // From a file one module down, `super::super::` is the root and
+    // `super::` its own parent.
+    let nested = "use super::super::plugin::P;\nuse super::sibling::S;\n";
+    assert_eq!(
+        crate_names(nested, 1).into_iter().collect::<Vec<_>>(),
+        ["plugin"]
+    );
+    assert_eq!(
+        crate_names(nested, 0).into_iter().collect::<Vec<_>>(),
+        ["sibling"]
+    );
+    let src = Path::new("/s");
+    assert_eq!(depth(src, Path::new("/s/x.rs")), 0);
+    assert_eq!(depth(src, Path::new("/s/x/mod.rs")), 0);
+    assert_eq!(depth(src, Path::new("/s/x/y.rs")), 1);
+    assert_eq!(depth(src, Path::new("/s/x/y/mod.rs")), 1);
+    let (mods, reexports) = modules(
+        "pub mod a;\nmod sup;\npub(crate) mod hid;\n#[cfg(test)]\nmod checks;\npub use sup::{Sup, Other};\npub use a::X;\n",
+    );
+    assert_eq!(mods, ["a", "sup", "hid"]);
     assert_eq!(reexports.get("Sup").map(String::as_str), Some("sup"));
     assert_eq!(reexports.get("X").map(String::as_str), Some("a"));
     let graph: BTreeMap<String, BTreeSet<String>> = [

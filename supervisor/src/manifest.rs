@@ -435,7 +435,7 @@ fn check_capability(index: usize, cap: &Capability) -> Result<(), String> {
         (Some(_), kind) if kind != CapabilityType::Cron => {
             Err(format!("{at} has `schedule`, which only cron uses"))
         }
-        (Some(schedule), _) => crate::cron::CronSchedule::parse(schedule)
+        (Some(schedule), _) => crate::cron_expr::CronSchedule::parse(schedule)
             .map(|_| ())
             .map_err(|e| format!("{at} schedule: {e}")),
         _ => Ok(()),

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use prx_ipc::{Call, Output};
 
 use crate::clock::Clock;
-use crate::cron::CronSchedule;
+use crate::cron_expr::CronSchedule;
 use crate::error::CallError;
 use crate::metrics::CronOutcome;
 use crate::plugin::{Plugin, PluginState, Runtime};

@@ -8,7 +8,7 @@ const MAX_UNTRUSTED_TEXT: usize = 4096;
 
 /// Text a worker sent (error messages, sandbox reasons), made safe to keep,
 /// log and show: control characters escaped, cut to a few KiB.
-pub fn untrusted_text(text: String) -> String {
+pub(crate) fn untrusted_text(text: String) -> String {
     let mut text = match sanitize(&text) {
         std::borrow::Cow::Borrowed(_) => text,
         std::borrow::Cow::Owned(escaped) => escaped,

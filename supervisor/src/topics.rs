@@ -137,7 +137,7 @@ pub fn check_topic(topic: &str) -> Result<(), EventError> {
 }
 
 /// True for the host's own topics: `prx` and those under `prx.`.
-pub fn is_reserved(topic: &str) -> bool {
+pub(crate) fn is_reserved(topic: &str) -> bool {
     topic == HOST_PREFIX
         || topic
             .strip_prefix(HOST_PREFIX)

@@ -343,7 +343,9 @@ fn from_worker_samples() -> Vec<FromWorker> {
         },
     ];
     let mut interfaces = std::collections::BTreeSet::new();
+    let mut variants = std::collections::BTreeSet::new();
     for call in calls {
+        variants.insert(host_call_variant(&call));
         // `kv.get` belongs to `prx:host/kv@0.1.0`: the function's name and
         // its interface come from the same table.
         let (interface, _) = call.function().split_once('.').expect("interface.function");
@@ -354,6 +356,11 @@ fn from_worker_samples() -> Vec<FromWorker> {
         out.push(FromWorker::HostCall(HostCallMsg { id: 11, call }));
     }
     assert_eq!(interfaces.into_iter().collect::<Vec<_>>(), Interface::ALL);
+    assert_eq!(
+        variants.len(),
+        HOST_CALL_VARIANTS,
+        "a HostCall variant has no sample"
+    );
     for level in [
         LogLevel::Trace,
         LogLevel::Debug,
@@ -534,4 +541,32 @@ fn the_bytes_on_the_wire_are_those_recorded_for_this_protocol_version() {
         now.lines().count(),
         "the samples changed: a message kind was added or removed; bump PROTOCOL_VERSION"
     );
+}
+
+/// How many variants `HostCall` has; [`host_call_variant`] numbers them.
+const HOST_CALL_VARIANTS: usize = 17;
+
+/// Each `HostCall` variant's number. The match has no wildcard: a new
+/// variant does not compile here until it is numbered, and then the
+/// samples lack it until one is added (and the wire record with it).
+fn host_call_variant(call: &HostCall) -> usize {
+    match call {
+        HostCall::ConfigGet { .. } => 0,
+        HostCall::ConfigGetAll => 1,
+        HostCall::KvGet { .. } => 2,
+        HostCall::KvSet { .. } => 3,
+        HostCall::KvDelete { .. } => 4,
+        HostCall::KvListKeys { .. } => 5,
+        HostCall::KvIncrement { .. } => 6,
+        HostCall::EventsPublish { .. } => 7,
+        HostCall::EventsSubscribe { .. } => 8,
+        HostCall::EventsUnsubscribe { .. } => 9,
+        HostCall::HttpRequest { .. } => 10,
+        HostCall::MemoryStore { .. } => 11,
+        HostCall::MemoryRecall { .. } => 12,
+        HostCall::CacheGet { .. } => 13,
+        HostCall::CachePut { .. } => 14,
+        HostCall::CacheClear { .. } => 15,
+        HostCall::RpcRegister { .. } => 16,
+    }
 }

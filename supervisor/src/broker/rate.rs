@@ -36,7 +36,7 @@ pub const PUBLISH_RATE: LogRate = LogRate {
 
 /// A token bucket over one plugin's log lines (or published events).
 #[derive(Debug)]
-pub struct LogLimiter {
+pub(crate) struct LogLimiter {
     rate: LogRate,
     /// Tokens left, when they were last counted, and lines dropped since
     /// the last line let through.
@@ -46,7 +46,7 @@ pub struct LogLimiter {
 
 /// What the bucket says of one more line (or event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admit {
+pub(crate) enum Admit {
     Yes,
     No,
     /// The first line dropped after lines went through.
@@ -56,7 +56,7 @@ pub enum Admit {
 }
 
 impl LogLimiter {
-    pub fn new(rate: LogRate) -> Self {
+    pub(crate) fn new(rate: LogRate) -> Self {
         Self {
             rate,
             bucket: Mutex::new((f64::from(rate.burst), Instant::now(), 0)),
@@ -64,16 +64,16 @@ impl LogLimiter {
         }
     }
 
-    pub fn rate(&self) -> LogRate {
+    pub(crate) fn rate(&self) -> LogRate {
         self.rate
     }
 
     /// Lines (or events) dropped so far.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    pub fn admit(&self) -> Admit {
+    pub(crate) fn admit(&self) -> Admit {
         let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
         let (tokens, last, since) = &mut *bucket;
         let now = Instant::now();

@@ -10,7 +10,7 @@ use prx_ipc::{Call, Output};
 
 use crate::error::CallError;
 use crate::topics::{Chain, no_chain};
-use crate::worker::Worker;
+use crate::worker_handle::Worker;
 
 use super::{Plugin, PluginState, Runtime};
 
@@ -155,8 +155,8 @@ impl Plugin {
         }
     }
 
-    pub fn call_error(&self, e: crate::worker::InvokeError, rt: &Runtime) -> CallError {
-        use crate::worker::InvokeError;
+    pub fn call_error(&self, e: crate::worker_handle::InvokeError, rt: &Runtime) -> CallError {
+        use crate::worker_handle::InvokeError;
         let plugin = self.name.to_string();
         match e {
             InvokeError::Guest(g) => CallError::Guest {

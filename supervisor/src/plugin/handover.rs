@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::worker::Worker;
+use crate::worker_handle::Worker;
 
 use super::{Plugin, PluginState, Runtime, supervise};
 
@@ -15,7 +15,7 @@ impl Plugin {
     /// (exports, tool spec, names, a module's `on-load`) without touching
     /// the running version: its subscriptions and queue stay as they are.
     pub async fn start_standby(&self, rt: &Runtime) -> Result<Arc<Worker>, String> {
-        // Its kv writes wait until it takes over (`commit_staged`).
+        // Its kv and cache writes wait until it takes over (`commit_staged`).
         self.broker.begin_staging();
         let worker = self.spawn_checked(rt).await?;
         match self.init_worker(&worker, rt).await {

@@ -28,8 +28,8 @@ use crate::manifest::Permission;
 use crate::manifest::{CapabilityType, Manifest};
 use crate::services::events::EventBus;
 use crate::topics::Chain;
-use crate::worker::Liveness;
-use crate::worker::Worker;
+use crate::worker_handle::Liveness;
+use crate::worker_handle::Worker;
 use std::collections::BTreeSet;
 
 /// Guard region after each linear memory: small, because the reservation is
@@ -118,8 +118,8 @@ pub struct Runtime {
     pub restart: RestartPolicy,
     pub liveness: Liveness,
     pub extra_worker_args: Vec<String>,
-    pub sandbox: crate::worker::verify::SandboxPolicy,
-    pub cgroups: Arc<crate::worker::cgroup::Cgroups>,
+    pub sandbox: crate::worker_handle::verify::SandboxPolicy,
+    pub cgroups: Arc<crate::worker_handle::cgroup::Cgroups>,
     /// Compiles under way at once ([`Runtime::parallel_compiles`]).
     /// Cranelift already spreads one component over every core, so more
     /// at once only make each take longer, until a large one (a Python

@@ -11,7 +11,7 @@ use prx_ipc::{Call, LoadStage, Output, ToolSpec};
 use crate::error::CallError;
 use crate::manifest::CapabilityType;
 use crate::topics::no_chain;
-use crate::worker::{SourceKind, StartError, Worker, WorkerSpec};
+use crate::worker_handle::{SourceKind, StartError, Worker, WorkerSpec};
 
 use super::{Plugin, PluginState, Runtime, supervise};
 

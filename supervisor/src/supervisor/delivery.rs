@@ -66,7 +66,7 @@ impl Supervisor {
         for cap in plugin.manifest.capabilities_of(CapabilityType::Cron) {
             let Some(expr) = &cap.schedule else { continue };
             // Validated with the manifest; a failure here is a bug.
-            let schedule = match crate::cron::CronSchedule::parse(expr) {
+            let schedule = match crate::cron_expr::CronSchedule::parse(expr) {
                 Ok(schedule) => schedule,
                 Err(e) => {
                     tracing::error!(plugin = %plugin.name, "cron schedule not started: {e}");

@@ -92,7 +92,7 @@ struct Inner {
     services: Services,
     /// The storage plugin serving memory, when the operator named one (the
     /// broker sees it as `services.storage`).
-    storage: Option<Arc<crate::storage::StorageRoute>>,
+    storage: Option<Arc<crate::storage_route::StorageRoute>>,
     /// Calls being served now, and a wake-up for when that reaches zero.
     in_flight: AtomicUsize,
     idle: tokio::sync::Notify,
@@ -148,12 +148,12 @@ impl Supervisor {
                 if config
                     .sandbox
                     .enabled
-                    .contains(&crate::worker::verify::Layer::Cgroup)
+                    .contains(&crate::worker_handle::verify::Layer::Cgroup)
                 {
                     // One directory per supervisor, even for several in one
                     // process (tests): each removes its own at shutdown.
                     static STARTED: AtomicUsize = AtomicUsize::new(0);
-                    let cgroups = crate::worker::cgroup::Cgroups::detect(&format!(
+                    let cgroups = crate::worker_handle::cgroup::Cgroups::detect(&format!(
                         "prx-{}-{}",
                         std::process::id(),
                         STARTED.fetch_add(1, Ordering::Relaxed)
@@ -161,7 +161,7 @@ impl Supervisor {
                     tracing::info!("worker memory and pids limits: {}", cgroups.describe());
                     cgroups
                 } else {
-                    crate::worker::cgroup::Cgroups::Unavailable("turned off".into())
+                    crate::worker_handle::cgroup::Cgroups::Unavailable("turned off".into())
                 },
             ),
         };
@@ -176,9 +176,9 @@ impl Supervisor {
         let storage = config
             .memory_backend
             .clone()
-            .map(|name| Arc::new(crate::storage::StorageRoute::new(name)));
+            .map(|name| Arc::new(crate::storage_route::StorageRoute::new(name)));
         if let Some(route) = &storage {
-            tokio::spawn(crate::storage::poll_health(
+            tokio::spawn(crate::storage_route::poll_health(
                 Arc::downgrade(route),
                 config.storage_health_interval,
             ));

@@ -12,7 +12,7 @@ use std::net::TcpListener;
 
 use common::{Env, echo_manifest, slow_to_compile, tool_manifest};
 use prx_supervisor::plugin::CodeOrigin;
-use prx_supervisor::worker::verify::Layer;
+use prx_supervisor::worker_handle::verify::Layer;
 use prx_supervisor::{CallError, Supervisor};
 
 /// What one probe did: its report, or how the worker died.
@@ -228,7 +228,8 @@ async fn the_worker_reports_every_layer_and_the_supervisor_agrees() {
         })
         .collect();
     assert!(!dirs.is_empty());
-    let expected = prx_supervisor::worker::verify::SandboxPolicy::default().memory_limit(16 << 20);
+    let expected =
+        prx_supervisor::worker_handle::verify::SandboxPolicy::default().memory_limit(16 << 20);
     let limit = dirs
         .iter()
         .find_map(|d| {
@@ -463,7 +464,7 @@ fn a_process_left_in_a_workers_cgroup_is_killed_when_the_worker_ends() {
     // started; should it outlive its parent (its parent-death signal lost
     // in a race), the end of the worker's cgroup kills it.
     use std::os::unix::process::ExitStatusExt;
-    let cgroups = prx_supervisor::worker::cgroup::Cgroups::detect(&format!(
+    let cgroups = prx_supervisor::worker_handle::cgroup::Cgroups::detect(&format!(
         "prx-test-left-{}",
         std::process::id()
     ));

@@ -12,14 +12,14 @@
 
 mod engine;
 mod host;
+mod instance;
 mod output;
-mod plugin;
 
 pub use engine::{
     EPOCH_TICK, build_engine, check_artifact, compile, deserialize, load_artifact, precompile,
     start_epoch_ticker,
 };
-pub use plugin::Plugin;
+pub use instance::Plugin;
 
 use prx_ipc::{HostCall, HostReply, LogLevel};
 

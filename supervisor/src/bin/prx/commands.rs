@@ -150,7 +150,7 @@ fn print_reload_errors(plugins: &[prx_supervisor::PluginStatus]) {
 /// A layer `prx status` counts (the worker also reports its start-up
 /// steps, which always apply).
 fn is_layer(name: &str) -> bool {
-    prx_supervisor::worker::verify::Layer::ALL
+    prx_supervisor::worker_handle::verify::Layer::ALL
         .iter()
         .any(|l| l.as_str() == name)
 }

@@ -269,7 +269,7 @@ pub(super) fn checkpoint(
     Ok(())
 }
 
-pub(super) fn commit_batch(
+fn commit_batch(
     db: &Database,
     overlay: &Shared,
     wal: Option<&mut Wal>,

@@ -19,7 +19,7 @@ use crate::text::untrusted_text;
 
 use super::calls::Pending;
 use super::exit::{EXIT_AFTER_CLOSE, fail_pending_on_exit, wait_for_exit};
-use super::link::{FrameReader, FrameWriter};
+use super::frames::{FrameReader, FrameWriter};
 use super::liveness::heartbeat;
 use super::serve::{plugin_log_level, serve};
 use super::{

@@ -10,7 +10,7 @@ use prx_ipc::{FromWorker, HostCallMsg, HostReplyMsg, LogLevel, ToWorker};
 use crate::broker::PluginBroker;
 
 use super::calls::Waiting;
-use super::link::FrameReader;
+use super::frames::FrameReader;
 use super::{InvokeError, LinkError, Worker, lock};
 
 /// The most verbose plugin log level the supervisor's log keeps.
