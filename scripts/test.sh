@@ -36,6 +36,9 @@ fi
 step "build (binaries the integration tests run)"
 cargo build --workspace --bins --quiet
 
+step "layers (the supervisor's imports point down, no file over 600 lines: docs/architecture.md)"
+cargo test --quiet -p prx-supervisor --lib layering
+
 step "clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # Guests: natively (the PDK's test host) and for the wasm target.
