@@ -490,6 +490,25 @@ async fn reload_slow_module(
     outcomes.remove(0)
 }
 
+/// Reloads slow-module with `config` (which makes it refuse to load) and
+/// checks the new version was refused.
+async fn refuse_slow_module(sup: &Supervisor, dir: &Path, config: &str) {
+    let outcome = reload_slow_module(sup, dir, config).await;
+    assert!(
+        matches!(outcome, prx_supervisor::ReloadOutcome::Refused { .. }),
+        "{config}: {outcome:?}"
+    );
+}
+
+/// Reloads slow-module with `config` and checks the new version serves.
+async fn accept_slow_module(sup: &Supervisor, dir: &Path, config: &str) {
+    let outcome = reload_slow_module(sup, dir, config).await;
+    assert!(
+        matches!(outcome, prx_supervisor::ReloadOutcome::Reloaded { .. }),
+        "{config}: {outcome:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_refused_version_leaves_no_subscription_with_the_live_one() {
     // The new version's on-load subscribes to `probe.*`, then refuses to
@@ -497,16 +516,12 @@ async fn a_refused_version_leaves_no_subscription_with_the_live_one() {
     // may reach it afterwards.
     let env = Env::new();
     let (sup, dir) = start_slow_module(&env).await;
-    let outcome = reload_slow_module(
+    refuse_slow_module(
         &sup,
         &dir,
         "subscribe = \"probe.*\"\nrefuse_load = \"not this one\"\n",
     )
     .await;
-    assert!(
-        matches!(outcome, prx_supervisor::ReloadOutcome::Refused { .. }),
-        "{outcome:?}"
-    );
     // The bus holds no subscription of the plugin's to `probe.*` any more,
     // so publishing one queues nothing for it (publishing is synchronous).
     let held: Vec<(u64, String)> = sup
@@ -530,22 +545,14 @@ async fn a_refused_version_leaves_nothing_in_the_live_kv_and_an_accepted_one_kee
     // was readied is the plugin's.
     let env = Env::new();
     let (sup, dir) = start_slow_module(&env).await;
-    let outcome = reload_slow_module(
+    refuse_slow_module(
         &sup,
         &dir,
         "write_on_load = \"written\"\nrefuse_load = \"not this one\"\n",
     )
     .await;
-    assert!(
-        matches!(outcome, prx_supervisor::ReloadOutcome::Refused { .. }),
-        "{outcome:?}"
-    );
     assert_eq!(sup.kv_get("slow-module", "written"), Ok(None));
-    let outcome = reload_slow_module(&sup, &dir, "write_on_load = \"written\"\n").await;
-    assert!(
-        matches!(outcome, prx_supervisor::ReloadOutcome::Reloaded { .. }),
-        "{outcome:?}"
-    );
+    accept_slow_module(&sup, &dir, "write_on_load = \"written\"\n").await;
     assert_eq!(
         sup.kv_get("slow-module", "written"),
         Ok(Some(b"from on-load".to_vec()))
@@ -567,21 +574,13 @@ async fn a_refused_version_neither_fills_nor_clears_the_live_cache() {
     // and one that puts another entry, change nothing the live one sees.
     let env = Env::new();
     let (sup, dir) = start_slow_module(&env).await;
-    let outcome = reload_slow_module(&sup, &dir, "cache_on_load = \"kept\"\n").await;
-    assert!(
-        matches!(outcome, prx_supervisor::ReloadOutcome::Reloaded { .. }),
-        "{outcome:?}"
-    );
+    accept_slow_module(&sup, &dir, "cache_on_load = \"kept\"\n").await;
     assert_eq!(load_cache(&sup, "kept"), Some(b"from on-load".to_vec()));
     for config in [
         "clear_cache_on_load = \"yes\"\nrefuse_load = \"not this one\"\n",
         "cache_on_load = \"refused\"\nrefuse_load = \"not this one\"\n",
     ] {
-        let outcome = reload_slow_module(&sup, &dir, config).await;
-        assert!(
-            matches!(outcome, prx_supervisor::ReloadOutcome::Refused { .. }),
-            "{config}: {outcome:?}"
-        );
+        refuse_slow_module(&sup, &dir, config).await;
     }
     assert_eq!(load_cache(&sup, "kept"), Some(b"from on-load".to_vec()));
     assert_eq!(load_cache(&sup, "refused"), None);
