@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use prx_supervisor::manifest::{CapabilityType, Manifest};
-use prx_supervisor::plugin::StateKind;
+use prx_supervisor::plugin::{LayerState, StateKind};
 use prx_supervisor::{CallError, ChatMessage, Supervisor, SupervisorConfig};
 
 use crate::Lang;
@@ -109,7 +109,7 @@ async fn smoke(dir: &Path, manifest: &Manifest, args: &str, cache: PathBuf) -> R
             s.pid.unwrap_or(0),
             s.sandbox
                 .iter()
-                .filter(|(_, v)| v == "applied")
+                .filter(|(_, v)| *v == LayerState::Applied)
                 .map(|(l, _)| l.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")

@@ -8,7 +8,7 @@ mod status;
 mod supervision;
 
 pub use calls::DESCRIBE_FRESH;
-pub use status::{CodeOrigin, Fingerprint, PluginState, PluginStatus, StateKind};
+pub use status::{CodeOrigin, Fingerprint, LayerState, PluginState, PluginStatus, StateKind};
 pub use supervision::backoff;
 use supervision::supervise;
 

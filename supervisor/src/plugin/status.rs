@@ -85,6 +85,61 @@ impl std::fmt::Display for StateKind {
     }
 }
 
+/// How a sandbox layer stands in a worker, as its status shows it; in JSON
+/// `applied`, `disabled` or `unavailable: <why>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LayerState {
+    Applied,
+    /// Turned off by the operator.
+    Disabled,
+    /// The host cannot provide it, and why.
+    Unavailable(String),
+}
+
+impl From<&prx_ipc::LayerStatus> for LayerState {
+    fn from(status: &prx_ipc::LayerStatus) -> Self {
+        match status {
+            prx_ipc::LayerStatus::Applied => Self::Applied,
+            prx_ipc::LayerStatus::Disabled => Self::Disabled,
+            prx_ipc::LayerStatus::Unavailable(why) => Self::Unavailable(why.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for LayerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Applied => f.write_str("applied"),
+            Self::Disabled => f.write_str("disabled"),
+            Self::Unavailable(why) => write!(f, "unavailable: {why}"),
+        }
+    }
+}
+
+impl Serialize for LayerState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for LayerState {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.as_str() {
+            "applied" => Ok(Self::Applied),
+            "disabled" => Ok(Self::Disabled),
+            other => other
+                .strip_prefix("unavailable: ")
+                .map(|why| Self::Unavailable(why.to_owned()))
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "{other:?} is not a layer state (applied, disabled, unavailable: <why>)"
+                    ))
+                }),
+        }
+    }
+}
+
 /// How a worker got the plugin's code, as its status shows it; in JSON,
 /// `compiled`, `cache, mapped` or `cache, copied`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -132,10 +187,10 @@ pub struct PluginStatus {
     /// Log lines dropped by the per-plugin rate limit.
     #[serde(default)]
     pub log_dropped: u64,
-    /// The current worker's sandbox layers: `applied`, `disabled`, or
-    /// `unavailable: <why>`.
+    /// The current worker's sandbox layers (and start-up steps), each with
+    /// how it stands; in JSON `applied`, `disabled` or `unavailable: <why>`.
     #[serde(default)]
-    pub sandbox: Vec<(String, String)>,
+    pub sandbox: Vec<(String, LayerState)>,
     /// RPC names a module registered.
     #[serde(default)]
     pub rpcs: Vec<String>,
@@ -235,16 +290,7 @@ impl Plugin {
                     w.sandbox()
                         .layers
                         .iter()
-                        .map(|l| {
-                            let status = match &l.status {
-                                prx_ipc::LayerStatus::Applied => "applied".to_owned(),
-                                prx_ipc::LayerStatus::Disabled => "disabled".to_owned(),
-                                prx_ipc::LayerStatus::Unavailable(why) => {
-                                    format!("unavailable: {why}")
-                                }
-                            };
-                            (l.layer.clone(), status)
-                        })
+                        .map(|l| (l.layer.clone(), LayerState::from(&l.status)))
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -295,5 +341,37 @@ impl Plugin {
     /// Records that the version in `files` was refused; this one serves on.
     pub fn set_reload_error(&self, files: Fingerprint, why: String) {
         *self.reload_error.lock().unwrap_or_else(|p| p.into_inner()) = Some((files, why));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_states_read_and_write_the_status_json_text() {
+        for (state, text) in [
+            (LayerState::Applied, "\"applied\""),
+            (LayerState::Disabled, "\"disabled\""),
+            (
+                LayerState::Unavailable("no landlock".into()),
+                "\"unavailable: no landlock\"",
+            ),
+        ] {
+            assert_eq!(serde_json::to_string(&state).expect("write"), text);
+            assert_eq!(
+                serde_json::from_str::<LayerState>(text).expect("read"),
+                state
+            );
+        }
+        assert!(serde_json::from_str::<LayerState>("\"maybe\"").is_err());
+        assert_eq!(
+            serde_json::to_string(&StateKind::BackingOff).expect("write"),
+            "\"backing_off\""
+        );
+        assert_eq!(
+            serde_json::to_string(&CodeOrigin::Mapped).expect("write"),
+            "\"cache, mapped\""
+        );
     }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::net::TcpListener;
 
 use common::{Env, echo_manifest, slow_to_compile, tool_manifest};
-use prx_supervisor::plugin::CodeOrigin;
+use prx_supervisor::plugin::{CodeOrigin, LayerState};
 use prx_supervisor::worker_handle::verify::Layer;
 use prx_supervisor::{CallError, Supervisor};
 
@@ -181,7 +181,7 @@ async fn the_worker_reports_every_layer_and_the_supervisor_agrees() {
     let reported = sup.plugins()[0].sandbox.clone();
     for layer in Layer::ALL {
         assert!(
-            reported.contains(&(layer.as_str().to_owned(), "applied".to_owned())),
+            reported.contains(&(layer.as_str().to_owned(), LayerState::Applied)),
             "{layer}: {reported:?}"
         );
     }

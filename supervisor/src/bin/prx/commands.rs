@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 
 use prx_supervisor::PluginStatus;
 use prx_supervisor::api::{self, CallResponse, ErrorBody, client};
-use prx_supervisor::plugin::CodeOrigin;
+use prx_supervisor::plugin::{CodeOrigin, LayerState};
 
 use super::cli::{KvCommand, MemoryCommand};
 
@@ -88,12 +88,15 @@ pub(super) async fn status(state: PathBuf, json: bool) -> Result<ExitCode> {
         };
         // Sandbox layers: the count applied (the worker's start-up steps
         // aside), details below for any that are not.
-        let layers: Vec<&(String, String)> = p
+        let layers: Vec<&(String, LayerState)> = p
             .sandbox
             .iter()
             .filter(|(layer, _)| is_layer(layer))
             .collect();
-        let applied = layers.iter().filter(|(_, s)| s == "applied").count();
+        let applied = layers
+            .iter()
+            .filter(|(_, s)| *s == LayerState::Applied)
+            .count();
         let sandbox = if layers.is_empty() {
             "-".to_owned()
         } else {
@@ -114,7 +117,7 @@ pub(super) async fn status(state: PathBuf, json: bool) -> Result<ExitCode> {
         for (layer, status) in p
             .sandbox
             .iter()
-            .filter(|(l, s)| is_layer(l) && s != "applied")
+            .filter(|(l, s)| is_layer(l) && *s != LayerState::Applied)
         {
             println!("\n{}: sandbox layer {layer} {status}", p.name);
         }
