@@ -1,8 +1,13 @@
 //! Supervision of a running plugin's worker: what an exit means, when to
 //! restart and after how long, when to quarantine. One task per plugin
 //! watches its worker from start to stop.
+//!
+//! The loop ([`watch`]) sees a worker only through [`Supervised`] and the
+//! plugin only through [`Keeper`], so its unit tests drive it with fakes:
+//! no process is started.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
@@ -116,38 +121,88 @@ pub fn backoff(policy: &RestartPolicy, consecutive: u32) -> Duration {
         .min(policy.backoff_max)
 }
 
+/// What supervision needs of a worker process: the real [`Worker`], or a
+/// fake in the tests below.
+pub(super) trait Supervised: Send + Sync + 'static {
+    /// Resolves once the process has ended, with how it ended.
+    fn exited(&self) -> impl Future<Output = ExitCause> + Send;
+    /// The protocol violation the supervisor saw, if any.
+    fn violation_seen(&self) -> Option<String>;
+    /// Why the supervisor killed it, if it did.
+    fn kill_reason(&self) -> Option<String>;
+    fn uptime(&self) -> Duration;
+    fn kill(&self);
+}
+
+impl Supervised for Worker {
+    fn exited(&self) -> impl Future<Output = ExitCause> + Send {
+        Worker::exited(self)
+    }
+    fn violation_seen(&self) -> Option<String> {
+        Worker::violation_seen(self)
+    }
+    fn kill_reason(&self) -> Option<String> {
+        Worker::kill_reason(self)
+    }
+    fn uptime(&self) -> Duration {
+        Worker::uptime(self)
+    }
+    fn kill(&self) {
+        Worker::kill(self)
+    }
+}
+
+/// What supervision does to the plugin it watches: the effects of its
+/// decisions, apart from the decisions themselves.
+pub(super) trait Keeper: Send + Sync {
+    type Worker: Supervised;
+    /// The plugin is being stopped: supervision ends.
+    fn is_stopping(&self) -> bool;
+    /// Its worker ended and serves no more; `cause` is recorded and
+    /// announced (`security` when it is a security event).
+    fn lost(&self, worker: &Self::Worker, cause: &str, security: bool);
+    fn quarantine(&self, reason: String);
+    /// Start-up fails the same way each time: the plugin is failed.
+    fn fail(&self, reason: String);
+    /// Waits `delay` before a restart (cut short when an operator wakes it).
+    fn back_off(&self, delay: Duration) -> impl Future<Output = ()> + Send;
+    /// A restart begins (counted).
+    fn restarting(&self);
+    fn start(&self) -> impl Future<Output = Result<Arc<Self::Worker>, StartError>> + Send;
+    /// Readies a new worker to serve (a tool's spec, a module's on-load).
+    fn init(&self, worker: &Self::Worker) -> impl Future<Output = Result<(), String>> + Send;
+    /// A start that failed with `cause` and will be tried again.
+    fn start_failed(&self, cause: &str);
+    /// The new worker serves, `took` after the restart began.
+    fn serving(&self, worker: Arc<Self::Worker>, took: Duration);
+}
+
 /// One-for-one supervision of a plugin's worker: waits for it to exit and
 /// starts a new one, with backoff; quarantines a plugin that keeps
 /// crashing or whose worker breaks the protocol.
-pub(super) async fn supervise(plugin: Arc<Plugin>, rt: Runtime, mut worker: Arc<Worker>) {
-    let mut restarts = Restarts::new(rt.restart);
+pub(super) async fn supervise(plugin: Arc<Plugin>, rt: Runtime, worker: Arc<Worker>) {
+    let policy = rt.restart;
+    watch(&Live { plugin, rt }, policy, worker).await;
+}
+
+/// The supervision loop over any [`Keeper`].
+async fn watch<K: Keeper>(keeper: &K, policy: RestartPolicy, mut worker: Arc<K::Worker>) {
+    let mut restarts = Restarts::new(policy);
     loop {
         let status = worker.exited().await;
-        if plugin.stopping.load(Ordering::SeqCst) {
+        if keeper.is_stopping() {
             return;
         }
-        plugin.worker.send_replace(None);
         let exit = classify_exit(worker.violation_seen(), worker.kill_reason(), &status);
-        let cause = match &exit {
-            Exit::Security(c) | Exit::Crash(c) => c.clone(),
+        let (cause, security) = match &exit {
+            Exit::Security(c) => (c.clone(), true),
+            Exit::Crash(c) => (c.clone(), false),
         };
-        *plugin.last_exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(cause.clone());
-        plugin.announce(
-            "prx.lifecycle.crashed",
-            serde_json::json!({
-                "pid": worker.pid(),
-                "cause": cause,
-                "security": matches!(exit, Exit::Security(_)),
-            }),
-        );
-        if let Exit::Security(reason) = exit {
-            tracing::error!(plugin = %plugin.name, pid = worker.pid(), event = "prx.lifecycle.crashed",
-                security = true, %reason, "worker stopped for a security reason");
-            plugin.quarantine(reason);
+        keeper.lost(&worker, &cause, security);
+        if security {
+            keeper.quarantine(cause);
             return;
         }
-        tracing::warn!(plugin = %plugin.name, pid = worker.pid(), event = "prx.lifecycle.crashed",
-            %cause, "worker exited unexpectedly");
         restarts.worker_ended(worker.uptime());
         // Restart attempts: a worker that cannot even be started counts as
         // one more crash and goes round again.
@@ -156,71 +211,149 @@ pub(super) async fn supervise(plugin: Arc<Plugin>, rt: Runtime, mut worker: Arc<
             let delay = match restarts.crashed(Instant::now(), &cause) {
                 Next::RestartAfter(delay) => delay,
                 Next::Quarantine(reason) => {
-                    plugin.quarantine(reason);
+                    keeper.quarantine(reason);
                     return;
                 }
             };
             if !delay.is_zero() {
-                plugin.set_state(PluginState::BackingOff {
-                    until: SystemTime::now() + delay,
-                });
-                tracing::info!(plugin = %plugin.name, delay_ms = delay.as_millis() as u64,
-                    "backing off before restarting");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = plugin.wake.notified() => {}
-                }
+                keeper.back_off(delay).await;
             }
-            if plugin.stopping.load(Ordering::SeqCst) {
+            if keeper.is_stopping() {
                 return;
             }
-            plugin.set_state(PluginState::Restarting);
-            plugin.restarts.fetch_add(1, Ordering::Relaxed);
-            plugin.stats().count_restart();
+            keeper.restarting();
             let started = Instant::now();
-            match plugin.start_worker(&rt).await {
+            match keeper.start().await {
                 Ok(new) => {
-                    if let Err(e) = plugin.init_worker(&new, &rt).await {
+                    if let Err(e) = keeper.init(&new).await {
                         // Counted as one more crash: the instance never served.
-                        tracing::warn!(plugin = %plugin.name, "restarted worker failed to initialise: {e}");
                         new.kill();
                         cause = e;
                         continue;
                     }
-                    tracing::info!(plugin = %plugin.name, pid = new.pid(), event = "prx.lifecycle.restarted",
-                        took_ms = started.elapsed().as_millis() as u64, "worker restarted");
-                    plugin.announce(
-                        "prx.lifecycle.restarted",
-                        serde_json::json!({
-                            "pid": new.pid(),
-                            "restarts": plugin.restarts.load(Ordering::Relaxed),
-                        }),
-                    );
+                    if keeper.is_stopping() {
+                        new.kill();
+                        return;
+                    }
+                    keeper.serving(new.clone(), started.elapsed());
                     break new;
                 }
                 Err(e) if e.is_security_event() => {
-                    plugin.quarantine(e.reason());
+                    keeper.quarantine(e.reason());
                     return;
                 }
                 Err(e @ (StartError::Load { .. } | StartError::Sandbox(_))) => {
                     // The same bytes fail the same way: retrying cannot help.
-                    let reason = plugin.fail(format!("restart failed: {e}"));
-                    tracing::error!(plugin = %plugin.name, "{reason}");
+                    keeper.fail(format!("restart failed: {e}"));
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(plugin = %plugin.name, "restart failed: {e}");
                     cause = e.to_string();
-                    *plugin.last_exit.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(cause.clone());
+                    keeper.start_failed(&cause);
                 }
             }
         };
-        if plugin.stopping.load(Ordering::SeqCst) {
-            worker.kill();
-            return;
+    }
+}
+
+/// The [`Keeper`] of a real plugin.
+struct Live {
+    plugin: Arc<Plugin>,
+    rt: Runtime,
+}
+
+impl Keeper for Live {
+    type Worker = Worker;
+
+    fn is_stopping(&self) -> bool {
+        self.plugin.stopping.load(Ordering::SeqCst)
+    }
+
+    fn lost(&self, worker: &Worker, cause: &str, security: bool) {
+        let plugin = &self.plugin;
+        plugin.worker.send_replace(None);
+        *plugin.last_exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(cause.to_owned());
+        plugin.announce(
+            "prx.lifecycle.crashed",
+            serde_json::json!({
+                "pid": worker.pid(),
+                "cause": cause,
+                "security": security,
+            }),
+        );
+        if security {
+            tracing::error!(plugin = %plugin.name, pid = worker.pid(), event = "prx.lifecycle.crashed",
+                security = true, reason = %cause, "worker stopped for a security reason");
+        } else {
+            tracing::warn!(plugin = %plugin.name, pid = worker.pid(), event = "prx.lifecycle.crashed",
+                %cause, "worker exited unexpectedly");
         }
-        plugin.worker.send_replace(Some(worker.clone()));
+    }
+
+    fn quarantine(&self, reason: String) {
+        self.plugin.quarantine(reason);
+    }
+
+    fn fail(&self, reason: String) {
+        let reason = self.plugin.fail(reason);
+        tracing::error!(plugin = %self.plugin.name, "{reason}");
+    }
+
+    fn back_off(&self, delay: Duration) -> impl Future<Output = ()> + Send {
+        let plugin = &self.plugin;
+        plugin.set_state(PluginState::BackingOff {
+            until: SystemTime::now() + delay,
+        });
+        tracing::info!(plugin = %plugin.name, delay_ms = delay.as_millis() as u64,
+            "backing off before restarting");
+        async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = plugin.wake.notified() => {}
+            }
+        }
+    }
+
+    fn restarting(&self) {
+        let plugin = &self.plugin;
+        plugin.set_state(PluginState::Restarting);
+        plugin.restarts.fetch_add(1, Ordering::Relaxed);
+        plugin.stats().count_restart();
+    }
+
+    fn start(&self) -> impl Future<Output = Result<Arc<Worker>, StartError>> + Send {
+        self.plugin.start_worker(&self.rt)
+    }
+
+    async fn init(&self, worker: &Worker) -> Result<(), String> {
+        let ready = self.plugin.init_worker(worker, &self.rt).await;
+        if let Err(e) = &ready {
+            tracing::warn!(plugin = %self.plugin.name, "restarted worker failed to initialise: {e}");
+        }
+        ready
+    }
+
+    fn start_failed(&self, cause: &str) {
+        tracing::warn!(plugin = %self.plugin.name, "restart failed: {cause}");
+        *self
+            .plugin
+            .last_exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(cause.to_owned());
+    }
+
+    fn serving(&self, worker: Arc<Worker>, took: Duration) {
+        let plugin = &self.plugin;
+        tracing::info!(plugin = %plugin.name, pid = worker.pid(), event = "prx.lifecycle.restarted",
+            took_ms = took.as_millis() as u64, "worker restarted");
+        plugin.announce(
+            "prx.lifecycle.restarted",
+            serde_json::json!({
+                "pid": worker.pid(),
+                "restarts": plugin.restarts.load(Ordering::Relaxed),
+            }),
+        );
+        plugin.worker.send_replace(Some(worker));
         plugin.set_state(PluginState::Running);
     }
 }
@@ -331,5 +464,230 @@ mod tests {
             classify_exit(None, None, &signal(9)),
             Exit::Crash(_)
         ));
+    }
+
+    /// A worker process that has already ended the way it was told to.
+    struct FakeWorker {
+        id: u32,
+        how: ExitHow,
+        violation: Option<String>,
+        uptime: Duration,
+        killed: std::sync::atomic::AtomicBool,
+    }
+
+    impl FakeWorker {
+        fn crashed(id: u32) -> Arc<Self> {
+            Arc::new(Self {
+                id,
+                how: ExitHow::Signal(9),
+                violation: None,
+                uptime: Duration::from_secs(1),
+                killed: false.into(),
+            })
+        }
+    }
+
+    impl Supervised for FakeWorker {
+        fn exited(&self) -> impl Future<Output = ExitCause> + Send {
+            let how = self.how.clone();
+            async move {
+                ExitCause {
+                    how,
+                    out_of_memory: false,
+                }
+            }
+        }
+        fn violation_seen(&self) -> Option<String> {
+            self.violation.clone()
+        }
+        fn kill_reason(&self) -> Option<String> {
+            None
+        }
+        fn uptime(&self) -> Duration {
+            self.uptime
+        }
+        fn kill(&self) {
+            self.killed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A plugin whose starts and inits are scripted, and which writes down
+    /// what supervision did to it. It stops itself once a worker serves,
+    /// unless told to keep going.
+    #[derive(Default)]
+    struct FakeKeeper {
+        keep_going: bool,
+        starts: std::sync::Mutex<VecDeque<Result<Arc<FakeWorker>, StartError>>>,
+        inits: std::sync::Mutex<VecDeque<Result<(), String>>>,
+        did: std::sync::Mutex<Vec<String>>,
+        stopping: std::sync::atomic::AtomicBool,
+    }
+
+    impl FakeKeeper {
+        fn note(&self, what: String) {
+            self.did.lock().unwrap().push(what);
+        }
+        fn did(&self) -> Vec<String> {
+            self.did.lock().unwrap().clone()
+        }
+    }
+
+    impl Keeper for FakeKeeper {
+        type Worker = FakeWorker;
+
+        fn is_stopping(&self) -> bool {
+            self.stopping.load(Ordering::SeqCst)
+        }
+        fn lost(&self, worker: &FakeWorker, cause: &str, security: bool) {
+            self.note(format!("lost {} ({cause}, security {security})", worker.id));
+        }
+        fn quarantine(&self, reason: String) {
+            self.note(format!("quarantine: {reason}"));
+        }
+        fn fail(&self, reason: String) {
+            self.note(format!("fail: {reason}"));
+        }
+        fn back_off(&self, delay: Duration) -> impl Future<Output = ()> + Send {
+            self.note("back off".into());
+            tokio::time::sleep(delay)
+        }
+        fn restarting(&self) {
+            self.note("restarting".into());
+        }
+        fn start(&self) -> impl Future<Output = Result<Arc<FakeWorker>, StartError>> + Send {
+            let next = self.starts.lock().unwrap().pop_front();
+            async move { next.expect("a scripted start") }
+        }
+        fn init(&self, _worker: &FakeWorker) -> impl Future<Output = Result<(), String>> + Send {
+            let next = self.inits.lock().unwrap().pop_front().unwrap_or(Ok(()));
+            async move { next }
+        }
+        fn start_failed(&self, cause: &str) {
+            self.note(format!("start failed: {cause}"));
+        }
+        fn serving(&self, worker: Arc<FakeWorker>, _took: Duration) {
+            self.note(format!("serving {}", worker.id));
+            if !self.keep_going {
+                self.stopping.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Backoffs of a millisecond, at most 3 crashes a minute.
+    fn quick() -> RestartPolicy {
+        RestartPolicy {
+            backoff_initial: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(2),
+            ..policy()
+        }
+    }
+
+    fn keeper(starts: Vec<Result<Arc<FakeWorker>, StartError>>) -> FakeKeeper {
+        let keeper = FakeKeeper::default();
+        *keeper.starts.lock().unwrap() = starts.into();
+        keeper
+    }
+
+    #[tokio::test]
+    async fn a_crashed_worker_is_replaced_and_the_new_one_serves() {
+        let keeper = keeper(vec![Ok(FakeWorker::crashed(2))]);
+        watch(&keeper, quick(), FakeWorker::crashed(1)).await;
+        assert_eq!(
+            keeper.did(),
+            [
+                "lost 1 (signal SIGKILL, security false)",
+                "restarting",
+                "serving 2"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_protocol_violation_quarantines_without_a_restart() {
+        let keeper = keeper(vec![Ok(FakeWorker::crashed(2))]);
+        let worker = Arc::new(FakeWorker {
+            violation: Some("forged id".into()),
+            ..Arc::into_inner(FakeWorker::crashed(1)).unwrap()
+        });
+        watch(&keeper, quick(), worker).await;
+        assert_eq!(
+            keeper.did(),
+            [
+                "lost 1 (protocol violation: forged id, security true)",
+                "quarantine: protocol violation: forged id"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn workers_that_keep_crashing_are_quarantined_past_the_limit() {
+        // Every new worker dies at once: three restarts, then the fourth
+        // crash within the window quarantines.
+        let mut keeper = keeper((2..=4).map(|id| Ok(FakeWorker::crashed(id))).collect());
+        keeper.keep_going = true;
+        watch(&keeper, quick(), FakeWorker::crashed(1)).await;
+        let did = keeper.did();
+        assert_eq!(
+            did.iter().filter(|d| *d == "restarting").count(),
+            3,
+            "{did:?}"
+        );
+        assert_eq!(
+            did.last().map(String::as_str),
+            Some("quarantine: 4 crashes within 60 s (last: signal SIGKILL)"),
+            "{did:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_start_that_fails_to_load_fails_the_plugin_and_stops_restarting() {
+        let load = StartError::Load {
+            stage: prx_ipc::LoadStage::Link,
+            message: "missing import".into(),
+        };
+        let keeper = keeper(vec![Err(load)]);
+        watch(&keeper, quick(), FakeWorker::crashed(1)).await;
+        let did = keeper.did();
+        assert_eq!(did.len(), 3, "{did:?}");
+        assert!(did[2].starts_with("fail: restart failed: "), "{did:?}");
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_fails_to_initialise_is_killed_and_counts_as_a_crash() {
+        let broken = FakeWorker::crashed(2);
+        let keeper = keeper(vec![Ok(broken.clone()), Ok(FakeWorker::crashed(3))]);
+        keeper
+            .inits
+            .lock()
+            .unwrap()
+            .push_back(Err("on-load refused".into()));
+        watch(&keeper, quick(), FakeWorker::crashed(1)).await;
+        assert!(broken.killed.load(Ordering::SeqCst));
+        assert_eq!(
+            keeper.did(),
+            [
+                "lost 1 (signal SIGKILL, security false)",
+                "restarting",
+                "back off",
+                "restarting",
+                "serving 3"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_start_that_fails_for_a_passing_reason_is_retried() {
+        let keeper = keeper(vec![
+            Err(StartError::Exited("gone".into())),
+            Ok(FakeWorker::crashed(2)),
+        ]);
+        watch(&keeper, quick(), FakeWorker::crashed(1)).await;
+        let did = keeper.did();
+        assert_eq!(
+            did[2],
+            format!("start failed: {}", StartError::Exited("gone".into())),
+            "{did:?}"
+        );
+        assert_eq!(did.last().map(String::as_str), Some("serving 2"), "{did:?}");
     }
 }
