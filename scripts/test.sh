@@ -37,7 +37,7 @@ step "build (binaries the integration tests run)"
 cargo build --workspace --bins --quiet
 
 step "layers (the supervisor's imports point down, no file over 600 lines: docs/architecture.md)"
-cargo test --quiet -p prx-supervisor --lib layering
+cargo test --quiet --workspace --lib layering
 
 step "clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
