@@ -76,7 +76,13 @@ impl Staged {
 
     /// Stages a value (`None`: a delete), within `quota` bytes of the
     /// slot's namespace, counted as the store counts them (stored keys and
-    /// values) over the live usage.
+    /// values) over the live usage; a value replacing one staged for the
+    /// same slot is counted once.
+    ///
+    /// A delete is kept only for a key the store holds: deleting what
+    /// exists nowhere stages nothing, so a readied version cannot grow the
+    /// supervisor's memory with deletes of made-up keys (its values are
+    /// bounded by the quota, its deletes by what the store already holds).
     pub fn put(
         &self,
         store: &KvStore,
@@ -87,24 +93,36 @@ impl Staged {
         if slot.key.len() > MAX_KEY_LEN {
             return Err(KvError::KeyTooLong(slot.key.len()));
         }
+        let Some(value) = value else {
+            let live = store
+                .get_under(&slot.namespace, &slot.prefix, &slot.key)?
+                .is_some();
+            let mut guard = self.lock();
+            let writes = guard.get_or_insert_with(Writes::new);
+            if live {
+                writes.insert(slot, None);
+            } else {
+                writes.remove(&slot);
+            }
+            return Ok(());
+        };
         let live = store.usage(&slot.namespace)?;
         let mut guard = self.lock();
         let writes = guard.get_or_insert_with(Writes::new);
         let staged: u64 = writes
             .iter()
-            .filter(|(s, _)| s.namespace == slot.namespace)
+            .filter(|(s, _)| s.namespace == slot.namespace && **s != slot)
             .filter_map(|(s, v)| v.as_ref().map(|v| s.counted(v)))
             .sum();
-        let new = value.as_ref().map_or(0, |v| slot.counted(v));
-        let needed = live.saturating_add(staged).saturating_add(new);
-        if value.is_some() && needed > quota {
+        let new = slot.counted(&value);
+        if live.saturating_add(staged).saturating_add(new) > quota {
             return Err(KvError::QuotaExceeded {
                 needed: new,
                 used: live.saturating_add(staged),
                 quota,
             });
         }
-        writes.insert(slot, value);
+        writes.insert(slot, Some(value));
         Ok(())
     }
 
@@ -264,5 +282,44 @@ mod tests {
             Some(b"v".to_vec())
         );
         assert_eq!(store.get_under("c", "a\u{1f}", "old").expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn deletes_of_keys_the_store_lacks_stage_nothing_and_a_rewrite_counts_once() {
+        let store = KvStore::in_memory().expect("store");
+        store
+            .set("p", "live", b"1".to_vec(), ROOM)
+            .await
+            .expect("set");
+        let staged = Staged::default();
+        staged.begin();
+        // A flood of deletes of made-up keys leaves no trace in memory.
+        for i in 0..1000 {
+            staged
+                .put(&store, kv(&format!("nothing-{i}")), None, ROOM)
+                .expect("stage");
+        }
+        // A value staged then deleted is simply gone again.
+        staged
+            .put(&store, kv("new"), Some(b"3".to_vec()), ROOM)
+            .expect("stage");
+        staged.put(&store, kv("new"), None, ROOM).expect("stage");
+        assert_eq!(staged.get(&store, &kv("new")).expect("get"), None);
+        // A delete of a live key is kept.
+        staged.put(&store, kv("live"), None, ROOM).expect("stage");
+        // "k" + 4 bytes fit in the 5 bytes left over the live key's 5;
+        // writing it again replaces it rather than counting it twice.
+        let quota = 10;
+        staged
+            .put(&store, kv("k"), Some(b"abcd".to_vec()), quota)
+            .expect("fits");
+        staged
+            .put(&store, kv("k"), Some(b"wxyz".to_vec()), quota)
+            .expect("still fits");
+        let writes = staged.take();
+        assert_eq!(
+            writes,
+            [(kv("k"), Some(b"wxyz".to_vec())), (kv("live"), None)]
+        );
     }
 }
