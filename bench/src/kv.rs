@@ -23,10 +23,11 @@ pub(super) fn kv_get_latency(
 ) -> Result<((u64, u64), (u64, u64))> {
     let bytes = std::fs::read(kv_wasm)?;
     let engine = runtime::build_engine(&echo_engine()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    runtime::start_epoch_ticker(&engine);
+    let ticker = runtime::start_epoch_ticker(&engine);
     let component = runtime::compile(&engine, &bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut plugin = Plugin::new(&engine, &component, echo_limits(), Arc::new(LocalHost))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .ticking(ticker);
     let call = Call::ToolExecute {
         args: TIME_GET.into(),
     };

@@ -304,14 +304,15 @@ fn load(
         unsafe { runtime::load_artifact(&welcome.engine, file, offset, len) }
             .map_err(load_err(LoadStage::Deserialize))?;
     let took = started.elapsed().as_micros() as u64;
-    runtime::start_epoch_ticker(&engine);
+    let ticker = runtime::start_epoch_ticker(&engine);
     let backend = LinkBackend::new(link.clone(), welcome.log_level);
     #[cfg(feature = "test-hooks")]
     let backend = backend.abort_on_log(hooks.abort_marker.clone());
     #[cfg(not(feature = "test-hooks"))]
     let _ = hooks;
     let mut plugin = Plugin::new(&engine, &component, welcome.limits, Arc::new(backend))
-        .map_err(load_err(LoadStage::Link))?;
+        .map_err(load_err(LoadStage::Link))?
+        .ticking(ticker);
     sandbox::seccomp(&welcome.sandbox, &mut report, sandbox::Stage::Running);
     link.send(&FromWorker::Confined(report))?;
     if code == CodeSource::Copied {

@@ -10,7 +10,7 @@ use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
 use wasmtime::{Engine, Store, Trap};
 
 use super::HostBackend;
-use super::engine::EPOCH_TICK;
+use super::engine::{EPOCH_TICK, Ticker};
 use super::host::{
     HostTrap, Limiter, PluginHost, StoreState, cron_exports, hook_exports, middleware_exports,
     module_exports, provider_exports, storage_exports, tool_exports,
@@ -26,6 +26,7 @@ pub struct Plugin {
     indices: Indices,
     live: Option<Live>,
     fuel_used: u64,
+    ticker: Option<Ticker>,
 }
 
 /// Where each capability's functions are in the component, for the
@@ -137,7 +138,16 @@ impl Plugin {
             indices,
             live: None,
             fuel_used: 0,
+            ticker: None,
         })
+    }
+
+    /// Deadlines are enforced by `ticker`'s epoch, which advances only
+    /// while this plugin's guest code may run. Without one, nothing
+    /// advances the epoch and the wall-clock deadline never fires.
+    pub fn ticking(mut self, ticker: Ticker) -> Self {
+        self.ticker = Some(ticker);
+        self
     }
 
     /// Names of the component's exports.
@@ -170,6 +180,7 @@ impl Plugin {
         );
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
+        let _running = self.ticker.as_ref().map(Ticker::running);
         arm(&mut store, &self.limits);
         let result = self
             .pre
@@ -195,6 +206,7 @@ impl Plugin {
     /// starts from a fresh one.
     pub fn invoke(&mut self, call: &Call) -> Result<Output, GuestError> {
         self.fuel_used = 0;
+        let _running = self.ticker.as_ref().map(Ticker::running);
         self.instantiate()?;
         let Some(live) = self.live.as_mut() else {
             return Err(GuestError {

@@ -19,6 +19,7 @@ pub use engine::{
     EPOCH_TICK, build_engine, check_artifact, compile, deserialize, load_artifact, precompile,
     start_epoch_ticker,
 };
+pub use engine::{Running, Ticker};
 pub use instance::Plugin;
 
 use prx_ipc::{HostCall, HostReply, LogLevel};
