@@ -145,6 +145,7 @@ struct Restart {
 #[serde(deny_unknown_fields)]
 struct Liveness {
     interval_ms: Option<u64>,
+    max_interval_ms: Option<u64>,
     timeout_ms: Option<u64>,
 }
 
@@ -258,11 +259,19 @@ impl SupervisorConfig {
         }
         let l = &mut config.liveness;
         set(&mut l.interval, file.liveness.interval_ms.map(ms));
+        set(&mut l.max_interval, file.liveness.max_interval_ms.map(ms));
         set(&mut l.timeout, file.liveness.timeout_ms.map(ms));
         if l.interval.is_zero() || l.timeout.is_zero() {
             return Err(invalid(
                 "[liveness] interval_ms and timeout_ms must be above zero".into(),
             ));
+        }
+        if l.max_interval < l.interval {
+            return Err(invalid(format!(
+                "[liveness] max_interval_ms ({} ms) is below interval_ms ({} ms); raise max_interval_ms or lower interval_ms",
+                l.max_interval.as_millis(),
+                l.interval.as_millis()
+            )));
         }
         set(&mut config.load_timeout, file.calls.load_timeout_s.map(s));
         set(
@@ -476,6 +485,21 @@ mod tests {
         assert_eq!(config.log_format, defaults.log_format);
         assert_eq!(config.resource_caps, defaults.resource_caps);
         assert!(config.plugins_dir.ends_with("plugins"));
+    }
+
+    #[test]
+    fn the_heartbeat_cap_cannot_be_below_the_first_gap() {
+        let e = parse("plugins = \"p\"\n[liveness]\ninterval_ms = 5000\nmax_interval_ms = 1000\n")
+            .unwrap_err();
+        assert!(
+            e.contains("max_interval_ms (1000 ms) is below interval_ms (5000 ms)"),
+            "{e}"
+        );
+        let config = parse("plugins = \"p\"\n[liveness]\nmax_interval_ms = 10000\n").unwrap();
+        assert_eq!(
+            config.liveness.max_interval,
+            std::time::Duration::from_secs(10)
+        );
     }
 
     #[test]

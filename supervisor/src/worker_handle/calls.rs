@@ -156,6 +156,12 @@ impl Worker {
         }
     }
 
+    /// How many calls were ever sent to this worker (a number that only
+    /// grows; liveness compares two readings).
+    pub(super) fn calls_issued(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed)
+    }
+
     /// Calls in flight right now.
     pub fn in_flight(&self) -> usize {
         self.lock_pending().calls.len()

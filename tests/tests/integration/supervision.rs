@@ -183,6 +183,7 @@ async fn a_stopped_worker_misses_its_heartbeat_and_is_replaced() {
     config.liveness = Liveness {
         interval: Duration::from_millis(100),
         timeout: Duration::from_millis(200),
+        ..Liveness::default()
     };
     let sup = Supervisor::start(config).await.unwrap();
     let pid = status(&sup, "echo-tool").pid.unwrap();
