@@ -126,6 +126,12 @@ pub struct Runtime {
     /// plugin) runs past the load timeout. Starts from the compile cache
     /// do not wait for it.
     pub compiles: Arc<tokio::sync::Semaphore>,
+    /// Worker starts under way at once ([`Runtime::parallel_starts`]):
+    /// spawn, handshake, mapping and instantiating. A start waits for its
+    /// turn here, and its load timeout counts from the turn, so a thousand
+    /// plugins started together never fail one for being slow only because
+    /// the others started with it.
+    pub starts: Arc<tokio::sync::Semaphore>,
 }
 
 impl Runtime {
@@ -134,6 +140,14 @@ impl Runtime {
     /// 60 s load timeout; one after the other, about 20 s each.
     pub fn parallel_compiles() -> usize {
         std::thread::available_parallelism().map_or(1, |n| (n.get() / 4).max(1))
+    }
+
+    /// Two starts per core: a start is a few milliseconds of work split
+    /// between the new worker and the supervisor, with waits between (the
+    /// worker's exec, its sandbox, the supervisor's checks), so two per
+    /// core keep the cores busy without a crowd that slows every one.
+    pub fn parallel_starts() -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
     }
 }
 

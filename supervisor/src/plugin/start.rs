@@ -225,7 +225,7 @@ impl Plugin {
             }
         };
         let source = SourceKind::Artifact(Arc::new(artifact));
-        let started = Worker::start(self.spec(rt, self.wasm.clone(), source)).await?;
+        let started = self.start_in_turn(rt, source).await?;
         self.compiled_here.store(true, Ordering::Relaxed);
         Ok(started.worker)
     }
@@ -246,7 +246,7 @@ impl Plugin {
             return Ok(None);
         };
         let source = SourceKind::Artifact(Arc::new(artifact));
-        match Worker::start(self.spec(rt, self.wasm.clone(), source)).await {
+        match self.start_in_turn(rt, source).await {
             Ok(started) => {
                 self.compiled_here.store(false, Ordering::Relaxed);
                 Ok(Some(started.worker))
@@ -258,6 +258,17 @@ impl Plugin {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Starts a worker on a compiled artifact once a start turn is free;
+    /// the load timeout starts with the turn.
+    async fn start_in_turn(
+        &self,
+        rt: &Runtime,
+        source: SourceKind,
+    ) -> Result<crate::worker_handle::Started, StartError> {
+        let _turn = rt.starts.acquire().await;
+        Worker::start(self.spec(rt, self.wasm.clone(), source)).await
     }
 
     pub(super) fn spec(

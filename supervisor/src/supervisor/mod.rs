@@ -144,6 +144,7 @@ impl Supervisor {
                 .collect(),
             sandbox: config.sandbox.clone(),
             compiles: Arc::new(tokio::sync::Semaphore::new(Runtime::parallel_compiles())),
+            starts: Arc::new(tokio::sync::Semaphore::new(Runtime::parallel_starts())),
             cgroups: Arc::new(
                 if config
                     .sandbox

@@ -29,6 +29,8 @@
 //! - `fatal-flood`: sends 100,000 `Fatal` frames before each answer;
 //! - `publish-after-reply`: after each answer, while no call is pending,
 //!   publishes 20,000 events on `loop.tick`;
+//! - `slow-start-*`: behaves, but takes 400 ms to load (a start on a busy
+//!   machine);
 //!
 //! A worker started on an artifact reads it: a tool call answers
 //! `GOT-EVIL` when the artifact holds the `prx-fake-evil` bytes, so a test
@@ -135,6 +137,9 @@ fn main() {
             call: prx_ipc::HostCall::ConfigGetAll,
         };
         let _ = write_frame(&mut link, &FromWorker::HostCall(call));
+    }
+    if mode.starts_with("slow-start") {
+        std::thread::sleep(std::time::Duration::from_millis(400));
     }
     write_frame(&mut link, &FromWorker::Confined(sandbox)).expect("confined");
     let loaded = Loaded {
