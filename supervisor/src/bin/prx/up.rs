@@ -31,8 +31,27 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Raises this process's soft limit on open files to its hard limit. The
+/// supervisor holds a few descriptors per worker (its link, its exit
+/// watch), so a thousand plugins need more than the 1,024 many systems
+/// start a service with; the hard limit is the operator's word on how far
+/// that may go.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(soft, hard, "cannot raise the open files limit: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot read the open files limit: {e}"),
+    }
+}
+
 pub(super) async fn up(config: SupervisorConfig) -> Result<ExitCode> {
     init_logging(config.log_format);
+    raise_open_files_limit();
     let socket = config.socket_path();
     // The HTTP listener is bound (and its token read) before plugins
     // start, so a taken port or a bad token file fails at once.
