@@ -12,6 +12,8 @@ use tokio::sync::oneshot;
 
 use crate::topics::Chain;
 
+use super::frames::{LINK_SPIN, poll_briefly};
+
 use super::{InvokeError, Worker};
 
 pub(super) type Reply = oneshot::Sender<Result<Output, InvokeError>>;
@@ -73,6 +75,8 @@ impl Worker {
         let ToWorker::Invoke(Invoke { call, .. }) = frame else {
             unreachable!("built above as an Invoke");
         };
+        // A short call is answered before a sleeping runtime would wake.
+        poll_briefly(self.link_fd, LINK_SPIN);
         let full = deadline;
         let deadline = deadline.saturating_sub(started.elapsed());
         match tokio::time::timeout(deadline, rx).await {

@@ -7,6 +7,9 @@
 //! [`LinkError`], and the caller kills the worker: a worker that sends a bad
 //! frame is treated as compromised.
 
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
 use prx_ipc::{FrameHeader, FromWorker, HEADER_LEN, Message, ToWorker, WireError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -37,6 +40,16 @@ impl FrameReader {
         }
     }
 
+    /// The link's descriptor, for [`poll_briefly`].
+    pub fn raw_fd(&self) -> RawFd {
+        self.half.get_ref().as_ref().as_raw_fd()
+    }
+
+    /// True when a frame's bytes are already read into the buffer.
+    pub fn has_buffered(&self) -> bool {
+        !self.half.buffer().is_empty()
+    }
+
     pub async fn read(&mut self) -> Result<FromWorker, LinkError> {
         let mut header = [0u8; HEADER_LEN];
         if let Err(e) = self.half.read_exact(&mut header).await {
@@ -62,6 +75,31 @@ impl FrameReader {
             self.body = Vec::new();
         }
         Ok(msg)
+    }
+}
+
+/// How long the supervisor polls a link for an answer it expects soon
+/// before it lets the runtime sleep in `epoll_wait`. Waking a sleeping
+/// thread costs more than most answers take (tens of microseconds in a
+/// virtual machine: the CPU halts and needs an interrupt), so a worker's
+/// answer to a short call, or its next host call, is usually caught here.
+/// Bounded, and only while a call is in flight, so an idle supervisor
+/// never spins.
+pub const LINK_SPIN: Duration = Duration::from_micros(30);
+
+/// Polls `fd` without reading until bytes arrive or `within` passes. The
+/// bytes are left in the socket, for the reader to take as usual; the
+/// runtime then finds them ready without sleeping.
+pub fn poll_briefly(fd: RawFd, within: Duration) {
+    use nix::sys::socket::{MsgFlags, recv};
+    let start = std::time::Instant::now();
+    let mut probe = [0u8; 1];
+    while start.elapsed() < within {
+        match recv(fd, &mut probe, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
+            Err(nix::errno::Errno::EAGAIN) => std::hint::spin_loop(),
+            // Bytes, the end of the stream, or an error: the reader sees it.
+            _ => return,
+        }
     }
 }
 

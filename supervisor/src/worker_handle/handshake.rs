@@ -471,6 +471,7 @@ impl Worker {
             sandbox: done.sandbox,
             started_at: Instant::now(),
             writer: AsyncMutex::new(writer),
+            link_fd: reader.raw_fd(),
             pending: Mutex::new(Pending::default()),
             next_id: AtomicU64::new(1),
             kill: Mutex::new(Some(kill_tx)),

@@ -100,6 +100,9 @@ pub struct Worker {
     sandbox: SandboxReport,
     started_at: Instant,
     writer: AsyncMutex<FrameWriter>,
+    /// The link's descriptor, polled briefly for an answer (never read
+    /// here: the serve loop owns the reading half).
+    link_fd: std::os::fd::RawFd,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
     kill: Mutex<Option<oneshot::Sender<()>>>,

@@ -10,7 +10,7 @@ use prx_ipc::{FromWorker, HostCallMsg, HostReplyMsg, LogLevel, ToWorker};
 use crate::broker::PluginBroker;
 
 use super::calls::Waiting;
-use super::frames::FrameReader;
+use super::frames::{FrameReader, LINK_SPIN, poll_briefly};
 use super::{InvokeError, LinkError, Worker, lock};
 
 /// The most verbose plugin log level the supervisor's log keeps.
@@ -32,6 +32,11 @@ pub(super) fn plugin_log_level() -> LogLevel {
 /// Reads frames after the handshake until the link closes or lies.
 pub(super) async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: Arc<PluginBroker>) {
     loop {
+        // A call in flight: its answer or next host call usually comes
+        // sooner than a sleeping runtime wakes.
+        if !reader.has_buffered() && worker.in_flight() > 0 {
+            poll_briefly(reader.raw_fd(), LINK_SPIN);
+        }
         let frame = match reader.read().await {
             Ok(frame) => frame,
             // The link only breaks when the worker exits (or is broken
