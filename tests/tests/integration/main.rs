@@ -17,6 +17,7 @@ mod plugin_cli;
 mod python;
 mod reload;
 mod sandbox;
+mod scale;
 mod supervision;
 mod tool_call;
 mod wit_abi;

@@ -1,0 +1,163 @@
+//! What many plugins on one machine rely on: an idle worker is never woken
+//! (no epoch ticks, heartbeats that back off), and starts take turns.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::{Env, echo_manifest, status, tool_manifest};
+use prx_ipc::GuestErrorKind;
+use prx_supervisor::worker_handle::Liveness;
+use prx_supervisor::{CallError, Supervisor};
+
+/// Times the threads of `pid` were switched off a CPU, by choice or not:
+/// a thread that sleeps without waking adds nothing.
+fn context_switches(pid: u32) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .flatten()
+        .map(|t| std::fs::read_to_string(t.path().join("status")).unwrap_or_default())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn an_idle_worker_is_never_woken_and_its_deadline_still_holds() {
+    let env = Env::new();
+    let limits = "[resources]\nmax_fuel = 1_000_000_000_000\nmax_execution_time_ms = 300\n";
+    env.add(
+        "faulty",
+        "faulty-tool",
+        &tool_manifest("faulty", "faulty", limits),
+    );
+    let mut config = env.config();
+    // Heartbeats are the next test's; here only the worker's own threads.
+    config.liveness = Liveness {
+        interval: Duration::from_secs(60),
+        ..Liveness::default()
+    };
+    let sup = Supervisor::start(config).await.unwrap();
+    assert_eq!(
+        sup.call_tool("faulty", r#"{"mode":"ok"}"#).await.unwrap(),
+        "ok"
+    );
+    let pid = status(&sup, "faulty").pid.unwrap();
+
+    // The epoch thread lingers 100 ms after a call, then parks.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = context_switches(pid);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = context_switches(pid);
+    assert_eq!(
+        after,
+        before,
+        "an idle worker's threads woke {} times in a second",
+        after - before
+    );
+
+    // Parked is not stopped: a call that never ends still meets the
+    // worker's own deadline (not the supervisor's backstop kill).
+    let err = sup
+        .call_tool("faulty", r#"{"mode":"spin"}"#)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CallError::Guest {
+                kind: GuestErrorKind::Deadline,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        status(&sup, "faulty").pid,
+        Some(pid),
+        "the worker was not replaced"
+    );
+    sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn heartbeats_back_off_while_a_worker_stays_idle() {
+    let env = Env::new();
+    env.add("echo-tool", "echo-tool", &echo_manifest());
+    let mut config = env.config();
+    config.liveness = Liveness {
+        interval: Duration::from_millis(100),
+        max_interval: Duration::from_millis(800),
+        timeout: Duration::from_secs(1),
+    };
+    let sup = Supervisor::start(config).await.unwrap();
+    assert_eq!(
+        sup.call_tool("echo", r#"{"text":"hi"}"#).await.unwrap(),
+        "hi"
+    );
+    let pid = status(&sup, "echo-tool").pid.unwrap();
+    // Pings at about 0.1, 0.3, 0.7, 1.5, 2.3, 3.1 s after the call: at
+    // most two in the window below, where pings every 100 ms would be 15.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let before = context_switches(pid);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = context_switches(pid);
+    // A ping wakes the worker's main thread once or twice (the frame,
+    // then the short poll for a next one).
+    assert!(
+        after - before <= 6,
+        "{} context switches in 1.5 s of idle: heartbeats did not back off",
+        after - before
+    );
+    // A call starts over from the short gap, and the worker still answers.
+    assert_eq!(
+        sup.call_tool("echo", r#"{"text":"again"}"#).await.unwrap(),
+        "again"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status(&sup, "echo-tool").pid, Some(pid));
+    assert_eq!(status(&sup, "echo-tool").restarts, 0);
+    sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn starts_take_turns_and_each_deadline_counts_from_its_turn() {
+    use prx_supervisor::plugin::{Runtime, StateKind};
+    // Three waves of slow starts (400 ms each) behind the admission; a
+    // load timeout of one second is enough for one start but not for
+    // waiting through two waves first.
+    let turns = Runtime::parallel_starts();
+    let env = Env::new();
+    for i in 0..turns * 3 {
+        let name = format!("slow-start-{i:02}");
+        env.add(
+            &name,
+            "echo-tool",
+            &tool_manifest(&name, &format!("slow-{i:02}"), ""),
+        );
+    }
+    let mut config = env.config();
+    config.worker_binary = Some(env!("CARGO_BIN_EXE_fake-worker").into());
+    config.sandbox.required.clear();
+    config.load_timeout = Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    let sup = Supervisor::start(config).await.unwrap();
+    let took = started.elapsed();
+    assert!(sup.failures().is_empty(), "{:?}", sup.failures());
+    for plugin in sup.plugins() {
+        assert_eq!(plugin.state, StateKind::Running, "{}", plugin.name);
+        assert_eq!(plugin.restarts, 0, "{}", plugin.name);
+    }
+    // With more than `turns` at once, the three waves would overlap.
+    assert!(
+        took >= Duration::from_millis(3 * 400),
+        "{} starts of 400 ms each finished in {took:?}: more than {turns} ran at once",
+        turns * 3
+    );
+    sup.shutdown().await;
+}
