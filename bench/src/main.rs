@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod density;
+mod floor;
 mod kv;
 mod lifecycle;
 mod python;
@@ -90,11 +92,12 @@ fn us(d: Duration) -> String {
 fn baseline(wasm: &[u8], calls: usize) -> Result<Stats> {
     let settings = echo_engine();
     let engine = runtime::build_engine(&settings).map_err(|e| anyhow::anyhow!("{e}"))?;
-    runtime::start_epoch_ticker(&engine);
+    let ticker = runtime::start_epoch_ticker(&engine);
     let component = runtime::compile(&engine, wasm).map_err(|e| anyhow::anyhow!("{e}"))?;
     let limits = echo_limits();
     let mut plugin = Plugin::new(&engine, &component, limits, Arc::new(LocalHost))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .ticking(ticker);
     let call = Call::ToolExecute { args: ARGS.into() };
     for _ in 0..calls / 10 {
         plugin.invoke(&call).map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -156,6 +159,31 @@ fn isolated_on(
     })
 }
 
+/// The density table: one row per plugin count.
+fn density_rows(wasm: &Path, prx: &Path, counts: &[String]) -> Result<()> {
+    println!(
+        "| idle echo plugins | `prx up` to ready | running / failed / restarts | idle CPU, all processes (share of one core) | PSS per worker, median (largest) | PSS of the namespace parent above each worker, median |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for count in counts {
+        let n: usize = count.parse().context("a plugin count")?;
+        let d = density::measure(prx, wasm, n)?;
+        println!(
+            "| {} | {:.2} s | {} / {} / {} | {:.2} % | {} KiB ({} KiB) | {} KiB |",
+            d.plugins,
+            d.ready.as_secs_f64(),
+            d.running,
+            d.failed,
+            d.restarts,
+            d.idle_cpu * 100.0,
+            d.pss_median_kib,
+            d.pss_max_kib,
+            d.parent_pss_median_kib
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.first().map(String::as_str) == Some("python") {
@@ -164,6 +192,12 @@ fn main() -> Result<()> {
         };
         let (plugins, worker, root) = (Path::new(plugins), Path::new(worker), Path::new(root));
         return python::run(plugins, worker, root);
+    }
+    if argv.first().map(String::as_str) == Some("density") {
+        let [_, wasm, prx, counts @ ..] = &argv[..] else {
+            anyhow::bail!("usage: prx-bench density <echo-tool.wasm> <prx> <plugins>...");
+        };
+        return density_rows(Path::new(wasm), Path::new(prx), counts);
     }
     let mut args = argv.into_iter();
     let wasm = PathBuf::from(
@@ -181,8 +215,25 @@ fn main() -> Result<()> {
     if std::env::var_os("PRX_BENCH_PHASES").is_some() {
         phases(&bytes)?;
     }
-    let base = baseline(&bytes, calls)?;
     let (_dir, config) = setup(&wasm, &worker)?;
+    if std::env::var_os("PRX_BENCH_ONLY_CALLS").is_some() {
+        // For a profiler: isolated calls and nothing else.
+        let current = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let s = isolated_on(&current, &config, calls)?;
+        println!("echo isolated: p50 {} p99 {}", us(s.p50), us(s.p99));
+        return Ok(());
+    }
+    // First, while this process has a single thread (it forks).
+    use floor::Wait::{Blocking, Polling};
+    let (samples, wall) = floor::socket_round_trip(calls, Polling, Polling)?;
+    let floor = stats(samples, wall);
+    let (samples, wall) = floor::socket_round_trip(calls, Polling, Blocking)?;
+    let floor_caller_blocks = stats(samples, wall);
+    let (samples, wall) = floor::socket_round_trip(calls, Blocking, Blocking)?;
+    let floor_blocking = stats(samples, wall);
+    let base = baseline(&bytes, calls)?;
     let current = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -227,17 +278,33 @@ fn main() -> Result<()> {
         .unwrap_or(20);
     let reload = reload_cycles(&multi, &config, &bytes, reload_rounds)?;
 
-    println!("| measurement | p50 | p99 | calls/s | p50 ratio to in-process |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| measurement | p50 | p99 | calls/s | p50 ratio to in-process | p50 (p99) ratio to the socket round trip |"
+    );
+    println!("|---|---|---|---|---|---|");
     let row = |name: &str, s: &Stats| {
         println!(
-            "| {name} | {} | {} | {:.0} | {:.1}x |",
+            "| {name} | {} | {} | {:.0} | {:.1}x | {:.1}x ({:.1}x) |",
             us(s.p50),
             us(s.p99),
             s.per_sec,
-            s.p50.as_secs_f64() / base.p50.as_secs_f64()
+            s.p50.as_secs_f64() / base.p50.as_secs_f64(),
+            s.p50.as_secs_f64() / floor.p50.as_secs_f64(),
+            s.p99.as_secs_f64() / floor.p99.as_secs_f64(),
         );
     };
+    row(
+        "Unix-socket round trip between two processes, 64 bytes, both sides poll (the floor)",
+        &floor,
+    );
+    row(
+        "the same round trip, the caller blocks in read",
+        &floor_caller_blocks,
+    );
+    row(
+        "the same round trip, both sides block in read",
+        &floor_blocking,
+    );
     row("echo in-process (wasmtime, baseline)", &base);
     row(
         "echo isolated, current-thread runtime, no sandbox layer",
@@ -247,12 +314,12 @@ fn main() -> Result<()> {
     row("echo isolated, multi-thread runtime", &iso_mt);
     let ns = |n: u64| format!("{:.1} µs", n as f64 / 1000.0);
     println!(
-        "| kv get from inside a plugin, in-process host (map) | {} | {} | | 1.0x |",
+        "| kv get from inside a plugin, in-process host (map) | {} | {} | | 1.0x | |",
         ns(kv_local.0),
         ns(kv_local.1)
     );
     println!(
-        "| kv get from inside a plugin: guest, worker, supervisor, redb and back | {} | {} | | {:.1}x |",
+        "| kv get from inside a plugin: guest, worker, supervisor, redb and back | {} | {} | | {:.1}x | |",
         ns(kv_isolated.0),
         ns(kv_isolated.1),
         kv_isolated.0 as f64 / kv_local.0.max(1) as f64
