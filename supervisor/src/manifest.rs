@@ -216,6 +216,11 @@ pub struct Resources {
     pub max_http_requests: u32,
     #[serde(default = "default_kv")]
     pub max_kv_storage_kb: u64,
+    /// This host's addition: stop the plugin's worker after this many
+    /// seconds without a call; the next call starts one from the compile
+    /// cache. Absent: the worker runs until the plugin is unloaded.
+    #[serde(default)]
+    pub idle_stop_s: Option<u64>,
 }
 
 fn default_fuel() -> u64 {
@@ -250,6 +255,7 @@ impl Default for Resources {
             max_execution_time_ms: DEFAULT_MAX_EXECUTION_TIME_MS,
             max_http_requests: DEFAULT_MAX_HTTP_REQUESTS,
             max_kv_storage_kb: DEFAULT_MAX_KV_STORAGE_KB,
+            idle_stop_s: None,
         }
     }
 }
@@ -392,6 +398,20 @@ impl Manifest {
                 "[resources].max_kv_storage_kb = {} is above {MAX_KV_STORAGE_KB_CEILING} (1 TiB, the most a plugin may ask for); ask for less",
                 r.max_kv_storage_kb
             ));
+        }
+        match r.idle_stop_s {
+            Some(0) => {
+                return Err("[resources].idle_stop_s is 0; it must be at least 1 (or left out to keep the worker running)".into());
+            }
+            Some(_)
+                if self
+                    .capabilities_of(CapabilityType::Module)
+                    .next()
+                    .is_some() =>
+            {
+                return Err("[resources].idle_stop_s cannot be used with a `module` capability: a module's RPCs and subscriptions live in its instance, and a stopped worker would miss its events; remove idle_stop_s".into());
+            }
+            _ => {}
         }
         Ok(())
     }

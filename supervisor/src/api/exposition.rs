@@ -117,7 +117,7 @@ pub fn render(sup: &Supervisor) -> String {
     t.family(
         "prx_plugin_state",
         "gauge",
-        "1 for the state each plugin is in (starting, running, restarting, backing_off, failed, quarantined, stopped).",
+        "1 for the state each plugin is in (starting, running, restarting, backing_off, failed, quarantined, stopped, idle).",
     );
     for s in &statuses {
         t.sample(

@@ -19,6 +19,7 @@ struct ActiveCall<'a>(&'a Plugin);
 
 impl Drop for ActiveCall<'_> {
     fn drop(&mut self) {
+        self.0.idle.touch();
         if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.drained.notify_waiters();
         }
@@ -37,6 +38,8 @@ impl Plugin {
         let Some(_active) = self.enter_call() else {
             return self.forward(rt, call, chain).await;
         };
+        self.idle.touch();
+        self.want_worker();
         let deadline = self.deadline(rt);
         let worker = match self.ready_worker(deadline).await {
             Ok(worker) => worker,
@@ -118,7 +121,11 @@ impl Plugin {
                 if self.is_stopping()
                     || matches!(
                         self.state(),
-                        PluginState::Failed(_) | PluginState::Quarantined(_) | PluginState::Stopped
+                        PluginState::Failed(_)
+                            | PluginState::Quarantined(_)
+                            | PluginState::Stopped
+                            // A start after an idle stop failed.
+                            | PluginState::Idle
                     )
                 {
                     return None;

@@ -69,6 +69,7 @@ impl Plugin {
             }),
         );
         tokio::spawn(supervise(self.clone(), rt.clone(), worker));
+        self.watch_idle(rt);
     }
 
     /// Hands this version over to `successor`: no call enters it any more

@@ -3,6 +3,7 @@
 
 mod calls;
 mod handover;
+mod idle;
 mod start;
 mod status;
 mod supervision;
@@ -98,6 +99,8 @@ pub struct Plugin {
     /// The files of a newer version that was refused, and why: shown in
     /// the status, and not tried again until the files change.
     reload_error: Mutex<Option<(Fingerprint, String)>>,
+    /// Calls seen, and the worker stopped when idle (`idle_stop_s`).
+    idle: idle::IdleStop,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -185,6 +188,7 @@ impl Plugin {
         let name: Arc<str> = manifest.plugin.name.as_str().into();
         let r = &manifest.resources;
         let (limits, engine) = limits_of(r);
+        let manifest_idle_stop_s = r.idle_stop_s;
         let p = &manifest.permissions;
         if let Some(refused) = p.required.iter().find(|perm| !policy.allows(&name, **perm)) {
             return Err(format!(
@@ -261,6 +265,7 @@ impl Plugin {
             described: tokio::sync::Mutex::new(None),
             reloads: AtomicU32::new(0),
             reload_error: Mutex::new(None),
+            idle: idle::IdleStop::new(manifest_idle_stop_s),
         }))
     }
 

@@ -114,6 +114,7 @@ impl Plugin {
             serde_json::json!({ "pid": worker.pid() }),
         );
         tokio::spawn(supervise(self.clone(), rt.clone(), worker));
+        self.watch_idle(rt);
         Ok(())
     }
 

@@ -30,6 +30,9 @@ pub enum PluginState {
     /// until its files change.
     Failed(String),
     Stopped,
+    /// Its worker was stopped after `[resources] idle_stop_s` without a
+    /// call; the next call starts one.
+    Idle,
 }
 
 impl PluginState {
@@ -43,6 +46,7 @@ impl PluginState {
             Self::Quarantined(_) => StateKind::Quarantined,
             Self::Failed(_) => StateKind::Failed,
             Self::Stopped => StateKind::Stopped,
+            Self::Idle => StateKind::Idle,
         }
     }
 
@@ -63,6 +67,7 @@ pub enum StateKind {
     Quarantined,
     Failed,
     Stopped,
+    Idle,
 }
 
 impl StateKind {
@@ -75,6 +80,7 @@ impl StateKind {
             Self::Quarantined => "quarantined",
             Self::Failed => "failed",
             Self::Stopped => "stopped",
+            Self::Idle => "idle",
         }
     }
 }
@@ -218,6 +224,13 @@ pub struct PluginStatus {
     /// Calls, errors, latency over recent calls and fuel (all versions).
     #[serde(default)]
     pub calls: crate::metrics::CallSummary,
+    /// With `[resources] idle_stop_s`: times its idle worker was stopped,
+    /// and how long the last call that found it stopped waited for a new
+    /// one (a start from the compile cache).
+    #[serde(default)]
+    pub idle_stops: u32,
+    #[serde(default)]
+    pub last_wake_ms: Option<f64>,
 }
 
 /// Sizes and modification times of a plugin's manifest and component.
@@ -309,6 +322,8 @@ impl Plugin {
             reloads: self.reloads.load(Ordering::Relaxed),
             reload_error: self.reload_error().map(|(_, why)| why),
             calls: self.stats().summary(),
+            idle_stops: self.idle.stops(),
+            last_wake_ms: self.idle.last_wake_ms(),
         }
     }
 

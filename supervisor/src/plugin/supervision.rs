@@ -132,6 +132,8 @@ pub(super) trait Supervised: Send + Sync + 'static {
     fn kill_reason(&self) -> Option<String>;
     fn uptime(&self) -> Duration;
     fn kill(&self);
+    /// The plugin stopped it (an idle stop): its exit is no crash.
+    fn stopped_on_purpose(&self) -> bool;
 }
 
 impl Supervised for Worker {
@@ -146,6 +148,9 @@ impl Supervised for Worker {
     }
     fn uptime(&self) -> Duration {
         Worker::uptime(self)
+    }
+    fn stopped_on_purpose(&self) -> bool {
+        Worker::stopped_on_purpose(self)
     }
     fn kill(&self) {
         Worker::kill(self)
@@ -190,7 +195,7 @@ async fn watch<K: Keeper>(keeper: &K, policy: RestartPolicy, mut worker: Arc<K::
     let mut restarts = Restarts::new(policy);
     loop {
         let status = worker.exited().await;
-        if keeper.is_stopping() {
+        if keeper.is_stopping() || worker.stopped_on_purpose() {
             return;
         }
         let exit = classify_exit(worker.violation_seen(), worker.kill_reason(), &status);
@@ -473,6 +478,7 @@ mod tests {
         violation: Option<String>,
         uptime: Duration,
         killed: std::sync::atomic::AtomicBool,
+        on_purpose: bool,
     }
 
     impl FakeWorker {
@@ -483,6 +489,7 @@ mod tests {
                 violation: None,
                 uptime: Duration::from_secs(1),
                 killed: false.into(),
+                on_purpose: false,
             })
         }
     }
@@ -502,6 +509,9 @@ mod tests {
         }
         fn kill_reason(&self) -> Option<String> {
             None
+        }
+        fn stopped_on_purpose(&self) -> bool {
+            self.on_purpose
         }
         fn uptime(&self) -> Duration {
             self.uptime
@@ -600,6 +610,18 @@ mod tests {
                 "serving 2"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_worker_stopped_on_purpose_is_neither_lost_nor_restarted() {
+        let keeper = keeper(vec![Ok(FakeWorker::crashed(2))]);
+        let worker = Arc::new(FakeWorker {
+            how: ExitHow::Code(0),
+            on_purpose: true,
+            ..Arc::into_inner(FakeWorker::crashed(1)).unwrap()
+        });
+        watch(&keeper, quick(), worker).await;
+        assert!(keeper.did().is_empty(), "{:?}", keeper.did());
     }
 
     #[tokio::test]

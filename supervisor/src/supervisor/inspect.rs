@@ -223,6 +223,8 @@ impl Supervisor {
                     reloads: 0,
                     reload_error: None,
                     calls: Default::default(),
+                    idle_stops: 0,
+                    last_wake_ms: None,
                 });
             }
         }

@@ -477,6 +477,7 @@ impl Worker {
             kill: Mutex::new(Some(kill_tx)),
             exit: exit_rx,
             kill_reason: Mutex::new(None),
+            on_purpose: std::sync::atomic::AtomicBool::new(false),
             violation: Mutex::new(None),
             ping: Mutex::new(None),
             turn: tokio::sync::Semaphore::new(1),

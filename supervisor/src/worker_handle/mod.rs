@@ -109,6 +109,8 @@ pub struct Worker {
     exit: watch::Receiver<Option<ExitCause>>,
     /// Why the supervisor killed it, when it did.
     kill_reason: Mutex<Option<String>>,
+    /// The plugin stopped it on purpose (idle): its exit is no crash.
+    on_purpose: std::sync::atomic::AtomicBool,
     /// Set when the worker broke the protocol: a security event.
     violation: Mutex<Option<String>>,
     /// The outstanding heartbeat: its nonce and who waits for the pong.
@@ -175,6 +177,17 @@ impl Worker {
         self.close(&reason);
         lock(&self.kill_reason).get_or_insert(reason);
         self.kill();
+    }
+
+    /// Marks the worker as stopped by the plugin's own choice, before it
+    /// is stopped: its exit is then not a crash.
+    pub fn stop_on_purpose(&self) {
+        self.on_purpose
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn stopped_on_purpose(&self) -> bool {
+        self.on_purpose.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Why the supervisor killed this worker, if it did.

@@ -161,3 +161,74 @@ async fn starts_take_turns_and_each_deadline_counts_from_its_turn() {
     );
     sup.shutdown().await;
 }
+
+/// True while `pid` runs (a zombie does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[tokio::test]
+async fn an_idle_worker_is_stopped_and_the_next_calls_start_one() {
+    use prx_supervisor::plugin::StateKind;
+    let env = Env::new();
+    env.add(
+        "echo-tool",
+        "echo-tool",
+        &tool_manifest("echo-tool", "echo", "[resources]\nidle_stop_s = 1\n"),
+    );
+    let sup = env.supervisor().await;
+    assert_eq!(
+        sup.call_tool("echo", r#"{"text":"hi"}"#).await.unwrap(),
+        "hi"
+    );
+    let first = status(&sup, "echo-tool").pid.unwrap();
+
+    common::until("the idle worker stopped", || {
+        status(&sup, "echo-tool").state == StateKind::Idle
+    })
+    .await;
+    let idle = status(&sup, "echo-tool");
+    assert_eq!(idle.pid, None);
+    assert_eq!(idle.idle_stops, 1);
+    assert_eq!(idle.restarts, 0, "an idle stop is not a crash");
+    common::until("the stopped worker gone", || !running(first)).await;
+
+    // Calls that find it idle share one new worker.
+    let calls = (0..8).map(|i| {
+        let sup = sup.clone();
+        async move { sup.call_tool("echo", &format!(r#"{{"text":"{i}"}}"#)).await }
+    });
+    let answers = futures_join_all(calls).await;
+    for (i, answer) in answers.into_iter().enumerate() {
+        assert_eq!(answer.unwrap(), i.to_string());
+    }
+    let woken = status(&sup, "echo-tool");
+    assert_eq!(woken.state, StateKind::Running);
+    assert!(woken.pid.is_some_and(|p| p != first));
+    assert!(woken.last_wake_ms.is_some_and(|ms| ms > 0.0), "{woken:?}");
+    assert_eq!(woken.restarts, 0);
+    assert_eq!(woken.idle_stops, 1);
+    sup.shutdown().await;
+}
+
+/// Runs the futures side by side and collects their outputs in order.
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
