@@ -89,7 +89,13 @@ pub fn measure(prx: &Path, echo_wasm: &Path, plugins: usize) -> Result<Density> 
     let mut parents = Vec::new();
     for parent in children(up.pid()) {
         parents.extend(pss_kib(parent));
-        pss.push(descendants(parent).into_iter().skip(1).filter_map(pss_kib).sum());
+        pss.push(
+            descendants(parent)
+                .into_iter()
+                .skip(1)
+                .filter_map(pss_kib)
+                .sum(),
+        );
     }
     parents.sort_unstable();
     pss.sort_unstable();
