@@ -150,7 +150,7 @@ fn spin_until_readable(stream: &UnixStream) {
     while start.elapsed() < SPIN {
         let flags = nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT;
         match nix::sys::socket::recv(fd, &mut probe, flags) {
-            Err(nix::errno::Errno::EAGAIN) => std::hint::spin_loop(),
+            Err(nix::errno::Errno::EAGAIN) => std::thread::yield_now(),
             _ => return,
         }
     }

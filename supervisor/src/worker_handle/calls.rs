@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use crate::topics::Chain;
 
-use super::frames::{LINK_SPIN, poll_briefly};
+use super::frames::{InFlight, LINK_SPIN, poll_briefly};
 
 use super::{InvokeError, Worker};
 
@@ -56,6 +56,7 @@ impl Worker {
         // another anyway; the others wait here, where waiting is not the
         // worker's fault: its deadline starts when its turn does.
         let _turn = self.take_turn(deadline).await?;
+        let _in_flight = InFlight::begin();
         let started = Instant::now();
         let (tx, rx) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -164,6 +165,11 @@ impl Worker {
     /// grows; liveness compares two readings).
     pub(super) fn calls_issued(&self) -> u64 {
         self.next_id.load(Ordering::Relaxed)
+    }
+
+    /// Calls in it or waiting for their turn at it: how busy it is.
+    pub fn busy(&self) -> usize {
+        self.in_flight() + self.queued.load(Ordering::Relaxed)
     }
 
     /// Calls in flight right now.

@@ -8,6 +8,7 @@
 //! frame is treated as compromised.
 
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use prx_ipc::{FrameHeader, FromWorker, HEADER_LEN, Message, ToWorker, WireError};
@@ -87,16 +88,42 @@ impl FrameReader {
 /// never spins.
 pub const LINK_SPIN: Duration = Duration::from_micros(30);
 
+/// Calls in flight to any worker of this process.
+static CALLS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one call in flight while it lives.
+pub struct InFlight(());
+
+impl InFlight {
+    pub fn begin() -> Self {
+        CALLS_IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        Self(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        CALLS_IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Polls `fd` without reading until bytes arrive or `within` passes. The
 /// bytes are left in the socket, for the reader to take as usual; the
 /// runtime then finds them ready without sleeping.
+///
+/// Only when a single call is in flight in the whole supervisor: with
+/// more, the runtime has other work to wake it and a polling thread would
+/// only take a core from the workers.
 pub fn poll_briefly(fd: RawFd, within: Duration) {
+    if CALLS_IN_FLIGHT.load(Ordering::Relaxed) > 1 {
+        return;
+    }
     use nix::sys::socket::{MsgFlags, recv};
     let start = std::time::Instant::now();
     let mut probe = [0u8; 1];
     while start.elapsed() < within {
         match recv(fd, &mut probe, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
-            Err(nix::errno::Errno::EAGAIN) => std::hint::spin_loop(),
+            Err(nix::errno::Errno::EAGAIN) => std::thread::yield_now(),
             // Bytes, the end of the stream, or an error: the reader sees it.
             _ => return,
         }
