@@ -128,10 +128,19 @@ async fn isolated(sup: &Supervisor, calls: usize) -> Result<Stats> {
 }
 
 fn setup(wasm: &Path, worker: &Path) -> Result<(tempfile::TempDir, SupervisorConfig)> {
+    setup_with(wasm, worker, "")
+}
+
+/// The echo plugin with `extra` appended to its manifest.
+fn setup_with(
+    wasm: &Path,
+    worker: &Path,
+    extra: &str,
+) -> Result<(tempfile::TempDir, SupervisorConfig)> {
     let dir = tempfile::tempdir()?;
     let plugin = dir.path().join("plugins/echo-tool");
     std::fs::create_dir_all(&plugin)?;
-    std::fs::write(plugin.join("plugin.toml"), MANIFEST)?;
+    std::fs::write(plugin.join("plugin.toml"), format!("{MANIFEST}{extra}"))?;
     std::fs::copy(wasm, plugin.join("plugin.wasm"))?;
     let mut config = SupervisorConfig::new(dir.path().join("plugins"), dir.path().join("state"));
     config.worker_binary = Some(worker.to_owned());
@@ -182,6 +191,58 @@ fn density_rows(wasm: &Path, prx: &Path, counts: &[String]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Clients calling one echo plugin at once.
+const CLIENTS: usize = 4;
+
+/// Calls per second from [`CLIENTS`] concurrent clients into one echo
+/// plugin run by `workers` worker processes, on the multi-thread runtime.
+fn throughput(
+    runtime: &tokio::runtime::Runtime,
+    wasm: &Path,
+    worker: &Path,
+    workers: u32,
+    calls: usize,
+) -> Result<f64> {
+    let (_dir, config) = setup_with(
+        wasm,
+        worker,
+        &format!("\n[resources]\nworkers = {workers}\n"),
+    )?;
+    runtime.block_on(async {
+        let sup = Supervisor::start(config).await?;
+        anyhow::ensure!(
+            sup.running() == 1,
+            "echo did not load: {:?}",
+            sup.failures()
+        );
+        let run = |n: usize| {
+            let clients: Vec<_> = (0..CLIENTS)
+                .map(|_| {
+                    let sup = sup.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..n / CLIENTS {
+                            sup.call_tool("echo", ARGS).await?;
+                        }
+                        anyhow::Ok(())
+                    })
+                })
+                .collect();
+            async move {
+                for c in clients {
+                    c.await??;
+                }
+                anyhow::Ok(())
+            }
+        };
+        run(calls / 10).await?;
+        let wall = Instant::now();
+        run(calls).await?;
+        let per_sec = calls as f64 / wall.elapsed().as_secs_f64();
+        sup.shutdown().await;
+        Ok(per_sec)
+    })
 }
 
 fn main() -> Result<()> {
@@ -263,6 +324,8 @@ fn main() -> Result<()> {
     let iso_bare = isolated_on(&current, &unsandboxed, calls)?;
     let iso_ct = isolated_on(&current, &config, calls)?;
     let iso_mt = isolated_on(&multi, &config, calls)?;
+    let one_worker = throughput(&multi, &wasm, &worker, 1, calls)?;
+    let two_workers = throughput(&multi, &wasm, &worker, 2, calls)?;
     let kv_wasm = wasm.with_file_name("kv_tool.wasm");
     let (kv_local, kv_isolated) = kv_get_latency(&multi, &kv_wasm, &worker)?;
     let writes_8 = durable_writes(&multi, 8, 5_000)?;
@@ -323,6 +386,16 @@ fn main() -> Result<()> {
         ns(kv_isolated.0),
         ns(kv_isolated.1),
         kv_isolated.0 as f64 / kv_local.0.max(1) as f64
+    );
+    println!();
+    println!(
+        "| {CLIENTS} clients calling one echo plugin at once (multi-thread runtime) | calls/s | ratio to one worker |"
+    );
+    println!("|---|---|---|");
+    println!("| `workers = 1` | {one_worker:.0} | 1.0x |");
+    println!(
+        "| `workers = 2` | {two_workers:.0} | {:.2}x |",
+        two_workers / one_worker
     );
     println!();
     println!("| durable kv writes (acknowledged after the log's sync) | writes/s |");

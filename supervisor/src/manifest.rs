@@ -221,6 +221,17 @@ pub struct Resources {
     /// cache. Absent: the worker runs until the plugin is unloaded.
     #[serde(default)]
     pub idle_stop_s: Option<u64>,
+    /// This host's addition: worker processes for this plugin, calls going
+    /// to the least busy; for plugins that keep no state in their instance.
+    #[serde(default = "default_workers")]
+    pub workers: u32,
+}
+
+/// The most workers one plugin may ask for.
+pub const MAX_WORKERS: u32 = 16;
+
+fn default_workers() -> u32 {
+    1
 }
 
 fn default_fuel() -> u64 {
@@ -256,6 +267,7 @@ impl Default for Resources {
             max_http_requests: DEFAULT_MAX_HTTP_REQUESTS,
             max_kv_storage_kb: DEFAULT_MAX_KV_STORAGE_KB,
             idle_stop_s: None,
+            workers: 1,
         }
     }
 }
@@ -412,6 +424,24 @@ impl Manifest {
                 return Err("[resources].idle_stop_s cannot be used with a `module` capability: a module's RPCs and subscriptions live in its instance, and a stopped worker would miss its events; remove idle_stop_s".into());
             }
             _ => {}
+        }
+        if !(1..=MAX_WORKERS).contains(&r.workers) {
+            return Err(format!(
+                "[resources].workers = {} must be between 1 and {MAX_WORKERS}",
+                r.workers
+            ));
+        }
+        if r.workers > 1 {
+            if self
+                .capabilities_of(CapabilityType::Module)
+                .next()
+                .is_some()
+            {
+                return Err("[resources].workers above 1 cannot be used with a `module` capability: a module's RPCs and subscriptions live in one instance; remove workers".into());
+            }
+            if r.idle_stop_s.is_some() {
+                return Err("[resources].workers above 1 cannot be combined with idle_stop_s; keep one of them".into());
+            }
         }
         Ok(())
     }

@@ -41,7 +41,18 @@ impl Plugin {
         self.idle.touch();
         self.want_worker();
         let deadline = self.deadline(rt);
-        let worker = match self.ready_worker(deadline).await {
+        // With spares, the least busy worker; else (or with none live)
+        // the first, waiting for it as during a restart.
+        let spread = if self.spares.is_empty() {
+            None
+        } else {
+            self.least_busy()
+        };
+        let ready = match spread {
+            Some(worker) => Ok(worker),
+            None => self.ready_worker(deadline).await,
+        };
+        let worker = match ready {
             Ok(worker) => worker,
             Err(_) if self.successor.get().is_some() => {
                 return self.forward(rt, call, chain).await;

@@ -70,6 +70,10 @@ impl Plugin {
         );
         tokio::spawn(supervise(self.clone(), rt.clone(), worker));
         self.watch_idle(rt);
+        if !self.spares.is_empty() {
+            let (plugin, rt) = (self.clone(), rt.clone());
+            tokio::spawn(async move { plugin.start_spares(&rt).await });
+        }
     }
 
     /// Hands this version over to `successor`: no call enters it any more
@@ -101,6 +105,7 @@ impl Plugin {
         if let Some(worker) = self.worker.send_replace(None) {
             worker.stop(Duration::from_secs(2)).await;
         }
+        self.stop_spares(Duration::from_secs(2)).await;
     }
 
     /// Stops the worker for good (shutdown).
@@ -111,6 +116,7 @@ impl Plugin {
         if let Some(worker) = self.worker.send_replace(None) {
             worker.stop(grace).await;
         }
+        self.stop_spares(grace).await;
         self.broker.instance_ended();
         self.broker.plugin_removed();
         self.announce("prx.lifecycle.unloaded", serde_json::json!({}));

@@ -4,6 +4,7 @@
 mod calls;
 mod handover;
 mod idle;
+mod pool;
 mod start;
 mod status;
 mod supervision;
@@ -101,6 +102,9 @@ pub struct Plugin {
     reload_error: Mutex<Option<(Fingerprint, String)>>,
     /// Calls seen, and the worker stopped when idle (`idle_stop_s`).
     idle: idle::IdleStop,
+    /// Workers beyond the first (`[resources] workers`), each with its
+    /// own broker.
+    spares: Vec<pool::Spare>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -197,7 +201,7 @@ impl Plugin {
         }
         let declared: BTreeSet<Permission> =
             p.required.iter().chain(&p.optional).copied().collect();
-        let granted = declared
+        let granted: BTreeSet<Permission> = declared
             .iter()
             .copied()
             .filter(|perm| policy.allows(&name, *perm))
@@ -205,33 +209,14 @@ impl Plugin {
         for perm in declared.iter().filter(|perm| !policy.allows(&name, **perm)) {
             tracing::warn!(plugin = %name, permission = %perm, "optional permission not granted by policy; its calls will fail");
         }
-        let mut broker = PluginBroker::new(name.clone(), manifest.config_pairs())
-            .with_services(services, r.kv_quota_bytes());
-        if declared.contains(&Permission::HttpOutbound) {
-            let allowlist = crate::services::http::Allowlist::parse(&p.http_allowlist)
-                .map_err(|e| format!("plugin `{name}`: {e}"))?;
-            if let Some(ceiling) = policy.http_ceiling(&name) {
-                let ceiling = crate::services::http::Allowlist::parse(ceiling)
-                    .map_err(|e| format!("the operator's http_allowlist for `{name}`: {e}"))?;
-                let beyond = allowlist.beyond(&ceiling);
-                if !beyond.is_empty() {
-                    return Err(format!(
-                        "plugin `{name}` declares http_allowlist entries beyond what the operator's policy allows ({}); narrow the plugin's [permissions].http_allowlist or widen [permissions.http_allowlist] {name} in the supervisor's config",
-                        beyond.join(", ")
-                    ));
-                }
-            }
-            let http = crate::services::http::PluginHttp::new(
-                name.clone(),
-                allowlist,
-                &services.http,
-                r.max_http_requests,
-                Duration::from_millis(r.max_execution_time_ms),
-            )
-            .map_err(|e| format!("plugin `{name}`: {e}"))?;
-            broker = broker.with_http(http);
-        }
-        let broker = Arc::new(broker.with_permissions(declared, granted));
+        // One broker per worker: each worker's invocation (its causal
+        // chain, its http request count) is its own.
+        let brokers = (0..r.workers)
+            .map(|_| broker_for(&name, &manifest, policy, services, &declared, &granted))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut brokers = brokers.into_iter();
+        let broker = brokers.next().expect("at least one worker");
+        let spares = brokers.map(pool::Spare::new).collect();
         Ok(Arc::new(Self {
             name,
             dir,
@@ -266,6 +251,7 @@ impl Plugin {
             reloads: AtomicU32::new(0),
             reload_error: Mutex::new(None),
             idle: idle::IdleStop::new(manifest_idle_stop_s),
+            spares,
         }))
     }
 
@@ -376,4 +362,48 @@ impl Plugin {
     pub fn worker(&self) -> Option<Arc<Worker>> {
         self.worker.borrow().clone()
     }
+}
+
+/// The broker one worker of a plugin answers through: its services, its
+/// http client and allowlist (checked against the operator's ceiling),
+/// its grants.
+fn broker_for(
+    name: &Arc<str>,
+    manifest: &Manifest,
+    policy: &PermissionPolicy,
+    services: &Services,
+    declared: &BTreeSet<Permission>,
+    granted: &BTreeSet<Permission>,
+) -> Result<Arc<PluginBroker>, String> {
+    let r = &manifest.resources;
+    let p = &manifest.permissions;
+    let mut broker = PluginBroker::new(name.clone(), manifest.config_pairs())
+        .with_services(services, r.kv_quota_bytes());
+    if declared.contains(&Permission::HttpOutbound) {
+        let allowlist = crate::services::http::Allowlist::parse(&p.http_allowlist)
+            .map_err(|e| format!("plugin `{name}`: {e}"))?;
+        if let Some(ceiling) = policy.http_ceiling(&name) {
+            let ceiling = crate::services::http::Allowlist::parse(ceiling)
+                .map_err(|e| format!("the operator's http_allowlist for `{name}`: {e}"))?;
+            let beyond = allowlist.beyond(&ceiling);
+            if !beyond.is_empty() {
+                return Err(format!(
+                    "plugin `{name}` declares http_allowlist entries beyond what the operator's policy allows ({}); narrow the plugin's [permissions].http_allowlist or widen [permissions.http_allowlist] {name} in the supervisor's config",
+                    beyond.join(", ")
+                ));
+            }
+        }
+        let http = crate::services::http::PluginHttp::new(
+            name.clone(),
+            allowlist,
+            &services.http,
+            r.max_http_requests,
+            Duration::from_millis(r.max_execution_time_ms),
+        )
+        .map_err(|e| format!("plugin `{name}`: {e}"))?;
+        broker = broker.with_http(http);
+    }
+    Ok(Arc::new(
+        broker.with_permissions(declared.clone(), granted.clone()),
+    ))
 }

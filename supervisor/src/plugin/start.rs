@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use prx_ipc::{Call, LoadStage, Output, ToolSpec};
 
+use crate::broker::PluginBroker;
 use crate::error::CallError;
 use crate::manifest::CapabilityType;
 use crate::topics::no_chain;
@@ -115,6 +116,7 @@ impl Plugin {
         );
         tokio::spawn(supervise(self.clone(), rt.clone(), worker));
         self.watch_idle(rt);
+        self.start_spares(rt).await;
         Ok(())
     }
 
@@ -152,6 +154,7 @@ impl Plugin {
                     serde_json::json!({ "pid": worker.pid() }),
                 );
                 tokio::spawn(supervise(self.clone(), rt.clone(), worker));
+                self.start_spares(rt).await;
                 Ok(())
             }
             Err(e) => Err(self.quarantine(format!("restart after release failed: {e}"))),
@@ -164,6 +167,7 @@ impl Plugin {
             self.name, self.name
         );
         self.set_state(PluginState::Quarantined(message.clone()));
+        self.kill_spares();
         self.stats().count_quarantine();
         tracing::error!(plugin = %self.name, event = "prx.lifecycle.quarantined", "{message}");
         self.announce(
@@ -178,6 +182,7 @@ impl Plugin {
     pub(crate) fn fail(&self, reason: String) -> String {
         let message = format!("plugin `{}` ({}): {reason}", self.name, self.dir.display());
         self.set_state(PluginState::Failed(message.clone()));
+        self.kill_spares();
         self.broker.plugin_removed();
         message
     }
@@ -191,20 +196,29 @@ impl Plugin {
     /// Starts a worker from the compile cache, or compiles the component
     /// in a compile worker first (and caches the result for this plugin).
     pub(super) async fn spawn_worker(&self, rt: &Runtime) -> Result<Arc<Worker>, StartError> {
+        self.spawn_worker_for(rt, &self.broker).await
+    }
+
+    /// The same, for a worker that answers through `broker` (a spare's).
+    pub(super) async fn spawn_worker_for(
+        &self,
+        rt: &Runtime,
+        broker: &Arc<PluginBroker>,
+    ) -> Result<Arc<Worker>, StartError> {
         let key = self
             .cache_key
             .get_or_init(|| rt.cache.key(&self.name, &self.wasm, &self.engine))
             .clone();
-        if let Some(worker) = self.start_cached(rt, &key).await? {
+        if let Some(worker) = self.start_cached(rt, &key, broker).await? {
             return Ok(worker);
         }
         // Wait for a turn to compile (the load timeout starts after it);
         // the same component may have been compiled meanwhile.
         let turn = rt.compiles.acquire().await;
-        if let Some(worker) = self.start_cached(rt, &key).await? {
+        if let Some(worker) = self.start_cached(rt, &key, broker).await? {
             return Ok(worker);
         }
-        let compiled = Worker::compile(&self.spec(rt, self.wasm.clone(), SourceKind::Wasm)).await?;
+        let compiled = Worker::compile(&self.spec(rt, &self.broker, SourceKind::Wasm)).await?;
         drop(turn);
         tracing::info!(plugin = %self.name, compile_ms = compiled.compile.as_millis() as u64, "compiled");
         let cache = rt.cache.clone();
@@ -226,7 +240,7 @@ impl Plugin {
             }
         };
         let source = SourceKind::Artifact(Arc::new(artifact));
-        let started = self.start_in_turn(rt, source).await?;
+        let started = self.start_in_turn(rt, source, broker).await?;
         self.compiled_here.store(true, Ordering::Relaxed);
         Ok(started.worker)
     }
@@ -237,6 +251,7 @@ impl Plugin {
         &self,
         rt: &Runtime,
         key: &str,
+        broker: &Arc<PluginBroker>,
     ) -> Result<Option<Arc<Worker>>, StartError> {
         // The first open of a cache file hashes it (45 MB for a Python
         // plugin): off the runtime's threads.
@@ -247,7 +262,7 @@ impl Plugin {
             return Ok(None);
         };
         let source = SourceKind::Artifact(Arc::new(artifact));
-        match self.start_in_turn(rt, source).await {
+        match self.start_in_turn(rt, source, broker).await {
             Ok(started) => {
                 self.compiled_here.store(false, Ordering::Relaxed);
                 Ok(Some(started.worker))
@@ -267,15 +282,16 @@ impl Plugin {
         &self,
         rt: &Runtime,
         source: SourceKind,
+        broker: &Arc<PluginBroker>,
     ) -> Result<crate::worker_handle::Started, StartError> {
         let _turn = rt.starts.acquire().await;
-        Worker::start(self.spec(rt, self.wasm.clone(), source)).await
+        Worker::start(self.spec(rt, broker, source)).await
     }
 
     pub(super) fn spec(
         &self,
         rt: &Runtime,
-        component: Arc<Vec<u8>>,
+        broker: &Arc<PluginBroker>,
         source: SourceKind,
     ) -> WorkerSpec {
         WorkerSpec {
@@ -283,10 +299,10 @@ impl Plugin {
             binary: rt.worker_binary.clone(),
             limits: self.limits,
             engine: self.engine,
-            component,
+            component: self.wasm.clone(),
             source,
             load_timeout: rt.load_timeout,
-            broker: self.broker.clone(),
+            broker: broker.clone(),
             liveness: rt.liveness,
             extra_args: rt.extra_worker_args.clone(),
             sandbox: rt.sandbox.clone(),

@@ -231,6 +231,10 @@ pub struct PluginStatus {
     pub idle_stops: u32,
     #[serde(default)]
     pub last_wake_ms: Option<f64>,
+    /// With `[resources] workers` above 1: the process ids of the workers
+    /// beyond the first (`pid`).
+    #[serde(default)]
+    pub spare_pids: Vec<u32>,
 }
 
 /// Sizes and modification times of a plugin's manifest and component.
@@ -323,6 +327,7 @@ impl Plugin {
             reload_error: self.reload_error().map(|(_, why)| why),
             calls: self.stats().summary(),
             idle_stops: self.idle.stops(),
+            spare_pids: self.spare_pids(),
             last_wake_ms: self.idle.last_wake_ms(),
         }
     }

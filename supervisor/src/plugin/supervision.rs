@@ -191,7 +191,11 @@ pub(super) async fn supervise(plugin: Arc<Plugin>, rt: Runtime, worker: Arc<Work
 }
 
 /// The supervision loop over any [`Keeper`].
-async fn watch<K: Keeper>(keeper: &K, policy: RestartPolicy, mut worker: Arc<K::Worker>) {
+pub(super) async fn watch<K: Keeper>(
+    keeper: &K,
+    policy: RestartPolicy,
+    mut worker: Arc<K::Worker>,
+) {
     let mut restarts = Restarts::new(policy);
     loop {
         let status = worker.exited().await;

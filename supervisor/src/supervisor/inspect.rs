@@ -225,6 +225,7 @@ impl Supervisor {
                     calls: Default::default(),
                     idle_stops: 0,
                     last_wake_ms: None,
+                    spare_pids: Vec::new(),
                 });
             }
         }

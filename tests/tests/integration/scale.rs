@@ -232,3 +232,79 @@ where
     }
     out
 }
+
+#[tokio::test]
+async fn with_two_workers_a_call_is_served_while_the_other_worker_is_busy() {
+    use prx_supervisor::plugin::StateKind;
+    let env = Env::new();
+    let limits =
+        "[resources]\nmax_fuel = 1_000_000_000_000\nmax_execution_time_ms = 2000\nworkers = 2\n";
+    env.add(
+        "faulty",
+        "faulty-tool",
+        &tool_manifest("faulty", "faulty", limits),
+    );
+    let sup = env.supervisor().await;
+    let s = status(&sup, "faulty");
+    assert_eq!(s.state, StateKind::Running);
+    assert_eq!(s.spare_pids.len(), 1, "{s:?}");
+    let first = s.pid.unwrap();
+    let spare = s.spare_pids[0];
+    assert_ne!(first, spare);
+
+    // One worker spins until its deadline; the other answers meanwhile.
+    // With one worker the second call would wait behind the first.
+    let spinning = {
+        let sup = sup.clone();
+        tokio::spawn(async move { sup.call_tool("faulty", r#"{"mode":"spin"}"#).await })
+    };
+    common::until("a worker busy with the spin", || {
+        sup.plugins().iter().any(|p| p.in_flight > 0) || spinning.is_finished()
+    })
+    .await;
+    assert_eq!(
+        sup.call_tool("faulty", r#"{"mode":"ok"}"#).await.unwrap(),
+        "ok"
+    );
+    assert!(
+        !spinning.is_finished(),
+        "the second call waited for the first: it was not spread to the other worker"
+    );
+    let err = spinning.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CallError::Guest {
+                kind: GuestErrorKind::Deadline,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // A spare that dies is replaced by its own supervision.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(spare as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    common::until("the spare replaced", || {
+        let s = status(&sup, "faulty");
+        s.spare_pids.len() == 1 && s.spare_pids[0] != spare
+    })
+    .await;
+    let s = status(&sup, "faulty");
+    assert_eq!(s.pid, Some(first), "the first worker was not touched");
+    assert_eq!(s.restarts, 1);
+    assert_eq!(s.state, StateKind::Running);
+    for _ in 0..4 {
+        assert_eq!(
+            sup.call_tool("faulty", r#"{"mode":"ok"}"#).await.unwrap(),
+            "ok"
+        );
+    }
+    sup.shutdown().await;
+    for pid in [first, s.spare_pids[0]] {
+        common::until("workers gone after shutdown", || !running(pid)).await;
+    }
+}
