@@ -10,6 +10,8 @@ scripts/build-plugins.sh >/dev/null
 
 calls=${1:-100000}
 report=$(target/debug/prx-bench target/wasm/wasm32-wasip2/release/echo_tool.wasm target/debug/prx-worker "$calls")
+# Many idle plugins under a real `prx up` (PRX_BENCH_DENSITY: the counts).
+density=$(target/debug/prx-bench density target/wasm/wasm32-wasip2/release/echo_tool.wasm target/debug/prx ${PRX_BENCH_DENSITY:-100 1000})
 {
   echo "# Benchmarks"
   echo
@@ -22,6 +24,13 @@ report=$(target/debug/prx-bench target/wasm/wasm32-wasip2/release/echo_tool.wasm
   echo "## Results"
   echo
   echo "$report"
+  echo
+  echo "### Density: idle plugins on one machine"
+  echo
+  echo "$density"
+  echo
+  cat docs/benchmarks-profile.md
 } > docs/benchmarks.md
 echo "$report"
+echo "$density"
 echo "bench.sh: wrote docs/benchmarks.md"

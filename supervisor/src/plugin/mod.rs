@@ -382,7 +382,7 @@ fn broker_for(
     if declared.contains(&Permission::HttpOutbound) {
         let allowlist = crate::services::http::Allowlist::parse(&p.http_allowlist)
             .map_err(|e| format!("plugin `{name}`: {e}"))?;
-        if let Some(ceiling) = policy.http_ceiling(&name) {
+        if let Some(ceiling) = policy.http_ceiling(name) {
             let ceiling = crate::services::http::Allowlist::parse(ceiling)
                 .map_err(|e| format!("the operator's http_allowlist for `{name}`: {e}"))?;
             let beyond = allowlist.beyond(&ceiling);

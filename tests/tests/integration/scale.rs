@@ -13,7 +13,7 @@ use prx_supervisor::{CallError, Supervisor};
 /// Times the threads of `pid` were switched off a CPU, by choice or not:
 /// a thread that sleeps without waking adds nothing.
 fn context_switches(pid: u32) -> u64 {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the worker's threads");
     tasks
         .flatten()
         .map(|t| std::fs::read_to_string(t.path().join("status")).unwrap_or_default())
@@ -228,7 +228,7 @@ where
     let handles: Vec<_> = futures.map(tokio::spawn).collect();
     let mut out = Vec::new();
     for h in handles {
-        out.push(h.await.unwrap());
+        out.push(h.await.expect("a call task"));
     }
     out
 }
