@@ -156,8 +156,7 @@ impl Keeper for SpareKeeper {
     }
 
     fn fail(&self, reason: String) {
-        let reason = self.plugin.fail(reason);
-        tracing::error!(plugin = %self.plugin.name, "{reason}");
+        self.plugin.fail_logged(reason);
     }
 
     fn back_off(&self, delay: Duration) -> impl Future<Output = ()> + Send {

@@ -187,6 +187,12 @@ impl Plugin {
         message
     }
 
+    /// [`Plugin::fail`], with the reason in the log (supervision's case).
+    pub(super) fn fail_logged(&self, reason: String) {
+        let reason = self.fail(reason);
+        tracing::error!(plugin = %self.name, "{reason}");
+    }
+
     pub(super) async fn start_worker(&self, rt: &Runtime) -> Result<Arc<Worker>, StartError> {
         // A new instance starts with no subscriptions.
         self.broker.instance_ended();

@@ -27,15 +27,38 @@ fn context_switches(pid: u32) -> u64 {
         .sum()
 }
 
-#[tokio::test]
-async fn an_idle_worker_is_never_woken_and_its_deadline_still_holds() {
+/// The faulty test tool with fuel enough that the wall clock ends a spin,
+/// and `resources` added to its `[resources]`.
+fn faulty_env(resources: &str) -> Env {
     let env = Env::new();
-    let limits = "[resources]\nmax_fuel = 1_000_000_000_000\nmax_execution_time_ms = 300\n";
+    let limits = format!("[resources]\nmax_fuel = 1_000_000_000_000\n{resources}");
     env.add(
         "faulty",
         "faulty-tool",
-        &tool_manifest("faulty", "faulty", limits),
+        &tool_manifest("faulty", "faulty", &limits),
     );
+    env
+}
+
+/// A call that never ends meets the worker's own deadline (not the
+/// supervisor's backstop kill).
+fn assert_deadline(result: Result<String, CallError>) {
+    let err = result.expect_err("a spin cannot succeed");
+    assert!(
+        matches!(
+            err,
+            CallError::Guest {
+                kind: GuestErrorKind::Deadline,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_worker_is_never_woken_and_its_deadline_still_holds() {
+    let env = faulty_env("max_execution_time_ms = 300\n");
     let mut config = env.config();
     // Heartbeats are the next test's; here only the worker's own threads.
     config.liveness = Liveness {
@@ -62,21 +85,8 @@ async fn an_idle_worker_is_never_woken_and_its_deadline_still_holds() {
     );
 
     // Parked is not stopped: a call that never ends still meets the
-    // worker's own deadline (not the supervisor's backstop kill).
-    let err = sup
-        .call_tool("faulty", r#"{"mode":"spin"}"#)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            CallError::Guest {
-                kind: GuestErrorKind::Deadline,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    // worker's own deadline.
+    assert_deadline(sup.call_tool("faulty", r#"{"mode":"spin"}"#).await);
     assert_eq!(
         status(&sup, "faulty").pid,
         Some(pid),
@@ -270,17 +280,7 @@ async fn with_two_workers_a_call_is_served_while_the_other_worker_is_busy() {
         !spinning.is_finished(),
         "the second call waited for the first: it was not spread to the other worker"
     );
-    let err = spinning.await.unwrap().unwrap_err();
-    assert!(
-        matches!(
-            err,
-            CallError::Guest {
-                kind: GuestErrorKind::Deadline,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_deadline(spinning.await.expect("the spinning call"));
 
     // A spare that dies is replaced by its own supervision.
     nix::sys::signal::kill(
