@@ -107,6 +107,14 @@ impl Link {
     /// The next frame to serve: a deferred invocation first, else one
     /// from the socket.
     pub fn recv(&self) -> Result<ToWorker, WireError> {
+        self.recv_expecting(true)
+    }
+
+    /// The same; `soon` says whether a frame is likely to follow quickly
+    /// (after a call's answer: the next call of a busy caller), which is
+    /// when polling briefly before blocking pays. After a heartbeat's
+    /// answer nothing is coming, and an idle worker should not poll.
+    pub fn recv_expecting(&self, soon: bool) -> Result<ToWorker, WireError> {
         let deferred = self
             .deferred
             .lock()
@@ -114,7 +122,7 @@ impl Link {
             .pop_front();
         match deferred {
             Some(frame) => Ok(frame),
-            None => self.recv_wire(),
+            None => self.recv_wire_expecting(soon),
         }
     }
 
@@ -128,8 +136,12 @@ impl Link {
 
     /// The next frame from the socket.
     fn recv_wire(&self) -> Result<ToWorker, WireError> {
+        self.recv_wire_expecting(true)
+    }
+
+    fn recv_wire_expecting(&self, soon: bool) -> Result<ToWorker, WireError> {
         let mut r = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        if r.buffer().is_empty() {
+        if soon && r.buffer().is_empty() {
             spin_until_readable(r.get_ref());
         }
         read_frame(&mut *r)

@@ -359,8 +359,12 @@ fn receive_blob(link: &Link, len: u64) -> Result<Vec<u8>, WorkerError> {
 }
 
 fn serve(link: &Link, plugin: &mut Plugin, hooks: &TestHooks) -> Result<(), WorkerError> {
+    // After a heartbeat nothing is expected soon: block at once.
+    let mut soon = true;
     loop {
-        match link.recv()? {
+        let frame = link.recv_expecting(soon)?;
+        soon = !matches!(frame, ToWorker::Ping(_));
+        match frame {
             ToWorker::Invoke(invoke) => {
                 let outcome = match probe_outcome(link, hooks, &invoke.call) {
                     Some(outcome) => outcome,
