@@ -180,6 +180,8 @@ pub struct ResourceCap {
     pub max_execution_time_ms: Option<u64>,
     pub max_http_requests: Option<u64>,
     pub max_kv_storage_kb: Option<u64>,
+    /// Worker processes per plugin (`[resources] workers`).
+    pub workers: Option<u64>,
 }
 
 /// Reads one key of a [`ResourceCap`].
@@ -191,7 +193,7 @@ impl ResourceCaps {
     pub fn check(&self, plugin: &str, r: &crate::manifest::Resources) -> Result<(), String> {
         let own = self.plugins.get(plugin);
         let cap = |pick: Pick| own.and_then(pick).or_else(|| pick(&self.default));
-        let asked: [(&str, u64, Pick); 5] = [
+        let asked: [(&str, u64, Pick); 6] = [
             ("max_fuel", r.max_fuel, |c| c.max_fuel),
             ("max_memory_mb", r.max_memory_mb, |c| c.max_memory_mb),
             ("max_execution_time_ms", r.max_execution_time_ms, |c| {
@@ -203,6 +205,7 @@ impl ResourceCaps {
             ("max_kv_storage_kb", r.max_kv_storage_kb, |c| {
                 c.max_kv_storage_kb
             }),
+            ("workers", u64::from(r.workers), |c| c.workers),
         ];
         for (key, value, pick) in asked {
             if let Some(limit) = cap(pick).filter(|limit| value > *limit) {

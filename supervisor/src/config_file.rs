@@ -570,6 +570,16 @@ mod tests {
             ..Default::default()
         };
         assert!(caps.check("small", &asks(64, 1000)).is_ok());
+        let workers = parse("plugins = \"p\"\n[resources.default]\nworkers = 2\n").unwrap();
+        let four = crate::manifest::Resources {
+            workers: 4,
+            ..Default::default()
+        };
+        let err = workers.resource_caps.check("any", &four).unwrap_err();
+        assert!(
+            err.contains("[resources].workers = 4, above the operator's cap of 2"),
+            "{err}"
+        );
         let err = caps.check("small", &asks(65, 1000)).unwrap_err();
         assert!(
             err.contains("[resources].max_memory_mb = 65, above the operator's cap of 64 ([resources.default]"),
