@@ -29,6 +29,11 @@ density=$(target/debug/prx-bench density target/wasm/wasm32-wasip2/release/echo_
   echo
   echo "$density"
   echo
+  echo "The first window still holds the heartbeats of workers that were called"
+  echo "at load (their gaps start at 2 s and double); from 150 s on they are near"
+  echo "their 60 s cap. The process above each worker is the init of its PID"
+  echo "namespace."
+  echo
   cat docs/benchmarks-profile.md
 } > docs/benchmarks.md
 echo "$report"

@@ -24,6 +24,9 @@ use prx_supervisor::plugin::StateKind;
 const SETTLE: Duration = Duration::from_secs(10);
 /// The idle window CPU is measured over.
 const WINDOW: Duration = Duration::from_secs(20);
+/// When the second window starts, after the ready line: by then every
+/// idle worker's heartbeats are near their longest gap (60 s).
+const SETTLED: Duration = Duration::from_secs(150);
 /// Longest a start may take before the run is called failed.
 const START_LIMIT: Duration = Duration::from_secs(900);
 
@@ -36,6 +39,10 @@ pub struct Density {
     pub restarts: u64,
     /// CPU used by the whole tree while idle, as a share of one core.
     pub idle_cpu: f64,
+    /// The part of it the supervisor process used.
+    pub supervisor_cpu: f64,
+    /// The same for the whole tree, measured from [`SETTLED`] on.
+    pub settled_cpu: f64,
     /// Proportional set size per worker: median and largest, in KiB.
     pub pss_median_kib: u64,
     pub pss_max_kib: u64,
@@ -75,13 +82,11 @@ pub fn measure(prx: &Path, echo_wasm: &Path, plugins: usize) -> Result<Density> 
         .filter(|s| matches!(s.state, StateKind::Failed | StateKind::Quarantined))
         .count();
     let restarts: u64 = statuses.iter().map(|s| u64::from(s.restarts)).sum();
+    let since_ready = Instant::now();
     std::thread::sleep(SETTLE);
-    let before = tree_cpu_ns(up.pid());
-    let started = Instant::now();
-    std::thread::sleep(WINDOW);
-    let after = tree_cpu_ns(up.pid());
-    let window = started.elapsed();
-    let idle_cpu = after.saturating_sub(before) as f64 / window.as_nanos() as f64;
+    let (idle_cpu, supervisor_cpu) = idle_window(up.pid());
+    std::thread::sleep(SETTLED.saturating_sub(since_ready.elapsed()));
+    let (settled_cpu, _) = idle_window(up.pid());
     // A plugin's processes: the one the supervisor started (the init of
     // the worker's PID namespace, which only waits) and the worker under
     // it, which runs the plugin.
@@ -112,6 +117,8 @@ pub fn measure(prx: &Path, echo_wasm: &Path, plugins: usize) -> Result<Density> 
         failed,
         restarts: restarts.max(restarts_after),
         idle_cpu,
+        supervisor_cpu,
+        settled_cpu,
         pss_median_kib: pss.get(pss.len() / 2).copied().unwrap_or(0),
         pss_max_kib: pss.last().copied().unwrap_or(0),
         parent_pss_median_kib: parents.get(parents.len() / 2).copied().unwrap_or(0),
@@ -187,6 +194,20 @@ impl Up {
         self.child.wait()?;
         Ok(())
     }
+}
+
+/// CPU used by the tree under `pid` and by `pid` alone over [`WINDOW`],
+/// as shares of one core.
+fn idle_window(pid: u32) -> (f64, f64) {
+    let before = (tree_cpu_ns(pid), process_cpu_ns(pid));
+    let started = Instant::now();
+    std::thread::sleep(WINDOW);
+    let after = (tree_cpu_ns(pid), process_cpu_ns(pid));
+    let window = started.elapsed().as_nanos() as f64;
+    (
+        after.0.saturating_sub(before.0) as f64 / window,
+        after.1.saturating_sub(before.1) as f64 / window,
+    )
 }
 
 /// The direct children of `pid` (the workers of a supervisor).

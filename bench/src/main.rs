@@ -171,20 +171,22 @@ fn isolated_on(
 /// The density table: one row per plugin count.
 fn density_rows(wasm: &Path, prx: &Path, counts: &[String]) -> Result<()> {
     println!(
-        "| idle echo plugins | `prx up` to ready | running / failed / restarts | idle CPU, all processes (share of one core) | PSS per worker, median (largest) | PSS of the namespace parent above each worker, median |"
+        "| idle echo plugins | `prx up` to ready | running / failed / restarts | idle CPU 10-30 s after ready, all processes (the supervisor's part), share of one core | the same from 150 s on | PSS per worker, median (largest) | PSS of the namespace parent above each worker, median |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for count in counts {
         let n: usize = count.parse().context("a plugin count")?;
         let d = density::measure(prx, wasm, n)?;
         println!(
-            "| {} | {:.2} s | {} / {} / {} | {:.2} % | {} KiB ({} KiB) | {} KiB |",
+            "| {} | {:.2} s | {} / {} / {} | {:.2} % ({:.2} %) | {:.2} % | {} KiB ({} KiB) | {} KiB |",
             d.plugins,
             d.ready.as_secs_f64(),
             d.running,
             d.failed,
             d.restarts,
             d.idle_cpu * 100.0,
+            d.supervisor_cpu * 100.0,
+            d.settled_cpu * 100.0,
             d.pss_median_kib,
             d.pss_max_kib,
             d.parent_pss_median_kib
