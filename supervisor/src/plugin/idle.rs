@@ -43,8 +43,12 @@ impl IdleStop {
         }
     }
 
-    /// A call entered or left.
+    /// A call entered or left (kept only when the worker may be stopped
+    /// for idling: no clock read on the call path otherwise).
     pub(crate) fn touch(&self) {
+        if self.after.is_none() {
+            return;
+        }
         let now = self.born.elapsed().as_millis() as u64;
         self.last_call_ms.fetch_max(now, Ordering::Relaxed);
     }
@@ -81,6 +85,9 @@ impl Plugin {
     /// for a worker; the caller then waits for one like any call during a
     /// restart. Nothing happens when the plugin is not idle.
     pub(super) fn want_worker(&self) {
+        if self.idle.after.is_none() {
+            return;
+        }
         {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             if !matches!(*state, PluginState::Idle) {

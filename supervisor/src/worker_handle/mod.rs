@@ -101,7 +101,9 @@ pub struct Worker {
     started_at: Instant,
     writer: AsyncMutex<FrameWriter>,
     /// The link's descriptor, polled briefly for an answer (never read
-    /// here: the serve loop owns the reading half).
+    /// here: the serve loop owns the reading half). Both halves share one
+    /// socket and `writer` holds it, so this number stays this worker's
+    /// open link for as long as the `Worker` lives.
     link_fd: std::os::fd::RawFd,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
