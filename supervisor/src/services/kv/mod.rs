@@ -14,10 +14,12 @@
 //! an in-memory *overlay* that readers consult before redb, then answers
 //! each: a write is acknowledged, and visible, only once it is on disk, and
 //! many concurrent writers share the cost of the sync. Once a second (or
-//! when the log fills) the overlay is written to redb in one durable commit
-//! and the log starts over. Committing every batch to redb instead costs
-//! more than the log's sync (B-tree pages rewritten per batch) and halved
-//! the write rate.
+//! when the log fills) the overlay is *sealed* and written to redb in one
+//! durable commit on a thread of its own, while new writes go on into a
+//! fresh overlay and the other of the two log files ([`log`]). Committing
+//! every batch to redb instead costs more than the log's sync (B-tree pages
+//! rewritten per batch) and halved the write rate; committing on the
+//! writer's thread stopped every writer for the length of the commit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -28,11 +30,13 @@ use std::time::Duration;
 use redb::{Database, ReadableDatabase, TableDefinition};
 use tokio::sync::oneshot;
 
+mod log;
 mod wal;
 mod writer;
 
-use wal::{Effect, Wal};
-use writer::{Batch, checkpoint, writer};
+use log::Log;
+use wal::Effect;
+use writer::{Batch, checkpoint_now, writer};
 
 const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
 const USAGE: TableDefinition<&str, u64> = TableDefinition::new("kv_usage");
@@ -106,12 +110,60 @@ struct Write {
     reply: oneshot::Sender<Result<Done, KvError>>,
 }
 
-/// Durable changes not yet checkpointed into redb.
+/// Durable changes of one period, not yet checkpointed into redb.
 #[derive(Debug, Default)]
-struct Overlay {
+struct Layer {
     /// `None`: deleted.
     entries: BTreeMap<(String, String), Option<Vec<u8>>>,
     usage: HashMap<String, u64>,
+}
+
+impl Layer {
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.usage.is_empty()
+    }
+}
+
+/// What readers consult before redb: the changes since the last
+/// checkpoint began, over those the running checkpoint is committing.
+#[derive(Debug, Default)]
+struct Overlay {
+    active: Layer,
+    /// Empty when no checkpoint is running (or one failed and waits to be
+    /// tried again, then not empty). Shared with the checkpoint thread,
+    /// which commits it without holding the lock.
+    sealed: Arc<Layer>,
+}
+
+impl Overlay {
+    /// The newest pending change to a key: `Some(None)` is a delete.
+    fn entry(&self, at: &(String, String)) -> Option<&Option<Vec<u8>>> {
+        self.active
+            .entries
+            .get(at)
+            .or_else(|| self.sealed.entries.get(at))
+    }
+
+    fn usage(&self, namespace: &str) -> Option<u64> {
+        let layers = [&self.active, &*self.sealed];
+        layers.iter().find_map(|l| l.usage.get(namespace).copied())
+    }
+
+    /// Pending changes to the keys of `namespace` that start with
+    /// `prefix`, oldest first: `true` where the key is present.
+    fn changes_under(&self, namespace: &str, prefix: &str) -> Vec<(String, bool)> {
+        let layers = [&*self.sealed, &self.active];
+        layers
+            .iter()
+            .flat_map(|layer| {
+                layer
+                    .entries
+                    .range((namespace.to_owned(), prefix.to_owned())..)
+                    .take_while(|((ns, k), _)| ns == namespace && k.starts_with(prefix))
+                    .map(|((_, k), v)| (k.clone(), v.is_some()))
+            })
+            .collect()
+    }
 }
 
 type Shared = Arc<RwLock<Overlay>>;
@@ -151,7 +203,7 @@ impl KvStore {
         loop {
             match Database::create(path) {
                 Ok(db) => {
-                    let log = Wal::open(&path.with_extension("wal")).map_err(storage)?;
+                    let log = Log::open(path).map_err(storage)?;
                     return Self::start(db, Some(log), every);
                 }
                 Err(redb::DatabaseError::DatabaseAlreadyOpen) if started.elapsed() < LOCK_WAIT => {
@@ -175,7 +227,7 @@ impl KvStore {
     /// no log: the overlay is all there is between checkpoints.
     fn start(
         db: Database,
-        log: Option<(Wal, Vec<Effect>)>,
+        log: Option<(Log, Vec<Effect>)>,
         every: Duration,
     ) -> Result<Self, KvError> {
         let db = Arc::new(db);
@@ -184,8 +236,8 @@ impl KvStore {
         txn.open_table(USAGE).map_err(storage)?;
         txn.commit().map_err(storage)?;
         let overlay = Shared::default();
-        let wal = match log {
-            Some((mut wal, effects)) => {
+        let log = match log {
+            Some((mut log, effects)) => {
                 let count = effects.len();
                 let mut batch = Batch::new(&db, &overlay);
                 for effect in effects {
@@ -193,14 +245,14 @@ impl KvStore {
                     batch.apply(&namespace, &op)?;
                 }
                 batch.publish();
-                checkpoint(&db, &overlay, Some(&mut wal))?;
-                // Even with nothing to replay: a new generation retires
-                // whatever a crash left after the last intact record.
-                wal.reset().map_err(storage)?;
+                // Even with nothing to replay, the log is cleared: new
+                // generations retire whatever a crash left after the last
+                // intact record.
+                checkpoint_now(&db, &overlay, Some(&mut log))?;
                 if count > 0 {
-                    tracing::info!(path = %wal.path().display(), count, "kv writes replayed from the log");
+                    tracing::info!(path = %log.path().display(), count, "kv writes replayed from the log");
                 }
-                Some(wal)
+                Some(log)
             }
             None => None,
         };
@@ -208,7 +260,7 @@ impl KvStore {
         let (writer_db, writer_overlay) = (db.clone(), overlay.clone());
         std::thread::Builder::new()
             .name("prx-kv-writer".into())
-            .spawn(move || writer(writer_db, writer_overlay, wal, every, queue))
+            .spawn(move || writer(writer_db, writer_overlay, log, every, queue))
             .map_err(storage)?;
         Ok(Self {
             db,
@@ -222,10 +274,10 @@ impl KvStore {
         self.db.clone()
     }
 
-    // Readers look at the overlay first, then open redb. The writer
-    // clears the overlay only after the checkpoint that holds its entries
-    // is committed, so a reader that missed an entry in the overlay finds
-    // it in redb.
+    // Readers look at the overlay first, then open redb. A sealed layer is
+    // dropped only after the checkpoint that holds its entries is
+    // committed, so a reader that missed an entry in the overlay finds it
+    // in redb.
 
     pub fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         self.get_under(namespace, "", key)
@@ -243,7 +295,7 @@ impl KvStore {
             return Ok(None);
         };
         let at = (namespace.to_owned(), stored);
-        if let Some(pending) = read(&self.overlay).entries.get(&at) {
+        if let Some(pending) = read(&self.overlay).entry(&at) {
             return Ok(pending.clone());
         }
         db_get(&self.db, namespace, &at.1)
@@ -251,12 +303,7 @@ impl KvStore {
 
     /// Keys of `namespace` starting with `prefix`, in order.
     pub fn list_keys(&self, namespace: &str, prefix: &str) -> Result<Vec<String>, KvError> {
-        let pending: Vec<(String, bool)> = read(&self.overlay)
-            .entries
-            .range((namespace.to_owned(), prefix.to_owned())..)
-            .take_while(|((ns, k), _)| ns == namespace && k.starts_with(prefix))
-            .map(|((_, k), v)| (k.clone(), v.is_some()))
-            .collect();
+        let pending = read(&self.overlay).changes_under(namespace, prefix);
         let txn = self.db.begin_read().map_err(storage)?;
         let table = txn.open_table(KV).map_err(storage)?;
         let mut keys = BTreeSet::new();
@@ -280,8 +327,8 @@ impl KvStore {
 
     /// Bytes (keys plus values) used by `namespace`.
     pub fn usage(&self, namespace: &str) -> Result<u64, KvError> {
-        if let Some(used) = read(&self.overlay).usage.get(namespace) {
-            return Ok(*used);
+        if let Some(used) = read(&self.overlay).usage(namespace) {
+            return Ok(used);
         }
         db_usage(&self.db, namespace)
     }
@@ -536,11 +583,23 @@ mod tests {
         // A clean close checkpoints: the log is emptied once the writer
         // has drained.
         drop(kv);
-        let wal = path.with_extension("wal");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !Wal::open(&wal).unwrap().1.is_empty() {
+        while !Log::open(&path).unwrap().1.is_empty() {
             assert!(Instant::now() < deadline, "the log was never emptied");
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits for the checkpoints to have moved everything into redb.
+    async fn settle(kv: &KvStore) {
+        let settled = || {
+            let overlay = read(&kv.overlay);
+            overlay.active.is_empty() && overlay.sealed.is_empty()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !settled() {
+            assert!(Instant::now() < deadline, "the checkpoints never caught up");
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -554,8 +613,7 @@ mod tests {
         }
         // Let a checkpoint move them into redb, then change them in the
         // overlay: a delete hides a redb key, a set replaces one.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(read(&kv.overlay).entries.is_empty(), "no checkpoint ran");
+        settle(&kv).await;
         let never = Duration::from_secs(365 * 86_400);
         drop(kv);
         let kv = KvStore::open_checkpointing(&path, never).unwrap();
@@ -610,7 +668,14 @@ mod tests {
         std::fs::create_dir_all(to).unwrap();
         std::fs::copy(from.join("kv.redb"), to.join("kv.redb")).unwrap();
         if with_log {
-            std::fs::copy(from.join("kv.wal"), to.join("kv.wal")).unwrap();
+            copy_log(from, to);
+        }
+    }
+
+    fn copy_log(from: &Path, to: &Path) {
+        let [from, to] = [from, to].map(|dir| Log::paths(&dir.join("kv.redb")));
+        for (from, to) in from.iter().zip(&to) {
+            std::fs::copy(from, to).unwrap();
         }
     }
 
@@ -645,8 +710,59 @@ mod tests {
             assert_eq!(kv.usage("p").unwrap(), 2 + 2);
             drop(kv);
             // Next round: the same log replayed over the replayed state.
-            std::fs::copy(live.join("kv.wal"), copy.join("kv.wal")).unwrap();
+            copy_log(&live, &copy);
         }
         drop(kv);
+    }
+
+    #[tokio::test]
+    async fn writes_go_on_while_a_checkpoint_runs_and_a_crash_then_loses_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live");
+        std::fs::create_dir(&live).unwrap();
+        let hold = live.join("hold-checkpoint");
+        std::fs::write(&hold, b"").unwrap();
+        let kv =
+            KvStore::open_checkpointing(&live.join("kv.redb"), Duration::from_millis(5)).unwrap();
+        kv.set("p", "a", b"1".to_vec(), 1 << 20).await.unwrap();
+        kv.set("p", "b", b"1".to_vec(), 1 << 20).await.unwrap();
+        // The checkpoint of the first period begins and is held.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while read(&kv.overlay).sealed.is_empty() {
+            assert!(Instant::now() < deadline, "no checkpoint began");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Writes are acknowledged while it runs, and reads see both
+        // periods.
+        for i in 0..20 {
+            kv.increment("p", "n", 1, 1 << 20).await.unwrap();
+            kv.set("p", &format!("k{i}"), b"v".to_vec(), 1 << 20)
+                .await
+                .unwrap();
+        }
+        assert!(kv.delete("p", "a").await.unwrap());
+        assert!(
+            !read(&kv.overlay).sealed.is_empty(),
+            "the checkpoint ended early"
+        );
+        assert_eq!(kv.get("p", "b").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(kv.get("p", "a").unwrap(), None);
+        assert_eq!(kv.list_keys("p", "").unwrap().len(), 1 + 1 + 20);
+        // A crash now: redb has neither period, the two log files have both.
+        let copy = dir.path().join("crashed");
+        crashed_copy(&live, &copy, true);
+        let never = Duration::from_secs(365 * 86_400);
+        let crashed = KvStore::open_checkpointing(&copy.join("kv.redb"), never).unwrap();
+        assert_eq!(crashed.get("p", "a").unwrap(), None);
+        assert_eq!(crashed.get("p", "b").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(crashed.get("p", "n").unwrap().as_deref(), Some(&b"20"[..]));
+        assert_eq!(crashed.list_keys("p", "").unwrap().len(), 1 + 1 + 20);
+        assert_eq!(crashed.usage("p").unwrap(), kv.usage("p").unwrap());
+        drop(crashed);
+        // Released, the checkpoint finishes and the next ones follow.
+        std::fs::remove_file(&hold).unwrap();
+        settle(&kv).await;
+        assert_eq!(kv.get("p", "n").unwrap().as_deref(), Some(&b"20"[..]));
+        assert_eq!(kv.get("p", "a").unwrap(), None);
     }
 }

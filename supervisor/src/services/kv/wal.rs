@@ -16,7 +16,9 @@
 //! journal commit, a third of the sync). Starting over does not truncate
 //! either: a header at the start holds a *generation*, and every record's
 //! CRC covers the generation, so records of earlier generations still in
-//! the file read as garbage.
+//! the file read as garbage. This module is one such file; the store keeps
+//! two and takes turns ([`super::log`]), so that a checkpoint never stops
+//! the writes.
 //!
 //! Header: `b"PRXKVWAL" | generation: u64 | crc32: u32 | 0u32` (24 bytes,
 //! little-endian). Record: `len: u32 | crc32(generation, body): u32 | body`.
@@ -137,17 +139,18 @@ fn read_header(bytes: &[u8]) -> Option<u64> {
 pub struct Wal {
     file: File,
     path: PathBuf,
-    generation: u64,
+    /// `None` until the file has an intact header.
+    generation: Option<u64>,
     /// Where the next record goes.
     end: u64,
     buffer: Vec<u8>,
 }
 
 impl Wal {
-    /// Opens (or creates) the log and reads the effects of every intact
-    /// record of its generation. The caller applies them, makes them
-    /// durable, then calls [`Wal::reset`] (always: that also retires a
-    /// torn tail).
+    /// Opens (or creates) the file and reads the effects of every intact
+    /// record of its generation. Nothing is appended before a
+    /// [`Wal::reset`] names the generation (which also retires a torn
+    /// tail).
     pub fn open(path: &Path) -> std::io::Result<(Self, Vec<Effect>)> {
         let mut file = OpenOptions::new()
             .read(true)
@@ -159,13 +162,12 @@ impl Wal {
         file.read_to_end(&mut bytes)?;
         // No intact header: a new file, or a crash while the header was
         // rewritten, before any record of the new generation existed.
-        let (generation, effects, end) = match read_header(&bytes) {
-            Some(generation) => {
-                let (effects, end) = read_records(&bytes[HEADER_LEN as usize..], generation);
-                (generation, effects, HEADER_LEN + end as u64)
-            }
-            None => (fastrand::u64(..), Vec::new(), HEADER_LEN),
+        let generation = read_header(&bytes);
+        let (effects, end) = match generation {
+            Some(generation) => read_records(&bytes[HEADER_LEN as usize..], generation),
+            None => (Vec::new(), 0),
         };
+        let end = HEADER_LEN + end as u64;
         if (bytes.len() as u64) < PREALLOCATED {
             let zeros = vec![0; (PREALLOCATED - bytes.len() as u64) as usize];
             file.write_all_at(&zeros, bytes.len() as u64)?;
@@ -191,6 +193,9 @@ impl Wal {
         if effects.is_empty() {
             return Ok(());
         }
+        let generation = self.generation.ok_or_else(|| {
+            std::io::Error::other("the log was appended to before it was started")
+        })?;
         // Tests of the failure path name their directory so.
         #[cfg(test)]
         if self.path.to_string_lossy().contains("inject-sync-failure") {
@@ -204,7 +209,7 @@ impl Wal {
             self.buffer
                 .extend_from_slice(&(body.len() as u32).to_le_bytes());
             self.buffer
-                .extend_from_slice(&record_crc(self.generation, &body).to_le_bytes());
+                .extend_from_slice(&record_crc(generation, &body).to_le_bytes());
             self.buffer.extend_from_slice(&body);
         }
         let written = self
@@ -229,13 +234,17 @@ impl Wal {
         self.end - HEADER_LEN
     }
 
-    /// Starts a new generation once the log's effects are durable in redb:
-    /// every record in the file is now foreign.
-    pub fn reset(&mut self) -> std::io::Result<()> {
-        let next = self.generation.wrapping_add(1);
-        self.file.write_all_at(&header(next), 0)?;
+    /// The generation of the intact header, if there is one.
+    pub fn generation(&self) -> Option<u64> {
+        self.generation
+    }
+
+    /// Starts the file over as `generation`: every record in it is now
+    /// foreign. Returns once the header is on disk.
+    pub fn reset(&mut self, generation: u64) -> std::io::Result<()> {
+        self.file.write_all_at(&header(generation), 0)?;
         self.file.sync_data()?;
-        self.generation = next;
+        self.generation = Some(generation);
         self.end = HEADER_LEN;
         Ok(())
     }
@@ -308,7 +317,7 @@ mod tests {
         {
             let (mut wal, replay) = Wal::open(&path).unwrap();
             assert!(replay.is_empty());
-            wal.reset().unwrap();
+            wal.reset(1).unwrap();
             assert_eq!(wal.len(), 0);
             wal.append(&effects[..2]).unwrap();
             wal.append(&effects[2..]).unwrap();
@@ -325,7 +334,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kv.wal");
         let (mut wal, _) = Wal::open(&path).unwrap();
-        wal.reset().unwrap();
+        wal.reset(2).unwrap();
         wal.append(&[set("a", b"1")]).unwrap();
         let good = (HEADER_LEN + wal.len()) as usize;
         wal.append(&[set("b", b"2")]).unwrap();
@@ -353,16 +362,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kv.wal");
         let (mut wal, _) = Wal::open(&path).unwrap();
-        wal.reset().unwrap();
+        wal.reset(3).unwrap();
         wal.append(&[set("old", b"1"), set("older", b"2")]).unwrap();
         // A checkpoint: the records are now in redb; the log starts over
         // in place, the old bytes still there.
-        wal.reset().unwrap();
+        wal.reset(4).unwrap();
         wal.append(&[set("new", b"3")]).unwrap();
         drop(wal);
         let (mut wal, replay) = Wal::open(&path).unwrap();
         assert_eq!(replay, [set("new", b"3")]);
-        wal.reset().unwrap();
+        wal.reset(5).unwrap();
         drop(wal);
         assert!(Wal::open(&path).unwrap().1.is_empty());
     }

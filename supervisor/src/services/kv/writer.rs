@@ -1,7 +1,8 @@
 //! The kv store's one writer thread: it takes writes in batches, applies
 //! each to the overlay under the namespace's quota, makes the batch durable
-//! in the write-ahead log with one sync, then answers; now and then it folds
-//! the overlay into redb in one commit (a checkpoint).
+//! in the write-ahead log with one sync, then answers. Now and then it
+//! seals the overlay and switches log files, and the checkpoint thread
+//! folds the sealed layer into redb in one commit while writes go on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -10,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use redb::{Database, Durability};
 
-use super::wal::{CHECKPOINT_BYTES, Effect, Wal};
+use super::log::Log;
+use super::wal::{CHECKPOINT_BYTES, Effect};
 use super::{
-    Done, KV, KvError, LINGER, MAX_BATCH, Op, Overlay, Shared, USAGE, Write, db_get, db_usage,
-    read, storage,
+    Done, KV, KvError, LINGER, Layer, MAX_BATCH, Op, Shared, USAGE, Write, db_get, db_usage, read,
+    storage,
 };
 
 impl Effect {
@@ -63,7 +65,7 @@ impl<'a> Batch<'a> {
         if let Some(v) = self.entries.get(&k) {
             return Ok(v.clone());
         }
-        if let Some(v) = read(self.overlay).entries.get(&k) {
+        if let Some(v) = read(self.overlay).entry(&k) {
             return Ok(v.clone());
         }
         db_get(self.db, ns, key)
@@ -73,8 +75,8 @@ impl<'a> Batch<'a> {
         if let Some(used) = self.usage.get(ns) {
             return Ok(*used);
         }
-        if let Some(used) = read(self.overlay).usage.get(ns) {
-            return Ok(*used);
+        if let Some(used) = read(self.overlay).usage(ns) {
+            return Ok(used);
         }
         db_usage(self.db, ns)
     }
@@ -148,15 +150,15 @@ impl<'a> Batch<'a> {
     /// Makes the batch's changes visible (once they are durable).
     pub(super) fn publish(self) {
         let mut overlay = self.overlay.write().unwrap_or_else(|p| p.into_inner());
-        overlay.entries.extend(self.entries);
-        overlay.usage.extend(self.usage);
+        overlay.active.entries.extend(self.entries);
+        overlay.active.usage.extend(self.usage);
     }
 }
 
 /// Takes every write waiting, works the batch out, makes it durable with
-/// one sync of the log, publishes it, then answers every write.
-/// Checkpoints once per `every` (and when the log fills). Ends, with a
-/// last checkpoint, when every handle is gone.
+/// one sync of the log, publishes it, then answers every write. Begins a
+/// checkpoint once per `every` (and when the log fills). Ends, with a last
+/// checkpoint, when every handle is gone.
 ///
 /// Writers that wait for their answer before writing again would split
 /// into two cohorts that take turns (one syncing while the other queues),
@@ -166,10 +168,12 @@ impl<'a> Batch<'a> {
 pub(super) fn writer(
     db: Arc<Database>,
     overlay: Shared,
-    mut wal: Option<Wal>,
+    mut log: Option<Log>,
     every: Duration,
     queue: mpsc::Receiver<Write>,
 ) {
+    let log_path = log.as_ref().map(|l| l.path().to_owned());
+    let mut checkpoints = Checkpoints::start(db.clone(), overlay.clone(), log_path);
     let mut last_checkpoint = Instant::now();
     let mut expected = 1;
     // Set by a failed sync of the log: after an fsync error Linux does not
@@ -202,7 +206,7 @@ pub(super) fn writer(
             expected = batch.len();
             let results = match &poisoned {
                 Some(e) => batch.iter().map(|_| Err(e.clone())).collect(),
-                None => commit_batch(&db, &overlay, wal.as_mut(), &batch),
+                None => commit_batch(&db, &overlay, log.as_mut(), &batch),
             };
             if poisoned.is_none()
                 && let Some(Err(KvError::LogFailed(e))) = results.first()
@@ -216,63 +220,194 @@ pub(super) fn writer(
                 let _ = write.reply.send(result);
             }
         }
-        let full = wal.as_ref().is_some_and(|w| w.len() >= CHECKPOINT_BYTES);
+        let full = log.as_ref().is_some_and(|l| l.len() >= CHECKPOINT_BYTES);
         if full || last_checkpoint.elapsed() >= every {
-            if let Err(e) = checkpoint(&db, &overlay, wal.as_mut()) {
-                tracing::error!("kv checkpoint failed (the log keeps the writes; retrying): {e}");
+            // A full log cannot take the next period's records until the
+            // running checkpoint frees the other file: wait for it.
+            if full {
+                checkpoints.wait();
             }
-            last_checkpoint = Instant::now();
+            if !checkpoints.running() {
+                begin_checkpoint(&overlay, log.as_mut(), &mut checkpoints);
+                last_checkpoint = Instant::now();
+            }
         }
     }
-    if let Err(e) = checkpoint(&db, &overlay, wal.as_mut()) {
+    checkpoints.stop();
+    if let Err(e) = checkpoint_now(&db, &overlay, log.as_mut()) {
         tracing::error!("kv checkpoint at close failed (the log keeps the writes): {e}");
     }
 }
 
-/// Writes the overlay into redb in one durable commit, then empties the
-/// overlay and starts the log over. On failure both are kept (they are
-/// still the truth) and the next checkpoint tries again.
-pub(super) fn checkpoint(
+/// Seals the active layer and switches log files, so that the sealed
+/// layer is exactly what the file just left holds, then hands it to the
+/// checkpoint thread. A sealed layer still there (its commit failed) is
+/// handed over again instead, without a switch: the other file still
+/// holds it.
+fn begin_checkpoint(overlay: &Shared, log: Option<&mut Log>, checkpoints: &mut Checkpoints) {
+    let retry = !read(overlay).sealed.is_empty();
+    if !retry {
+        if read(overlay).active.is_empty() {
+            return;
+        }
+        if let Some(log) = log
+            && let Err(e) = log.switch()
+        {
+            tracing::error!("kv checkpoint not begun: starting the other log file failed: {e}");
+            return;
+        }
+        let mut overlay = overlay.write().unwrap_or_else(|p| p.into_inner());
+        overlay.sealed = Arc::new(std::mem::take(&mut overlay.active));
+    }
+    checkpoints.begin();
+}
+
+/// The checkpoint thread, from the writer's side.
+struct Checkpoints {
+    jobs: Option<mpsc::Sender<()>>,
+    done: mpsc::Receiver<()>,
+    running: bool,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpoints {
+    /// `log` (a file of the store's log, none in memory) names the store
+    /// in messages.
+    fn start(db: Arc<Database>, overlay: Shared, log: Option<std::path::PathBuf>) -> Self {
+        let (jobs, work) = mpsc::channel::<()>();
+        let (finished, done) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("prx-kv-checkpoint".into())
+            .spawn(move || {
+                for () in work {
+                    // Tests of a checkpoint in progress hold it with a
+                    // file beside the store.
+                    #[cfg(test)]
+                    while log
+                        .as_ref()
+                        .is_some_and(|l| l.with_file_name("hold-checkpoint").exists())
+                    {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    commit_sealed(&db, &overlay, log.as_deref());
+                    if finished.send(()).is_err() {
+                        break;
+                    }
+                }
+            });
+        let thread = spawned
+            .map_err(|e| {
+                // Without the thread, checkpoints happen at close (and the
+                // log keeps everything until then).
+                tracing::error!("kv checkpoint thread not started: {e}");
+            })
+            .ok();
+        Self {
+            jobs: thread.is_some().then_some(jobs),
+            done,
+            running: false,
+            thread,
+        }
+    }
+
+    fn running(&mut self) -> bool {
+        if self.running && self.done.try_recv().is_ok() {
+            self.running = false;
+        }
+        self.running
+    }
+
+    fn begin(&mut self) {
+        if let Some(jobs) = &self.jobs {
+            self.running = jobs.send(()).is_ok();
+        }
+    }
+
+    fn wait(&mut self) {
+        if self.running {
+            let _ = self.done.recv();
+            self.running = false;
+        }
+    }
+
+    /// Lets a running checkpoint finish, then ends the thread (and its
+    /// hold on the database).
+    fn stop(&mut self) {
+        self.wait();
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Commits the sealed layer and drops it from the overlay. On failure it
+/// stays (it is still the truth, and its log file is kept) and the writer
+/// hands it over again at the next checkpoint.
+fn commit_sealed(db: &Database, overlay: &Shared, log: Option<&std::path::Path>) {
+    let sealed = read(overlay).sealed.clone();
+    match commit(db, &sealed) {
+        Ok(()) => {
+            overlay.write().unwrap_or_else(|p| p.into_inner()).sealed = Arc::default();
+        }
+        Err(e) => {
+            let log = log.map(|l| l.display().to_string());
+            let log = log.as_deref().unwrap_or("memory");
+            tracing::error!(
+                "kv checkpoint failed (the log {log} keeps the writes; retrying in a second): {e}"
+            );
+        }
+    }
+}
+
+/// A checkpoint on the calling thread, of everything pending: at open
+/// (after a replay) and at close, when no checkpoint thread runs. Each
+/// layer leaves the overlay only once redb holds it; then the log is
+/// cleared.
+pub(super) fn checkpoint_now(
     db: &Database,
     overlay: &Shared,
-    wal: Option<&mut Wal>,
+    log: Option<&mut Log>,
 ) -> Result<(), KvError> {
+    let sealed = read(overlay).sealed.clone();
+    commit(db, &sealed)?;
+    overlay.write().unwrap_or_else(|p| p.into_inner()).sealed = Arc::default();
+    commit(db, &read(overlay).active)?;
+    overlay.write().unwrap_or_else(|p| p.into_inner()).active = Layer::default();
+    match log {
+        Some(log) => log.clear().map_err(storage),
+        None => Ok(()),
+    }
+}
+
+/// Writes a layer's changes into redb in one durable commit.
+fn commit(db: &Database, layer: &Layer) -> Result<(), KvError> {
+    if layer.is_empty() {
+        return Ok(());
+    }
+    let mut txn = db.begin_write().map_err(storage)?;
+    txn.set_durability(Durability::Immediate).map_err(storage)?;
     {
-        let pending = read(overlay);
-        if pending.entries.is_empty() && pending.usage.is_empty() {
-            return Ok(());
-        }
-        let mut txn = db.begin_write().map_err(storage)?;
-        txn.set_durability(Durability::Immediate).map_err(storage)?;
-        {
-            let mut kv = txn.open_table(KV).map_err(storage)?;
-            for ((ns, key), value) in &pending.entries {
-                match value {
-                    Some(value) => kv.insert((ns.as_str(), key.as_str()), value.as_slice()),
-                    None => kv.remove((ns.as_str(), key.as_str())),
-                }
-                .map_err(storage)?;
+        let mut kv = txn.open_table(KV).map_err(storage)?;
+        for ((ns, key), value) in &layer.entries {
+            match value {
+                Some(value) => kv.insert((ns.as_str(), key.as_str()), value.as_slice()),
+                None => kv.remove((ns.as_str(), key.as_str())),
             }
-            let mut usage = txn.open_table(USAGE).map_err(storage)?;
-            for (ns, used) in &pending.usage {
-                usage.insert(ns.as_str(), *used).map_err(storage)?;
-            }
+            .map_err(storage)?;
         }
-        txn.commit().map_err(storage)?;
+        let mut usage = txn.open_table(USAGE).map_err(storage)?;
+        for (ns, used) in &layer.usage {
+            usage.insert(ns.as_str(), *used).map_err(storage)?;
+        }
     }
-    // Only the writer thread changes the overlay, and it is here: nothing
-    // was added since the commit.
-    *overlay.write().unwrap_or_else(|p| p.into_inner()) = Overlay::default();
-    if let Some(wal) = wal {
-        wal.reset().map_err(storage)?;
-    }
-    Ok(())
+    txn.commit().map_err(storage)
 }
 
 fn commit_batch(
     db: &Database,
     overlay: &Shared,
-    wal: Option<&mut Wal>,
+    log: Option<&mut Log>,
     writes: &[Write],
 ) -> Vec<Result<Done, KvError>> {
     let mut batch = Batch::new(db, overlay);
@@ -280,11 +415,11 @@ fn commit_batch(
         .iter()
         .map(|w| batch.apply(&w.namespace, &w.op))
         .collect();
-    if let Some(wal) = wal
-        && let Err(e) = wal.append(&batch.effects)
+    if let Some(log) = log
+        && let Err(e) = log.append(&batch.effects)
     {
         // Nothing was published: the batch never happened.
-        let e = KvError::LogFailed(format!("{}: {e}", wal.path().display()));
+        let e = KvError::LogFailed(format!("{}: {e}", log.path().display()));
         return writes.iter().map(|_| Err(e.clone())).collect();
     }
     batch.publish();
