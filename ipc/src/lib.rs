@@ -35,8 +35,10 @@
 //! The bytes of one frame of every kind are recorded per protocol version
 //! in `wire/`; a test fails when they change without a new version.
 
+pub mod channel;
 mod codec;
 mod messages;
+pub mod ring;
 mod text;
 
 pub use codec::{
