@@ -1,4 +1,6 @@
-//! The worker's end of the link: blocking frame I/O on the inherited socket.
+//! The worker's end of the link: blocking frame I/O on the shared-memory
+//! rings the supervisor made (`prx_ipc::ring`), woken through the
+//! inherited socket.
 //!
 //! The worker is single-threaded with respect to the link: the main loop
 //! reads invocations, and host calls made during an invocation read their
@@ -8,6 +10,9 @@
 use std::io::{BufReader, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+
+use prx_ipc::channel::{ChannelReader, ChannelWriter};
+use prx_ipc::ring::{FROM_WORKER, Region};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -25,7 +30,7 @@ const READ_BUFFER: usize = 64 << 10;
 
 #[derive(Debug)]
 pub struct Link {
-    reader: Mutex<BufReader<UnixStream>>,
+    reader: Mutex<BufReader<ChannelReader>>,
     writer: Mutex<Writer>,
     /// Invocations that arrived while one was running (the supervisor
     /// pipelines calls); served in order once it ends.
@@ -36,7 +41,7 @@ pub struct Link {
 /// frame that does, in one write: fewer system calls and wake-ups.
 #[derive(Debug)]
 struct Writer {
-    stream: UnixStream,
+    stream: ChannelWriter,
     queued: Vec<u8>,
 }
 
@@ -45,24 +50,29 @@ struct Writer {
 const MAX_QUEUED: usize = 64 << 10;
 
 impl Link {
-    /// Takes ownership of the inherited socket.
+    /// Takes ownership of the inherited socket and shared memory, maps
+    /// the memory and closes its descriptor.
     ///
     /// # Safety
-    /// `fd` must be an open socket that nothing else in the process owns.
-    pub unsafe fn from_raw_fd(fd: i32) -> std::io::Result<Self> {
-        // SAFETY: the caller guarantees `fd` is an open socket owned by no
-        // one else; `OwnedFd` takes over closing it.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        Self::new(UnixStream::from(owned))
+    /// `socket` must be an open socket and `ring` an open descriptor of
+    /// the link's memory, neither owned by anything else in the process.
+    pub unsafe fn from_raw_fds(socket: i32, ring: i32) -> std::io::Result<Self> {
+        // SAFETY: the caller guarantees both are open and owned by no one
+        // else; `OwnedFd` takes over closing them.
+        let (socket, ring) = unsafe { (OwnedFd::from_raw_fd(socket), OwnedFd::from_raw_fd(ring)) };
+        let region = Region::map(&ring)?;
+        drop(ring);
+        Self::new(&region, UnixStream::from(socket))
     }
 
-    pub fn new(stream: UnixStream) -> std::io::Result<Self> {
+    pub fn new(region: &Arc<Region>, socket: UnixStream) -> std::io::Result<Self> {
+        let (reader, writer) = prx_ipc::channel::split(region, FROM_WORKER, socket)?;
         Ok(Self {
             writer: Mutex::new(Writer {
-                stream: stream.try_clone()?,
+                stream: writer,
                 queued: Vec::new(),
             }),
-            reader: Mutex::new(BufReader::with_capacity(READ_BUFFER, stream)),
+            reader: Mutex::new(BufReader::with_capacity(READ_BUFFER, reader)),
             deferred: Mutex::new(std::collections::VecDeque::new()),
         })
     }
@@ -74,6 +84,7 @@ impl Link {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get_ref()
+            .socket()
             .as_raw_fd()
     }
 
@@ -142,31 +153,17 @@ impl Link {
     fn recv_wire_expecting(&self, soon: bool) -> Result<ToWorker, WireError> {
         let mut r = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         if soon && r.buffer().is_empty() {
-            spin_until_readable(r.get_ref());
+            r.get_ref().poll_for(SPIN);
         }
         read_frame(&mut *r)
     }
 }
 
-/// How long the worker polls for the next frame before it blocks. Waking a
-/// blocked process costs several microseconds (more in a VM); a caller
-/// that sends calls back to back usually has the next one here sooner.
-/// Bounded and short, so an idle worker costs nothing measurable.
+/// How long the worker polls the ring for the next frame before it sleeps.
+/// Waking a sleeping process costs several microseconds (more in a VM); a
+/// caller that sends calls back to back usually has the next one here
+/// sooner. Bounded and short, so an idle worker costs nothing measurable.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(30);
-
-fn spin_until_readable(stream: &UnixStream) {
-    use std::os::fd::AsRawFd;
-    let fd = stream.as_raw_fd();
-    let start = std::time::Instant::now();
-    let mut probe = [0u8; 1];
-    while start.elapsed() < SPIN {
-        let flags = nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT;
-        match nix::sys::socket::recv(fd, &mut probe, flags) {
-            Err(nix::errno::Errno::EAGAIN) => std::thread::yield_now(),
-            _ => return,
-        }
-    }
-}
 
 /// Host calls answered by the supervisor over the link.
 #[derive(Debug)]

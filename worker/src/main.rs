@@ -1,7 +1,8 @@
 //! `prx-worker`: one sandboxed PRX plugin.
 //!
-//! Started only by the supervisor: its end of the link is the descriptor
-//! named by `--link-fd` (3 by default), the environment is empty,
+//! Started only by the supervisor: its end of the link is the socket named
+//! by `--link-fd` (3 by default) and the shared memory named by
+//! `--ring-fd`, through which the frames travel; the environment is empty,
 //! stdin/stdout/stderr are /dev/null. It confines itself and says hello;
 //! then it either compiles a component and sends the artifact back (a
 //! compile worker, which never runs the plugin), or maps an artifact,
@@ -48,6 +49,7 @@ enum WorkerError {
 struct Args {
     supervisor_pid: Option<i32>,
     link_fd: i32,
+    ring_fd: Option<i32>,
     netns_fd: Option<i32>,
     artifact_fd: Option<i32>,
     hooks: TestHooks,
@@ -84,6 +86,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, ExitCode> 
             "--test-probe" => parsed.hooks.probe = args.next(),
             "--netns-fd" => parsed.netns_fd = fd_above_stdio(args.next()),
             "--artifact-fd" => parsed.artifact_fd = fd_above_stdio(args.next()),
+            "--ring-fd" => parsed.ring_fd = fd_above_stdio(args.next()),
             "--link-fd" => match fd_above_stdio(args.next()) {
                 Some(fd) => parsed.link_fd = fd,
                 None => {
@@ -108,7 +111,12 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     let link_fd = args.link_fd;
-    let keep: Vec<i32> = std::iter::once(link_fd)
+    let Some(ring_fd) = args.ring_fd else {
+        eprintln!("prx-worker: --ring-fd needs a descriptor number above 2");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let keep: Vec<i32> = [link_fd, ring_fd]
+        .into_iter()
         .chain(args.netns_fd)
         .chain(args.artifact_fd)
         .collect();
@@ -119,12 +127,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_SANDBOX);
         }
     };
-    // SAFETY: the supervisor passes the link as `link_fd` and the sandbox
-    // step kept it open; nothing else in this process owns it.
-    let link = match unsafe { Link::from_raw_fd(link_fd) } {
+    // SAFETY: the supervisor passes the link as `link_fd` and its shared
+    // memory as `ring_fd`, and the sandbox step kept both open; nothing
+    // else in this process owns them.
+    let link = match unsafe { Link::from_raw_fds(link_fd, ring_fd) } {
         Ok(link) => Arc::new(link),
         Err(e) => {
-            eprintln!("prx-worker: no link on fd {link_fd}: {e}");
+            eprintln!("prx-worker: no link on fds {link_fd} and {ring_fd}: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };

@@ -14,7 +14,7 @@ use crate::topics::Chain;
 
 use super::frames::{InFlight, LINK_SPIN, poll_briefly};
 
-use super::{InvokeError, Worker};
+use super::{InvokeError, LinkError, Worker};
 
 pub(super) type Reply = oneshot::Sender<Result<Output, InvokeError>>;
 
@@ -77,7 +77,7 @@ impl Worker {
             unreachable!("built above as an Invoke");
         };
         // A short call is answered before a sleeping runtime would wake.
-        poll_briefly(self.link_fd, LINK_SPIN);
+        poll_briefly(&self.watch, LINK_SPIN);
         let full = deadline;
         let deadline = deadline.saturating_sub(started.elapsed());
         match tokio::time::timeout(deadline, rx).await {
@@ -148,6 +148,11 @@ impl Worker {
         .await;
         match sent {
             Ok(Ok(())) => Ok(()),
+            Ok(Err(e @ LinkError::Lied(_))) => {
+                let what = e.to_string();
+                self.violation(&what);
+                Err(format!("protocol violation: {what}"))
+            }
             Ok(Err(e)) => Err(format!("link write failed: {e}")),
             Err(_) => {
                 let why = format!(

@@ -97,13 +97,14 @@ impl Launch {
             }
         })?;
         let (read_half, write_half) = stream.into_split();
+        let (tx, rx) = prx_ipc::ring::ends(&spawned.region, prx_ipc::ring::TO_WORKER);
         let (kill_tx, kill_rx) = oneshot::channel();
         let (exit_tx, exit_rx) = watch::channel(None);
         let waiter = tokio::spawn(wait_for_exit(spawned.child, kill_rx, exit_tx, cgroup));
         Ok(Self {
             pid,
-            reader: FrameReader::new(read_half),
-            writer: FrameWriter::new(write_half),
+            reader: FrameReader::new(rx, read_half),
+            writer: FrameWriter::new(tx, write_half),
             kill_tx,
             exit_rx,
             waiter,
@@ -167,7 +168,7 @@ async fn greet(
     reader: &mut FrameReader,
     writer: &mut FrameWriter,
 ) -> Result<SandboxSettings, StartError> {
-    let hello = match reader.read().await.map_err(link_err)? {
+    let hello = match reader.read().await.map_err(hello_err)? {
         FromWorker::Hello(hello) => hello,
         FromWorker::Fatal(message) => return Err(StartError::Exited(message.escaped())),
         other => {
@@ -224,6 +225,19 @@ async fn greet(
     Ok(settings)
 }
 
+/// A worker that says hello on the socket predates the shared-memory link
+/// (it is from another build): said so, rather than taken for an attack.
+fn hello_err(e: LinkError) -> StartError {
+    match e {
+        LinkError::Lied(prx_ipc::ring::RingError::NotAWake(_)) => StartError::Exited(
+            "it wrote its hello on the socket, not in the shared memory: a prx-worker older \
+             than this supervisor; use the worker built with it"
+                .into(),
+        ),
+        e => link_err(e),
+    }
+}
+
 fn link_err(e: LinkError) -> StartError {
     match e {
         LinkError::Closed => StartError::Exited("link closed".into()),
@@ -232,7 +246,10 @@ fn link_err(e: LinkError) -> StartError {
 }
 
 fn send_err(e: LinkError) -> StartError {
-    StartError::Exited(format!("sending the plugin failed: {e}"))
+    match e {
+        LinkError::Lied(_) => StartError::Violation(e.to_string()),
+        e => StartError::Exited(format!("sending the plugin failed: {e}")),
+    }
 }
 
 /// A start-up frame other than the one expected: a load failure or a fatal
@@ -471,7 +488,7 @@ impl Worker {
             sandbox: done.sandbox,
             started_at: Instant::now(),
             writer: AsyncMutex::new(writer),
-            link_fd: reader.raw_fd(),
+            watch: reader.watch(),
             pending: Mutex::new(Pending::default()),
             next_id: AtomicU64::new(1),
             kill: Mutex::new(Some(kill_tx)),

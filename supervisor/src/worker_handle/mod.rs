@@ -100,11 +100,9 @@ pub struct Worker {
     sandbox: SandboxReport,
     started_at: Instant,
     writer: AsyncMutex<FrameWriter>,
-    /// The link's descriptor, polled briefly for an answer (never read
-    /// here: the serve loop owns the reading half). Both halves share one
-    /// socket and `writer` holds it, so this number stays this worker's
-    /// open link for as long as the `Worker` lives.
-    link_fd: std::os::fd::RawFd,
+    /// The ring from the worker, watched briefly for an answer (never
+    /// read here: the serve loop owns the reading end).
+    watch: frames::Watch,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
     kill: Mutex<Option<oneshot::Sender<()>>>,

@@ -35,7 +35,7 @@ pub(super) async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: 
         // A call in flight: its answer or next host call usually comes
         // sooner than a sleeping runtime wakes.
         if !reader.has_buffered() && worker.in_flight() > 0 {
-            poll_briefly(reader.raw_fd(), LINK_SPIN);
+            poll_briefly(&reader.watch(), LINK_SPIN);
         }
         let frame = match reader.read().await {
             Ok(frame) => frame,
@@ -46,7 +46,7 @@ pub(super) async fn serve(worker: Arc<Worker>, mut reader: FrameReader, broker: 
                 worker.reap_or_kill().await;
                 return;
             }
-            Err(e @ LinkError::Malformed(_)) => {
+            Err(e @ (LinkError::Malformed(_) | LinkError::Lied(_))) => {
                 worker.violation(&e.to_string());
                 return;
             }

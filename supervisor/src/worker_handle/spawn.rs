@@ -2,8 +2,10 @@
 //!
 //! Workers are started by exec of the `prx-worker` binary (never a bare
 //! fork of this multi-threaded process) with an empty environment,
-//! stdin/stdout/stderr on /dev/null and one inherited socket, whose number
-//! is passed as `--link-fd`. A worker started from the compile cache also
+//! stdin/stdout/stderr on /dev/null, one inherited socket, whose number is
+//! passed as `--link-fd`, and the sealed shared memory the frames travel
+//! through (`--ring-fd`, see `prx_ipc::ring`), which the worker maps and
+//! closes before it runs anything. A worker started from the compile cache also
 //! inherits a read-only descriptor of the cached artifact
 //! (`--artifact-fd`), which it maps instead of receiving 45 MB of bytes.
 //!
@@ -29,6 +31,8 @@
 //! each worker from the abstract sockets of the others.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+
+use prx_ipc::ring::Region;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -46,6 +50,8 @@ use crate::cache::CachedArtifact;
 pub struct Spawned {
     pub child: Child,
     pub socket: UnixStream,
+    /// The supervisor's mapping of the link's shared memory.
+    pub region: Arc<Region>,
 }
 
 struct Request {
@@ -132,16 +138,20 @@ fn spawn_now(
 ) -> std::io::Result<Spawned> {
     let (ours, theirs) = UnixStream::pair()?;
     let theirs = OwnedFd::from(theirs);
+    let (region, ring) = Region::create()?;
     // Inheritable only for the duration of this spawn; every other
     // descriptor of the supervisor is close-on-exec.
     fcntl(&theirs, FcntlArg::F_SETFD(FdFlag::empty()))?;
+    fcntl(&ring, FcntlArg::F_SETFD(FdFlag::empty()))?;
     let netns = NETNS.get_or_init(empty_netns).as_ref();
     let mut command = Command::new(&binary);
     command
         .arg("--supervisor-pid")
         .arg(std::process::id().to_string())
         .arg("--link-fd")
-        .arg(theirs.as_raw_fd().to_string());
+        .arg(theirs.as_raw_fd().to_string())
+        .arg("--ring-fd")
+        .arg(ring.as_raw_fd().to_string());
     if let Some(netns) = netns {
         fcntl(netns, FcntlArg::F_SETFD(FdFlag::empty()))?;
         command.arg("--netns-fd").arg(netns.as_raw_fd().to_string());
@@ -166,6 +176,7 @@ fn spawn_now(
         .kill_on_drop(true);
     let child = command.spawn();
     drop(theirs);
+    drop(ring);
     drop(artifact);
     if let Some(netns) = netns {
         fcntl(netns, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
@@ -175,6 +186,7 @@ fn spawn_now(
     Ok(Spawned {
         child,
         socket: ours,
+        region,
     })
 }
 

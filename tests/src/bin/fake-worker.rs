@@ -31,6 +31,21 @@
 //!   publishes 20,000 events on `loop.tick`;
 //! - `slow-start-*`: behaves, but takes 400 ms to load (a start on a busy
 //!   machine);
+//! - `ring-writer-ahead`: answers a call by claiming, in the shared
+//!   memory, to have written more than the ring from it holds;
+//! - `ring-reader-ahead`: claims to have read more of the ring to it than
+//!   was written, then makes a host call (whose answer the supervisor
+//!   must write there);
+//! - `ring-resize`: tries to shrink and to grow the shared memory (which
+//!   would make the supervisor's mapping fault), then answers with what
+//!   the kernel said;
+//! - `socket-frame`: answers a call on the socket instead of the ring, as
+//!   a worker from before the shared memory would;
+//! - `wake-flood`: once loaded, sends wake-up bytes on the socket without
+//!   end from a second thread, while it answers calls as usual;
+//! - `frame-flood`: once it has answered `get-spec`, writes log frames
+//!   into the ring without end, as fast as it has room, and never reads
+//!   again;
 //!
 //! A worker started on an artifact reads it: a tool call answers
 //! `GOT-EVIL` when the artifact holds the `prx-fake-evil` bytes, so a test
@@ -40,9 +55,12 @@
 //! It never loads wasm: it claims to export the tool interface and answers
 //! `get-spec` itself, so the supervisor sees a normal plugin until it lies.
 
-use std::io::Write;
-use std::os::fd::FromRawFd;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+
+use prx_ipc::channel::{ChannelReader, ChannelWriter};
+use prx_ipc::ring::{self, Region};
 
 use prx_ipc::{
     Call, FromWorker, Hello, InvokeReply, Loaded, MAX_FRAME_LEN, Output, PROTOCOL_VERSION,
@@ -53,16 +71,32 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut fd = 3;
     let mut artifact_fd: Option<i32> = None;
+    let mut ring_fd: Option<i32> = None;
     while let Some(arg) = args.next() {
         if arg == "--link-fd" {
             fd = args.next().and_then(|v| v.parse().ok()).unwrap_or(3);
         } else if arg == "--artifact-fd" {
             artifact_fd = args.next().and_then(|v| v.parse().ok());
+        } else if arg == "--ring-fd" {
+            ring_fd = args.next().and_then(|v| v.parse().ok());
         }
     }
-    // SAFETY: the supervisor passes its socket as this descriptor; nothing
-    // else in this process uses it.
-    let mut link = unsafe { UnixStream::from_raw_fd(fd) };
+    // SAFETY: the supervisor passes its socket and shared memory as these
+    // descriptors; nothing else in this process uses them.
+    let (socket, ring_fd) = unsafe {
+        (
+            UnixStream::from_raw_fd(fd),
+            OwnedFd::from_raw_fd(ring_fd.expect("--ring-fd")),
+        )
+    };
+    let region = Region::map(&ring_fd).expect("map the ring");
+    let (reader, writer) =
+        prx_ipc::channel::split(&region, ring::FROM_WORKER, socket).expect("channel");
+    let mut link = Link {
+        reader,
+        writer,
+        ring_fd,
+    };
     let hello = Hello {
         min_protocol: PROTOCOL_VERSION,
         max_protocol: PROTOCOL_VERSION,
@@ -154,6 +188,13 @@ fn main() {
         code: prx_ipc::CodeSource::Mapped,
     };
     write_frame(&mut link, &FromWorker::Loaded(loaded)).expect("loaded");
+    if mode == "wake-flood" {
+        let socket = link.reader.socket().try_clone().expect("socket");
+        std::thread::spawn(move || {
+            let wakes = [ring::WAKE; 4096];
+            while (&socket).write_all(&wakes).is_ok() {}
+        });
+    }
     loop {
         let Ok(frame) = read_frame::<ToWorker>(&mut link) else {
             return;
@@ -162,8 +203,52 @@ fn main() {
     }
 }
 
+/// The fake's end of the link: the rings like a real worker's, and the
+/// shared memory's descriptor kept open for the modes that attack it.
+struct Link {
+    reader: ChannelReader,
+    writer: ChannelWriter,
+    ring_fd: OwnedFd,
+}
+
+impl Read for Link {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.reader.read(buf)
+    }
+}
+
+impl Write for Link {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes `value` at `offset` of the shared memory through a mapping of
+/// its own, the way code taken over in a worker would.
+fn poke(fd: &OwnedFd, offset: usize, value: u64) {
+    use nix::sys::mman::{MapFlags, ProtFlags, mmap};
+    let len = std::num::NonZeroUsize::new(ring::REGION_LEN).expect("length");
+    // SAFETY: a fresh shared mapping of the whole memory file, written at
+    // an 8-byte-aligned offset inside its first page, then left mapped.
+    unsafe {
+        let base = mmap(
+            None,
+            len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+            fd,
+            0,
+        )
+        .expect("map");
+        std::ptr::write_volatile(base.as_ptr().cast::<u8>().add(offset).cast::<u64>(), value);
+    }
+}
+
 /// Answers one frame as `mode` says.
-fn serve_one(link: &mut UnixStream, mode: &str, evil: bool, frame: ToWorker) {
+fn serve_one(link: &mut Link, mode: &str, evil: bool, frame: ToWorker) {
     let ToWorker::Invoke(invoke) = frame else {
         if let ToWorker::Ping(n) = frame {
             let _ = write_frame(link, &FromWorker::Pong(n));
@@ -195,6 +280,20 @@ fn serve_one(link: &mut UnixStream, mode: &str, evil: bool, frame: ToWorker) {
     };
     if matches!(invoke.call, Call::ToolGetSpec) {
         let _ = write_frame(link, &reply(invoke.id));
+        if mode == "frame-flood" {
+            let line = FromWorker::Log(prx_ipc::LogMsg {
+                level: prx_ipc::LogLevel::Info,
+                message: "flood".into(),
+            });
+            // Encoded once, and written as soon as there is room (never
+            // sleeping for it): the ring refills faster than it is read.
+            let burst = encode(&line).expect("encode").repeat(1000);
+            let mut at = 0;
+            while let Ok(n) = link.writer.try_write(&burst[at..]) {
+                at = (at + n) % burst.len();
+            }
+            return;
+        }
         if mode == "flood-no-read" {
             for id in 1u64.. {
                 let call = FromWorker::HostCall(prx_ipc::HostCallMsg {
@@ -252,6 +351,47 @@ fn serve_one(link: &mut UnixStream, mode: &str, evil: bool, frame: ToWorker) {
         "pong-without-ping" => {
             let _ = write_frame(link, &FromWorker::Pong(424242));
         }
+        "ring-writer-ahead" => {
+            // The producer position of the ring from the worker (ring 1's
+            // control at 256), far past anything written.
+            poke(&link.ring_fd, 256, 1 << 40);
+            let mut socket = link.reader.socket();
+            let _ = socket.write_all(&[ring::WAKE]);
+        }
+        "ring-reader-ahead" => {
+            // The consumer position of the ring to the worker (ring 0's
+            // consumer line at 64), past anything the supervisor wrote.
+            poke(&link.ring_fd, 64, 1 << 40);
+            let call = prx_ipc::HostCallMsg {
+                id: 1,
+                call: prx_ipc::HostCall::ConfigGetAll,
+            };
+            let _ = write_frame(link, &FromWorker::HostCall(call));
+        }
+        "ring-resize" => {
+            let said: Vec<String> = [0, 1 << 30]
+                .iter()
+                .map(|&len| match nix::unistd::ftruncate(&link.ring_fd, len) {
+                    Ok(()) => format!("resized to {len}"),
+                    Err(e) => format!("refused {len}: {e}"),
+                })
+                .collect();
+            let answer = FromWorker::InvokeReply(InvokeReply {
+                id: invoke.id,
+                fuel_used: 0,
+                outcome: Ok(Output::ToolResult(PluginResult {
+                    success: true,
+                    output: said.join("; "),
+                    error: None,
+                })),
+            });
+            let _ = write_frame(link, &answer);
+        }
+        "socket-frame" => {
+            let bytes = encode(&reply(invoke.id)).expect("encode");
+            let mut socket = link.reader.socket();
+            let _ = socket.write_all(&bytes);
+        }
         "partial-frame" => {
             let _ = link.write_all(&[8, 0]);
             std::thread::sleep(std::time::Duration::from_secs(3600));
@@ -301,7 +441,7 @@ fn serve_one(link: &mut UnixStream, mode: &str, evil: bool, frame: ToWorker) {
 }
 
 /// Sends `frame` 100,000 times, in bursts of a thousand.
-fn flood(link: &mut UnixStream, frame: &FromWorker) {
+fn flood(link: &mut Link, frame: &FromWorker) {
     let frame = encode(frame).expect("encode");
     let burst = frame.repeat(1000);
     for _ in 0..100 {

@@ -197,6 +197,14 @@ async fn each_forged_or_malformed_frame_quarantines_the_plugin() {
             "call-not-imported",
             "memory.recall to prx:host/memory@0.1.0, which the component does not import",
         ),
+        // Lies in the shared memory the frames travel through.
+        ("ring-writer-ahead", "unread bytes, more than its 65536"),
+        ("ring-reader-ahead", "the ring's reader claims a position"),
+        // A frame on the socket, which carries wake-ups only.
+        (
+            "socket-frame",
+            "on the link's socket, where only wake-ups travel",
+        ),
     ] {
         let (_env, sup) = liar(mode).await;
         let pid = sup.plugins()[0].pid.unwrap();
@@ -406,4 +414,82 @@ async fn events_published_outside_any_call_carry_the_publisher_and_are_rate_limi
         "{published} of 20,000 published (a burst of 2,000, then 1,000/s)"
     );
     sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_worker_cannot_resize_the_shared_memory_under_the_supervisor() {
+    // Shrunk, the supervisor's next read of its mapping would fault and
+    // kill it; the memory is sealed before the worker gets it.
+    let (_env, sup) = liar("ring-resize").await;
+    let said = sup.call_tool("fake", "{}").await.unwrap();
+    assert!(
+        said.contains("refused 0: EPERM") && said.contains("refused 1073741824: EPERM"),
+        "{said}"
+    );
+    assert_eq!(sup.call_tool("fake", "{}").await.unwrap().len(), said.len());
+    assert_eq!(sup.plugins()[0].state, StateKind::Running);
+    sup.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_flood_of_wake_ups_does_not_stall_the_supervisor() {
+    // The worker's second thread writes wake-ups as fast as it can, for
+    // good; the supervisor drains them in its reading task, which must
+    // still let every other task run (a single-threaded runtime would
+    // otherwise never get to the next call).
+    let env = Env::new();
+    env.add(
+        "wake-flood",
+        "echo-tool",
+        &tool_manifest("wake-flood", "fake", ""),
+    );
+    let sup = Supervisor::start(fake_config(&env)).await.expect("start");
+    for _ in 0..50 {
+        assert_eq!(sup.call_tool("fake", "{}").await.unwrap(), "honest");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let status = sup.plugins()[0].clone();
+    assert_eq!(status.state, StateKind::Running, "{status:?}");
+    assert_eq!(status.restarts, 0);
+    sup.shutdown().await;
+}
+
+#[test]
+fn an_endless_flood_of_frames_cannot_keep_the_supervisor_from_its_deadlines() {
+    // The worker fills the ring with log lines for good, on a
+    // single-threaded runtime: the task reading them must still yield, or
+    // the call's deadline (and everything else) would never run. The test
+    // watches from another thread, so a stall fails it instead of hanging.
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let env = Env::new();
+            env.add(
+                "frame-flood",
+                "echo-tool",
+                &tool_manifest(
+                    "frame-flood",
+                    "fake",
+                    "[resources]\nmax_execution_time_ms = 200\n",
+                ),
+            );
+            let mut config = fake_config(&env);
+            config.deadline_grace = Duration::from_millis(100);
+            let sup = Supervisor::start(config).await.expect("start");
+            let result = sup.call_tool("fake", "{}").await;
+            let dropped = sup.plugins()[0].log_dropped;
+            sup.shutdown().await;
+            let _ = done.send(format!("{result:?} dropped={dropped}"));
+        });
+    });
+    let outcome = outcome
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the supervisor's runtime stalled under the flood");
+    assert!(outcome.contains("Unresponsive"), "{outcome}");
+    let dropped: u64 = outcome.rsplit('=').next().unwrap().parse().unwrap();
+    assert!(dropped > 0, "{outcome}");
 }
