@@ -3,14 +3,14 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use prx_ipc::Call;
 use prx_supervisor::{Supervisor, SupervisorConfig};
 use prx_worker::runtime::{self, Plugin};
 
-use super::{LocalHost, echo_engine, echo_limits};
+use super::{LocalHost, Stats, echo_engine, echo_limits, stats};
 
 const TIME_GET: &str = r#"{"op":"time-get","key":"k","count":20000}"#;
 
@@ -64,13 +64,15 @@ pub(super) fn kv_get_latency(
     Ok((local, isolated))
 }
 
-/// Acknowledged durable writes per second with `writers` concurrent
-/// writers on the supervisor's store (a file in a temporary directory).
+/// Acknowledged durable writes with `writers` concurrent writers on the
+/// supervisor's store (a file in a temporary directory): the rate, each
+/// write's latency, and the slowest write (a checkpoint that stopped the
+/// writes would show there).
 pub(super) fn durable_writes(
     runtime: &tokio::runtime::Runtime,
     writers: usize,
     per_writer: usize,
-) -> Result<f64> {
+) -> Result<(Stats, Duration)> {
     use prx_supervisor::services::kv::KvStore;
     let dir = tempfile::tempdir()?;
     let store = KvStore::open(&dir.path().join("kv.redb")).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -80,16 +82,22 @@ pub(super) fn durable_writes(
         for w in 0..writers {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
+                let mut took = Vec::with_capacity(per_writer);
                 for i in 0..per_writer {
                     let key = format!("w{w}:{i}");
+                    let at = Instant::now();
                     store.set("bench", &key, vec![7; 64], u64::MAX).await?;
+                    took.push(at.elapsed());
                 }
-                Ok::<_, prx_supervisor::services::kv::KvError>(())
+                Ok::<_, prx_supervisor::services::kv::KvError>(took)
             }));
         }
+        let mut samples = Vec::new();
         for t in tasks {
-            t.await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+            samples.extend(t.await?.map_err(|e| anyhow::anyhow!("{e}"))?);
         }
-        Ok((writers * per_writer) as f64 / start.elapsed().as_secs_f64())
+        let wall = start.elapsed();
+        let slowest = samples.iter().copied().max().unwrap_or_default();
+        Ok((stats(samples, wall), slowest))
     })
 }

@@ -128,19 +128,19 @@ async fn isolated(sup: &Supervisor, calls: usize) -> Result<Stats> {
 }
 
 fn setup(wasm: &Path, worker: &Path) -> Result<(tempfile::TempDir, SupervisorConfig)> {
-    setup_with(wasm, worker, "")
+    setup_with(wasm, worker, MANIFEST)
 }
 
 /// The echo plugin with `extra` appended to its manifest.
 fn setup_with(
     wasm: &Path,
     worker: &Path,
-    extra: &str,
+    manifest: &str,
 ) -> Result<(tempfile::TempDir, SupervisorConfig)> {
     let dir = tempfile::tempdir()?;
     let plugin = dir.path().join("plugins/echo-tool");
     std::fs::create_dir_all(&plugin)?;
-    std::fs::write(plugin.join("plugin.toml"), format!("{MANIFEST}{extra}"))?;
+    std::fs::write(plugin.join("plugin.toml"), manifest)?;
     std::fs::copy(wasm, plugin.join("plugin.wasm"))?;
     let mut config = SupervisorConfig::new(dir.path().join("plugins"), dir.path().join("state"));
     config.worker_binary = Some(worker.to_owned());
@@ -195,28 +195,59 @@ fn density_rows(wasm: &Path, prx: &Path, counts: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Clients calling one echo plugin at once.
+/// Clients calling one plugin at once.
 const CLIENTS: usize = 4;
 
-/// Calls per second from [`CLIENTS`] concurrent clients into one echo
-/// plugin run by `workers` worker processes, on the multi-thread runtime.
+/// Calls per second from [`CLIENTS`] concurrent clients into one plugin
+/// run by `workers` worker processes, on the multi-thread runtime.
+/// What the throughput rows call: a component, its manifest, and the
+/// call.
+struct Workload<'a> {
+    wasm: &'a Path,
+    manifest: &'a str,
+    tool: &'static str,
+    args: &'static str,
+}
+
+impl<'a> Workload<'a> {
+    fn echo(wasm: &'a Path) -> Self {
+        Self {
+            wasm,
+            manifest: MANIFEST,
+            tool: "echo",
+            args: ARGS,
+        }
+    }
+
+    /// `faulty-tool` computing for a millisecond per call: the plugin
+    /// whose calls more workers can run side by side.
+    fn busy(wasm: &'a Path) -> Self {
+        Self {
+            wasm,
+            manifest: BUSY_MANIFEST,
+            tool: "faulty",
+            args: r#"{"mode":"wait","ms":1}"#,
+        }
+    }
+}
+
+const BUSY_MANIFEST: &str = "[plugin]\nname = \"busy\"\nversion = \"0.1.0\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\ntype = \"tool\"\nname = \"faulty\"\n";
+
 fn throughput(
     runtime: &tokio::runtime::Runtime,
-    wasm: &Path,
+    load: &Workload,
     worker: &Path,
     workers: u32,
     calls: usize,
 ) -> Result<f64> {
-    let (_dir, config) = setup_with(
-        wasm,
-        worker,
-        &format!("\n[resources]\nworkers = {workers}\n"),
-    )?;
+    let manifest = format!("{}\n[resources]\nworkers = {workers}\n", load.manifest);
+    let (_dir, config) = setup_with(load.wasm, worker, &manifest)?;
+    let (tool, args) = (load.tool, load.args);
     runtime.block_on(async {
         let sup = Supervisor::start(config).await?;
         anyhow::ensure!(
             sup.running() == 1,
-            "echo did not load: {:?}",
+            "{tool} did not load: {:?}",
             sup.failures()
         );
         let run = |n: usize| {
@@ -225,7 +256,7 @@ fn throughput(
                     let sup = sup.clone();
                     tokio::spawn(async move {
                         for _ in 0..n / CLIENTS {
-                            sup.call_tool("echo", ARGS).await?;
+                            sup.call_tool(tool, args).await?;
                         }
                         anyhow::Ok(())
                     })
@@ -288,6 +319,46 @@ fn main() -> Result<()> {
         println!("echo isolated: p50 {} p99 {}", us(s.p50), us(s.p99));
         return Ok(());
     }
+    if std::env::var_os("PRX_BENCH_ONLY_WORKERS").is_some() {
+        // The throughput rows alone.
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let busy_wasm = wasm.with_file_name("faulty_tool.wasm");
+        for (label, load, n) in [
+            ("echo", Workload::echo(&wasm), calls),
+            (
+                "busy 1 ms",
+                Workload::busy(&busy_wasm),
+                (calls / 10).max(400),
+            ),
+        ] {
+            let one = throughput(&multi, &load, &worker, 1, n)?;
+            let two = throughput(&multi, &load, &worker, 2, n)?;
+            println!(
+                "{label}: workers=1 {one:.0}/s, workers=2 {two:.0}/s, {:.2}x",
+                two / one
+            );
+        }
+        return Ok(());
+    }
+    if std::env::var_os("PRX_BENCH_ONLY_WRITES").is_some() {
+        // For a profiler: durable kv writes and nothing else.
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        for (writers, each) in [(8, 5_000), (1, 2_000)] {
+            let (s, slowest) = durable_writes(&multi, writers, each)?;
+            println!(
+                "durable writes, {writers} writers: {:.0}/s, p50 {} p99 {} slowest {}",
+                s.per_sec,
+                us(s.p50),
+                us(s.p99),
+                us(slowest)
+            );
+        }
+        return Ok(());
+    }
     // First, while this process has a single thread (it forks).
     use floor::Wait::{Blocking, Polling};
     let (samples, wall) = floor::socket_round_trip(calls, Polling, Polling)?;
@@ -326,8 +397,14 @@ fn main() -> Result<()> {
     let iso_bare = isolated_on(&current, &unsandboxed, calls)?;
     let iso_ct = isolated_on(&current, &config, calls)?;
     let iso_mt = isolated_on(&multi, &config, calls)?;
-    let one_worker = throughput(&multi, &wasm, &worker, 1, calls)?;
-    let two_workers = throughput(&multi, &wasm, &worker, 2, calls)?;
+    let echo_load = Workload::echo(&wasm);
+    let one_worker = throughput(&multi, &echo_load, &worker, 1, calls)?;
+    let two_workers = throughput(&multi, &echo_load, &worker, 2, calls)?;
+    let busy_wasm = wasm.with_file_name("faulty_tool.wasm");
+    let busy_load = Workload::busy(&busy_wasm);
+    let busy_calls = (calls / 10).max(400);
+    let busy_one = throughput(&multi, &busy_load, &worker, 1, busy_calls)?;
+    let busy_two = throughput(&multi, &busy_load, &worker, 2, busy_calls)?;
     let kv_wasm = wasm.with_file_name("kv_tool.wasm");
     let (kv_local, kv_isolated) = kv_get_latency(&multi, &kv_wasm, &worker)?;
     let writes_8 = durable_writes(&multi, 8, 5_000)?;
@@ -400,10 +477,32 @@ fn main() -> Result<()> {
         two_workers / one_worker
     );
     println!();
-    println!("| durable kv writes (acknowledged after the log's sync) | writes/s |");
-    println!("|---|---|");
-    println!("| 8 concurrent writers (group commit) | {writes_8:.0} |");
-    println!("| 1 writer | {writes_1:.0} |");
+    println!(
+        "| {CLIENTS} clients calling one tool that computes 1 ms per call | calls/s | ratio to one worker |"
+    );
+    println!("|---|---|---|");
+    println!("| `workers = 1` | {busy_one:.0} | 1.0x |");
+    println!(
+        "| `workers = 2` | {busy_two:.0} | {:.2}x |",
+        busy_two / busy_one
+    );
+    println!();
+    println!(
+        "| durable kv writes (acknowledged after the log's sync) | writes/s | p50 | p99 | slowest |"
+    );
+    println!("|---|---|---|---|---|");
+    for (label, (s, slowest)) in [
+        ("8 concurrent writers (group commit)", writes_8),
+        ("1 writer", writes_1),
+    ] {
+        println!(
+            "| {label} | {:.0} | {} | {} | {} |",
+            s.per_sec,
+            us(s.p50),
+            us(s.p99),
+            us(slowest)
+        );
+    }
     println!();
     println!("| measurement | median | best |");
     println!("|---|---|---|");
