@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::ring::{self, Consumer, Producer, Region, WAKE};
+use crate::ring::{self, Consumer, Producer, Region};
 
 /// How long a writer that finds the ring full yields between looks: the
 /// supervisor empties a ring in microseconds once it reads.
@@ -47,16 +47,6 @@ pub fn split(
         socket: socket.try_clone()?,
     };
     Ok((reader, ChannelWriter { tx, socket }))
-}
-
-/// Sends one wake-up; a full socket already holds one.
-fn wake(socket: &UnixStream) {
-    use nix::sys::socket::{MsgFlags, send};
-    let _ = send(
-        socket.as_raw_fd(),
-        &[WAKE],
-        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-    );
 }
 
 /// Sleeps until the socket has bytes, then takes them: Ok(false) when the
@@ -136,7 +126,7 @@ impl ChannelWriter {
     pub fn try_write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let n = self.tx.write(bytes).map_err(ring::io_error)?;
         if n > 0 && self.tx.reader_sleeps() {
-            wake(&self.socket);
+            ring::send_wake(self.socket.as_raw_fd());
         }
         Ok(n)
     }

@@ -326,6 +326,18 @@ impl Probe {
     }
 }
 
+/// Sends one wake-up on `socket`; never blocks (a full socket already
+/// holds wake-ups) and never raises `SIGPIPE` (a closed one is seen by its
+/// reader).
+pub fn send_wake(socket: std::os::fd::RawFd) {
+    use nix::sys::socket::{MsgFlags, send};
+    let _ = send(
+        socket,
+        &[WAKE],
+        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+    );
+}
+
 /// Checks bytes read from the socket: wake-ups only.
 pub fn check_wakes(bytes: &[u8]) -> Result<(), RingError> {
     match bytes.iter().find(|&&b| b != WAKE) {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use prx_ipc::ring::{self, Consumer, Probe, Producer, WAKE};
+use prx_ipc::ring::{self, Consumer, Probe, Producer};
 use prx_ipc::{FrameHeader, FromWorker, HEADER_LEN, Message, ToWorker, WireError};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -31,13 +31,6 @@ pub enum LinkError {
     Malformed(WireError),
     #[error("the worker broke the link's shared memory: {0}")]
     Lied(ring::RingError),
-}
-
-/// Sends one wake-up on the supervisor's end of the socket; never blocks
-/// (a full socket already holds wake-ups).
-fn wake(fd: std::os::fd::RawFd) {
-    use nix::sys::socket::{MsgFlags, send};
-    let _ = send(fd, &[WAKE], MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL);
 }
 
 /// The ring from the worker as an async byte stream; the socket wakes it
@@ -273,7 +266,7 @@ impl FrameWriter {
             let n = self.tx.write(rest).map_err(LinkError::Lied)?;
             rest = &rest[n..];
             if n > 0 && self.tx.reader_sleeps() {
-                wake(self.socket.as_ref().as_raw_fd());
+                ring::send_wake(self.socket.as_ref().as_raw_fd());
             }
             if rest.is_empty() {
                 return Ok(());
