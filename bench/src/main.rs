@@ -22,10 +22,12 @@ mod kv;
 mod lifecycle;
 mod python;
 mod startup;
+mod throughput;
 
 use kv::{durable_writes, kv_get_latency};
 use lifecycle::{crash_cycles, reload_cycles};
 use startup::{Subject, phases, spawn_to_ready, worker_spawn_to_ready};
+use throughput::{CLIENTS, Workload, throughput};
 
 use anyhow::{Context, Result};
 use prx_ipc::{Call, EngineSettings, HostCall, HostReply, HostValue, Limits, LogLevel};
@@ -155,6 +157,25 @@ fn isolated_on(
     config: &SupervisorConfig,
     calls: usize,
 ) -> Result<Stats> {
+    isolated_from(runtime, config, calls, Caller::Outside)
+}
+
+/// Where the calling loop runs.
+#[derive(Clone, Copy)]
+enum Caller {
+    /// In `block_on`, on a thread of its own outside the runtime's workers
+    /// (a program that embeds the supervisor).
+    Outside,
+    /// In a task on the runtime, as the `prx` daemon's API handlers call.
+    Task,
+}
+
+fn isolated_from(
+    runtime: &tokio::runtime::Runtime,
+    config: &SupervisorConfig,
+    calls: usize,
+    caller: Caller,
+) -> Result<Stats> {
     runtime.block_on(async {
         let sup = Supervisor::start(config.clone()).await?;
         anyhow::ensure!(
@@ -162,7 +183,13 @@ fn isolated_on(
             "echo did not load: {:?}",
             sup.failures()
         );
-        let s = isolated(&sup, calls).await;
+        let s = match caller {
+            Caller::Outside => isolated(&sup, calls).await,
+            Caller::Task => {
+                let sup = sup.clone();
+                tokio::spawn(async move { isolated(&sup, calls).await }).await?
+            }
+        };
         sup.shutdown().await;
         s
     })
@@ -193,89 +220,6 @@ fn density_rows(wasm: &Path, prx: &Path, counts: &[String]) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Clients calling one plugin at once.
-const CLIENTS: usize = 4;
-
-/// Calls per second from [`CLIENTS`] concurrent clients into one plugin
-/// run by `workers` worker processes, on the multi-thread runtime.
-/// What the throughput rows call: a component, its manifest, and the
-/// call.
-struct Workload<'a> {
-    wasm: &'a Path,
-    manifest: &'a str,
-    tool: &'static str,
-    args: &'static str,
-}
-
-impl<'a> Workload<'a> {
-    fn echo(wasm: &'a Path) -> Self {
-        Self {
-            wasm,
-            manifest: MANIFEST,
-            tool: "echo",
-            args: ARGS,
-        }
-    }
-
-    /// `faulty-tool` computing for a millisecond per call: the plugin
-    /// whose calls more workers can run side by side.
-    fn busy(wasm: &'a Path) -> Self {
-        Self {
-            wasm,
-            manifest: BUSY_MANIFEST,
-            tool: "faulty",
-            args: r#"{"mode":"wait","ms":1}"#,
-        }
-    }
-}
-
-const BUSY_MANIFEST: &str = "[plugin]\nname = \"busy\"\nversion = \"0.1.0\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\ntype = \"tool\"\nname = \"faulty\"\n";
-
-fn throughput(
-    runtime: &tokio::runtime::Runtime,
-    load: &Workload,
-    worker: &Path,
-    workers: u32,
-    calls: usize,
-) -> Result<f64> {
-    let manifest = format!("{}\n[resources]\nworkers = {workers}\n", load.manifest);
-    let (_dir, config) = setup_with(load.wasm, worker, &manifest)?;
-    let (tool, args) = (load.tool, load.args);
-    runtime.block_on(async {
-        let sup = Supervisor::start(config).await?;
-        anyhow::ensure!(
-            sup.running() == 1,
-            "{tool} did not load: {:?}",
-            sup.failures()
-        );
-        let run = |n: usize| {
-            let clients: Vec<_> = (0..CLIENTS)
-                .map(|_| {
-                    let sup = sup.clone();
-                    tokio::spawn(async move {
-                        for _ in 0..n / CLIENTS {
-                            sup.call_tool(tool, args).await?;
-                        }
-                        anyhow::Ok(())
-                    })
-                })
-                .collect();
-            async move {
-                for c in clients {
-                    c.await??;
-                }
-                anyhow::Ok(())
-            }
-        };
-        run(calls / 10).await?;
-        let wall = Instant::now();
-        run(calls).await?;
-        let per_sec = calls as f64 / wall.elapsed().as_secs_f64();
-        sup.shutdown().await;
-        Ok(per_sec)
-    })
 }
 
 fn main() -> Result<()> {
@@ -397,6 +341,7 @@ fn main() -> Result<()> {
     let iso_bare = isolated_on(&current, &unsandboxed, calls)?;
     let iso_ct = isolated_on(&current, &config, calls)?;
     let iso_mt = isolated_on(&multi, &config, calls)?;
+    let iso_mt_task = isolated_from(&multi, &config, calls, Caller::Task)?;
     let echo_load = Workload::echo(&wasm);
     let one_worker = throughput(&multi, &echo_load, &worker, 1, calls)?;
     let two_workers = throughput(&multi, &echo_load, &worker, 2, calls)?;
@@ -453,7 +398,14 @@ fn main() -> Result<()> {
         &iso_bare,
     );
     row("echo isolated, current-thread runtime", &iso_ct);
-    row("echo isolated, multi-thread runtime", &iso_mt);
+    row(
+        "echo isolated, multi-thread runtime, called from outside it (`block_on`)",
+        &iso_mt,
+    );
+    row(
+        "echo isolated, multi-thread runtime, called from a task on it (as the daemon's API)",
+        &iso_mt_task,
+    );
     let ns = |n: u64| format!("{:.1} µs", n as f64 / 1000.0);
     println!(
         "| kv get from inside a plugin, in-process host (map) | {} | {} | | 1.0x | |",
