@@ -94,7 +94,15 @@ impl Plugin {
 
     /// Starts the first worker, checks the exports against the manifest and
     /// reads the tool spec. On success the plugin is running and watched.
-    pub async fn load(self: &Arc<Self>, rt: &Runtime) -> Result<(), String> {
+    ///
+    /// `route` runs once the worker is ready and before the state says
+    /// `running`, so that whoever sees it running can call it (the caller
+    /// routes its tools and RPCs there); an error from it fails the load.
+    pub async fn load(
+        self: &Arc<Self>,
+        rt: &Runtime,
+        route: impl FnOnce(&Arc<Self>) -> Result<(), String>,
+    ) -> Result<(), String> {
         let worker = match self.start_worker(rt).await {
             Ok(worker) => worker,
             Err(e) if e.is_security_event() => return Err(self.quarantine(e.reason())),
@@ -109,6 +117,11 @@ impl Plugin {
             return Err(self.fail(e));
         }
         self.worker.send_replace(Some(worker.clone()));
+        if let Err(e) = route(self) {
+            self.worker.send_replace(None);
+            worker.kill();
+            return Err(self.fail(e));
+        }
         self.set_state(PluginState::Running);
         self.announce(
             "prx.lifecycle.loaded",

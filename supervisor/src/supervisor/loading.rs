@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::manifest::{CapabilityType, Manifest};
 use crate::plugin::{Fingerprint, Plugin};
 
-use super::{LoadFailure, STOP_GRACE, Supervisor};
+use super::{LoadFailure, Supervisor};
 
 impl Supervisor {
     /// Reads a plugin's manifest and component and checks them against
@@ -110,25 +110,27 @@ impl Supervisor {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|f| f.dir != dir);
         match self.prepare(dir) {
-            Ok(plugin) => match plugin.load(&self.inner.runtime).await {
-                Ok(()) => self.register(&plugin).await,
+            Ok(plugin) => match plugin.load(&self.inner.runtime, |p| self.route(p)).await {
+                Ok(()) => self.register(&plugin),
                 Err(error) => self.record_failure(dir.to_owned(), error),
             },
             Err(error) => self.record_failure(dir.to_owned(), error),
         }
     }
 
-    /// Routes a loaded plugin's capabilities; a plugin whose RPC names
-    /// clash with another's is stopped and marked failed.
-    pub(super) async fn register(&self, plugin: &Arc<Plugin>) {
-        if let Err(error) = self.register_rpcs(plugin) {
-            plugin.stop(STOP_GRACE).await;
-            let error = plugin.fail(error);
-            self.record_failure(plugin.dir.clone(), error);
-            return;
-        }
+    /// Routes a ready plugin's tools, providers and RPCs to it. RPC names
+    /// that clash with another plugin's are an error, and nothing is
+    /// routed.
+    pub(super) fn route(&self, plugin: &Arc<Plugin>) -> Result<(), String> {
+        self.register_rpcs(plugin)?;
         self.register_tools(plugin);
         self.register_providers(plugin);
+        Ok(())
+    }
+
+    /// Starts what a routed, running plugin needs: its storage route, its
+    /// event deliveries and its schedules.
+    pub(super) fn register(&self, plugin: &Arc<Plugin>) {
         tracing::info!(plugin = %plugin.name, pid = plugin.worker().map(|w| w.pid()), "plugin loaded");
         self.route_storage(plugin);
         self.spawn_delivery(plugin);

@@ -228,7 +228,10 @@ impl Supervisor {
         for plugin in prepared {
             let rt = supervisor.inner.runtime.clone();
             loading.push(tokio::spawn(async move {
-                let result = plugin.load(&rt).await;
+                // Routed below, in directory order (the first of two
+                // plugins claiming a name keeps it); nothing calls before
+                // the start returns.
+                let result = plugin.load(&rt, |_| Ok(())).await;
                 (plugin, result)
             }));
         }
@@ -236,8 +239,15 @@ impl Supervisor {
             let Ok((plugin, result)) = task.await else {
                 continue;
             };
-            match result {
-                Ok(()) => supervisor.register(&plugin).await,
+            let routed = match result.map(|()| supervisor.route(&plugin)) {
+                Ok(Err(e)) => {
+                    plugin.stop(STOP_GRACE).await;
+                    Err(plugin.fail(e))
+                }
+                other => other.and_then(|routed| routed),
+            };
+            match routed {
+                Ok(()) => supervisor.register(&plugin),
                 Err(error) => supervisor.record_failure(plugin.dir.clone(), error),
             }
         }
