@@ -136,19 +136,26 @@ impl Region {
         Ok(Arc::new(Self { base: base.cast() }))
     }
 
-    fn control(&self, ring: usize, line: usize) -> (&AtomicU64, &AtomicU32) {
-        let offset = ring * 256 + line * 64;
-        // SAFETY: `offset + 12` is inside the control page of a live
-        // mapping, 8-byte aligned (the mapping is page aligned); atomics
-        // of these sizes may alias shared memory that another process
-        // changes.
-        unsafe {
-            let at = self.base.as_ptr().add(offset);
-            (
-                &*(at as *const AtomicU64),
-                &*(at.add(8) as *const AtomicU32),
-            )
-        }
+    /// The position `line` ([`PRODUCER`] or [`CONSUMER`]) of ring `ring`.
+    fn position(&self, ring: usize, line: usize) -> &AtomicU64 {
+        // SAFETY: `ring * 256 + line * 64` is inside the control page of a
+        // live mapping and 8-byte aligned (the mapping is page aligned); an
+        // atomic may alias shared memory that another process changes.
+        unsafe { &*(self.base.as_ptr().add(ring * 256 + line * 64) as *const AtomicU64) }
+    }
+
+    /// The reader's sleeping word of ring `ring`, after its position.
+    fn sleeping(&self, ring: usize) -> &AtomicU32 {
+        // SAFETY: as for `position`, 8 bytes further on the same line.
+        unsafe { &*(self.base.as_ptr().add(ring * 256 + CONSUMER * 64 + 8) as *const AtomicU32) }
+    }
+
+    /// Sets or clears the reader's sleeping word, then fences: the look
+    /// at the ring that must follow comes after it.
+    fn set_sleeping(&self, ring: usize, sleeping: bool) {
+        self.sleeping(ring)
+            .store(u32::from(sleeping), Ordering::Relaxed);
+        fence(Ordering::SeqCst);
     }
 
     fn data(&self, ring: usize) -> *mut u8 {
@@ -206,7 +213,7 @@ pub fn ends(region: &Arc<Region>, out: usize) -> (Producer, Consumer) {
 impl Producer {
     /// Bytes that fit now.
     pub fn room(&self) -> Result<usize, RingError> {
-        let (tail, _) = self.region.control(self.ring, CONSUMER);
+        let tail = self.region.position(self.ring, CONSUMER);
         let tail = tail.load(Ordering::Acquire);
         let unread = self.head.wrapping_sub(tail);
         if unread > CAPACITY as u64 {
@@ -233,7 +240,7 @@ impl Producer {
             std::ptr::copy_nonoverlapping(bytes.as_ptr().add(first), data, n - first);
         }
         self.head = self.head.wrapping_add(n as u64);
-        let (head, _) = self.region.control(self.ring, PRODUCER);
+        let head = self.region.position(self.ring, PRODUCER);
         head.store(self.head, Ordering::Release);
         Ok(n)
     }
@@ -242,15 +249,14 @@ impl Producer {
     /// after writing: the fence orders the write before the look.
     pub fn reader_sleeps(&self) -> bool {
         fence(Ordering::SeqCst);
-        let (_, waiting) = self.region.control(self.ring, CONSUMER);
-        waiting.load(Ordering::Relaxed) != 0
+        self.region.sleeping(self.ring).load(Ordering::Relaxed) != 0
     }
 }
 
 impl Consumer {
     /// Bytes waiting to be read.
     pub fn available(&self) -> Result<usize, RingError> {
-        let (head, _) = self.region.control(self.ring, PRODUCER);
+        let head = self.region.position(self.ring, PRODUCER);
         let head = head.load(Ordering::Acquire);
         let unread = head.wrapping_sub(self.tail);
         if unread > CAPACITY as u64 {
@@ -277,7 +283,7 @@ impl Consumer {
             std::ptr::copy_nonoverlapping(data, buf.as_mut_ptr().add(first), n - first);
         }
         self.tail = self.tail.wrapping_add(n as u64);
-        let (tail, _) = self.region.control(self.ring, CONSUMER);
+        let tail = self.region.position(self.ring, CONSUMER);
         tail.store(self.tail, Ordering::Release);
         Ok(n)
     }
@@ -286,9 +292,7 @@ impl Consumer {
     /// saying it, look at [`Consumer::available`] once more before
     /// sleeping.
     pub fn set_sleeping(&self, sleeping: bool) {
-        let (_, waiting) = self.region.control(self.ring, CONSUMER);
-        waiting.store(u32::from(sleeping), Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+        self.region.set_sleeping(self.ring, sleeping);
     }
 
     /// A cheap look for polling: whether the region shows unread bytes.
@@ -311,8 +315,8 @@ pub struct Probe {
 impl Probe {
     /// Whether bytes seem to be waiting.
     pub fn ready(&self) -> bool {
-        let (head, _) = self.region.control(self.ring, PRODUCER);
-        let (tail, _) = self.region.control(self.ring, CONSUMER);
+        let head = self.region.position(self.ring, PRODUCER);
+        let tail = self.region.position(self.ring, CONSUMER);
         head.load(Ordering::Acquire) != tail.load(Ordering::Relaxed)
     }
 
@@ -320,9 +324,7 @@ impl Probe {
     /// behalf: whoever clears the word must set it again, look once more,
     /// and wake the reader if bytes came meanwhile.
     pub fn set_reader_sleeping(&self, sleeping: bool) {
-        let (_, waiting) = self.region.control(self.ring, CONSUMER);
-        waiting.store(u32::from(sleeping), Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+        self.region.set_sleeping(self.ring, sleeping);
     }
 }
 
@@ -406,7 +408,7 @@ mod tests {
     fn impossible_positions_from_the_peer_are_refused() {
         let ((mut sup_tx, mut sup_rx), _, region) = pair();
         // The worker claims to have written more than the ring holds.
-        let (head, _) = region.control(FROM_WORKER, PRODUCER);
+        let head = region.position(FROM_WORKER, PRODUCER);
         head.store(CAPACITY as u64 + 1, Ordering::Release);
         let mut buf = [0; 16];
         assert!(matches!(
@@ -417,7 +419,7 @@ mod tests {
         head.store(u64::MAX, Ordering::Release);
         assert!(sup_rx.read(&mut buf).is_err());
         // The worker claims to have read bytes never written.
-        let (tail, _) = region.control(TO_WORKER, CONSUMER);
+        let tail = region.position(TO_WORKER, CONSUMER);
         tail.store(7, Ordering::Release);
         assert!(matches!(
             sup_tx.write(b"call"),
