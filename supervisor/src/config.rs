@@ -30,16 +30,35 @@ pub struct RestartPolicy {
     /// restarts at once again.
     pub healthy_after: Duration,
     /// More than this many crashes within `crash_window` quarantine the
-    /// plugin until an operator releases it.
+    /// plugin.
     pub max_crashes: u32,
     pub crash_window: Duration,
+    /// A plugin quarantined for crashing is started again after this long
+    /// (zero: only an operator releases it). A quarantine for a security
+    /// event always waits for an operator.
+    pub quarantine_cooldown: Duration,
+    /// Each quarantine after a release waits twice as long as the one
+    /// before, up to this.
+    pub quarantine_cooldown_max: Duration,
+    /// A plugin that serves this long after a release without being
+    /// quarantined again starts from `quarantine_cooldown` next time.
+    pub quarantine_reset: Duration,
 }
 
 impl Default for RestartPolicy {
     /// A crash is restarted at once (a plugin is back within milliseconds);
     /// a plugin that keeps crashing is retried at 100 ms, 200 ms, ... up to
     /// 10 s apart, so it cannot take the CPU from the others; six crashes
-    /// in a minute mean a restart will not help, and a person should look.
+    /// in a minute mean restarts at that pace do not help.
+    ///
+    /// A quarantined plugin is tried again after a minute: a passing storm
+    /// (memory pressure, a bad minute on the host) is usually over by then,
+    /// and a plugin that is simply broken costs six starts more a minute
+    /// at worst. Each repeat doubles the wait up to an hour, so a plugin
+    /// that stays broken costs a few starts an hour; ten minutes of serving
+    /// without a quarantine (twice the crash window and more) forgive the
+    /// streak, as a container runtime forgets a crash loop after ten
+    /// minutes up.
     fn default() -> Self {
         Self {
             backoff_initial: Duration::from_millis(100),
@@ -47,6 +66,9 @@ impl Default for RestartPolicy {
             healthy_after: Duration::from_secs(30),
             max_crashes: 5,
             crash_window: Duration::from_secs(60),
+            quarantine_cooldown: Duration::from_secs(60),
+            quarantine_cooldown_max: Duration::from_secs(3600),
+            quarantine_reset: Duration::from_secs(600),
         }
     }
 }

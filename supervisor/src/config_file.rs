@@ -139,6 +139,9 @@ struct Restart {
     healthy_after_s: Option<u64>,
     max_crashes: Option<u32>,
     crash_window_s: Option<u64>,
+    quarantine_cooldown_s: Option<u64>,
+    quarantine_cooldown_max_s: Option<u64>,
+    quarantine_reset_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -252,9 +255,21 @@ impl SupervisorConfig {
         set(&mut r.healthy_after, file.restart.healthy_after_s.map(s));
         set(&mut r.max_crashes, file.restart.max_crashes);
         set(&mut r.crash_window, file.restart.crash_window_s.map(s));
+        let q = &file.restart;
+        set(&mut r.quarantine_cooldown, q.quarantine_cooldown_s.map(s));
+        set(
+            &mut r.quarantine_cooldown_max,
+            q.quarantine_cooldown_max_s.map(s),
+        );
+        set(&mut r.quarantine_reset, q.quarantine_reset_s.map(s));
         if r.backoff_initial > r.backoff_max {
             return Err(invalid(
                 "[restart] backoff_initial_ms is larger than backoff_max_ms".into(),
+            ));
+        }
+        if r.quarantine_cooldown > r.quarantine_cooldown_max {
+            return Err(invalid(
+                "[restart] quarantine_cooldown_s is larger than quarantine_cooldown_max_s".into(),
             ));
         }
         let l = &mut config.liveness;
@@ -649,6 +664,10 @@ mod tests {
             (
                 "plugins = \"p\"\n[restart]\nbackoff_initial_ms = 5000\nbackoff_max_ms = 10\n",
                 "backoff_initial_ms is larger than backoff_max_ms",
+            ),
+            (
+                "plugins = \"p\"\n[restart]\nquarantine_cooldown_s = 7200\n",
+                "quarantine_cooldown_s is larger than quarantine_cooldown_max_s",
             ),
             (
                 "plugins = \"p\"\n[sandbox]\nseccomp = \"log-only\"\n",

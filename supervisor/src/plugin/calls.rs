@@ -133,7 +133,7 @@ impl Plugin {
                     || matches!(
                         self.state(),
                         PluginState::Failed(_)
-                            | PluginState::Quarantined(_)
+                            | PluginState::Quarantined { .. }
                             | PluginState::Stopped
                             // A start after an idle stop failed.
                             | PluginState::Idle
@@ -149,12 +149,12 @@ impl Plugin {
         .await;
         match ready {
             Ok(Some(worker)) => Ok(worker),
-            _ if matches!(self.state(), PluginState::Quarantined(_)) => {
+            _ if matches!(self.state(), PluginState::Quarantined { .. }) => {
                 Err(CallError::NotRunning {
                     plugin: self.name.to_string(),
                     state: "quarantined".into(),
                     detail: match self.state() {
-                        PluginState::Quarantined(reason) => Some(reason),
+                        PluginState::Quarantined { reason, .. } => Some(reason),
                         _ => None,
                     },
                 })

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::heal::Quarantine;
 use super::{Plugin, PluginState, Runtime, supervise};
 
 /// What a plugin with `idle_stop_s` keeps about its calls and stops.
@@ -148,7 +149,7 @@ impl Plugin {
                 }
             },
             Err(e) if e.is_security_event() => {
-                self.quarantine(e.reason());
+                self.quarantine(rt, Quarantine::Security(e.reason()));
                 self.worker.send_modify(|_| {});
                 return;
             }

@@ -3,6 +3,7 @@
 
 mod calls;
 mod handover;
+mod heal;
 mod idle;
 mod pool;
 mod start;
@@ -105,6 +106,8 @@ pub struct Plugin {
     /// Workers beyond the first (`[resources] workers`), each with its
     /// own broker.
     spares: Vec<pool::Spare>,
+    /// Quarantines in a row, and the release one of them waits for.
+    healing: heal::Healing,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -252,6 +255,7 @@ impl Plugin {
             reload_error: Mutex::new(None),
             idle: idle::IdleStop::new(manifest_idle_stop_s),
             spares,
+            healing: Default::default(),
         }))
     }
 
@@ -339,7 +343,7 @@ impl Plugin {
     pub fn is_parked(&self) -> bool {
         matches!(
             self.state(),
-            PluginState::Failed(_) | PluginState::Quarantined(_)
+            PluginState::Failed(_) | PluginState::Quarantined { .. }
         )
     }
 

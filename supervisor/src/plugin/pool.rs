@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::broker::PluginBroker;
 use crate::worker_handle::{StartError, Worker};
 
+use super::heal::Quarantine;
 use super::supervision::{Keeper, watch as supervise_with};
 use super::{Plugin, PluginState, Runtime};
 
@@ -61,7 +62,7 @@ impl Plugin {
                     });
                 }
                 Err(e) if e.is_security_event() => {
-                    self.quarantine(e.reason());
+                    self.quarantine(rt, Quarantine::Security(e.reason()));
                     return;
                 }
                 Err(e) => {
@@ -136,7 +137,7 @@ impl Keeper for SpareKeeper {
         self.plugin.stopping.load(Ordering::SeqCst)
             || matches!(
                 self.plugin.state(),
-                PluginState::Quarantined(_) | PluginState::Failed(_)
+                PluginState::Quarantined { .. } | PluginState::Failed(_)
             )
     }
 
@@ -151,8 +152,8 @@ impl Keeper for SpareKeeper {
             security, %cause, "a spare worker exited");
     }
 
-    fn quarantine(&self, reason: String) {
-        self.plugin.quarantine(reason);
+    fn quarantine(&self, why: Quarantine) {
+        self.plugin.quarantine(&self.rt, why);
     }
 
     fn fail(&self, reason: String) {

@@ -14,6 +14,7 @@ use crate::manifest::CapabilityType;
 use crate::topics::no_chain;
 use crate::worker_handle::{SourceKind, StartError, Worker, WorkerSpec};
 
+use super::heal::{Lifter, Quarantine};
 use super::{Plugin, PluginState, Runtime, supervise};
 
 impl Plugin {
@@ -105,7 +106,9 @@ impl Plugin {
     ) -> Result<(), String> {
         let worker = match self.start_worker(rt).await {
             Ok(worker) => worker,
-            Err(e) if e.is_security_event() => return Err(self.quarantine(e.reason())),
+            Err(e) if e.is_security_event() => {
+                return Err(self.quarantine(rt, Quarantine::Security(e.reason())));
+            }
             Err(e) => return Err(self.fail(format!("{e}"))),
         };
         if let Err(e) = self.check_exports(&worker) {
@@ -133,12 +136,19 @@ impl Plugin {
         Ok(())
     }
 
-    /// Lifts a quarantine: the crash history is forgotten and a worker is
-    /// started at once. Errors when the plugin is not quarantined.
+    /// Lifts a quarantine (an operator's `prx release`): the crash
+    /// history is forgotten and a worker is started at once. Errors when
+    /// the plugin is not quarantined.
     pub async fn release(self: &Arc<Self>, rt: &Runtime) -> Result<(), String> {
+        self.lift(rt, Lifter::Operator).await
+    }
+
+    /// Lifts a quarantine for `by`; a start that fails quarantines the
+    /// plugin again (one more in its streak).
+    pub(super) async fn lift(self: &Arc<Self>, rt: &Runtime, by: Lifter) -> Result<(), String> {
         {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            if !matches!(*state, PluginState::Quarantined(_)) {
+            if !matches!(*state, PluginState::Quarantined { .. }) {
                 return Err(format!(
                     "plugin `{}` is {}, not quarantined",
                     self.name,
@@ -147,16 +157,19 @@ impl Plugin {
             }
             *state = PluginState::Restarting;
         }
-        tracing::info!(plugin = %self.name, event = "prx.lifecycle.released", "quarantine lifted by the operator");
+        self.note_released();
+        tracing::info!(plugin = %self.name, event = "prx.lifecycle.released", by = by.as_str(),
+            "quarantine lifted");
         let started = match self.start_worker(rt).await {
             Ok(worker) => match self.init_worker(&worker, rt).await {
                 Ok(()) => Ok(worker),
                 Err(e) => {
                     worker.kill();
-                    Err(e)
+                    Err(Quarantine::Crashes(e))
                 }
             },
-            Err(e) => Err(e.to_string()),
+            Err(e) if e.is_security_event() => Err(Quarantine::Security(e.reason())),
+            Err(e) => Err(Quarantine::Crashes(e.to_string())),
         };
         match started {
             Ok(worker) => {
@@ -164,30 +177,22 @@ impl Plugin {
                 self.set_state(PluginState::Running);
                 self.announce(
                     "prx.lifecycle.released",
-                    serde_json::json!({ "pid": worker.pid() }),
+                    serde_json::json!({ "pid": worker.pid(), "by": by.as_str() }),
                 );
                 tokio::spawn(supervise(self.clone(), rt.clone(), worker));
                 self.start_spares(rt).await;
                 Ok(())
             }
-            Err(e) => Err(self.quarantine(format!("restart after release failed: {e}"))),
+            Err(why) => {
+                let why = match why {
+                    Quarantine::Crashes(e) => {
+                        Quarantine::Crashes(format!("restart after release failed: {e}"))
+                    }
+                    security => security,
+                };
+                Err(self.quarantine(rt, why))
+            }
         }
-    }
-
-    pub(super) fn quarantine(&self, reason: String) -> String {
-        let message = format!(
-            "plugin `{}` quarantined: {reason}; release it with `prx release {}`",
-            self.name, self.name
-        );
-        self.set_state(PluginState::Quarantined(message.clone()));
-        self.kill_spares();
-        self.stats().count_quarantine();
-        tracing::error!(plugin = %self.name, event = "prx.lifecycle.quarantined", "{message}");
-        self.announce(
-            "prx.lifecycle.quarantined",
-            serde_json::json!({ "reason": message }),
-        );
-        message
     }
 
     /// Marks the plugin failed (not retried until its files change); its

@@ -24,8 +24,11 @@ pub enum PluginState {
         until: SystemTime,
     },
     /// Crashed too often, or its worker broke the protocol: not restarted
-    /// until an operator releases it.
-    Quarantined(String),
+    /// until an operator releases it, or (crashes only) until `release_at`.
+    Quarantined {
+        reason: String,
+        release_at: Option<SystemTime>,
+    },
     /// Could not be loaded (manifest, compile, start-up code): not retried
     /// until its files change.
     Failed(String),
@@ -43,7 +46,7 @@ impl PluginState {
             Self::Running => StateKind::Running,
             Self::Restarting => StateKind::Restarting,
             Self::BackingOff { .. } => StateKind::BackingOff,
-            Self::Quarantined(_) => StateKind::Quarantined,
+            Self::Quarantined { .. } => StateKind::Quarantined,
             Self::Failed(_) => StateKind::Failed,
             Self::Stopped => StateKind::Stopped,
             Self::Idle => StateKind::Idle,
@@ -188,7 +191,8 @@ pub struct PluginStatus {
     pub uptime_ms: Option<u64>,
     /// Calls being served by the current worker.
     pub in_flight: usize,
-    /// When backing off: the next restart, in ms since the Unix epoch.
+    /// When backing off, or quarantined for crashes: the next start, in ms
+    /// since the Unix epoch.
     pub restart_at_ms: Option<u64>,
     /// Log lines dropped by the per-plugin rate limit.
     #[serde(default)]
@@ -279,13 +283,17 @@ impl Plugin {
                 })
                 .collect(),
             error: match &state {
-                PluginState::Failed(reason) | PluginState::Quarantined(reason) => {
+                PluginState::Failed(reason) | PluginState::Quarantined { reason, .. } => {
                     Some(reason.clone())
                 }
                 _ => None,
             },
             restart_at_ms: match &state {
-                PluginState::BackingOff { until } => until
+                PluginState::BackingOff { until }
+                | PluginState::Quarantined {
+                    release_at: Some(until),
+                    ..
+                } => until
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .ok()
                     .map(|d| d.as_millis() as u64),

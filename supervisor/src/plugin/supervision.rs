@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::config::RestartPolicy;
 use crate::worker_handle::{ExitCause, StartError, Worker};
 
+use super::heal::Quarantine;
 use super::{Plugin, PluginState, Runtime};
 
 /// Why a worker ended, as the operator should read it.
@@ -61,7 +62,7 @@ enum Next {
     /// Start a new worker after this long.
     RestartAfter(Duration),
     /// Too many crashes in the window: stop restarting, for this reason.
-    Quarantine(String),
+    Quarantine(Quarantine),
 }
 
 impl Restarts {
@@ -93,11 +94,11 @@ impl Restarts {
             self.crashes.pop_front();
         }
         if self.crashes.len() > self.policy.max_crashes as usize {
-            return Next::Quarantine(format!(
+            return Next::Quarantine(Quarantine::Crashes(format!(
                 "{} crashes within {} s (last: {cause})",
                 self.crashes.len(),
                 self.policy.crash_window.as_secs()
-            ));
+            )));
         }
         let delay = backoff(&self.policy, self.consecutive);
         self.consecutive += 1;
@@ -166,7 +167,8 @@ pub(super) trait Keeper: Send + Sync {
     /// Its worker ended and serves no more; `cause` is recorded and
     /// announced (`security` when it is a security event).
     fn lost(&self, worker: &Self::Worker, cause: &str, security: bool);
-    fn quarantine(&self, reason: String);
+    /// Takes the plugin out (a crash loop lifts itself after a cool-down).
+    fn quarantine(&self, why: Quarantine);
     /// Start-up fails the same way each time: the plugin is failed.
     fn fail(&self, reason: String);
     /// Waits `delay` before a restart (cut short when an operator wakes it).
@@ -209,7 +211,7 @@ pub(super) async fn watch<K: Keeper>(
         };
         keeper.lost(&worker, &cause, security);
         if security {
-            keeper.quarantine(cause);
+            keeper.quarantine(Quarantine::Security(cause));
             return;
         }
         restarts.worker_ended(worker.uptime());
@@ -219,8 +221,8 @@ pub(super) async fn watch<K: Keeper>(
         worker = loop {
             let delay = match restarts.crashed(Instant::now(), &cause) {
                 Next::RestartAfter(delay) => delay,
-                Next::Quarantine(reason) => {
-                    keeper.quarantine(reason);
+                Next::Quarantine(why) => {
+                    keeper.quarantine(why);
                     return;
                 }
             };
@@ -248,7 +250,7 @@ pub(super) async fn watch<K: Keeper>(
                     break new;
                 }
                 Err(e) if e.is_security_event() => {
-                    keeper.quarantine(e.reason());
+                    keeper.quarantine(Quarantine::Security(e.reason()));
                     return;
                 }
                 Err(e @ (StartError::Load { .. } | StartError::Sandbox(_))) => {
@@ -299,8 +301,8 @@ impl Keeper for Live {
         }
     }
 
-    fn quarantine(&self, reason: String) {
-        self.plugin.quarantine(reason);
+    fn quarantine(&self, why: Quarantine) {
+        self.plugin.quarantine(&self.rt, why);
     }
 
     fn fail(&self, reason: String) {
@@ -397,13 +399,14 @@ mod tests {
             healthy_after: Duration::from_secs(30),
             max_crashes: 3,
             crash_window: Duration::from_secs(60),
+            ..RestartPolicy::default()
         }
     }
 
     fn delay(next: Next) -> Duration {
         match next {
             Next::RestartAfter(delay) => delay,
-            Next::Quarantine(why) => panic!("quarantined: {why}"),
+            Next::Quarantine(why) => panic!("quarantined: {why:?}"),
         }
     }
 
@@ -418,7 +421,9 @@ mod tests {
         // The fourth within 60 s is one too many.
         assert_eq!(
             restarts.crashed(t0 + Duration::from_secs(3), "d"),
-            Next::Quarantine("4 crashes within 60 s (last: d)".into())
+            Next::Quarantine(Quarantine::Crashes(
+                "4 crashes within 60 s (last: d)".into()
+            ))
         );
     }
 
@@ -554,8 +559,9 @@ mod tests {
         fn lost(&self, worker: &FakeWorker, cause: &str, security: bool) {
             self.note(format!("lost {} ({cause}, security {security})", worker.id));
         }
-        fn quarantine(&self, reason: String) {
-            self.note(format!("quarantine: {reason}"));
+        fn quarantine(&self, why: Quarantine) {
+            let heals = matches!(why, Quarantine::Crashes(_));
+            self.note(format!("quarantine: {} (heals {heals})", why.reason()));
         }
         fn fail(&self, reason: String) {
             self.note(format!("fail: {reason}"));
@@ -639,7 +645,7 @@ mod tests {
             keeper.did(),
             [
                 "lost 1 (protocol violation: forged id, security true)",
-                "quarantine: protocol violation: forged id"
+                "quarantine: protocol violation: forged id (heals false)"
             ]
         );
     }
@@ -659,7 +665,7 @@ mod tests {
         );
         assert_eq!(
             did.last().map(String::as_str),
-            Some("quarantine: 4 crashes within 60 s (last: signal SIGKILL)"),
+            Some("quarantine: 4 crashes within 60 s (last: signal SIGKILL) (heals true)"),
             "{did:?}"
         );
     }

@@ -177,6 +177,34 @@ async fn a_new_version_that_lies_while_starting_is_refused_and_the_old_one_serve
 }
 
 #[tokio::test]
+async fn a_quarantine_for_a_forged_frame_is_never_lifted_by_a_timer() {
+    let env = Env::new();
+    env.add(
+        "forge-reply-id",
+        "echo-tool",
+        &tool_manifest("forge-reply-id", "fake", ""),
+    );
+    let mut config = fake_config(&env);
+    // A crash loop here would be tried again within 0.2 s.
+    config.restart.quarantine_cooldown = Duration::from_millis(200);
+    config.restart.quarantine_cooldown_max = Duration::from_millis(200);
+    let sup = Supervisor::start(config).await.expect("start");
+    assert!(sup.call_tool("fake", "{}").await.is_err());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let status = sup.plugins()[0].clone();
+    assert_eq!(status.state, StateKind::Quarantined, "{status:?}");
+    assert_eq!(status.restart_at_ms, None, "no release is planned");
+    assert_eq!(status.restarts, 0);
+    let reason = status.error.unwrap();
+    assert!(
+        reason.contains("release it with `prx release forge-reply-id`")
+            && !reason.contains("tried again"),
+        "{reason}"
+    );
+    sup.shutdown().await;
+}
+
+#[tokio::test]
 async fn each_forged_or_malformed_frame_quarantines_the_plugin() {
     let honest_env = Env::new();
     honest_env.add("echo-tool", "echo-tool", &echo_manifest());

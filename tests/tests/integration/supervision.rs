@@ -114,6 +114,9 @@ async fn a_crash_loop_backs_off_then_quarantines_while_others_keep_serving() {
         healthy_after: Duration::from_secs(30),
         max_crashes: 3,
         crash_window: Duration::from_secs(60),
+        // Released by the operator below, not by a timer.
+        quarantine_cooldown: Duration::ZERO,
+        ..RestartPolicy::default()
     };
     let sup = Supervisor::start(config).await.unwrap();
 
@@ -171,6 +174,82 @@ async fn a_crash_loop_backs_off_then_quarantines_while_others_keep_serving() {
             .await
             .unwrap_err()
             .contains("not quarantined")
+    );
+    sup.shutdown().await;
+}
+
+/// Crashes `faulty` until it is quarantined; returns the quarantine's
+/// status. The other calls in between are refused, never served.
+async fn crash_until_quarantined(sup: &Supervisor) -> PluginStatus {
+    for _ in 0..20 {
+        match sup.call_tool("faulty", r#"{"mode":"crash"}"#).await {
+            Err(CallError::Crashed { .. }) => {}
+            Err(CallError::NotRunning { state, .. }) if state == "quarantined" => {
+                return status(sup, "faulty");
+            }
+            other => panic!("unexpected: {other:?}"),
+        }
+    }
+    panic!("faulty was not quarantined after 20 crashes");
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
+}
+
+#[tokio::test]
+async fn a_quarantine_for_crashes_lifts_itself_after_a_cooldown_that_doubles() {
+    let env = Env::new();
+    env.add(
+        "faulty",
+        "faulty-tool",
+        &tool_manifest("faulty", "faulty", ""),
+    );
+    let mut config = env.config();
+    config.test_abort_marker = Some("prx-test-abort".into());
+    config.restart = RestartPolicy {
+        backoff_initial: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(20),
+        max_crashes: 2,
+        quarantine_cooldown: Duration::from_secs(1),
+        quarantine_cooldown_max: Duration::from_secs(8),
+        ..RestartPolicy::default()
+    };
+    let sup = Supervisor::start(config).await.unwrap();
+
+    // First quarantine: tried again after 1 s, with no operator.
+    let first = crash_until_quarantined(&sup).await;
+    let at = first
+        .restart_at_ms
+        .expect("the status says when it is tried again");
+    let wait = at.saturating_sub(now_ms());
+    assert!((500..=1000).contains(&wait), "next start in {wait} ms");
+    assert!(first.error.unwrap().contains("tried again in 1 s"));
+    let quarantined = Instant::now();
+    until("faulty released by its cool-down", || {
+        status(&sup, "faulty").state == StateKind::Running
+    })
+    .await;
+    assert!(quarantined.elapsed() >= Duration::from_millis(800));
+    assert_eq!(sup.call_tool("faulty", "{}").await.unwrap(), "ok");
+
+    // Quarantined again soon after: the cool-down doubles.
+    let second = crash_until_quarantined(&sup).await;
+    let wait = second.restart_at_ms.unwrap().saturating_sub(now_ms());
+    assert!((1500..=2000).contains(&wait), "next start in {wait} ms");
+    // An operator can still release it at once; the pending timer then
+    // has nothing to lift.
+    sup.release("faulty").await.unwrap();
+    let pid = status(&sup, "faulty").pid;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = status(&sup, "faulty");
+    assert_eq!(after.state, StateKind::Running);
+    assert_eq!(
+        after.pid, pid,
+        "the timer must not restart a running plugin"
     );
     sup.shutdown().await;
 }

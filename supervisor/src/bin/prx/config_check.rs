@@ -37,6 +37,14 @@ pub(super) fn config_check(file: &std::path::Path) -> Result<ExitCode> {
         "restart      backoff {:?} to {:?}, healthy after {:?}, quarantine after {} crashes in {:?}",
         r.backoff_initial, r.backoff_max, r.healthy_after, r.max_crashes, r.crash_window
     );
+    if r.quarantine_cooldown.is_zero() {
+        println!("quarantine   lifted only by `prx release`");
+    } else {
+        println!(
+            "quarantine   for crashes lifted after {:?}, doubling up to {:?}; the streak resets after {:?} of serving",
+            r.quarantine_cooldown, r.quarantine_cooldown_max, r.quarantine_reset
+        );
+    }
     println!(
         "liveness     ping every {:?}, timeout {:?}",
         config.liveness.interval, config.liveness.timeout
