@@ -5,13 +5,17 @@
 #     componentize-py (builds Python plugins) and pytest (their own tests);
 #   - Debian's chromium and chromium-driver, which the web console's test
 #     drives headless (PRX_NO_BROWSER=1 skips installing them, for a
-#     machine where only the demo is run).
+#     machine where only the demo is run);
+#   - cargo-deny, pinned, into .tools/bin: the supply-chain gate
+#     (scripts/supply-chain.sh; PRX_NO_SUPPLY_CHAIN=1 skips it, as for the
+#     browser).
 # Idempotent; safe to run on every CI job.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COMPONENTIZE_PY=0.25.1
 PYTEST=8.4.2
+CARGO_DENY=0.20.2
 
 if ! command -v cargo >/dev/null; then
   echo "bootstrap: cargo is missing; install Rust 1.95 with rustup first" >&2
@@ -43,6 +47,13 @@ if [ -z "${PRX_NO_BROWSER:-}" ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/b
   [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+if [ -z "${PRX_NO_SUPPLY_CHAIN:-}" ] && ! .tools/bin/cargo-deny --version 2>/dev/null | grep -qx "cargo-deny $CARGO_DENY"; then
+  # Built from crates.io with its own lock file (about 4 minutes on two
+  # cores, once per machine).
+  echo "bootstrap: installing cargo-deny $CARGO_DENY into .tools"
+  cargo install --quiet --locked --root .tools "cargo-deny@$CARGO_DENY"
 fi
 
 echo "bootstrap: ok ($(rustc --version); targets: $(rustup target list --installed | tr '\n' ' '); $(.venv/bin/componentize-py --version))"

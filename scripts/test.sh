@@ -2,8 +2,9 @@
 # Runs every check: formatting, clippy (-D warnings), the host workspace's
 # unit and integration tests (real supervisor and worker processes, real
 # wasm32-wasip2 plugins in Rust and Python), the guest workspace's tests,
-# the Python SDK's and Python plugins' pytest tests, and a compile of the
-# fuzz targets. Installs what it needs first.
+# the Python SDK's and Python plugins' pytest tests, a compile of the fuzz
+# targets, and the supply-chain gate over every lock file. Installs what it
+# needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +33,9 @@ if [ "$(hooks -p prx-worker -p prx-supervisor)" != 0 ] || [ "$(hooks)" != 0 ] ||
   echo "test.sh: the feature test-hooks reaches a release build of prx-worker (or no longer reaches the tests)" >&2
   exit 1
 fi
+
+step "supply chain (advisories, licenses, duplicates, sources: deny.toml)"
+scripts/supply-chain.sh
 
 step "build (binaries the integration tests run)"
 cargo build --workspace --bins --quiet
