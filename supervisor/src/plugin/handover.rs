@@ -108,6 +108,19 @@ impl Plugin {
         self.stop_spares(Duration::from_secs(2)).await;
     }
 
+    /// Drops a parked (failed or quarantined) version whose files are
+    /// loaded again from scratch: nothing it had pending (a release after
+    /// its cool-down, a release under way) may start a worker for it any
+    /// more, and a worker it has is killed.
+    pub fn discard(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
+        if let Some(worker) = self.worker.send_replace(None) {
+            worker.kill();
+        }
+        self.kill_spares();
+    }
+
     /// Stops the worker for good (shutdown).
     pub async fn stop(&self, grace: Duration) {
         self.stopping.store(true, Ordering::SeqCst);

@@ -174,6 +174,18 @@ impl Plugin {
         match started {
             Ok(worker) => {
                 self.worker.send_replace(Some(worker.clone()));
+                // Discarded or stopped while it started (both set
+                // `stopping` before they take the worker, so one of the
+                // two sees the other): not a worker to serve.
+                if self.is_stopping() {
+                    if let Some(worker) = self.worker.send_replace(None) {
+                        worker.kill();
+                    }
+                    return Err(format!(
+                        "plugin `{}` was replaced or stopped while it started",
+                        self.name
+                    ));
+                }
                 self.set_state(PluginState::Running);
                 self.announce(
                     "prx.lifecycle.released",

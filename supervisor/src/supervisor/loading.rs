@@ -94,6 +94,7 @@ impl Supervisor {
         tracing::info!(plugin = %dir_name(dir), dir = %dir.display(), "plugin files changed; loading the plugin again");
         self.write_plugins().retain(|_, p| {
             if p.dir == dir {
+                p.discard();
                 p.broker().plugin_removed();
             }
             p.dir != dir

@@ -255,6 +255,56 @@ async fn a_quarantine_for_crashes_lifts_itself_after_a_cooldown_that_doubles() {
 }
 
 #[tokio::test]
+async fn a_quarantined_version_replaced_by_new_files_is_not_released_by_its_old_timer() {
+    let env = Env::new();
+    let dir = env.add(
+        "faulty",
+        "faulty-tool",
+        &tool_manifest("faulty", "faulty", ""),
+    );
+    let mut config = env.config();
+    config.test_abort_marker = Some("prx-test-abort".into());
+    config.retry_poll = Duration::from_millis(50);
+    config.restart = RestartPolicy {
+        max_crashes: 0,
+        quarantine_cooldown: Duration::from_millis(600),
+        quarantine_cooldown_max: Duration::from_millis(600),
+        ..RestartPolicy::default()
+    };
+    let sup = Supervisor::start(config).await.unwrap();
+    let mut lifecycle = sup.subscribe("prx.lifecycle.*").expect("subscribe");
+    let _ = sup.call_tool("faulty", r#"{"mode":"crash"}"#).await;
+    until("faulty quarantined", || {
+        status(&sup, "faulty").state == StateKind::Quarantined
+    })
+    .await;
+    // A deploy before the cool-down ends: the new files load at once.
+    std::fs::write(
+        dir.join("plugin.toml"),
+        tool_manifest("faulty", "faulty", "# fixed\n"),
+    )
+    .unwrap();
+    until("the new version running", || {
+        status(&sup, "faulty").state == StateKind::Running
+    })
+    .await;
+    let pid = status(&sup, "faulty").pid;
+    // Past the old version's cool-down: it must start nothing.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut topics = Vec::new();
+    while let Some(event) = lifecycle.try_recv() {
+        topics.push(event.topic.to_string());
+    }
+    assert!(
+        !topics.iter().any(|t| t == "prx.lifecycle.released"),
+        "the replaced version was released: {topics:?}"
+    );
+    assert_eq!(status(&sup, "faulty").pid, pid);
+    assert_eq!(sup.call_tool("faulty", "{}").await.unwrap(), "ok");
+    sup.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_stopped_worker_misses_its_heartbeat_and_is_replaced() {
     let env = Env::new();
     env.add("echo-tool", "echo-tool", &echo_manifest());
