@@ -89,7 +89,10 @@ impl Supervisor {
     }
 
     /// Loads the plugin in `dir` again, replacing what was there: the way
-    /// out of `failed` and `quarantined` once its files change.
+    /// out of `failed` and `quarantined` once its files change. Until the
+    /// new version is routed, calls still reach the old one's routes and
+    /// hear why it is out (a tool never goes missing while it loads); if
+    /// the new version does not load, those routes go.
     pub(super) async fn retry(&self, dir: &Path) {
         tracing::info!(plugin = %dir_name(dir), dir = %dir.display(), "plugin files changed; loading the plugin again");
         self.write_plugins().retain(|_, p| {
@@ -99,23 +102,38 @@ impl Supervisor {
             }
             p.dir != dir
         });
-        for table in [&self.inner.tools, &self.inner.providers, &self.inner.rpcs] {
-            table
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .retain(|_, p| p.dir != dir);
-        }
         self.inner
             .failures
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|f| f.dir != dir);
-        match self.prepare(dir) {
-            Ok(plugin) => match plugin.load(&self.inner.runtime, |p| self.route(p)).await {
-                Ok(()) => self.register(&plugin),
-                Err(error) => self.record_failure(dir.to_owned(), error),
-            },
-            Err(error) => self.record_failure(dir.to_owned(), error),
+        let switch = |p: &Arc<Plugin>| {
+            self.unroute(dir);
+            self.route(p)
+        };
+        let loaded = match self.prepare(dir) {
+            Ok(plugin) => plugin
+                .load(&self.inner.runtime, switch)
+                .await
+                .map(|()| plugin),
+            Err(error) => Err(error),
+        };
+        match loaded {
+            Ok(plugin) => self.register(&plugin),
+            Err(error) => {
+                self.unroute(dir);
+                self.record_failure(dir.to_owned(), error);
+            }
+        }
+    }
+
+    /// Removes every route to the plugin in `dir`.
+    fn unroute(&self, dir: &Path) {
+        for table in [&self.inner.tools, &self.inner.providers, &self.inner.rpcs] {
+            table
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, p| p.dir != dir);
         }
     }
 

@@ -305,6 +305,49 @@ async fn a_quarantined_version_replaced_by_new_files_is_not_released_by_its_old_
 }
 
 #[tokio::test]
+async fn a_quarantined_tool_being_redeployed_is_never_an_unknown_tool() {
+    let env = Env::new();
+    let dir = env.add(
+        "faulty",
+        "faulty-tool",
+        &tool_manifest("faulty", "faulty", ""),
+    );
+    let mut config = env.config();
+    config.test_abort_marker = Some("prx-test-abort".into());
+    config.retry_poll = Duration::from_millis(50);
+    config.restart.max_crashes = 0;
+    let sup = Supervisor::start(config).await.unwrap();
+    let _ = sup.call_tool("faulty", r#"{"mode":"crash"}"#).await;
+    until("faulty quarantined", || {
+        status(&sup, "faulty").state == StateKind::Quarantined
+    })
+    .await;
+    // New code (not in the compile cache: its load compiles) replaces the
+    // quarantined plugin. While it loads, a call hears that the plugin is
+    // out, never that the tool does not exist.
+    let wasm = std::fs::read(dir.join("plugin.wasm")).unwrap();
+    let fresh = common::with_custom_section(wasm, "redeploy", b"2");
+    std::fs::write(dir.join(".plugin.wasm.tmp"), fresh).unwrap();
+    std::fs::rename(dir.join(".plugin.wasm.tmp"), dir.join("plugin.wasm")).unwrap();
+    let began = Instant::now();
+    let mut refused = 0;
+    loop {
+        match sup.call_tool("faulty", "{}").await {
+            Ok(answer) => {
+                assert_eq!(answer, "ok");
+                break;
+            }
+            Err(CallError::NotRunning { .. }) => refused += 1,
+            Err(other) => panic!("during the redeploy: {other:?}"),
+        }
+        assert!(began.elapsed() < Duration::from_secs(60), "not redeployed");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(refused > 0, "the redeploy was over before a call saw it");
+    sup.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_stopped_worker_misses_its_heartbeat_and_is_replaced() {
     let env = Env::new();
     env.add("echo-tool", "echo-tool", &echo_manifest());
