@@ -27,6 +27,8 @@ use redb::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+use super::kv::Db;
+
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("memory_entries");
 const POSTINGS: TableDefinition<(&str, u64), u32> = TableDefinition::new("memory_postings");
 /// `count`, `total_terms`, `next_id`, and `plugin:<name>` entry counts.
@@ -127,7 +129,8 @@ pub struct Recalled {
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct MemoryStore {
-    db: Arc<Database>,
+    /// The kv store's database (reopened by it after a disk error).
+    db: Arc<Db>,
     /// One gate per plugin name, letting through
     /// [`MAX_RECALLS_AT_ONCE_PER_PLUGIN`] of its recalls.
     recall_gates: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
@@ -158,8 +161,12 @@ pub fn terms(text: &str) -> impl Iterator<Item = String> + '_ {
 
 impl MemoryStore {
     /// Uses (and creates the tables in) the supervisor's database.
-    pub fn new(db: Arc<Database>) -> Result<Self, MemoryError> {
-        let txn = db.begin_write().map_err(storage)?;
+    pub fn new(db: Arc<Db>) -> Result<Self, MemoryError> {
+        let txn = db
+            .current()
+            .map_err(storage)?
+            .begin_write()
+            .map_err(storage)?;
         txn.open_table(ENTRIES).map_err(storage)?;
         txn.open_table(POSTINGS).map_err(storage)?;
         txn.open_table(STATS).map_err(storage)?;
@@ -170,6 +177,11 @@ impl MemoryStore {
         })
     }
 
+    /// The database as it is now (see [`Db`]).
+    fn db(&self) -> Result<Arc<Database>, MemoryError> {
+        self.db.current().map_err(storage)
+    }
+
     /// Stores an entry for `plugin`; returns its id once it is durable.
     pub async fn store(
         &self,
@@ -178,7 +190,7 @@ impl MemoryStore {
         category: &str,
     ) -> Result<String, MemoryError> {
         let (entry, tf) = indexed(plugin, text, category)?;
-        let db = self.db.clone();
+        let db = self.db()?;
         // A durable commit waits for the disk: off the async threads.
         tokio::task::spawn_blocking(move || insert(&db, &entry, &tf))
             .await
@@ -244,7 +256,7 @@ impl MemoryStore {
         if limit == 0 || query_terms.is_empty() {
             return Ok(Vec::new());
         }
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.db()?.begin_read().map_err(storage)?;
         let stats = txn.open_table(STATS).map_err(storage)?;
         let stat = |name: &str| -> Result<u64, MemoryError> {
             Ok(stats
@@ -309,7 +321,7 @@ impl MemoryStore {
         let Ok(id) = id.parse::<u64>() else {
             return Ok(false);
         };
-        let db = self.db.clone();
+        let db = self.db()?;
         tokio::task::spawn_blocking(move || remove(&db, id))
             .await
             .map_err(storage)?
@@ -317,7 +329,7 @@ impl MemoryStore {
 
     /// Entries stored (all plugins).
     pub fn count(&self) -> Result<u64, MemoryError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.db()?.begin_read().map_err(storage)?;
         let stats = txn.open_table(STATS).map_err(storage)?;
         Ok(stats
             .get("count")
@@ -612,7 +624,7 @@ mod tests {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .unwrap();
-        MemoryStore::new(Arc::new(db)).unwrap()
+        MemoryStore::new(Db::new(db, None)).unwrap()
     }
 
     #[test]
@@ -726,7 +738,7 @@ mod tests {
     /// checks and index as `store`: a durable commit per entry would make
     /// the tests with 100,000 entries slow.
     fn store_many(m: &MemoryStore, plugin: &str, texts: impl IntoIterator<Item = String>) {
-        let txn = m.db.begin_write().unwrap();
+        let txn = m.db.current().unwrap().begin_write().unwrap();
         for text in texts {
             let (entry, tf) = indexed(plugin, &text, "").unwrap();
             insert_in(&txn, &entry, &tf).unwrap();
@@ -755,7 +767,7 @@ mod tests {
     #[test]
     fn one_recall_reads_at_most_its_budget_of_postings_and_the_rare_words_in_full() {
         let m = common_and_rare();
-        let txn = m.db.begin_read().unwrap();
+        let txn = m.db.current().unwrap().begin_read().unwrap();
         let postings = txn.open_table(POSTINGS).unwrap();
         let words = ["common".to_string(), "rare".to_string()];
 

@@ -9,6 +9,7 @@ mod bus;
 mod capabilities;
 mod compile;
 mod console;
+mod disk_faults;
 mod forged_frames;
 mod http;
 mod kv;

@@ -21,7 +21,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::wal::{Effect, Wal};
+use super::wal::{AppendError, Effect, Wal};
 
 /// The pair of log files beside one database.
 #[derive(Debug)]
@@ -76,7 +76,7 @@ impl Log {
     }
 
     /// Appends the effects of one batch to the active file and syncs.
-    pub fn append(&mut self, effects: &[Effect]) -> std::io::Result<()> {
+    pub fn append(&mut self, effects: &[Effect]) -> Result<(), AppendError> {
         self.files[self.active].append(effects)
     }
 

@@ -30,10 +30,12 @@ use std::time::Duration;
 use redb::{Database, ReadableDatabase, TableDefinition};
 use tokio::sync::oneshot;
 
+mod db;
 mod log;
 mod wal;
 mod writer;
 
+pub use db::Db;
 use log::Log;
 use wal::Effect;
 use writer::{Batch, checkpoint_now, writer};
@@ -76,6 +78,12 @@ pub enum KvError {
     Storage(String),
     #[error("storage failed: writing the kv log {0}")]
     LogFailed(String),
+    /// The log could not take the write (a full disk): nothing was
+    /// written, and writes work again once the disk has room.
+    #[error(
+        "storage refused the write: the kv log {0}; nothing was written, and writes work again once the disk has room (reads go on meanwhile)"
+    )]
+    LogRefused(String),
 }
 
 fn storage(e: impl std::fmt::Display) -> KvError {
@@ -175,7 +183,7 @@ fn read(overlay: &Shared) -> std::sync::RwLockReadGuard<'_, Overlay> {
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct KvStore {
-    db: Arc<Database>,
+    db: Arc<Db>,
     overlay: Shared,
     writes: mpsc::Sender<Write>,
 }
@@ -204,7 +212,7 @@ impl KvStore {
             match Database::create(path) {
                 Ok(db) => {
                     let log = Log::open(path).map_err(storage)?;
-                    return Self::start(db, Some(log), every);
+                    return Self::start(Db::new(db, Some(path.to_owned())), Some(log), every);
                 }
                 Err(redb::DatabaseError::DatabaseAlreadyOpen) if started.elapsed() < LOCK_WAIT => {
                     std::thread::sleep(std::time::Duration::from_millis(10));
@@ -219,22 +227,23 @@ impl KvStore {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(storage)?;
-        Self::start(db, None, CHECKPOINT_EVERY)
+        Self::start(Db::new(db, None), None, CHECKPOINT_EVERY)
     }
 
     /// Replays what the log holds (a crash after acknowledged writes and
     /// before their checkpoint) and starts the writer. In memory there is
     /// no log: the overlay is all there is between checkpoints.
     fn start(
-        db: Database,
+        db: Arc<Db>,
         log: Option<(Log, Vec<Effect>)>,
         every: Duration,
     ) -> Result<Self, KvError> {
-        let db = Arc::new(db);
-        let txn = db.begin_write().map_err(storage)?;
+        let current = db.current().map_err(KvError::Storage)?;
+        let txn = current.begin_write().map_err(storage)?;
         txn.open_table(KV).map_err(storage)?;
         txn.open_table(USAGE).map_err(storage)?;
         txn.commit().map_err(storage)?;
+        drop(current);
         let overlay = Shared::default();
         let log = match log {
             Some((mut log, effects)) => {
@@ -270,7 +279,7 @@ impl KvStore {
     }
 
     /// The database, for the other stores that share its file.
-    pub fn database(&self) -> Arc<Database> {
+    pub fn database(&self) -> Arc<Db> {
         self.db.clone()
     }
 
@@ -304,17 +313,20 @@ impl KvStore {
     /// Keys of `namespace` starting with `prefix`, in order.
     pub fn list_keys(&self, namespace: &str, prefix: &str) -> Result<Vec<String>, KvError> {
         let pending = read(&self.overlay).changes_under(namespace, prefix);
-        let txn = self.db.begin_read().map_err(storage)?;
-        let table = txn.open_table(KV).map_err(storage)?;
-        let mut keys = BTreeSet::new();
-        for entry in table.range((namespace, prefix)..).map_err(storage)? {
-            let (key, _) = entry.map_err(storage)?;
-            let (ns, k) = key.value();
-            if ns != namespace || !k.starts_with(prefix) {
-                break;
+        let mut keys = with_db(&self.db, |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(KV)?;
+            let mut keys = BTreeSet::new();
+            for entry in table.range((namespace, prefix)..)? {
+                let (key, _) = entry?;
+                let (ns, k) = key.value();
+                if ns != namespace || !k.starts_with(prefix) {
+                    break;
+                }
+                keys.insert(k.to_owned());
             }
-            keys.insert(k.to_owned());
-        }
+            Ok(keys)
+        })?;
         for (key, present) in pending {
             if present {
                 keys.insert(key);
@@ -432,18 +444,38 @@ fn stored_key(prefix: &str, key: &str) -> Result<String, KvError> {
     Ok([prefix, key].concat())
 }
 
-fn db_get(db: &Database, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-    let txn = db.begin_read().map_err(storage)?;
-    let table = txn.open_table(KV).map_err(storage)?;
-    let value = table.get((namespace, key)).map_err(storage)?;
-    Ok(value.map(|v| v.value().to_vec()))
+/// Runs `op` on the database; after a disk error that left redb refusing
+/// everything, opens it again and runs `op` once more.
+fn with_db<T>(db: &Db, op: impl Fn(&Database) -> Result<T, redb::Error>) -> Result<T, KvError> {
+    let current = db.current().map_err(KvError::Storage)?;
+    match op(&current) {
+        Ok(value) => Ok(value),
+        Err(e) if db::latched(&e) => {
+            tracing::error!("kv database failed ({e}); opening it again");
+            db.reopen(current);
+            let again = db.current().map_err(KvError::Storage)?;
+            op(&again).map_err(storage)
+        }
+        Err(e) => Err(storage(e)),
+    }
 }
 
-fn db_usage(db: &Database, namespace: &str) -> Result<u64, KvError> {
-    let txn = db.begin_read().map_err(storage)?;
-    let table = txn.open_table(USAGE).map_err(storage)?;
-    let used = table.get(namespace).map_err(storage)?;
-    Ok(used.map(|u| u.value()).unwrap_or(0))
+fn db_get(db: &Db, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+    with_db(db, |db| {
+        let txn = db.begin_read()?;
+        let table = txn.open_table(KV)?;
+        let value = table.get((namespace, key))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    })
+}
+
+fn db_usage(db: &Db, namespace: &str) -> Result<u64, KvError> {
+    with_db(db, |db| {
+        let txn = db.begin_read()?;
+        let table = txn.open_table(USAGE)?;
+        let used = table.get(namespace)?;
+        Ok(used.map(|u| u.value()).unwrap_or(0))
+    })
 }
 
 #[cfg(test)]

@@ -143,7 +143,28 @@ pub struct Wal {
     generation: Option<u64>,
     /// Where the next record goes.
     end: u64,
+    /// The file's length: what an append that failed must not grow it past.
+    size: u64,
     buffer: Vec<u8>,
+}
+
+/// Why an append failed.
+#[derive(Debug)]
+pub enum AppendError {
+    /// The bytes could not be written (a full disk, a quota): the file is
+    /// as it was, and a later append may work.
+    Refused(std::io::Error),
+    /// A sync failed, or the file could not be put back as it was: what
+    /// reached the disk is unknown.
+    Broken(std::io::Error),
+}
+
+impl std::fmt::Display for AppendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(e) | Self::Broken(e) => e.fmt(f),
+        }
+    }
 }
 
 impl Wal {
@@ -173,6 +194,7 @@ impl Wal {
             file.write_all_at(&zeros, bytes.len() as u64)?;
             file.sync_all()?;
         }
+        let size = PREALLOCATED.max(bytes.len() as u64);
         // The log's directory entry must outlive a crash too.
         if let Some(dir) = path.parent() {
             File::open(dir)?.sync_all()?;
@@ -182,6 +204,7 @@ impl Wal {
             path: path.to_owned(),
             generation,
             end,
+            size,
             buffer: Vec::new(),
         };
         Ok((wal, effects))
@@ -189,17 +212,21 @@ impl Wal {
 
     /// Appends the effects of one batch and syncs: when this returns Ok,
     /// they survive a crash.
-    pub fn append(&mut self, effects: &[Effect]) -> std::io::Result<()> {
+    pub fn append(&mut self, effects: &[Effect]) -> Result<(), AppendError> {
         if effects.is_empty() {
             return Ok(());
         }
         let generation = self.generation.ok_or_else(|| {
-            std::io::Error::other("the log was appended to before it was started")
+            AppendError::Broken(std::io::Error::other(
+                "the log was appended to before it was started",
+            ))
         })?;
-        // Tests of the failure path name their directory so.
+        // Tests of the failure paths name their directory so.
         #[cfg(test)]
         if self.path.to_string_lossy().contains("inject-sync-failure") {
-            return Err(std::io::Error::other("injected sync failure"));
+            return Err(AppendError::Broken(std::io::Error::other(
+                "injected sync failure",
+            )));
         }
         self.buffer.clear();
         let mut body = Vec::new();
@@ -212,21 +239,37 @@ impl Wal {
                 .extend_from_slice(&record_crc(generation, &body).to_le_bytes());
             self.buffer.extend_from_slice(&body);
         }
-        let written = self
-            .file
-            .write_all_at(&self.buffer, self.end)
-            .and_then(|()| self.file.sync_data());
-        match written {
-            Ok(()) => {
-                self.end += self.buffer.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                // Whatever part reached the file must not be replayed.
-                self.erase(self.end, self.end + self.buffer.len() as u64)?;
-                Err(e)
-            }
+        let to = self.end + self.buffer.len() as u64;
+        if let Err(e) = self.file.write_all_at(&self.buffer, self.end) {
+            // Whatever part reached the file must not be replayed, and a
+            // file that grew must shrink back (that never needs space).
+            return match self.take_back(to) {
+                Ok(()) => Err(AppendError::Refused(e)),
+                Err(e) => Err(AppendError::Broken(e)),
+            };
         }
+        if let Err(e) = self.file.sync_data() {
+            let _ = self.erase(self.end, to);
+            return Err(AppendError::Broken(e));
+        }
+        self.end = to;
+        self.size = self.size.max(to);
+        Ok(())
+    }
+
+    /// Undoes a write of `end..to` that failed: zeros the part inside the
+    /// file's old length (blocks it already had), cuts off what it grew
+    /// by, and syncs.
+    fn take_back(&mut self, to: u64) -> std::io::Result<()> {
+        let inside = to.min(self.size);
+        if inside > self.end {
+            self.file
+                .write_all_at(&vec![0; (inside - self.end) as usize], self.end)?;
+        }
+        if self.file.metadata()?.len() > self.size {
+            self.file.set_len(self.size)?;
+        }
+        self.file.sync_data()
     }
 
     /// Bytes of records in the log.

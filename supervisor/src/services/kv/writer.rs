@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use redb::{Database, Durability};
 
+use super::db::{Db, latched};
+
 use super::log::Log;
-use super::wal::{CHECKPOINT_BYTES, Effect};
+use super::wal::{AppendError, CHECKPOINT_BYTES, Effect};
 use super::{
     Done, KV, KvError, LINGER, Layer, MAX_BATCH, Op, Shared, USAGE, Write, db_get, db_usage, read,
     storage,
@@ -42,7 +44,7 @@ impl Effect {
 /// The changes of one batch, seen on top of the overlay and redb, kept
 /// apart until the batch is durable.
 pub(super) struct Batch<'a> {
-    db: &'a Database,
+    db: &'a Db,
     overlay: &'a Shared,
     entries: BTreeMap<(String, String), Option<Vec<u8>>>,
     usage: HashMap<String, u64>,
@@ -50,7 +52,7 @@ pub(super) struct Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
-    pub(super) fn new(db: &'a Database, overlay: &'a Shared) -> Self {
+    pub(super) fn new(db: &'a Db, overlay: &'a Shared) -> Self {
         Self {
             db,
             overlay,
@@ -166,7 +168,7 @@ impl<'a> Batch<'a> {
 /// [`LINGER`] for the writers that have just been answered; a lone writer
 /// never waits, and a batch that waited in vain lowers the expectation.
 pub(super) fn writer(
-    db: Arc<Database>,
+    db: Arc<Db>,
     overlay: Shared,
     mut log: Option<Log>,
     every: Duration,
@@ -227,7 +229,11 @@ pub(super) fn writer(
             if full {
                 checkpoints.wait();
             }
-            if !checkpoints.running() {
+            // A sealed layer left after its checkpoint ended is one whose
+            // commit failed (a full disk): tried again once a period, not
+            // once a batch, since each try costs the disk more.
+            let failed = !checkpoints.running() && !read(&overlay).sealed.is_empty();
+            if !checkpoints.running() && (!failed || last_checkpoint.elapsed() >= every) {
                 begin_checkpoint(&overlay, log.as_mut(), &mut checkpoints);
                 last_checkpoint = Instant::now();
             }
@@ -273,7 +279,7 @@ struct Checkpoints {
 impl Checkpoints {
     /// `log` (a file of the store's log, none in memory) names the store
     /// in messages.
-    fn start(db: Arc<Database>, overlay: Shared, log: Option<std::path::PathBuf>) -> Self {
+    fn start(db: Arc<Db>, overlay: Shared, log: Option<std::path::PathBuf>) -> Self {
         let (jobs, work) = mpsc::channel::<()>();
         let (finished, done) = mpsc::channel();
         let spawned = std::thread::Builder::new()
@@ -344,18 +350,28 @@ impl Checkpoints {
 /// Commits the sealed layer and drops it from the overlay. On failure it
 /// stays (it is still the truth, and its log file is kept) and the writer
 /// hands it over again at the next checkpoint.
-fn commit_sealed(db: &Database, overlay: &Shared, log: Option<&std::path::Path>) {
+fn commit_sealed(db: &Db, overlay: &Shared, log: Option<&std::path::Path>) {
     let sealed = read(overlay).sealed.clone();
-    match commit(db, &sealed) {
+    let log = log.map(|l| l.display().to_string());
+    let log = log.as_deref().unwrap_or("memory");
+    let current = match db.current() {
+        Ok(current) => current,
+        Err(e) => {
+            tracing::error!("kv checkpoint not made (the log {log} keeps the writes): {e}");
+            return;
+        }
+    };
+    match commit(&current, &sealed) {
         Ok(()) => {
             overlay.write().unwrap_or_else(|p| p.into_inner()).sealed = Arc::default();
         }
         Err(e) => {
-            let log = log.map(|l| l.display().to_string());
-            let log = log.as_deref().unwrap_or("memory");
             tracing::error!(
                 "kv checkpoint failed (the log {log} keeps the writes; retrying in a second): {e}"
             );
+            if latched(&e) {
+                db.reopen(current);
+            }
         }
     }
 }
@@ -365,14 +381,15 @@ fn commit_sealed(db: &Database, overlay: &Shared, log: Option<&std::path::Path>)
 /// layer leaves the overlay only once redb holds it; then the log is
 /// cleared.
 pub(super) fn checkpoint_now(
-    db: &Database,
+    db: &Db,
     overlay: &Shared,
     log: Option<&mut Log>,
 ) -> Result<(), KvError> {
+    let current = db.current().map_err(KvError::Storage)?;
     let sealed = read(overlay).sealed.clone();
-    commit(db, &sealed)?;
+    commit(&current, &sealed).map_err(storage)?;
     overlay.write().unwrap_or_else(|p| p.into_inner()).sealed = Arc::default();
-    commit(db, &read(overlay).active)?;
+    commit(&current, &read(overlay).active).map_err(storage)?;
     overlay.write().unwrap_or_else(|p| p.into_inner()).active = Layer::default();
     match log {
         Some(log) => log.clear().map_err(storage),
@@ -381,31 +398,30 @@ pub(super) fn checkpoint_now(
 }
 
 /// Writes a layer's changes into redb in one durable commit.
-fn commit(db: &Database, layer: &Layer) -> Result<(), KvError> {
+fn commit(db: &Database, layer: &Layer) -> Result<(), redb::Error> {
     if layer.is_empty() {
         return Ok(());
     }
-    let mut txn = db.begin_write().map_err(storage)?;
-    txn.set_durability(Durability::Immediate).map_err(storage)?;
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
     {
-        let mut kv = txn.open_table(KV).map_err(storage)?;
+        let mut kv = txn.open_table(KV)?;
         for ((ns, key), value) in &layer.entries {
             match value {
                 Some(value) => kv.insert((ns.as_str(), key.as_str()), value.as_slice()),
                 None => kv.remove((ns.as_str(), key.as_str())),
-            }
-            .map_err(storage)?;
+            }?;
         }
-        let mut usage = txn.open_table(USAGE).map_err(storage)?;
+        let mut usage = txn.open_table(USAGE)?;
         for (ns, used) in &layer.usage {
-            usage.insert(ns.as_str(), *used).map_err(storage)?;
+            usage.insert(ns.as_str(), *used)?;
         }
     }
-    txn.commit().map_err(storage)
+    Ok(txn.commit()?)
 }
 
 fn commit_batch(
-    db: &Database,
+    db: &Db,
     overlay: &Shared,
     log: Option<&mut Log>,
     writes: &[Write],
@@ -419,7 +435,11 @@ fn commit_batch(
         && let Err(e) = log.append(&batch.effects)
     {
         // Nothing was published: the batch never happened.
-        let e = KvError::LogFailed(format!("{}: {e}", log.path().display()));
+        let at = log.path().display();
+        let e = match e {
+            AppendError::Refused(e) => KvError::LogRefused(format!("{at}: {e}")),
+            AppendError::Broken(e) => KvError::LogFailed(format!("{at}: {e}")),
+        };
         return writes.iter().map(|_| Err(e.clone())).collect();
     }
     batch.publish();
