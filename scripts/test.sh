@@ -3,8 +3,8 @@
 # unit and integration tests (real supervisor and worker processes, real
 # wasm32-wasip2 plugins in Rust and Python), the guest workspace's tests,
 # the Python SDK's and Python plugins' pytest tests, a compile of the fuzz
-# targets, and the supply-chain gate over every lock file. Installs what it
-# needs first.
+# targets, the supply-chain gate over every lock file, and a one-minute
+# chaos soak. Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +51,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "host tests"
 cargo test --workspace --no-fail-fast 2>&1 | tee -a "$results"
+
+step "chaos soak (a minute of faults under load: scripts/soak.sh)"
+scripts/soak.sh 1
 
 step "guest tests (the PDK and examples on the host)"
 (cd plugins && cargo test --quiet) 2>&1 | tee -a "$results"
