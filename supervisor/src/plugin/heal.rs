@@ -35,14 +35,24 @@ impl Quarantine {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Lifter {
     Operator,
-    CoolDown,
+    /// The cool-down of the quarantine of this generation.
+    CoolDown(u64),
 }
 
 impl Lifter {
     pub(super) fn as_str(self) -> &'static str {
         match self {
             Self::Operator => "operator",
-            Self::CoolDown => "cool-down",
+            Self::CoolDown(_) => "cool-down",
+        }
+    }
+
+    /// Whether it may lift the quarantine of `healing` now: a cool-down
+    /// only the quarantine it was set for.
+    pub(super) fn may_lift(self, healing: &Healing) -> bool {
+        match self {
+            Self::Operator => true,
+            Self::CoolDown(generation) => healing.is_current(generation),
         }
     }
 }
@@ -127,6 +137,15 @@ impl Plugin {
     /// `why`. One quarantined for crashes is released again after its
     /// cool-down. Returns the message the state carries.
     pub(super) fn quarantine(self: &Arc<Self>, rt: &Runtime, why: Quarantine) -> String {
+        // Already out (a spare and the first worker can both get here): a
+        // crash loop neither replaces a quarantine nor starts its timer
+        // again; a security event replaces one for crashes, and voids its
+        // timer.
+        if let (Quarantine::Crashes(_), PluginState::Quarantined { reason, .. }) =
+            (&why, self.state())
+        {
+            return reason;
+        }
         let (cooldown, generation) = self.healing.quarantined(&rt.restart, Instant::now(), &why);
         let release = format!("`prx release {}`", self.name);
         let message = match cooldown {
@@ -146,6 +165,12 @@ impl Plugin {
             reason: message.clone(),
             release_at: cooldown.map(|after| SystemTime::now() + after),
         });
+        // Every worker goes, the first one too when a spare brought this
+        // about; their supervision lets them go.
+        if let Some(worker) = self.worker.send_replace(None) {
+            worker.stop_on_purpose();
+            worker.kill();
+        }
         self.kill_spares();
         self.stats().count_quarantine();
         tracing::error!(plugin = %self.name, event = "prx.lifecycle.quarantined",
@@ -179,11 +204,12 @@ impl Plugin {
                     return;
                 }
             }
-            if plugin.is_stopping() || !plugin.healing.is_current(generation) {
+            if plugin.is_stopping() {
                 return;
             }
-            // Lifted by an operator meanwhile: nothing to do.
-            let _ = plugin.lift(&rt, Lifter::CoolDown).await;
+            // Lifted by an operator, or quarantined again, meanwhile:
+            // nothing to do.
+            let _ = plugin.lift(&rt, Lifter::CoolDown(generation)).await;
         });
     }
 

@@ -15,6 +15,7 @@ use crate::topics::no_chain;
 use crate::worker_handle::{SourceKind, StartError, Worker, WorkerSpec};
 
 use super::heal::{Lifter, Quarantine};
+use super::supervision::init_failed;
 use super::{Plugin, PluginState, Runtime, supervise};
 
 impl Plugin {
@@ -148,7 +149,7 @@ impl Plugin {
     pub(super) async fn lift(self: &Arc<Self>, rt: &Runtime, by: Lifter) -> Result<(), String> {
         {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            if !matches!(*state, PluginState::Quarantined { .. }) {
+            if !matches!(*state, PluginState::Quarantined { .. }) || !by.may_lift(&self.healing) {
                 return Err(format!(
                     "plugin `{}` is {}, not quarantined",
                     self.name,
@@ -163,10 +164,7 @@ impl Plugin {
         let started = match self.start_worker(rt).await {
             Ok(worker) => match self.init_worker(&worker, rt).await {
                 Ok(()) => Ok(worker),
-                Err(e) => {
-                    worker.kill();
-                    Err(Quarantine::Crashes(e))
-                }
+                Err(e) => Err(init_failed(&*worker, e).await),
             },
             Err(e) if e.is_security_event() => Err(Quarantine::Security(e.reason())),
             Err(e) => Err(Quarantine::Crashes(e.to_string())),
@@ -195,6 +193,11 @@ impl Plugin {
                 self.start_spares(rt).await;
                 Ok(())
             }
+            // Discarded or stopped meanwhile: nothing to take out.
+            Err(_) if self.is_stopping() => Err(format!(
+                "plugin `{}` was replaced or stopped while it started",
+                self.name
+            )),
             Err(why) => {
                 let why = match why {
                     Quarantine::Crashes(e) => {

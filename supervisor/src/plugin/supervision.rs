@@ -44,6 +44,18 @@ fn classify_exit(
     Exit::Crash(kill_reason.unwrap_or_else(|| status.to_string()))
 }
 
+/// Why a new worker that failed to get ready (`error`) is taken out: a
+/// protocol violation or a forbidden system call while it started up is a
+/// security event, anything else one more crash. Kills it first.
+pub(super) async fn init_failed<W: Supervised>(worker: &W, error: String) -> Quarantine {
+    worker.kill();
+    let status = worker.exited().await;
+    match classify_exit(worker.violation_seen(), None, &status) {
+        Exit::Security(why) => Quarantine::Security(why),
+        Exit::Crash(_) => Quarantine::Crashes(error),
+    }
+}
+
 /// The restart decisions of one plugin's supervision, apart from any
 /// process: crashes are counted in a sliding window, restarts are spaced
 /// by [`backoff`], and a plugin that crashes too often is quarantined.
@@ -237,10 +249,17 @@ pub(super) async fn watch<K: Keeper>(
             match keeper.start().await {
                 Ok(new) => {
                     if let Err(e) = keeper.init(&new).await {
-                        // Counted as one more crash: the instance never served.
-                        new.kill();
-                        cause = e;
-                        continue;
+                        match init_failed(&*new, e).await {
+                            security @ Quarantine::Security(_) => {
+                                keeper.quarantine(security);
+                                return;
+                            }
+                            // One more crash: the instance never served.
+                            Quarantine::Crashes(e) => {
+                                cause = e;
+                                continue;
+                            }
+                        }
                     }
                     if keeper.is_stopping() {
                         new.kill();
@@ -703,6 +722,26 @@ mod tests {
                 "restarting",
                 "serving 3"
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_breaks_the_protocol_while_it_starts_is_a_security_event() {
+        let liar = Arc::new(FakeWorker {
+            violation: Some("forged id".into()),
+            ..Arc::into_inner(FakeWorker::crashed(2)).unwrap()
+        });
+        let keeper = keeper(vec![Ok(liar.clone()), Ok(FakeWorker::crashed(3))]);
+        keeper
+            .inits
+            .lock()
+            .unwrap()
+            .push_back(Err("bad reply to get-spec".into()));
+        watch(&keeper, quick(), FakeWorker::crashed(1)).await;
+        assert!(liar.killed.load(Ordering::SeqCst));
+        assert_eq!(
+            keeper.did().last().map(String::as_str),
+            Some("quarantine: protocol violation: forged id (heals false)")
         );
     }
 

@@ -67,7 +67,8 @@ impl Db {
         }
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         if state.db.is_none() && state.tried.elapsed() >= RETRY {
-            self.open(&mut state);
+            // One try, not a wait: callers may be on the async threads.
+            self.open(&mut state, Duration::ZERO);
         }
         state.db.clone().ok_or_else(|| {
             format!(
@@ -84,12 +85,16 @@ impl Db {
         let Some(path) = &self.path else {
             return;
         };
+        // Let go of it before waiting for the lock: two that met the same
+        // failure must not each wait for the other's reference.
+        let failed_at = Arc::as_ptr(&failed);
+        drop(failed);
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         match &state.db {
-            Some(db) if Arc::ptr_eq(db, &failed) => {}
+            // The slot still holds it, so the address is still its own.
+            Some(db) if Arc::as_ptr(db) == failed_at => {}
             _ => return,
         }
-        drop(failed);
         // New users wait on the lock meanwhile.
         let began = Instant::now();
         while state
@@ -104,10 +109,12 @@ impl Db {
             std::thread::sleep(Duration::from_millis(1));
         }
         state.db = None;
-        self.open(&mut state);
+        self.open(&mut state, LET_GO_WAIT);
     }
 
-    fn open(&self, state: &mut State) {
+    /// Opens the file, waiting up to `patience` for a closed instance's
+    /// last transaction to let go of its lock.
+    fn open(&self, state: &mut State, patience: Duration) {
         let Some(path) = &self.path else {
             return;
         };
@@ -121,7 +128,7 @@ impl Db {
                 }
                 // The last user of the closed instance is still letting go.
                 Err(redb::DatabaseError::DatabaseAlreadyOpen)
-                    if state.tried.elapsed() < LET_GO_WAIT =>
+                    if state.tried.elapsed() < patience =>
                 {
                     std::thread::sleep(Duration::from_millis(5));
                 }

@@ -35,7 +35,7 @@ mod log;
 mod wal;
 mod writer;
 
-pub use db::Db;
+pub use db::{Db, latched};
 use log::Log;
 use wal::Effect;
 use writer::{Batch, checkpoint_now, writer};

@@ -183,7 +183,11 @@ pub(super) fn writer(
     // every write until the supervisor is restarted (and replays the log).
     let mut poisoned: Option<KvError> = None;
     loop {
-        let wait = every.saturating_sub(last_checkpoint.elapsed());
+        // Never zero: while a checkpoint runs past its period this waits
+        // for writes instead of spinning.
+        let wait = every
+            .saturating_sub(last_checkpoint.elapsed())
+            .max(Duration::from_millis(5));
         let first = match queue.recv_timeout(wait) {
             Ok(first) => Some(first),
             Err(mpsc::RecvTimeoutError::Timeout) => None,

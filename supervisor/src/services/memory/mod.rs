@@ -16,18 +16,20 @@
 //! at a time per plugin, so a plugin recalling in a loop cannot hold the
 //! async threads that answer every other plugin, heartbeats and the API.
 
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use redb::{
-    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition,
-    WriteTransaction,
-};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use super::kv::Db;
+
+mod write;
+#[cfg(test)]
+use write::insert_in;
+use write::{indexed, insert, remove};
 
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("memory_entries");
 const POSTINGS: TableDefinition<(&str, u64), u32> = TableDefinition::new("memory_postings");
@@ -88,6 +90,10 @@ pub enum MemoryError {
     TooMuchText,
     #[error("storage failed: {0}")]
     Storage(String),
+    /// A commit failed in a way that leaves redb refusing everything until
+    /// it is opened again (which the store then asks for).
+    #[error("storage failed: {0}")]
+    Disk(String),
 }
 
 fn storage(e: impl std::fmt::Display) -> MemoryError {
@@ -190,12 +196,28 @@ impl MemoryStore {
         category: &str,
     ) -> Result<String, MemoryError> {
         let (entry, tf) = indexed(plugin, text, category)?;
-        let db = self.db()?;
-        // A durable commit waits for the disk: off the async threads.
-        tokio::task::spawn_blocking(move || insert(&db, &entry, &tf))
+        self.durably(move |db| insert(db, &entry, &tf))
             .await
-            .map_err(storage)?
             .map(|id| id.to_string())
+    }
+
+    /// Runs a write with a durable commit off the async threads (it waits
+    /// for the disk); after a disk error that latched, has the database
+    /// opened again.
+    async fn durably<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Database) -> Result<T, MemoryError> + Send + 'static,
+    ) -> Result<T, MemoryError> {
+        let current = self.db()?;
+        let db = current.clone();
+        let result = tokio::task::spawn_blocking(move || write(&db))
+            .await
+            .map_err(storage)?;
+        if let Err(MemoryError::Disk(_)) = &result {
+            let db = self.db.clone();
+            tokio::task::spawn_blocking(move || db.reopen(current));
+        }
+        result
     }
 
     /// [`recall`](Self::recall) for `plugin`, off the async threads.
@@ -321,10 +343,7 @@ impl MemoryStore {
         let Ok(id) = id.parse::<u64>() else {
             return Ok(false);
         };
-        let db = self.db()?;
-        tokio::task::spawn_blocking(move || remove(&db, id))
-            .await
-            .map_err(storage)?
+        self.durably(move |db| remove(db, id)).await
     }
 
     /// Entries stored (all plugins).
@@ -465,136 +484,6 @@ fn stored(
     serde_json::from_slice(raw.value())
         .map(Some)
         .map_err(storage)
-}
-
-/// The entry `plugin` stores for `text` and the frequency of each of its
-/// words, or why it cannot be stored.
-fn indexed(
-    plugin: &str,
-    text: &str,
-    category: &str,
-) -> Result<(StoredMemory, BTreeMap<String, u32>), MemoryError> {
-    if text.len() > MAX_TEXT {
-        return Err(MemoryError::TextTooLong(text.len()));
-    }
-    if category.len() > MAX_CATEGORY {
-        return Err(MemoryError::CategoryTooLong(category.len()));
-    }
-    let mut tf: BTreeMap<String, u32> = BTreeMap::new();
-    for term in terms(text) {
-        *tf.entry(term).or_default() += 1;
-    }
-    if tf.is_empty() {
-        return Err(MemoryError::NoWords);
-    }
-    let entry = StoredMemory {
-        text: text.into(),
-        category: category.into(),
-        plugin: plugin.into(),
-        stored_at_ms: crate::clock::now_ms(),
-        terms: tf.values().map(|n| u64::from(*n)).sum(),
-    };
-    Ok((entry, tf))
-}
-
-/// Stores `entry` in a durable transaction of its own; returns its id.
-fn insert(
-    db: &Database,
-    entry: &StoredMemory,
-    tf: &BTreeMap<String, u32>,
-) -> Result<u64, MemoryError> {
-    let mut txn = db.begin_write().map_err(storage)?;
-    txn.set_durability(Durability::Immediate).map_err(storage)?;
-    let id = insert_in(&txn, entry, tf)?;
-    txn.commit().map_err(storage)?;
-    Ok(id)
-}
-
-/// Adds `entry` and its postings to `txn`, within its plugin's share;
-/// returns its id.
-fn insert_in(
-    txn: &WriteTransaction,
-    entry: &StoredMemory,
-    tf: &BTreeMap<String, u32>,
-) -> Result<u64, MemoryError> {
-    let mut stats = txn.open_table(STATS).map_err(storage)?;
-    let get = |name: &str| -> Result<u64, MemoryError> {
-        Ok(stats
-            .get(name)
-            .map_err(storage)?
-            .map(|v| v.value())
-            .unwrap_or(0))
-    };
-    let per_plugin = format!("plugin:{}", entry.plugin);
-    let bytes_key = format!("bytes:{}", entry.plugin);
-    let mine = get(&per_plugin)?;
-    if mine >= MAX_ENTRIES_PER_PLUGIN {
-        return Err(MemoryError::Full);
-    }
-    let bytes = get(&bytes_key)? + entry.text.len() as u64;
-    if bytes > MAX_BYTES_PER_PLUGIN {
-        return Err(MemoryError::TooMuchText);
-    }
-    let id = get("next_id")? + 1;
-    let count = get("count")?;
-    let total = get("total_terms")?;
-    for (name, value) in [
-        ("next_id", id),
-        ("count", count + 1),
-        ("total_terms", total + entry.terms),
-        (per_plugin.as_str(), mine + 1),
-        (bytes_key.as_str(), bytes),
-    ] {
-        stats.insert(name, value).map_err(storage)?;
-    }
-    let mut postings = txn.open_table(POSTINGS).map_err(storage)?;
-    for (term, n) in tf {
-        postings.insert((term.as_str(), id), *n).map_err(storage)?;
-    }
-    let mut entries = txn.open_table(ENTRIES).map_err(storage)?;
-    let raw = serde_json::to_vec(entry).map_err(storage)?;
-    entries.insert(id, raw.as_slice()).map_err(storage)?;
-    Ok(id)
-}
-
-fn remove(db: &Database, id: u64) -> Result<bool, MemoryError> {
-    let mut txn = db.begin_write().map_err(storage)?;
-    txn.set_durability(Durability::Immediate).map_err(storage)?;
-    {
-        let mut entries = txn.open_table(ENTRIES).map_err(storage)?;
-        let Some(raw) = entries.remove(id).map_err(storage)? else {
-            return Ok(false);
-        };
-        let entry: StoredMemory = serde_json::from_slice(raw.value()).map_err(storage)?;
-        drop(raw);
-        let mut postings = txn.open_table(POSTINGS).map_err(storage)?;
-        let mut seen = std::collections::BTreeSet::new();
-        for term in terms(&entry.text) {
-            if seen.insert(term.clone()) {
-                postings.remove((term.as_str(), id)).map_err(storage)?;
-            }
-        }
-        let mut stats = txn.open_table(STATS).map_err(storage)?;
-        let per_plugin = format!("plugin:{}", entry.plugin);
-        let bytes_key = format!("bytes:{}", entry.plugin);
-        for (name, minus) in [
-            ("count", 1),
-            ("total_terms", entry.terms),
-            (per_plugin.as_str(), 1),
-            (bytes_key.as_str(), entry.text.len() as u64),
-        ] {
-            let now = stats
-                .get(name)
-                .map_err(storage)?
-                .map(|v| v.value())
-                .unwrap_or(0);
-            stats
-                .insert(name, now.saturating_sub(minus))
-                .map_err(storage)?;
-        }
-    }
-    txn.commit().map_err(storage)?;
-    Ok(true)
 }
 
 #[cfg(test)]
