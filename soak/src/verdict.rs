@@ -17,10 +17,11 @@ const GRACE: Duration = Duration::from_secs(2);
 /// Bounds on the supervisor's growth over one life of at least a minute:
 /// the median of the last third of its samples (taken every 2 s after 20 s
 /// of warming up) against the median of the first third. Medians, because
-/// memory swings: a hot reload of a Python plugin reads its 19 MB
-/// component, and the allocator keeps up to about 40 MB of such buffers
-/// for a while (measured: RSS between 57 and 114 MB over 300 reloads,
-/// back to 77 MB, no trend). A leak shows as a trend that passes these.
+/// memory swings for a moment when a hot reload reads a Python plugin's
+/// 19 MB component. A life of a 10-minute run grows 3 to 6 MiB (the kv
+/// data redb caches); a leak shows as a trend that passes these bounds, as
+/// the allocator's retention of those components did (56 -> 113 MiB in two
+/// minutes) until `prx up` fixed its mmap threshold.
 pub const MAX_MORE_FDS: usize = 16;
 pub const MAX_MORE_THREADS: usize = 8;
 pub const MAX_MORE_RSS_KIB: u64 = 48 * 1024;
