@@ -102,6 +102,40 @@ async fn all_there(sup: &Supervisor, keys: &[String], size: usize) {
     }
 }
 
+/// Values of this size: a few hundred fill a log file.
+const SIZE: usize = 8 << 10;
+
+/// Starts a supervisor with `kv-tool` on `env`, writes 20 keys and waits
+/// for a checkpoint to move them into redb (a read of them then needs
+/// redb, not the store's memory). Returns the keys written.
+async fn start_with_checkpointed_keys(env: &Env) -> (Supervisor, Vec<String>) {
+    env.add("kv-tool", "kv-tool", &kv_manifest());
+    let sup = Supervisor::start(env.config()).await.expect("start");
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let key = format!("old{i}");
+        set(&sup, &key, SIZE)
+            .await
+            .expect("a write on a disk with room");
+        acked.push(key);
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    (sup, acked)
+}
+
+/// Writes new keys until one is refused; returns the refusal, with every
+/// acknowledged key added to `acked`.
+async fn write_until_refused(sup: &Supervisor, acked: &mut Vec<String>) -> String {
+    loop {
+        let key = format!("k{}", acked.len());
+        match set(sup, &key, SIZE).await {
+            Ok(()) => acked.push(key),
+            Err(e) => return e,
+        }
+        assert!(acked.len() < 20_000, "no write was ever refused");
+    }
+}
+
 #[test]
 fn a_full_disk_refuses_writes_keeps_reads_and_recovers_once_freed() {
     in_own_mount_namespace("full_disk_inside");
@@ -117,30 +151,12 @@ async fn full_disk_inside() {
     let env = Env::new();
     // Room for the two 4 MiB log files, redb, and what the test fills.
     mount_tmpfs(&env.state(), "64m");
-    env.add("kv-tool", "kv-tool", &kv_manifest());
-    let sup = Supervisor::start(env.config()).await.expect("start");
-    const SIZE: usize = 8 << 10;
-    // Keys that a checkpoint moves into redb before the disk fills: a read
-    // of them needs redb, not the store's memory.
-    let mut acked: Vec<String> = Vec::new();
-    for i in 0..20 {
-        let key = format!("old{i}");
-        set(&sup, &key, SIZE).await.unwrap();
-        acked.push(key);
-    }
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (sup, mut acked) = start_with_checkpointed_keys(&env).await;
     let filler = fill(&env.state(), 256 << 10);
 
     // Writes go on until the disk is full, then are refused, each with a
     // clear error; none half-done.
-    let refusal = loop {
-        let key = format!("k{}", acked.len());
-        match set(&sup, &key, SIZE).await {
-            Ok(()) => acked.push(key),
-            Err(e) => break e,
-        }
-        assert!(acked.len() < 20_000, "the disk never filled");
-    };
+    let refusal = write_until_refused(&sup, &mut acked).await;
     assert!(
         refusal.contains("No space left on device") && refusal.contains("nothing was written"),
         "{refusal}"
@@ -228,16 +244,7 @@ async fn failing_sync_inside() {
             env.state().to_str().unwrap(),
         ],
     );
-    env.add("kv-tool", "kv-tool", &kv_manifest());
-    let sup = Supervisor::start(env.config()).await.expect("start");
-    const SIZE: usize = 8 << 10;
-    let mut acked: Vec<String> = Vec::new();
-    for i in 0..20 {
-        let key = format!("old{i}");
-        set(&sup, &key, SIZE).await.unwrap();
-        acked.push(key);
-    }
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (sup, mut acked) = start_with_checkpointed_keys(&env).await;
     let filler = fill(&backing, 0);
 
     // Writes go on (into log space the disk already holds) until a sync
@@ -246,14 +253,7 @@ async fn failing_sync_inside() {
     // what reached the disk, and says to restart). From then on every
     // write is refused, saying which.
     let before = acked.len();
-    let failure = loop {
-        let key = format!("k{}", acked.len());
-        match set(&sup, &key, SIZE).await {
-            Ok(()) => acked.push(key),
-            Err(e) => break e,
-        }
-        assert!(acked.len() < 20_000, "no sync ever failed");
-    };
+    let failure = write_until_refused(&sup, &mut acked).await;
     let says_what_to_do = |e: &str| {
         e.contains("restart the supervisor")
             || e.contains("opens again by itself once the disk allows")

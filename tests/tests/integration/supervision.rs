@@ -178,6 +178,18 @@ async fn a_crash_loop_backs_off_then_quarantines_while_others_keep_serving() {
     sup.shutdown().await;
 }
 
+/// A plugin directory `faulty` with the faulty tool; the env and the
+/// directory.
+fn faulty_env() -> (Env, std::path::PathBuf) {
+    let env = Env::new();
+    let dir = env.add(
+        "faulty",
+        "faulty-tool",
+        &tool_manifest("faulty", "faulty", ""),
+    );
+    (env, dir)
+}
+
 /// Crashes `faulty` until it is quarantined; returns the quarantine's
 /// status. The other calls in between are refused, never served.
 async fn crash_until_quarantined(sup: &Supervisor) -> PluginStatus {
@@ -202,12 +214,7 @@ fn now_ms() -> u64 {
 
 #[tokio::test]
 async fn a_quarantine_for_crashes_lifts_itself_after_a_cooldown_that_doubles() {
-    let env = Env::new();
-    env.add(
-        "faulty",
-        "faulty-tool",
-        &tool_manifest("faulty", "faulty", ""),
-    );
+    let (env, _) = faulty_env();
     let mut config = env.config();
     config.test_abort_marker = Some("prx-test-abort".into());
     config.restart = RestartPolicy {
@@ -256,12 +263,7 @@ async fn a_quarantine_for_crashes_lifts_itself_after_a_cooldown_that_doubles() {
 
 #[tokio::test]
 async fn a_quarantined_version_replaced_by_new_files_is_not_released_by_its_old_timer() {
-    let env = Env::new();
-    let dir = env.add(
-        "faulty",
-        "faulty-tool",
-        &tool_manifest("faulty", "faulty", ""),
-    );
+    let (env, dir) = faulty_env();
     let mut config = env.config();
     config.test_abort_marker = Some("prx-test-abort".into());
     config.retry_poll = Duration::from_millis(50);
@@ -273,11 +275,7 @@ async fn a_quarantined_version_replaced_by_new_files_is_not_released_by_its_old_
     };
     let sup = Supervisor::start(config).await.unwrap();
     let mut lifecycle = sup.subscribe("prx.lifecycle.*").expect("subscribe");
-    let _ = sup.call_tool("faulty", r#"{"mode":"crash"}"#).await;
-    until("faulty quarantined", || {
-        status(&sup, "faulty").state == StateKind::Quarantined
-    })
-    .await;
+    crash_until_quarantined(&sup).await;
     // A deploy before the cool-down ends: the new files load at once.
     std::fs::write(
         dir.join("plugin.toml"),
@@ -306,22 +304,13 @@ async fn a_quarantined_version_replaced_by_new_files_is_not_released_by_its_old_
 
 #[tokio::test]
 async fn a_quarantined_tool_being_redeployed_is_never_an_unknown_tool() {
-    let env = Env::new();
-    let dir = env.add(
-        "faulty",
-        "faulty-tool",
-        &tool_manifest("faulty", "faulty", ""),
-    );
+    let (env, dir) = faulty_env();
     let mut config = env.config();
     config.test_abort_marker = Some("prx-test-abort".into());
     config.retry_poll = Duration::from_millis(50);
     config.restart.max_crashes = 0;
     let sup = Supervisor::start(config).await.unwrap();
-    let _ = sup.call_tool("faulty", r#"{"mode":"crash"}"#).await;
-    until("faulty quarantined", || {
-        status(&sup, "faulty").state == StateKind::Quarantined
-    })
-    .await;
+    crash_until_quarantined(&sup).await;
     // New code (not in the compile cache: its load compiles) replaces the
     // quarantined plugin. While it loads, a call hears that the plugin is
     // out, never that the tool does not exist.
