@@ -147,20 +147,19 @@ impl Plugin {
             return reason;
         }
         let (cooldown, generation) = self.healing.quarantined(&rt.restart, Instant::now(), &why);
-        let release = format!("`prx release {}`", self.name);
-        let message = match cooldown {
+        let then = match cooldown {
             Some(after) => format!(
-                "plugin `{}` quarantined: {}; it is tried again in {} s, or release it now with {release}",
-                self.name,
-                why.reason(),
+                "it is tried again in {} s, or release it now",
                 after.as_secs_f64().ceil() as u64
             ),
-            None => format!(
-                "plugin `{}` quarantined: {}; release it with {release}",
-                self.name,
-                why.reason()
-            ),
+            None => "release it".into(),
         };
+        let message = format!(
+            "plugin `{}` quarantined: {}; {then} with `prx release {}`",
+            self.name,
+            why.reason(),
+            self.name
+        );
         self.set_state(PluginState::Quarantined {
             reason: message.clone(),
             release_at: cooldown.map(|after| SystemTime::now() + after),

@@ -140,10 +140,14 @@ impl Plugin {
     async fn start_after_idle(self: &Arc<Self>, rt: &Runtime) {
         let started = Instant::now();
         let worker = match self.start_worker(rt).await {
-            Ok(worker) => match self.init_worker(&worker, rt).await {
+            Ok(worker) => match self.get_ready(&worker, rt).await {
                 Ok(()) => worker,
-                Err(e) => {
-                    worker.kill();
+                Err(security @ Quarantine::Security(_)) => {
+                    self.quarantine(rt, security);
+                    self.worker.send_modify(|_| {});
+                    return;
+                }
+                Err(Quarantine::Crashes(e)) => {
                     self.wake_failed(e);
                     return;
                 }

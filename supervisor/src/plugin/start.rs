@@ -116,9 +116,10 @@ impl Plugin {
             worker.kill();
             return Err(self.fail(e));
         }
-        if let Err(e) = self.init_worker(&worker, rt).await {
-            worker.kill();
-            return Err(self.fail(e));
+        match self.get_ready(&worker, rt).await {
+            Ok(()) => {}
+            Err(security @ Quarantine::Security(_)) => return Err(self.quarantine(rt, security)),
+            Err(Quarantine::Crashes(e)) => return Err(self.fail(e)),
         }
         self.worker.send_replace(Some(worker.clone()));
         if let Err(e) = route(self) {
@@ -162,28 +163,27 @@ impl Plugin {
         tracing::info!(plugin = %self.name, event = "prx.lifecycle.released", by = by.as_str(),
             "quarantine lifted");
         let started = match self.start_worker(rt).await {
-            Ok(worker) => match self.init_worker(&worker, rt).await {
-                Ok(()) => Ok(worker),
-                Err(e) => Err(init_failed(&*worker, e).await),
-            },
+            Ok(worker) => self.get_ready(&worker, rt).await.map(|()| worker),
             Err(e) if e.is_security_event() => Err(Quarantine::Security(e.reason())),
             Err(e) => Err(Quarantine::Crashes(e.to_string())),
         };
+        if let Ok(worker) = &started {
+            self.worker.send_replace(Some(worker.clone()));
+        }
+        // Discarded or stopped while it started (both set `stopping` before
+        // they take the worker, so one of the two sees the other): nothing
+        // to serve, nothing to take out.
+        if self.is_stopping() {
+            if let Some(worker) = self.worker.send_replace(None) {
+                worker.kill();
+            }
+            return Err(format!(
+                "plugin `{}` was replaced or stopped while it started",
+                self.name
+            ));
+        }
         match started {
             Ok(worker) => {
-                self.worker.send_replace(Some(worker.clone()));
-                // Discarded or stopped while it started (both set
-                // `stopping` before they take the worker, so one of the
-                // two sees the other): not a worker to serve.
-                if self.is_stopping() {
-                    if let Some(worker) = self.worker.send_replace(None) {
-                        worker.kill();
-                    }
-                    return Err(format!(
-                        "plugin `{}` was replaced or stopped while it started",
-                        self.name
-                    ));
-                }
                 self.set_state(PluginState::Running);
                 self.announce(
                     "prx.lifecycle.released",
@@ -193,11 +193,6 @@ impl Plugin {
                 self.start_spares(rt).await;
                 Ok(())
             }
-            // Discarded or stopped meanwhile: nothing to take out.
-            Err(_) if self.is_stopping() => Err(format!(
-                "plugin `{}` was replaced or stopped while it started",
-                self.name
-            )),
             Err(why) => {
                 let why = match why {
                     Quarantine::Crashes(e) => {
@@ -207,6 +202,16 @@ impl Plugin {
                 };
                 Err(self.quarantine(rt, why))
             }
+        }
+    }
+
+    /// [`Plugin::init_worker`], its failure told apart: a worker that broke
+    /// the protocol or met seccomp while it got ready is a security event,
+    /// anything else a plain failure. A worker that fails is killed.
+    pub(super) async fn get_ready(&self, worker: &Worker, rt: &Runtime) -> Result<(), Quarantine> {
+        match self.init_worker(worker, rt).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(init_failed(worker, e).await),
         }
     }
 

@@ -236,10 +236,12 @@ pub(super) fn writer(
             // A sealed layer left after its checkpoint ended is one whose
             // commit failed (a full disk): tried again once a period, not
             // once a batch, since each try costs the disk more.
-            let failed = !checkpoints.running() && !read(&overlay).sealed.is_empty();
-            if !checkpoints.running() && (!failed || last_checkpoint.elapsed() >= every) {
-                begin_checkpoint(&overlay, log.as_mut(), &mut checkpoints);
-                last_checkpoint = Instant::now();
+            if !checkpoints.running() {
+                let failed = !read(&overlay).sealed.is_empty();
+                if !failed || last_checkpoint.elapsed() >= every {
+                    begin_checkpoint(&overlay, log.as_mut(), &mut checkpoints);
+                    last_checkpoint = Instant::now();
+                }
             }
         }
     }
