@@ -16,6 +16,7 @@ use nix::unistd::Pid;
 
 use crate::daemon::{Daemon, processes_of};
 use crate::load::lock;
+use crate::weighted;
 use crate::world::{CALL_LIMIT_MS, COOLDOWN_MAX, Plugin};
 use prx_supervisor::plugin::StateKind;
 
@@ -136,7 +137,7 @@ impl Injector {
                 self.clone().kill_supervisor().await;
                 continue;
             }
-            let kind = pick(&mut rng);
+            let kind = weighted::pick(&mut rng, &Kind::RANDOM);
             let index = rng.usize(..self.plugins.len());
             version += 1;
             let fault_rng = rng.u64(..);
@@ -344,16 +345,4 @@ impl Injector {
             false,
         );
     }
-}
-
-fn pick(rng: &mut fastrand::Rng) -> Kind {
-    let total: u32 = Kind::RANDOM.iter().map(|(_, w)| w).sum();
-    let mut n = rng.u32(0..total);
-    for (kind, weight) in Kind::RANDOM {
-        if n < weight {
-            return kind;
-        }
-        n -= weight;
-    }
-    Kind::KillWorker
 }

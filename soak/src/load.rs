@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::daemon::{ApiError, Daemon};
+use crate::weighted;
 use crate::world::WEB_BODY;
 
 /// A client gives up on a call after this long (the supervisor's own
@@ -38,18 +39,6 @@ impl Op {
         (Op::Event, 1),
         (Op::KvWrite, 4),
     ];
-
-    fn pick(rng: &mut fastrand::Rng) -> Op {
-        let total: u32 = Self::ALL.iter().map(|(_, w)| w).sum();
-        let mut n = rng.u32(0..total);
-        for (op, weight) in Self::ALL {
-            if n < weight {
-                return op;
-            }
-            n -= weight;
-        }
-        Op::Echo
-    }
 
     /// The plugin that answers it (an event is the supervisor's alone).
     pub fn plugin(self) -> Option<&'static str> {
@@ -109,7 +98,7 @@ pub async fn client(
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
         seq += 1;
-        let op = Op::pick(&mut rng);
+        let op = weighted::pick(&mut rng, &Op::ALL);
         let start = Instant::now();
         let key = format!("c{id}-{seq}");
         let value = format!("{seq}-{}", rng.u64(..));

@@ -9,6 +9,7 @@ mod daemon;
 mod faults;
 mod load;
 mod verdict;
+mod weighted;
 mod world;
 
 use std::path::PathBuf;
