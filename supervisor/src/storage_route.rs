@@ -56,6 +56,14 @@ impl StorageRoute {
         }
     }
 
+    /// Forgets the serving plugin, whatever it is (the supervisor shuts
+    /// down). The route is held by the services the plugin's runtime
+    /// holds: until it lets go, neither is freed, nor the kv database
+    /// they share.
+    pub fn release(&self) {
+        *self.serving.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     fn serving(&self) -> Option<(Arc<Plugin>, Runtime)> {
         self.serving
             .read()

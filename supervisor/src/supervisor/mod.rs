@@ -388,6 +388,9 @@ impl Supervisor {
             stops.spawn(async move { plugin.stop(STOP_GRACE).await });
         }
         stops.join_all().await;
+        if let Some(route) = &self.inner.storage {
+            route.release();
+        }
         // Every worker has exited; its cgroup is gone or going.
         let cgroups = self.inner.runtime.cgroups.clone();
         let _ = tokio::task::spawn_blocking(move || cgroups.remove()).await;
