@@ -49,6 +49,10 @@ pub struct Manifest {
     pub resources: Resources,
     #[serde(default)]
     pub config: BTreeMap<String, ConfigValue>,
+    /// PRX's Python SDK writes the allowlist as a table of its own,
+    /// `[http_allowlist] urls = [...]`; folded into `[permissions]` at load.
+    #[serde(default, skip_serializing)]
+    pub http_allowlist: Option<HttpAllowlistTable>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,9 +62,34 @@ pub struct PluginSection {
     pub version: String,
     #[serde(default)]
     pub description: String,
+    /// The component, relative to the manifest; `plugin.wasm` when absent
+    /// (as PRX reads it).
+    #[serde(default = "default_wasm")]
     pub wasm: String,
     #[serde(default)]
     pub author: Option<String>,
+    #[serde(default)]
+    pub license: Option<String>,
+    /// PRX's plugin API version; `1` is the only one there is.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// PRX's Python SDK's short form for a plugin of one capability,
+    /// `capability = "tool"` instead of `[[capabilities]]`; folded into
+    /// `capabilities` at load.
+    #[serde(default)]
+    pub capability: Option<CapabilityType>,
+}
+
+fn default_wasm() -> String {
+    "plugin.wasm".into()
+}
+
+/// `[http_allowlist]` as a table (PRX's Python SDK template).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAllowlistTable {
+    #[serde(default)]
+    pub urls: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,8 +330,9 @@ impl Manifest {
             path: path.to_owned(),
             message,
         };
-        let manifest: Manifest =
+        let mut manifest: Manifest =
             toml::from_str(text).map_err(|e| err(describe_toml_error(&e, text)))?;
+        manifest.fold_short_forms().map_err(err)?;
         manifest.validate().map_err(err)?;
         Ok(manifest)
     }
@@ -326,8 +356,53 @@ impl Manifest {
         plugin_dir.join(&self.plugin.wasm)
     }
 
+    /// PRX's Python SDK's manifest forms, as the forms of the guide:
+    /// `[plugin] capability = "..."` becomes the one capability (a hook
+    /// so declared gets every event: that SDK filters them in the plugin;
+    /// a tool, provider or storage is named by the plugin), and
+    /// `[http_allowlist] urls` the permissions' allowlist.
+    fn fold_short_forms(&mut self) -> Result<(), String> {
+        if let Some(kind) = self.plugin.capability {
+            if !self.capabilities.is_empty() {
+                return Err("[plugin].capability and [[capabilities]] are both set; keep [[capabilities]] (the short form declares one capability)".into());
+            }
+            if kind == CapabilityType::Cron {
+                return Err("[plugin].capability = \"cron\" has no schedule; declare it as [[capabilities]] type = \"cron\" schedule = \"0 * * * *\"".into());
+            }
+            let named = matches!(kind, CapabilityType::Provider | CapabilityType::Storage);
+            self.capabilities.push(Capability {
+                kind,
+                name: named.then(|| self.plugin.name.clone()),
+                description: Some(self.plugin.description.clone()).filter(|d| !d.is_empty()),
+                events: if kind == CapabilityType::Hook {
+                    vec![EventPattern::Bare("*".into())]
+                } else {
+                    Vec::new()
+                },
+                priority: None,
+                schedule: None,
+            });
+        }
+        if let Some(table) = self.http_allowlist.take()
+            && !table.urls.is_empty()
+        {
+            if !self.permissions.http_allowlist.is_empty() {
+                return Err("[http_allowlist].urls and [permissions].http_allowlist are both set; keep [permissions].http_allowlist".into());
+            }
+            self.permissions.http_allowlist = table.urls;
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), String> {
         check_name("[plugin].name", &self.plugin.name)?;
+        if let Some(version) = &self.plugin.api_version
+            && version != "1"
+        {
+            return Err(format!(
+                "[plugin].api_version = {version:?} is not one this host speaks; PRX 0.1.0 plugins are api_version \"1\""
+            ));
+        }
         if self.plugin.version.trim().is_empty() {
             return Err("[plugin].version is empty; write a version such as \"0.1.0\"".into());
         }
@@ -338,7 +413,7 @@ impl Manifest {
             );
         }
         for (i, cap) in self.capabilities.iter().enumerate() {
-            check_capability(i, cap)?;
+            check_capability(i, cap, self.plugin.capability.is_some())?;
         }
         self.check_permissions()?;
         self.check_resources()?;
@@ -447,15 +522,18 @@ impl Manifest {
     }
 }
 
-fn check_capability(index: usize, cap: &Capability) -> Result<(), String> {
+fn check_capability(index: usize, cap: &Capability, short_form: bool) -> Result<(), String> {
     let at = format!("[[capabilities]] #{} ({})", index + 1, cap.kind);
     if let Some(name) = &cap.name {
         check_capability_name(&at, name)?;
     }
-    let needs_name = matches!(
-        cap.kind,
-        CapabilityType::Tool | CapabilityType::Provider | CapabilityType::Storage
-    );
+    // A tool of PRX's short form, `[plugin] capability = "tool"`, has no
+    // name in its manifest: it is routed by the name its get-spec gives.
+    let needs_name = match cap.kind {
+        CapabilityType::Tool => !short_form,
+        CapabilityType::Provider | CapabilityType::Storage => true,
+        _ => false,
+    };
     if needs_name && cap.name.is_none() {
         return Err(format!("{at} needs a `name`"));
     }
@@ -514,7 +592,7 @@ pub fn check_name(key: &str, name: &str) -> Result<(), String> {
 
 /// Capability names (a tool's name as the LLM sees it) allow snake_case and
 /// kebab-case: letters, digits, `_` and `-`, starting with a letter.
-fn check_capability_name(at: &str, name: &str) -> Result<(), String> {
+pub fn check_capability_name(at: &str, name: &str) -> Result<(), String> {
     let mut bytes = name.bytes();
     let ok = name.len() <= MAX_NAME_LEN
         && bytes.next().is_some_and(|b| b.is_ascii_alphabetic())

@@ -151,3 +151,42 @@ fn the_kv_quota_in_bytes_never_wraps() {
     assert_eq!(quota((1 << 54) + 1), u64::MAX);
     assert_eq!(quota(u64::MAX), u64::MAX);
 }
+
+#[test]
+fn prx_python_short_form_folds_into_the_guide_form() {
+    let text = std::fs::read_to_string(dir("good").join("prx-python-short-form.toml")).unwrap();
+    let m = Manifest::parse(Path::new("plugin.toml"), &text).unwrap();
+    assert_eq!(m.plugin.wasm, "plugin.wasm");
+    assert_eq!(m.capabilities.len(), 1);
+    let tool = &m.capabilities[0];
+    // A tool of the short form is routed by its get-spec name.
+    assert_eq!(
+        (tool.kind, tool.name.as_deref()),
+        (CapabilityType::Tool, None)
+    );
+    assert_eq!(tool.description.as_deref(), Some("Formats JSON"));
+    assert_eq!(m.permissions.http_allowlist, ["https://api.example.com/"]);
+
+    let hook = Manifest::parse(
+        Path::new("plugin.toml"),
+        "[plugin]\nname = \"logger\"\nversion = \"0.1.0\"\ncapability = \"hook\"\n",
+    )
+    .unwrap();
+    // PRX's Python hooks filter their events in the plugin: every event.
+    assert_eq!(
+        hook.capabilities[0].events,
+        [EventPattern::Bare("*".into())]
+    );
+    let storage = Manifest::parse(
+        Path::new("plugin.toml"),
+        "[plugin]\nname = \"notes\"\nversion = \"0.1.0\"\ncapability = \"storage\"\n",
+    )
+    .unwrap();
+    assert_eq!(storage.capabilities[0].name.as_deref(), Some("notes"));
+    // The guide's form still needs a tool's name.
+    let nameless = Manifest::parse(
+        Path::new("plugin.toml"),
+        "[plugin]\nname = \"x\"\nversion = \"0.1.0\"\n\n[[capabilities]]\ntype = \"tool\"\n",
+    );
+    assert!(nameless.unwrap_err().to_string().contains("needs a `name`"));
+}

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use prx_ipc::ToolSpec;
+
 use crate::manifest::{CapabilityType, Manifest};
 use crate::plugin::{Fingerprint, Plugin};
 
@@ -204,7 +206,14 @@ impl Supervisor {
         let spec = plugin.tool_spec();
         let mut tools = self.inner.tools.write().unwrap_or_else(|p| p.into_inner());
         for cap in plugin.manifest.capabilities_of(CapabilityType::Tool) {
-            let Some(name) = &cap.name else { continue };
+            let Some(name) = cap
+                .name
+                .clone()
+                .or_else(|| spec_route(plugin, spec.as_ref()))
+            else {
+                continue;
+            };
+            let name = &name;
             if let Some(spec) = &spec
                 && spec.name.escaped() != *name
             {
@@ -299,4 +308,19 @@ pub(super) fn dir_name(dir: &Path) -> String {
     dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// The route of a tool whose manifest names none (PRX's short form,
+/// `[plugin] capability = "tool"`): the name its get-spec gave, when it
+/// is a valid tool name. The plugin chose it, as it chose its manifest;
+/// a name already served stays with the plugin that had it first.
+fn spec_route(plugin: &Plugin, spec: Option<&ToolSpec>) -> Option<String> {
+    let name = spec?.name.escaped();
+    match crate::manifest::check_capability_name("the tool's get-spec name", &name) {
+        Ok(()) => Some(name),
+        Err(e) => {
+            tracing::error!(plugin = %plugin.name, "{e}; the tool is not routed");
+            None
+        }
+    }
 }
