@@ -7,11 +7,13 @@
 
 mod archive;
 mod builder;
+mod inputs;
 mod python;
 mod scaffold;
 mod smoke;
 mod templates_python;
 mod validate;
+mod world;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

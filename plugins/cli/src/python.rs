@@ -2,13 +2,9 @@
 //! (`plugins/pdk/python`, built into this binary) into a component, and
 //! pytest runs the plugin's own tests against the SDK's fake host.
 //!
-//! The component is built for a world made from the manifest: the exports
-//! of its capabilities, and the host interfaces its permissions allow.
-//! componentize-py keeps every import of the world it is given (Python is
-//! dynamic, nothing is pruned), so building for the whole PRX world would
-//! make every Python plugin ask for every permission.
+//! The component is built for a world made from the manifest
+//! (`crate::world`).
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -28,6 +24,10 @@ const SDK: &[(&str, &str)] = &[
     (
         "prx_pdk/__init__.py",
         include_str!("../../pdk/python/prx_pdk/__init__.py"),
+    ),
+    (
+        "prx_pdk/compat.py",
+        include_str!("../../pdk/python/prx_pdk/compat.py"),
     ),
     (
         "prx_pdk/_backend.py",
@@ -100,50 +100,9 @@ fn python() -> PathBuf {
 fn write_sdk(root: &Path) -> Result<PathBuf> {
     let sdk = root.join("sdk");
     for (path, text) in SDK {
-        write(&sdk.join(path), text)?;
+        crate::world::write_file(&sdk.join(path), text)?;
     }
     Ok(sdk)
-}
-
-fn write(path: &Path, text: &str) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// The WIT world a plugin with this manifest is built for.
-pub fn world(manifest: &Manifest) -> String {
-    let reference = crate::validate::reference();
-    let declared = crate::validate::declared(manifest);
-    let mut offered = std::collections::BTreeSet::new();
-    let mut exports = std::collections::BTreeSet::new();
-    for cap in &manifest.capabilities {
-        exports.insert(cap.kind.export());
-        offered.extend(crate::validate::offered(&reference, cap.kind));
-    }
-    // What the worlds offer, as far as the permissions allow, and what a
-    // declared permission asks for beyond them (this host links every
-    // prx:host interface; validate warns that other hosts may not).
-    let imports = crate::validate::HOST_WIT.iter().filter_map(|(file, _)| {
-        let name = file.strip_suffix(".wit")?;
-        let wanted = match crate::validate::permission_for(name) {
-            None => offered.contains(name),
-            Some(permission) => declared.contains(&permission),
-        };
-        wanted.then_some(name)
-    });
-    let mut wit = String::from(
-        "// Written by prx-plugin build from plugin.toml: the exports of its\n// capabilities and the host interfaces its permissions allow.\npackage prx:python-build;\n\nworld python-plugin {\n",
-    );
-    for name in imports {
-        let _ = writeln!(wit, "    import prx:host/{name}@0.1.0;");
-    }
-    for export in exports {
-        let _ = writeln!(wit, "    export {export};");
-    }
-    wit.push_str("}\n");
-    wit
 }
 
 /// Builds the plugin in `dir` with componentize-py; returns the component.
@@ -157,21 +116,14 @@ pub fn build(dir: &Path, manifest: &Manifest) -> Result<PathBuf> {
     let project = dir.canonicalize()?;
     let root = scratch(&project);
     let wit = root.join("wit");
-    let _ = std::fs::remove_dir_all(&wit);
-    write(&wit.join("world.wit"), &world(manifest))?;
-    for (name, text) in crate::validate::WIT {
-        write(&wit.join("deps/plugin").join(name), text)?;
-    }
-    for (name, text) in crate::validate::HOST_WIT {
-        write(&wit.join("deps/host").join(name), text)?;
-    }
+    crate::world::write(&wit, manifest)?;
     let sdk = write_sdk(&root)?;
     let kinds: Vec<String> = manifest
         .capabilities
         .iter()
         .map(|c| format!("{:?}", c.kind.as_str()))
         .collect();
-    write(
+    crate::world::write_file(
         &sdk.join("prx_build.py"),
         &format!(
             "# Written by prx-plugin build: what plugin.toml declares.\nCAPABILITIES = [{}]\n",
@@ -182,7 +134,12 @@ pub fn build(dir: &Path, manifest: &Manifest) -> Result<PathBuf> {
     let tool = componentize_py()?;
     // Like cargo, nothing is rebuilt when no input changed.
     let stamp = root.join("inputs.sha256");
-    let inputs = inputs_digest(&project, &root, &tool)?;
+    let inputs = crate::inputs::digest(
+        &project,
+        &["build", "target", "tests", "__pycache__"],
+        &[&root.join("wit"), &root.join("sdk")],
+        &tool,
+    )?;
     if out.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == inputs) {
         println!("{}: up to date", manifest.plugin.name);
         return Ok(out);
@@ -195,7 +152,7 @@ pub fn build(dir: &Path, manifest: &Manifest) -> Result<PathBuf> {
         .env_remove("RUST_LIB_BACKTRACE")
         .arg("--wit-path")
         .arg(&wit)
-        .args(["--world", "prx:python-build/python-plugin", "componentize"])
+        .args(["--world", crate::world::WORLD, "componentize"])
         .arg("--python-path")
         .arg(&project)
         .arg("--python-path")
@@ -213,46 +170,6 @@ pub fn build(dir: &Path, manifest: &Manifest) -> Result<PathBuf> {
         );
     }
     Ok(out)
-}
-
-/// A digest of everything a build reads: the project's files (not its
-/// tests, build output or hidden files), the generated world and SDK, and
-/// the componentize-py in use.
-fn inputs_digest(project: &Path, root: &Path, componentize_py: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    fn walk(dir: &Path, skip: &[&str], files: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || skip.contains(&name.as_str()) {
-                continue;
-            }
-            if entry.file_type()?.is_dir() {
-                walk(&entry.path(), &["__pycache__"], files)?;
-            } else if !name.ends_with(".wasm") && !name.ends_with(".prxplugin") {
-                files.push(entry.path());
-            }
-        }
-        Ok(())
-    }
-    let mut files = Vec::new();
-    walk(
-        project,
-        &["build", "target", "tests", "__pycache__"],
-        &mut files,
-    )?;
-    walk(&root.join("wit"), &[], &mut files)?;
-    walk(&root.join("sdk"), &["__pycache__"], &mut files)?;
-    files.sort();
-    let mut hash = Sha256::new();
-    hash.update(componentize_py.to_string_lossy().as_bytes());
-    for file in files {
-        hash.update(file.to_string_lossy().as_bytes());
-        hash.update([0]);
-        hash.update(std::fs::read(&file)?);
-        hash.update([0]);
-    }
-    Ok(format!("{:x}", hash.finalize()))
 }
 
 /// Runs the plugin's own tests with pytest, with `plugin` and the SDK

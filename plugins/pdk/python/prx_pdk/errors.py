@@ -12,9 +12,10 @@ except ImportError:  # plain CPython (the SDK's and plugins' own tests)
             self.value = value
 
 
-class HostError(Exception):
+class HostError(RuntimeError):
     """The host refused or failed a call (a permission, a quota, a
-    disallowed URL, a full store). The message is the host's."""
+    disallowed URL, a full store). The message is the host's. A
+    RuntimeError, as PRX's SDK raises."""
 
 
 class HostUnavailable(HostError):
@@ -32,6 +33,11 @@ class HostUnavailable(HostError):
         super().__init__(f"prx:host/{interface} is not available to this plugin: {hint}")
         self.interface = interface
         self.permission = permission
+
+
+class Blocked(Exception):
+    """A middleware's `MiddlewareAction.block(reason)`: the chain stops
+    and the caller sees the reason alone, with nothing logged."""
 
 
 TRACE_FRAMES = 20

@@ -8,6 +8,7 @@ quotas; a refusal raises `HostError` with the host's reason.
 """
 
 import json
+import time
 from dataclasses import dataclass, field
 
 from . import _backend
@@ -189,6 +190,17 @@ class Memory:
         return [MemoryEntry(*entry) for entry in _b().memory_recall(query, int(limit))]
 
 
+class Clock:
+    """The time, from the component's clock (PRX's `host.clock`)."""
+
+    def now_ms(self):
+        return time.time_ns() // 1_000_000
+
+    def timezone(self):
+        """Plugins see UTC: the host gives them no local time zone."""
+        return "UTC"
+
+
 class Host:
     """What a plugin reaches the host through. One instance: `prx_pdk.host`."""
 
@@ -199,6 +211,7 @@ class Host:
         self.events = Events()
         self.http = Http()
         self.memory = Memory()
+        self.clock = Clock()
 
     # The bus-module contract. Registration is open during on_load only.
 
@@ -241,3 +254,12 @@ class Host:
 
 
 host = Host()
+
+# PRX's SDK has these at module level: `from prx_pdk.host import kv`.
+log = host.log
+config = host.config
+kv = host.kv
+events = host.events
+http = host.http
+memory = host.memory
+clock = host.clock

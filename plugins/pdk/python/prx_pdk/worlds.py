@@ -18,7 +18,7 @@ from types import SimpleNamespace
 from typing import List, Optional
 
 from . import module as _module
-from .errors import Err, report
+from .errors import Blocked, Err, report
 
 _registered = {}
 
@@ -40,24 +40,27 @@ def _json(value):
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _register(kind, entry):
+def register_entry(kind, entry):
     if kind in _registered:
         raise TypeError(f"a plugin has one {kind}: {_registered[kind].label} and {entry.label} are both registered")
     _registered[kind] = entry
 
 
 @dataclass
-class _Entry:
+class Entry:
     label: str
     target: object
     name: str = ""
     description: str = ""
     schema: Optional[dict] = None
+    # Returns what the export returns as it is: a tool's PluginResult, a
+    # middleware's JSON text (PRX's decorators, prx_pdk.compat).
+    raw: bool = False
 
 
 def _decorator(kind, fn, **fields):
     def wrap(target):
-        _register(kind, _Entry(label=getattr(target, "__name__", repr(target)), target=target, **fields))
+        register_entry(kind, Entry(label=getattr(target, "__name__", repr(target)), target=target, **fields))
         return target
 
     return wrap(fn) if fn is not None else wrap
@@ -158,6 +161,8 @@ def _guard(where, call, *args):
     except MemoryError as e:
         report(e, where)
         raise
+    except Blocked as e:
+        raise Err(str(e)) from None
     except BaseException as e:
         raise Err(report(e, where)) from None
 
@@ -172,6 +177,8 @@ class ToolExports:
         try:
             parsed = json.loads(args) if args.strip() else {}
             out = entry.target(parsed)
+            if entry.raw:
+                return _record("tool_exports", "PluginResult", success=out.success, output=out.output, error=out.error)
             output = out if isinstance(out, str) else _json(out)
             return _record("tool_exports", "PluginResult", success=True, output=output, error=None)
         except MemoryError as e:
@@ -196,8 +203,11 @@ class HookExports:
 class MiddlewareExports:
     def process(self, stage, data_json):
         def run():
+            entry = registered("middleware")
             data = json.loads(data_json)
-            out = registered("middleware").target(stage, data)
+            out = entry.target(stage, data)
+            if entry.raw:
+                return out
             return data_json if out is None else _json(out)
 
         return _guard(f"middleware at {stage}", run)
