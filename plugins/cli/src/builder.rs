@@ -16,9 +16,16 @@ pub fn detect(dir: &Path) -> Result<Lang> {
         Ok(Lang::Rust)
     } else if dir.join("plugin.py").is_file() || dir.join("pyproject.toml").is_file() {
         Ok(Lang::Python)
+    } else if dir.join("tsconfig.json").is_file()
+        || dir.join("src/plugin.ts").is_file()
+        || dir.join("plugin.ts").is_file()
+    {
+        Ok(Lang::Typescript)
+    } else if dir.join("package.json").is_file() || dir.join("plugin.js").is_file() {
+        Ok(Lang::Javascript)
     } else {
         bail!(
-            "{}: no Cargo.toml (Rust) or plugin.py / pyproject.toml (Python); run this in a plugin project (prx-plugin new makes one)",
+            "{}: no Cargo.toml (Rust), plugin.py / pyproject.toml (Python), tsconfig.json / src/plugin.ts (TypeScript) or package.json / plugin.js (JavaScript); run this in a plugin project (prx-plugin new makes one)",
             dir.display()
         )
     }
@@ -44,6 +51,7 @@ pub fn build_quietly(dir: &Path, release: bool) -> Result<PathBuf> {
     let built = match detect(dir)? {
         Lang::Rust => build_rust(dir, release)?,
         Lang::Python => crate::python::build(dir, &manifest)?,
+        Lang::Javascript | Lang::Typescript => crate::javascript::build(dir, &manifest)?,
     };
     let target = manifest.wasm_path(dir);
     let staged = target.with_file_name(format!(

@@ -7,10 +7,13 @@
 
 mod archive;
 mod builder;
+mod footprint;
 mod inputs;
+mod javascript;
 mod python;
 mod scaffold;
 mod smoke;
+mod templates_javascript;
 mod templates_python;
 mod validate;
 mod world;
@@ -36,6 +39,8 @@ struct Cli {
 pub enum Lang {
     Rust,
     Python,
+    Javascript,
+    Typescript,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,7 +84,8 @@ enum Command {
         /// Arguments for the smoke call of a tool.
         #[arg(long, default_value = "{}")]
         args: String,
-        /// Skip the plugin's own tests (cargo test, or pytest for Python).
+        /// Skip the plugin's own tests (cargo test, pytest for Python,
+        /// node --test for JavaScript and TypeScript).
         #[arg(long)]
         no_unit: bool,
         /// Run only the plugin's own tests: no build, no supervisor.

@@ -60,6 +60,14 @@ pub fn new(
             }
             crate::templates_python::project(name, kind)
         }
+        Lang::Javascript | Lang::Typescript => {
+            if pdk.is_some() {
+                bail!(
+                    "--pdk is the Rust PDK; a JavaScript plugin gets the SDK (@prx/pdk) built into prx-plugin"
+                );
+            }
+            crate::templates_javascript::project(name, kind, lang == Lang::Typescript)
+        }
     };
     for (path, text) in files {
         let path = dir.join(path);

@@ -31,6 +31,10 @@ pub fn test(dir: &Path, args: &str, unit: bool, smoke_test: bool) -> Result<Exit
                 println!("== the plugin's own tests (pytest, with the SDK's fake host)");
                 crate::python::unit_tests(dir)?;
             }
+            Lang::Javascript | Lang::Typescript => {
+                println!("== the plugin's own tests (node --test, with the SDK's fake host)");
+                crate::javascript::unit_tests(dir)?;
+            }
         }
     }
     if !smoke_test {
@@ -55,7 +59,7 @@ pub fn test(dir: &Path, args: &str, unit: bool, smoke_test: bool) -> Result<Exit
     // the next run starts at once.
     let cache = match lang {
         Lang::Rust => dir.join("target/prx-compile-cache"),
-        Lang::Python => dir.join("build/prx/compile-cache"),
+        Lang::Python | Lang::Javascript | Lang::Typescript => dir.join("build/prx/compile-cache"),
     };
     let passed = runtime.block_on(smoke(dir, &manifest, args, cache))?;
     Ok(if passed {
@@ -163,6 +167,16 @@ async fn call_once(
     let name = cap.name.clone().unwrap_or_default();
     match cap.kind {
         CapabilityType::Tool => {
+            // A tool of PRX's short form is routed by its get-spec name.
+            let name = if name.is_empty() {
+                sup.tools()
+                    .into_iter()
+                    .find(|t| t.plugin == manifest.plugin.name)
+                    .map(|t| t.name)
+                    .unwrap_or_default()
+            } else {
+                name
+            };
             answered(format!("tool `{name}`"), sup.call_tool(&name, args).await)
         }
         CapabilityType::Middleware => answered(

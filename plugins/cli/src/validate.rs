@@ -61,15 +61,15 @@ pub struct Report {
 }
 
 impl Report {
-    fn ok(&mut self, message: impl Into<String>) {
+    pub(crate) fn ok(&mut self, message: impl Into<String>) {
         self.findings.push((Level::Ok, message.into()));
     }
 
-    fn warn(&mut self, message: impl Into<String>) {
+    pub(crate) fn warn(&mut self, message: impl Into<String>) {
         self.findings.push((Level::Warning, message.into()));
     }
 
-    fn error(&mut self, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, message: impl Into<String>) {
         self.findings.push((Level::Error, message.into()));
     }
 
@@ -152,6 +152,7 @@ pub fn validate_with(wasm: &[u8], path: &Path, manifest_text: &str) -> Report {
     let reference = reference();
     check_exports(&manifest, &resolve, world, &reference, &mut report);
     check_imports(&manifest, &resolve, world, &reference, &mut report);
+    crate::footprint::check(wasm, &manifest, &mut report);
     report
 }
 
