@@ -6,6 +6,9 @@
 #   - Debian's chromium and chromium-driver, which the web console's test
 #     drives headless (PRX_NO_BROWSER=1 skips installing them, for a
 #     machine where only the demo is run);
+#   - the JavaScript toolchain, pinned in plugins/cli/js/package-lock.json
+#     (componentize-js, esbuild, TypeScript), with npm ci; it needs Node 20
+#     or later, which is installed from Debian when missing;
 #   - cargo-deny, pinned, into .tools/bin: the supply-chain gate
 #     (scripts/supply-chain.sh; PRX_NO_SUPPLY_CHAIN=1 skips it, as for the
 #     browser).
@@ -41,6 +44,26 @@ if [ "$(installed componentize-py)" != "$COMPONENTIZE_PY" ] || [ "$(installed py
     "componentize-py==$COMPONENTIZE_PY" "pytest==$PYTEST"
 fi
 
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "bootstrap: installing Debian's nodejs and npm (JavaScript plugins are built with them)"
+  sudo=
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  echo "bootstrap: Node $(node --version) is too old: JavaScript plugins need Node 20 or later (install it, e.g. from nodejs.org, and run this again)" >&2
+  exit 1
+fi
+# npm ci again only when the lock file changed since the last install.
+js=plugins/cli/js
+if ! cmp -s "$js/package-lock.json" "$js/node_modules/.package-lock.json.installed" 2>/dev/null; then
+  echo "bootstrap: installing the JavaScript toolchain into $js/node_modules (npm ci)"
+  (cd "$js" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$js/package-lock.json" "$js/node_modules/.package-lock.json.installed"
+fi
+
 if [ -z "${PRX_NO_BROWSER:-}" ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
   echo "bootstrap: installing Debian's chromium and chromium-driver (the console test's browser)"
   sudo=
@@ -56,4 +79,4 @@ if [ -z "${PRX_NO_SUPPLY_CHAIN:-}" ] && ! .tools/bin/cargo-deny --version 2>/dev
   cargo install --quiet --locked --root .tools "cargo-deny@$CARGO_DENY"
 fi
 
-echo "bootstrap: ok ($(rustc --version); targets: $(rustup target list --installed | tr '\n' ' '); $(.venv/bin/componentize-py --version))"
+echo "bootstrap: ok ($(rustc --version); targets: $(rustup target list --installed | tr '\n' ' '); $(.venv/bin/componentize-py --version); node $(node --version), componentize-js $(node -p "require('./$js/node_modules/@bytecodealliance/componentize-js/package.json').version"))"

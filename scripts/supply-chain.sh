@@ -6,8 +6,14 @@
 # from. Offline: the advisory database is the copy in ../shared/advisory-db
 # (or $PRX_ADVISORY_DB); nothing is fetched.
 #
+# The npm lock file of the JavaScript toolchain (plugins/cli/js) is checked
+# by scripts/npm-lock-check.mjs: registry sources, sha512 pins, licenses
+# (npm has no offline advisory database to check against).
+#
 # Then it checks itself: a lock file holding smallvec 1.6.0, which has an
-# advisory (tests/supply-chain/advisory), must be refused, naming it.
+# advisory (tests/supply-chain/advisory), must be refused, naming it, and
+# an npm lock file with a git dependency and a license off the list
+# (tests/supply-chain/npm) must be refused, naming both.
 #
 # cargo-deny is installed into .tools by scripts/bootstrap.sh.
 set -euo pipefail
@@ -74,7 +80,15 @@ for target in host:. guests:plugins fuzz:fuzz; do
   fi
 done
 
-# The gate's own test: it must refuse a known advisory, and say which.
+if node scripts/npm-lock-check.mjs plugins/cli/js/package-lock.json >"$out/npm.txt" 2>&1; then
+  echo "supply-chain: npm: $(cat "$out/npm.txt")"
+else
+  echo "supply-chain: npm: refused:" >&2
+  cat "$out/npm.txt" >&2
+  status=1
+fi
+
+# The gate's own tests: it must refuse a known advisory, and say which.
 if check advisory-fixture tests/supply-chain/advisory; then
   echo "supply-chain: the gate passed smallvec 1.6.0 (RUSTSEC-2021-0003): it checks nothing" >&2
   status=1
@@ -84,5 +98,15 @@ elif ! grep -q "RUSTSEC-2021-0003" "$out/advisory-fixture.txt"; then
   status=1
 else
   echo "supply-chain: self-test: a lock file with smallvec 1.6.0 is refused (RUSTSEC-2021-0003)"
+fi
+if node scripts/npm-lock-check.mjs tests/supply-chain/npm/package-lock.json >"$out/npm-fixture.txt" 2>&1; then
+  echo "supply-chain: the npm check passed a git dependency and a WTFPL license: it checks nothing" >&2
+  status=1
+elif ! grep -q "from-git@1.0.0: comes from git" "$out/npm-fixture.txt" || ! grep -q "license WTFPL" "$out/npm-fixture.txt"; then
+  echo "supply-chain: the npm check refused its fixture, but not for both of its faults:" >&2
+  cat "$out/npm-fixture.txt" >&2
+  status=1
+else
+  echo "supply-chain: self-test: an npm lock file with a git dependency and a WTFPL license is refused"
 fi
 exit $status
