@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check: formatting, clippy (-D warnings), the host workspace's
 # unit and integration tests (real supervisor and worker processes, real
-# wasm32-wasip2 plugins in Rust and Python), the guest workspace's tests,
-# the Python SDK's and Python plugins' pytest tests, a compile of the fuzz
+# wasm32-wasip2 plugins in Rust, Python, JavaScript and TypeScript), the
+# guest workspace's tests, the Python SDK's and Python plugins' pytest
+# tests, the JavaScript SDK's and JavaScript plugins' node tests, a compile of the fuzz
 # targets, the supply-chain gate over every lock file, and a one-minute
 # chaos soak. Installs what it needs first.
 set -euo pipefail
@@ -66,11 +67,22 @@ for dir in plugins/examples/*/ plugins/testing/*/; do
   fi
 done
 
+step "JavaScript: the SDK's tests and each JavaScript plugin's own tests (node --test)"
+(cd plugins/pdk/javascript && node --test tests/) 2>&1 | tee -a "$results"
+for dir in plugins/examples/*/ plugins/testing/*/; do
+  if [ -f "$dir/package.json" ] && { [ -d "$dir/tests" ] || [ -d "$dir/test" ]; }; then
+    target/debug/prx-plugin test --no-smoke --dir "$dir" 2>&1 | tee -a "$results"
+  fi
+done
+
 step "fuzz targets compile"
 cargo check --quiet --manifest-path fuzz/Cargo.toml --bins
 
-# cargo: "test result: ok. 12 passed; 0 failed; ..."; pytest: "3 failed, 17 passed in 0.2s".
+# cargo: "test result: ok. 12 passed; 0 failed; ..."; pytest: "3 failed, 17 passed in 0.2s";
+# node --test: "# pass 24" and "# fail 0".
 read -r passed failed < <(awk '
+  /^# pass [0-9]+$/ { p += $3 }
+  /^# fail [0-9]+$/ { f += $3 }
   /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }
   / in [0-9.]+s/ && !/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed,?$/) p += $i; if ($(i+1) ~ /^failed,?$/) f += $i } }
   END { print p + 0, f + 0 }' "$results")

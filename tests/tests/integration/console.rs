@@ -145,7 +145,7 @@ async fn the_console_shows_the_plugins_live_and_charts_the_forecast() {
     for example in ["echo-tool", "visit-counter", "stats-module", "audit-hook"] {
         env.add_example(example);
     }
-    env.add_python(
+    env.add_built(
         "forecast",
         &common::python_plugin("examples/forecast"),
         None,

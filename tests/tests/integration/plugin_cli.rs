@@ -21,7 +21,7 @@ fn template_target() -> PathBuf {
     Path::new(env!("PRX_ROOT")).join("target/template-build")
 }
 
-fn prx_plugin(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn prx_plugin(dir: &Path, args: &[&str]) -> Output {
     Command::new(bin("prx-plugin"))
         .args(args)
         .current_dir(dir)
@@ -36,7 +36,7 @@ fn prx_plugin(dir: &Path, args: &[&str]) -> Output {
 }
 
 /// Every capability a template exists for.
-const CAPABILITIES: [&str; 7] = [
+pub(crate) const CAPABILITIES: [&str; 7] = [
     "tool",
     "hook",
     "middleware",
@@ -46,7 +46,7 @@ const CAPABILITIES: [&str; 7] = [
     "module",
 ];
 
-fn both(o: &Output) -> String {
+pub(crate) fn both(o: &Output) -> String {
     format!("{}{}", stdout(o), stderr(o))
 }
 

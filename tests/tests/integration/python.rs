@@ -54,7 +54,7 @@ fn stat<'a>(stats: &'a [(String, String)], name: &str) -> &'a str {
 #[test]
 fn the_python_hello_tool_answers_prx_call_and_an_exception_names_the_plugin() {
     let env = Env::new();
-    env.add_python("hello-py", &python_plugin("examples/hello-py"), None);
+    env.add_built("hello-py", &python_plugin("examples/hello-py"), None);
     let daemon = Daemon::start(&env);
 
     let ok = daemon.cli(&["call", "hello", r#"{"name":"Ada"}"#]);
@@ -85,7 +85,7 @@ fn the_python_hello_tool_answers_prx_call_and_an_exception_names_the_plugin() {
 #[tokio::test]
 async fn a_python_hook_sees_the_events_of_its_manifest() {
     let env = Env::new();
-    env.add_python("events-py", &python_plugin("examples/events-py"), None);
+    env.add_built("events-py", &python_plugin("examples/events-py"), None);
     let sup = env.supervisor().await;
     sup.publish("prices.ibm", r#"{"close":125.55}"#).unwrap();
     sup.publish("prices.ibm", r#"{"close":126.1}"#).unwrap();
@@ -114,7 +114,7 @@ async fn a_python_hook_sees_the_events_of_its_manifest() {
 #[tokio::test]
 async fn the_forecast_module_returns_an_ordered_cone_and_caches_it_across_a_restart() {
     let env = Env::new();
-    env.add_python("forecast", &python_plugin("examples/forecast"), None);
+    env.add_built("forecast", &python_plugin("examples/forecast"), None);
     let closes = ibm_closes();
     assert_eq!(closes.len(), 123);
     let payload = json!({"closes": closes, "horizon": 12}).to_string();
@@ -192,14 +192,14 @@ fn faults_manifest(name: &str, limits: &str) -> String {
 async fn a_python_plugin_past_its_fuel_memory_or_time_limit_fails_cleanly() {
     let env = Env::new();
     let faults = python_plugin("testing/py-faults");
-    env.add_python(
+    env.add_built(
         "fuel",
         &faults,
         Some(&faults_manifest("fuel", "max_fuel = 200_000_000")),
     );
     let sup = env.supervisor().await;
     // The same component with other limits loads from the compile cache.
-    env.add_python(
+    env.add_built(
         "clock",
         &faults,
         Some(&faults_manifest(
@@ -270,7 +270,7 @@ async fn a_python_plugin_past_its_fuel_memory_or_time_limit_fails_cleanly() {
 #[tokio::test]
 async fn every_world_of_the_python_sdk_answers_from_a_real_worker() {
     let env = Env::new();
-    env.add_python("py-worlds", &python_plugin("testing/py-worlds"), None);
+    env.add_built("py-worlds", &python_plugin("testing/py-worlds"), None);
     let mut config = env.config();
     config.memory_backend = Some("py-worlds".into());
     let sup = Supervisor::start(config).await.expect("supervisor starts");

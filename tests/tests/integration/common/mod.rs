@@ -82,11 +82,24 @@ pub async fn op(sup: &Supervisor, tool: &str, args: serde_json::Value) -> serde_
     serde_json::from_str(&out).expect("json")
 }
 
-/// A Python plugin under plugins/ (`examples/hello-py`, `testing/py-faults`),
-/// built with prx-plugin and componentize-py; returns its directory, which
-/// then holds plugin.wasm. Builds run one at a time, and prx-plugin skips a
-/// plugin whose inputs did not change since its last build.
+/// A Python plugin under plugins/ (`examples/hello-py`,
+/// `testing/py-faults`), built with prx-plugin and componentize-py;
+/// returns its directory, which then holds plugin.wasm.
 pub fn python_plugin(path: &str) -> PathBuf {
+    built_plugin(path, "componentize-py comes from .venv")
+}
+
+/// A JavaScript or TypeScript plugin under plugins/
+/// (`examples/text-stats-ts`), built with prx-plugin (tsc, esbuild,
+/// componentize-js); returns its directory, which then holds plugin.wasm.
+pub fn js_plugin(path: &str) -> PathBuf {
+    built_plugin(path, "the JavaScript toolchain comes from plugins/cli/js")
+}
+
+/// Builds a plugin with `prx-plugin build`. Builds run one at a time, and
+/// prx-plugin skips a plugin whose inputs did not change since its last
+/// build.
+fn built_plugin(path: &str, toolchain: &str) -> PathBuf {
     static BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(env!("PRX_ROOT")).join("plugins").join(path);
@@ -98,7 +111,7 @@ pub fn python_plugin(path: &str) -> PathBuf {
         .expect("run prx-plugin build");
     assert!(
         out.status.success(),
-        "prx-plugin build {} failed (componentize-py comes from .venv: scripts/bootstrap.sh):\n{}{}",
+        "prx-plugin build {} failed ({toolchain}: scripts/bootstrap.sh):\n{}{}",
         dir.display(),
         stdout(&out),
         stderr(&out)
@@ -135,9 +148,9 @@ impl Env {
         path
     }
 
-    /// Adds `plugins/<dir>/` with a built Python plugin's component and
-    /// `manifest` (its own plugin.toml when None).
-    pub fn add_python(&self, dir: &str, source: &Path, manifest: Option<&str>) -> PathBuf {
+    /// Adds `plugins/<dir>/` with a plugin prx-plugin built (Python,
+    /// JavaScript) and `manifest` (its own plugin.toml when None).
+    pub fn add_built(&self, dir: &str, source: &Path, manifest: Option<&str>) -> PathBuf {
         let path = self.plugins().join(dir);
         std::fs::create_dir_all(&path).expect("plugin dir");
         match manifest {
