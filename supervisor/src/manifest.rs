@@ -8,9 +8,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+#[path = "manifest_names.rs"]
+mod names;
+#[path = "manifest_short_form.rs"]
+mod short_form;
+pub use names::{check_capability_name, check_name};
+use names::{check_pattern, check_relative_path};
+pub use short_form::HttpAllowlistTable;
 
 /// The PRX 0.1.0 default compute budget per invocation.
 pub const DEFAULT_MAX_FUEL: u64 = 100_000_000;
@@ -53,6 +61,9 @@ pub struct Manifest {
     /// `[http_allowlist] urls = [...]`; folded into `[permissions]` at load.
     #[serde(default, skip_serializing)]
     pub http_allowlist: Option<HttpAllowlistTable>,
+    /// The manifest used PRX's short form, `[plugin] capability`.
+    #[serde(skip)]
+    short_form: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,28 +79,20 @@ pub struct PluginSection {
     pub wasm: String,
     #[serde(default)]
     pub author: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
     /// PRX's plugin API version; `1` is the only one there is.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
     /// PRX's Python SDK's short form for a plugin of one capability,
     /// `capability = "tool"` instead of `[[capabilities]]`; folded into
-    /// `capabilities` at load.
-    #[serde(default)]
+    /// `capabilities` at load (and gone from then on).
+    #[serde(default, skip_serializing)]
     pub capability: Option<CapabilityType>,
 }
 
 fn default_wasm() -> String {
     "plugin.wasm".into()
-}
-
-/// `[http_allowlist]` as a table (PRX's Python SDK template).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpAllowlistTable {
-    #[serde(default)]
-    pub urls: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -356,44 +359,6 @@ impl Manifest {
         plugin_dir.join(&self.plugin.wasm)
     }
 
-    /// PRX's Python SDK's manifest forms, as the forms of the guide:
-    /// `[plugin] capability = "..."` becomes the one capability (a hook
-    /// so declared gets every event: that SDK filters them in the plugin;
-    /// a tool, provider or storage is named by the plugin), and
-    /// `[http_allowlist] urls` the permissions' allowlist.
-    fn fold_short_forms(&mut self) -> Result<(), String> {
-        if let Some(kind) = self.plugin.capability {
-            if !self.capabilities.is_empty() {
-                return Err("[plugin].capability and [[capabilities]] are both set; keep [[capabilities]] (the short form declares one capability)".into());
-            }
-            if kind == CapabilityType::Cron {
-                return Err("[plugin].capability = \"cron\" has no schedule; declare it as [[capabilities]] type = \"cron\" schedule = \"0 * * * *\"".into());
-            }
-            let named = matches!(kind, CapabilityType::Provider | CapabilityType::Storage);
-            self.capabilities.push(Capability {
-                kind,
-                name: named.then(|| self.plugin.name.clone()),
-                description: Some(self.plugin.description.clone()).filter(|d| !d.is_empty()),
-                events: if kind == CapabilityType::Hook {
-                    vec![EventPattern::Bare("*".into())]
-                } else {
-                    Vec::new()
-                },
-                priority: None,
-                schedule: None,
-            });
-        }
-        if let Some(table) = self.http_allowlist.take()
-            && !table.urls.is_empty()
-        {
-            if !self.permissions.http_allowlist.is_empty() {
-                return Err("[http_allowlist].urls and [permissions].http_allowlist are both set; keep [permissions].http_allowlist".into());
-            }
-            self.permissions.http_allowlist = table.urls;
-        }
-        Ok(())
-    }
-
     fn validate(&self) -> Result<(), String> {
         check_name("[plugin].name", &self.plugin.name)?;
         if let Some(version) = &self.plugin.api_version
@@ -413,7 +378,7 @@ impl Manifest {
             );
         }
         for (i, cap) in self.capabilities.iter().enumerate() {
-            check_capability(i, cap, self.plugin.capability.is_some())?;
+            check_capability(i, cap, self.short_form)?;
         }
         self.check_permissions()?;
         self.check_resources()?;
@@ -568,65 +533,6 @@ fn check_capability(index: usize, cap: &Capability, short_form: bool) -> Result<
             .map_err(|e| format!("{at} schedule: {e}")),
         _ => Ok(()),
     }
-}
-
-/// Plugin names are kebab-case: they become directory names, KV namespaces
-/// and log fields, so nothing that could escape any of those is allowed.
-pub fn check_name(key: &str, name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name.split('-').all(|part| {
-            !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{key} = {name:?} is not a kebab-case name (lowercase letters, digits and single dashes, at most {MAX_NAME_LEN} characters), e.g. \"my-plugin\""
-        ))
-    }
-}
-
-/// Capability names (a tool's name as the LLM sees it) allow snake_case and
-/// kebab-case: letters, digits, `_` and `-`, starting with a letter.
-pub fn check_capability_name(at: &str, name: &str) -> Result<(), String> {
-    let mut bytes = name.bytes();
-    let ok = name.len() <= MAX_NAME_LEN
-        && bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{at} name = {name:?} must start with a letter and use only letters, digits, `_` and `-` (at most {MAX_NAME_LEN})"
-        ))
-    }
-}
-
-/// The bus's own parser decides, so a manifest accepts exactly the
-/// patterns a hook can subscribe.
-fn check_pattern(at: &str, pattern: &str) -> Result<(), String> {
-    crate::topics::Pattern::parse(pattern)
-        .map(|_| ())
-        .map_err(|e| format!("{at} event {e}"))
-}
-
-/// A path inside the plugin's directory: relative, no `..`, no root.
-fn check_relative_path(key: &str, path: &str) -> Result<(), String> {
-    let p = Path::new(path);
-    let escapes = path.is_empty()
-        || p.is_absolute()
-        || p.components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
-    if escapes {
-        return Err(format!(
-            "{key} = {path:?} must be a relative path inside the plugin's directory (no `..`, no leading `/`), e.g. \"plugin.wasm\""
-        ));
-    }
-    Ok(())
 }
 
 /// Turns a TOML/serde error into one line with the line number and key.

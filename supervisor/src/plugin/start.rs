@@ -39,7 +39,18 @@ impl Plugin {
                 .read_tool_spec(worker, rt)
                 .await
                 .map_err(|e| format!("get-spec failed: {e}"))?;
-            *self.spec.lock().unwrap_or_else(|p| p.into_inner()) = Some(spec);
+            // The spec of the first start stays for this version: routes
+            // are made from it once, and a later worker (a restart, an
+            // idle wake) may not rename or redescribe the tool under them.
+            let mut kept = self.spec.lock().unwrap_or_else(|p| p.into_inner());
+            match &*kept {
+                None => *kept = Some(spec),
+                Some(first) if *first != spec => {
+                    tracing::warn!(plugin = %self.name, first = %first.name, now = %spec.name,
+                        "get-spec answered differently after a restart; keeping the first answer");
+                }
+                Some(_) => {}
+            }
         }
         for kind in [CapabilityType::Provider, CapabilityType::Storage] {
             let Some(cap) = self.manifest.capabilities_of(kind).next() else {

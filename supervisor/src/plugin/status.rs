@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use prx_ipc::CodeSource;
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::Manifest;
+use crate::manifest::{CapabilityType, Manifest};
 
 use super::Plugin;
 
@@ -279,7 +279,14 @@ impl Plugin {
                 .iter()
                 .map(|c| match &c.name {
                     Some(name) => format!("{}:{name}", c.kind),
-                    None => c.kind.to_string(),
+                    // A tool of PRX's short form: the name its get-spec
+                    // gave, by which it is routed.
+                    None => match (c.kind, self.tool_spec()) {
+                        (CapabilityType::Tool, Some(spec)) => {
+                            format!("tool:{}", spec.name.escaped())
+                        }
+                        _ => c.kind.to_string(),
+                    },
                 })
                 .collect(),
             error: match &state {

@@ -317,7 +317,11 @@ pub(super) fn dir_name(dir: &Path) -> String {
 fn spec_route(plugin: &Plugin, spec: Option<&ToolSpec>) -> Option<String> {
     let name = spec?.name.escaped();
     match crate::manifest::check_capability_name("the tool's get-spec name", &name) {
-        Ok(()) => Some(name),
+        Ok(()) => {
+            tracing::info!(plugin = %plugin.name, tool = %name,
+                "the manifest names no tool (PRX's short form): routed by its get-spec name");
+            Some(name)
+        }
         Err(e) => {
             tracing::error!(plugin = %plugin.name, "{e}; the tool is not routed");
             None

@@ -375,6 +375,10 @@ impl Supervisor {
     /// Stops every worker (politely, then by force) and waits for them.
     pub async fn shutdown(&self) {
         self.inner.draining.store(true, Ordering::SeqCst);
+        // A reload under way finishes first: it could otherwise start a
+        // new version after the list below is taken (a worker left
+        // running) or attach it to the storage route after the release.
+        let _no_reload = self.inner.reloading.lock().await;
         let plugins: Vec<_> = self
             .inner
             .plugins
