@@ -10,6 +10,8 @@ mod builder;
 mod footprint;
 mod inputs;
 mod javascript;
+#[cfg(test)]
+mod javascript_wit;
 mod python;
 mod scaffold;
 mod smoke;
