@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 mod density;
 mod floor;
 mod kv;
+mod languages;
 mod lifecycle;
 mod python;
 mod startup;
@@ -230,6 +231,14 @@ fn main() -> Result<()> {
         };
         let (plugins, worker, root) = (Path::new(plugins), Path::new(worker), Path::new(root));
         return python::run(plugins, worker, root);
+    }
+    if argv.first().map(String::as_str) == Some("languages") {
+        let [_, examples, tests, worker] = &argv[..] else {
+            anyhow::bail!(
+                "usage: prx-bench languages <examples plugins dir> <test plugins dir> <prx-worker>"
+            );
+        };
+        return languages::run(Path::new(examples), Path::new(tests), Path::new(worker));
     }
     if argv.first().map(String::as_str) == Some("density") {
         let [_, wasm, prx, counts @ ..] = &argv[..] else {
