@@ -42,8 +42,8 @@ target/debug/prx up --config "$state/prx.toml" >"$state/ready" 2>"$log" &
 prx_pid=$!
 trap 'kill $prx_pid $web_pid 2>/dev/null; wait $prx_pid 2>/dev/null; rm -rf "$state"' EXIT
 
-# The first run compiles every plugin (the Python ones take longest); later
-# runs start from the compile cache.
+# The first run compiles every plugin (the Python and JavaScript ones take
+# longest); later runs start from the compile cache.
 for _ in $(seq 1 3000); do
   grep -q '^prx: ready' "$state/ready" 2>/dev/null && break
   kill -0 $prx_pid 2>/dev/null || { cat "$log"; exit 1; }
@@ -80,6 +80,12 @@ closes=$(sed -n '2,$p' plugins/examples/forecast/data/ibm-monthly.csv | cut -d, 
 run rpc forecast "{\"closes\":[$closes],\"horizon\":6}"
 run rpc forecast "{\"closes\":[$closes],\"horizon\":6}"
 run rpc forecast '{"closes":[1,2],"horizon":6}'
+# JavaScript and TypeScript plugins (componentize-js): a TypeScript tool
+# and a JavaScript middleware in the chain beside the Rust one.
+run call text_stats '{"text":"The cat sat. The cat ran!","top":2}'
+run call text_stats '{"text":"x","top":99}'
+run middleware inbound '{"content":"mail ada@example.org or call +44 20 7946 0958"}'
+run middleware inbound '{"content":"the secret is out"}'
 run modules
 run cron run hourly-report
 run cron
