@@ -16,6 +16,8 @@ pub fn detect(dir: &Path) -> Result<Lang> {
         Ok(Lang::Rust)
     } else if dir.join("plugin.py").is_file() || dir.join("pyproject.toml").is_file() {
         Ok(Lang::Python)
+    } else if dir.join("go.mod").is_file() {
+        Ok(Lang::Go)
     } else if dir.join("tsconfig.json").is_file()
         || dir.join("src/plugin.ts").is_file()
         || dir.join("plugin.ts").is_file()
@@ -52,6 +54,7 @@ pub fn build_quietly(dir: &Path, release: bool) -> Result<PathBuf> {
         Lang::Rust => build_rust(dir, release)?,
         Lang::Python => crate::python::build(dir, &manifest)?,
         Lang::Javascript | Lang::Typescript => crate::javascript::build(dir, &manifest)?,
+        Lang::Go => return Err(crate::golang::unsupported()),
     };
     let target = manifest.wasm_path(dir);
     let staged = target.with_file_name(format!(

@@ -8,6 +8,7 @@
 mod archive;
 mod builder;
 mod footprint;
+mod golang;
 mod inputs;
 mod javascript;
 #[cfg(test)]
@@ -43,6 +44,8 @@ pub enum Lang {
     Python,
     Javascript,
     Typescript,
+    /// Answered with why Go plugins cannot be built here.
+    Go,
 }
 
 #[derive(Debug, Subcommand)]

@@ -68,6 +68,7 @@ pub fn new(
             }
             crate::templates_javascript::project(name, kind, lang == Lang::Typescript)
         }
+        Lang::Go => return Err(crate::golang::unsupported()),
     };
     for (path, text) in files {
         let path = dir.join(path);

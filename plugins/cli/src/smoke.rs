@@ -35,6 +35,7 @@ pub fn test(dir: &Path, args: &str, unit: bool, smoke_test: bool) -> Result<Exit
                 println!("== the plugin's own tests (node --test, with the SDK's fake host)");
                 crate::javascript::unit_tests(dir)?;
             }
+            Lang::Go => return Err(crate::golang::unsupported()),
         }
     }
     if !smoke_test {
@@ -59,7 +60,9 @@ pub fn test(dir: &Path, args: &str, unit: bool, smoke_test: bool) -> Result<Exit
     // the next run starts at once.
     let cache = match lang {
         Lang::Rust => dir.join("target/prx-compile-cache"),
-        Lang::Python | Lang::Javascript | Lang::Typescript => dir.join("build/prx/compile-cache"),
+        Lang::Python | Lang::Javascript | Lang::Typescript | Lang::Go => {
+            dir.join("build/prx/compile-cache")
+        }
     };
     let passed = runtime.block_on(smoke(dir, &manifest, args, cache))?;
     Ok(if passed {
