@@ -27,7 +27,7 @@ pub fn detect(dir: &Path) -> Result<Lang> {
         Ok(Lang::Javascript)
     } else {
         bail!(
-            "{}: no Cargo.toml (Rust), plugin.py / pyproject.toml (Python), tsconfig.json / src/plugin.ts (TypeScript) or package.json / plugin.js (JavaScript); run this in a plugin project (prx-plugin new makes one)",
+            "{}: no Cargo.toml (Rust), plugin.py / pyproject.toml (Python), tsconfig.json / src/plugin.ts (TypeScript), package.json / plugin.js (JavaScript) or go.mod (Go); run this in a plugin project (prx-plugin new makes one)",
             dir.display()
         )
     }
@@ -54,7 +54,7 @@ pub fn build_quietly(dir: &Path, release: bool) -> Result<PathBuf> {
         Lang::Rust => build_rust(dir, release)?,
         Lang::Python => crate::python::build(dir, &manifest)?,
         Lang::Javascript | Lang::Typescript => crate::javascript::build(dir, &manifest)?,
-        Lang::Go => return Err(crate::golang::unsupported()),
+        Lang::Go => crate::golang::build(dir, &manifest)?,
     };
     let target = manifest.wasm_path(dir);
     let staged = target.with_file_name(format!(

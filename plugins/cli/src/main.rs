@@ -8,6 +8,7 @@
 mod archive;
 mod builder;
 mod footprint;
+mod go_component;
 mod golang;
 mod inputs;
 mod javascript;
@@ -16,6 +17,7 @@ mod javascript_wit;
 mod python;
 mod scaffold;
 mod smoke;
+mod templates_go;
 mod templates_javascript;
 mod templates_python;
 mod validate;
@@ -44,7 +46,7 @@ pub enum Lang {
     Python,
     Javascript,
     Typescript,
-    /// Answered with why Go plugins cannot be built here.
+    /// Standard Go 1.24 or later; tool plugins.
     Go,
 }
 

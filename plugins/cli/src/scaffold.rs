@@ -68,7 +68,19 @@ pub fn new(
             }
             crate::templates_javascript::project(name, kind, lang == Lang::Typescript)
         }
-        Lang::Go => return Err(crate::golang::unsupported()),
+        Lang::Go => {
+            if pdk.is_some() {
+                bail!(
+                    "--pdk is the Rust PDK; a Go plugin gets the Go SDK (prx.local/pdk) built into prx-plugin"
+                );
+            }
+            if kind != CapabilityType::Tool {
+                bail!(
+                    "a Go plugin here is a tool: the Go SDK writes the canonical ABI of the tool world only; use --capability tool, or another language for a {kind}"
+                );
+            }
+            crate::templates_go::project(name)
+        }
     };
     for (path, text) in files {
         let path = dir.join(path);

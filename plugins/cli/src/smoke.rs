@@ -35,7 +35,10 @@ pub fn test(dir: &Path, args: &str, unit: bool, smoke_test: bool) -> Result<Exit
                 println!("== the plugin's own tests (node --test, with the SDK's fake host)");
                 crate::javascript::unit_tests(dir)?;
             }
-            Lang::Go => return Err(crate::golang::unsupported()),
+            Lang::Go => {
+                println!("== the plugin's own tests (go test, with the SDK's fake host)");
+                crate::golang::unit_tests(dir)?;
+            }
         }
     }
     if !smoke_test {

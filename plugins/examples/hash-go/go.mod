@@ -1,0 +1,3 @@
+module hash-go
+
+go 1.24

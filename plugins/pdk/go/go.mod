@@ -1,0 +1,3 @@
+module prx.local/pdk
+
+go 1.24
