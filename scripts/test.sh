@@ -3,7 +3,8 @@
 # unit and integration tests (real supervisor and worker processes, real
 # wasm32-wasip2 plugins in Rust, Python, JavaScript and TypeScript), the
 # guest workspace's tests, the Python SDK's and Python plugins' pytest
-# tests, the JavaScript SDK's and JavaScript plugins' node tests, a compile of the fuzz
+# tests, the JavaScript SDK's and JavaScript plugins' node tests, the Go
+# SDK's and Go plugins' go tests, a compile of the fuzz
 # targets, the supply-chain gate over every lock file, and a one-minute
 # chaos soak. Installs what it needs first.
 set -euo pipefail
@@ -75,12 +76,22 @@ for dir in plugins/examples/*/ plugins/testing/*/; do
   fi
 done
 
+step "Go: the SDK's tests and each Go plugin's own tests (go test)"
+(cd plugins/pdk/go && GOTOOLCHAIN=local GOPROXY=off GOWORK=off ../../../.venv/bin/go test -v ./...) 2>&1 | tee -a "$results"
+for dir in plugins/examples/*/ plugins/testing/*/; do
+  if [ -f "$dir/go.mod" ]; then
+    target/debug/prx-plugin test --no-smoke --dir "$dir" 2>&1 | tee -a "$results"
+  fi
+done
+
 step "fuzz targets compile"
 cargo check --quiet --manifest-path fuzz/Cargo.toml --bins
 
 # cargo: "test result: ok. 12 passed; 0 failed; ..."; pytest: "3 failed, 17 passed in 0.2s";
-# node --test: "# pass 24" and "# fail 0".
+# node --test: "# pass 24" and "# fail 0"; go test -v: "--- PASS: TestX" and "--- FAIL: TestX".
 read -r passed failed < <(awk '
+  /^--- PASS: / { p += 1 }
+  /^--- FAIL: / { f += 1 }
   /^# pass [0-9]+$/ { p += $3 }
   /^# fail [0-9]+$/ { f += $3 }
   /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }

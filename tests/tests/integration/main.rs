@@ -11,6 +11,7 @@ mod compile;
 mod console;
 mod disk_faults;
 mod forged_frames;
+mod golang;
 mod http;
 mod javascript;
 mod kv;

@@ -2,8 +2,7 @@
 //! template in both languages passes its own tests (node --test against
 //! the SDK's fake host), and a new TypeScript tool goes new -> build ->
 //! validate -> test (a call in a real supervisor) -> pack -> install into
-//! a running `prx up` -> `prx call`. `--lang go` says why Go plugins
-//! cannot be built here, and writes nothing.
+//! a running `prx up` -> `prx call`.
 
 use crate::common;
 use crate::plugin_cli::{CAPABILITIES, both, prx_plugin};
@@ -16,15 +15,6 @@ use common::*;
 fn javascript_and_typescript_templates_pass_their_tests_and_a_typescript_tool_goes_from_new_to_prx_call()
  {
     let work = tempfile::tempdir().expect("temp dir");
-    let go = prx_plugin(work.path(), &["new", "gopher", "--lang", "go"]);
-    assert!(!go.status.success());
-    assert!(
-        stderr(&go).contains("Go plugins cannot be built by this prx-plugin")
-            && stderr(&go).contains("--lang rust, python, typescript or javascript"),
-        "{}",
-        both(&go)
-    );
-    assert!(!work.path().join("gopher").exists());
     for lang in ["typescript", "javascript"] {
         for capability in CAPABILITIES {
             let name = format!("{lang}-{capability}");

@@ -99,7 +99,7 @@ pub fn js_plugin(path: &str) -> PathBuf {
 /// Builds a plugin with `prx-plugin build`. Builds run one at a time, and
 /// prx-plugin skips a plugin whose inputs did not change since its last
 /// build.
-fn built_plugin(path: &str, toolchain: &str) -> PathBuf {
+pub fn built_plugin(path: &str, toolchain: &str) -> PathBuf {
     static BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(env!("PRX_ROOT")).join("plugins").join(path);
