@@ -113,8 +113,8 @@ A PRX @KIND@ plugin in @LANG@ (the `@prx/pdk` SDK, built into prx-plugin).
 `npm test` runs the plugin's own tests. npm packages it installs are
 bundled into the component. The module's top level runs once at build
 time (what it computes is kept in the component), so it must not call the
-host there. The JavaScript engine is part of the component (about 11 MiB):
-keep `max_memory_mb` at 32 or more.
+host there. The JavaScript engine is part of the component (its memory
+starts at about 9 MiB): 16 MB runs a small plugin, 32 MB leaves room.
 "##;
 
 const TOOL: &str = r##"// A tool: {"name": "ada"} -> "Hello, ada! (greeting 3)", counting the

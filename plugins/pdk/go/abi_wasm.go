@@ -6,7 +6,10 @@
 
 package pdk
 
-import "unsafe"
+import (
+	"strings"
+	"unsafe"
+)
 
 // Buffers the host allocated (arguments, answers) or the plugin returned,
 // kept from the garbage collector until the call is over.
@@ -42,20 +45,29 @@ func realloc(old, oldSize, align, newSize uint32) uint32 {
 	return uint32(at)
 }
 
-// lift copies the string at (ptr, len) out of linear memory.
+// lift copies the string at (ptr, len) out of linear memory and lets
+// the buffer the host wrote it into go.
 func lift(ptr, n uint32) string {
 	if n == 0 {
 		return ""
 	}
-	return string(unsafe.Slice((*byte)(unsafe.Pointer(uintptr(ptr))), n))
+	s := string(unsafe.Slice((*byte)(unsafe.Pointer(uintptr(ptr))), n))
+	delete(live, uintptr(ptr))
+	return s
 }
 
-// lower puts s where the host can read it until the call is over.
+// lower puts s where the host can read it until the call is over. A WIT
+// string is UTF-8: bytes that are not (Go strings may hold any) become
+// U+FFFD, where the host would otherwise refuse the whole answer.
 func lower(s string) (uint32, uint32) {
-	if len(s) == 0 {
+	return lowerBytes([]byte(strings.ToValidUTF8(s, "\uFFFD")))
+}
+
+// lowerBytes puts bytes (a list<u8>) where the host can read them.
+func lowerBytes(buf []byte) (uint32, uint32) {
+	if len(buf) == 0 {
 		return 1, 0
 	}
-	buf := []byte(s)
 	at := uintptr(unsafe.Pointer(&buf[0]))
 	live[at] = buf
 	return uint32(at), uint32(len(buf))

@@ -32,6 +32,9 @@ func get64(at uintptr) int64  { return *(*int64)(unsafe.Pointer(at)) }
 
 // Log writes a line to the host's log, tagged with the plugin's name.
 func Log(level Level, message string) {
+	if level > Error {
+		level = Error
+	}
 	p, n := lower(message)
 	hostLog(uint32(level), p, n)
 }
@@ -61,7 +64,7 @@ func KvGet(key string) ([]byte, bool) {
 // KvSet stores value at key, once it is durable (permission kv).
 func KvSet(key string, value []byte) error {
 	kp, kn := lower(key)
-	vp, vn := lower(string(value))
+	vp, vn := lowerBytes(append([]byte(nil), value...))
 	a := importArea()
 	hostKvSet(kp, kn, vp, vn, uint32(a))
 	if get8(a) != 0 {

@@ -119,13 +119,16 @@ export function load(host) {
   return instance;
 }
 
-/** on-rpc: the handler's reply as JSON. */
+const encode = (reply) => JSON.stringify(reply === undefined ? null : reply);
+
+/** on-rpc: the handler's reply as JSON (a promise of it, for an async
+ * handler: the component settles it). */
 export function rpc(name, payloadJson) {
   const fn = state.rpcs.get(name);
   if (fn === undefined) throw new Error(`no RPC named ${JSON.stringify(name)} is registered by this module`);
   const payload = payloadJson.trim() ? JSON.parse(payloadJson) : null;
   const reply = fn(payload);
-  return JSON.stringify(reply === undefined ? null : reply);
+  return reply instanceof Promise ? reply.then(encode) : encode(reply);
 }
 
 /** on-event: every handler whose pattern matches, with the event as an
@@ -139,9 +142,16 @@ export function event(topic, payloadJson) {
   }
   const event = payload !== null && typeof payload === "object" && !Array.isArray(payload) ? { ...payload } : { payload };
   if (event.type === undefined) event.type = topic;
+  const pending = [];
   for (const [pattern, fn] of [...state.handlers]) {
-    if (matches(pattern, topic)) fn(event);
+    if (matches(pattern, topic)) {
+      const done = fn(event);
+      if (done instanceof Promise) pending.push(done);
+    }
   }
+  // Async handlers are awaited (the component settles the promise).
+  if (pending.length > 0) return Promise.all(pending).then(() => undefined);
+  return undefined;
 }
 
 /** describe: [status, [[name, value]]] with every stat evaluated; a

@@ -228,39 +228,45 @@ function moduleExports(host) {
 
 // ---- PRX's style: the WIT functions exported from the plugin's module.
 
-/** PRX's middleware examples return (or throw) a `MiddlewareAction` as
- * JSON text; its comments say the host reads it. Here the SDK does. */
-function action(text) {
-  if (typeof text !== "string" || !text.startsWith("{")) return undefined;
-  try {
-    const value = JSON.parse(text);
-    if (value?.action === "continue" && typeof value.data === "string") return { data: value.data };
-    if (value?.action === "block" && typeof value.reason === "string") return { block: value.reason };
-  } catch {
-    // Not an action: plain data.
+/** PRX's middleware examples return (or throw) a `MiddlewareAction`,
+ * as JSON text or as the object `middlewareContinue`/`middlewareBlock`
+ * make; its comments say the host reads it. Here the SDK does. */
+function action(value) {
+  let said = value;
+  if (typeof value === "string") {
+    if (!value.startsWith("{")) return undefined;
+    try {
+      said = JSON.parse(value);
+    } catch {
+      return undefined; // Not an action: plain data.
+    }
   }
+  if (said === null || typeof said !== "object") return undefined;
+  if (said.action === "continue" && typeof said.data === "string") return { data: said.data };
+  if (said.action === "block" && typeof said.reason === "string") return { block: said.reason };
   return undefined;
 }
 
 function prxMiddleware(process) {
   return {
     process: (stage, dataJson) => {
-      const blocked = (e) =>
-        unlessOutOfMemory(e, `middleware at ${stage}`, () => {
-          const said = action(e instanceof Error ? e.message : e);
-          if (said?.block !== undefined) throw said.block;
-          throw report(e, `middleware at ${stage}`);
-        });
       const done = (out) => {
         const said = action(out);
         if (said?.block !== undefined) throw said.block;
         return said?.data ?? (typeof out === "string" ? out : json(out));
       };
+      const thrown = (e) =>
+        unlessOutOfMemory(e, `middleware at ${stage}`, () => {
+          const said = action(e instanceof Error ? e.message : e);
+          if (said?.block !== undefined) throw said.block;
+          if (said?.data !== undefined) return said.data;
+          throw report(e, `middleware at ${stage}`);
+        });
       try {
         const out = process(stage, dataJson);
-        return out instanceof Promise ? out.then(done, blocked) : done(out);
+        return out instanceof Promise ? out.then(done, thrown) : done(out);
       } catch (e) {
-        return blocked(e);
+        return thrown(e);
       }
     },
   };

@@ -56,3 +56,21 @@ test("a module class is found by default export, MODULE, or as the only one", ()
   assert.throws(() => fake.exports({ A: Counter, B: Counter }, ["module"]), /found: Counter, Counter/);
   assert.doesNotThrow(() => fake.exports({ A: Counter, B: Counter, MODULE: Counter }, ["module"]));
 });
+
+test("async RPC and event handlers are awaited", async () => {
+  class Later {
+    onLoad(h) {
+      this.seen = [];
+      h.registerRpc("later.add", async ({ a, b }) => a + b);
+      h.registerEventHandler("later.*", async (event) => {
+        await Promise.resolve();
+        this.seen.push(event.type);
+      });
+    }
+  }
+  const later = fake.load(Later);
+  const { moduleExports: m } = fake.exports({ Later }, ["module"]);
+  assert.equal(await m.onRpc("later.add", '{"a":1,"b":2}'), "3");
+  await m.onEvent("later.tick", "{}");
+  assert.deepEqual(later.seen, ["later.tick"]);
+});

@@ -68,3 +68,19 @@ test("the engine's out of memory is not a result: the call traps and the host re
   assert.match(fake.logs.at(-1)[1], /^middleware at inbound threw Error: out of memory/);
   fake.uninstall();
 });
+
+test("PRX's middleware helpers as objects, and a thrown continue, do what they say", () => {
+  const fake = new FakeHost().install();
+  const plugin = {
+    process(stage, dataJson) {
+      if (stage === "inbound") return middlewareBlock("as an object");
+      if (stage === "outbound") return middlewareContinue('{"b":2}');
+      throw new Error(JSON.stringify(middlewareContinue(dataJson)));
+    },
+  };
+  const { middlewareExports: m } = fake.exports(plugin, ["middleware"]);
+  assert.throws(() => m.process("inbound", "{}"), (e) => e === "as an object");
+  assert.equal(m.process("outbound", "{}"), '{"b":2}');
+  assert.equal(m.process("llm_request", '{"c":3}'), '{"c":3}');
+  fake.uninstall();
+});

@@ -1,6 +1,5 @@
-// Types of @prx/pdk. The records mirror wit/ (checked by the SDK's tests:
-// tests/wit-types.test.mjs compiles them against declarations jco
-// generates from the WIT).
+// Types of @prx/pdk. The records mirror wit/ (checked against it by
+// plugins/cli/src/javascript_wit.rs, `cargo test -p prx-plugin`).
 
 export type LogLevel = "trace" | "debug" | "info" | "warn" | "error";
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -102,8 +101,8 @@ export interface Host {
   readonly http: typeof http;
   readonly memory: typeof memory;
   readonly clock: typeof clock;
-  registerRpc(name: string, fn: (payload: any) => unknown): void;
-  registerEventHandler(pattern: string, fn: (event: { type: string; [key: string]: any }) => void): void;
+  registerRpc(name: string, fn: (payload: any) => unknown | Promise<unknown>): void;
+  registerEventHandler(pattern: string, fn: (event: { type: string; [key: string]: any }) => void | Promise<void>): void;
   publish(event: { type: string; [key: string]: unknown } | string, payload?: unknown): void;
   cacheGet<T = any>(namespace: string, key: string): T | undefined;
   cachePut(namespace: string, key: string, value: unknown): void;
