@@ -11,9 +11,24 @@ import (
 	"unsafe"
 )
 
-// Buffers the host allocated (arguments, answers) or the plugin returned,
-// kept from the garbage collector until the call is over.
+// Strings the plugin hands the host (answers, host-call arguments), kept
+// from the garbage collector until the host has read them.
 var live = map[uintptr][]byte{}
+
+// What the host writes into the plugin: a call's arguments and the answers
+// of host calls. No import may be called while the host allocates, and Go
+// code that allocates may call into the WASI adapter (the scheduler, the
+// collector), so this allocator only moves an offset through a static
+// arena: no Go allocation, no runtime call. What the host wrote is copied
+// out at once (lift); the arena starts over at each call, and each host
+// call gives back what its answer took.
+var hostArena [4 << 20]byte
+
+var hostNext uintptr
+
+// Where the arena is full: an address past any memory, so the host traps
+// ("realloc return: beyond end of memory") instead of writing anywhere.
+const arenaFull = 0xffff_fff0
 
 // The allocator the host writes arguments (cabi_export_realloc) and
 // answers of host calls (cabi_import_realloc) through. Not named
@@ -22,38 +37,43 @@ var live = map[uintptr][]byte{}
 // without it wit-component gives the adapter memory of its own.
 //
 //go:wasmexport cabi_export_realloc
+//go:nosplit
 func cabiExportRealloc(old, oldSize, align, newSize uint32) uint32 {
 	return realloc(old, oldSize, align, newSize)
 }
 
 //go:wasmexport cabi_import_realloc
+//go:nosplit
 func cabiImportRealloc(old, oldSize, align, newSize uint32) uint32 {
 	return realloc(old, oldSize, align, newSize)
 }
 
+//go:nosplit
 func realloc(old, oldSize, align, newSize uint32) uint32 {
-	if newSize == 0 {
-		return align
+	base := uintptr(unsafe.Pointer(&hostArena))
+	if align == 0 {
+		align = 1
 	}
-	buf := make([]byte, newSize+align)
-	base := uintptr(unsafe.Pointer(&buf[0]))
-	at := (base + uintptr(align) - 1) &^ (uintptr(align) - 1)
-	if old != 0 {
-		copy(buf[at-base:], unsafe.Slice((*byte)(unsafe.Pointer(uintptr(old))), oldSize))
+	at := (base + hostNext + uintptr(align) - 1) &^ (uintptr(align) - 1)
+	end := at + uintptr(newSize)
+	if end > base+uintptr(len(hostArena)) {
+		return arenaFull
 	}
-	live[at] = buf
+	// A reallocation (the host shrinking a string it transcoded) keeps
+	// the bytes: copied by hand, as a runtime call could not be made here.
+	for i := uintptr(0); old != 0 && i < uintptr(oldSize) && i < uintptr(newSize); i++ {
+		*(*byte)(unsafe.Pointer(at + i)) = *(*byte)(unsafe.Pointer(uintptr(old) + i))
+	}
+	hostNext = end - base
 	return uint32(at)
 }
 
-// lift copies the string at (ptr, len) out of linear memory and lets
-// the buffer the host wrote it into go.
+// lift copies the string at (ptr, len) out of linear memory.
 func lift(ptr, n uint32) string {
 	if n == 0 {
 		return ""
 	}
-	s := string(unsafe.Slice((*byte)(unsafe.Pointer(uintptr(ptr))), n))
-	delete(live, uintptr(ptr))
-	return s
+	return string(unsafe.Slice((*byte)(unsafe.Pointer(uintptr(ptr))), n))
 }
 
 // lower puts s where the host can read it until the call is over. A WIT
@@ -88,6 +108,7 @@ func put8(at uintptr, v uint8)   { *(*uint8)(unsafe.Pointer(at)) = v }
 
 //go:wasmexport prx:plugin/tool-exports@0.1.0#get-spec
 func getSpec() uint32 {
+	hostNext = 0
 	release()
 	if registered == nil {
 		panic("the plugin registers no tool: call pdk.Tool from init()")
@@ -104,6 +125,7 @@ func getSpec() uint32 {
 //go:wasmexport prx:plugin/tool-exports@0.1.0#execute
 func execute(ptr, n uint32) uint32 {
 	args := lift(ptr, n)
+	hostNext = 0
 	release()
 	out, err := call(args)
 	a := area()
@@ -126,11 +148,10 @@ func execute(ptr, n uint32) uint32 {
 	return uint32(a)
 }
 
-//go:wasmexport cabi_post_prx:plugin/tool-exports@0.1.0#execute
-func postExecute(uint32) { release() }
-
-//go:wasmexport cabi_post_prx:plugin/tool-exports@0.1.0#get-spec
-func postGetSpec(uint32) { release() }
+// No post-return functions: the canonical ABI lets no import be called
+// from one, and Go code may call into the WASI adapter at any point (the
+// scheduler, the collector). What an answer kept alive is let go at the
+// start of the next call instead (release).
 
 // The WASI adapter's memory: its state and its stack, in Go's static
 // data, where the Go heap never reaches. The adapter asks for them during

@@ -30,6 +30,10 @@ func get8(at uintptr) uint8   { return *(*uint8)(unsafe.Pointer(at)) }
 func get32(at uintptr) uint32 { return *(*uint32)(unsafe.Pointer(at)) }
 func get64(at uintptr) int64  { return *(*int64)(unsafe.Pointer(at)) }
 
+// giveBack returns the arena to where it was before a host call, once its
+// answer has been copied out.
+func giveBack(mark uintptr) { hostNext = mark }
+
 // Log writes a line to the host's log, tagged with the plugin's name.
 func Log(level Level, message string) {
 	if level > Error {
@@ -41,6 +45,7 @@ func Log(level Level, message string) {
 
 // ConfigGet is the manifest's [config] value of key.
 func ConfigGet(key string) (string, bool) {
+	defer giveBack(hostNext)
 	p, n := lower(key)
 	a := importArea()
 	hostConfigGet(p, n, uint32(a))
@@ -52,6 +57,7 @@ func ConfigGet(key string) (string, bool) {
 
 // KvGet is the value at key in the plugin's kv store (permission kv).
 func KvGet(key string) ([]byte, bool) {
+	defer giveBack(hostNext)
 	p, n := lower(key)
 	a := importArea()
 	hostKvGet(p, n, uint32(a))
@@ -63,6 +69,7 @@ func KvGet(key string) ([]byte, bool) {
 
 // KvSet stores value at key, once it is durable (permission kv).
 func KvSet(key string, value []byte) error {
+	defer giveBack(hostNext)
 	kp, kn := lower(key)
 	vp, vn := lowerBytes(append([]byte(nil), value...))
 	a := importArea()
@@ -76,6 +83,7 @@ func KvSet(key string, value []byte) error {
 // KvIncrement adds delta to the counter at key in one step of the host
 // (a missing key counts as 0) and returns the new value (permission kv).
 func KvIncrement(key string, delta int64) (int64, error) {
+	defer giveBack(hostNext)
 	p, n := lower(key)
 	a := importArea()
 	hostKvIncrement(p, n, delta, uint32(a))
