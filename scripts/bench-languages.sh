@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Measures one tool (text statistics) written in Rust, Python and
-# TypeScript side by side, and writes docs/benchmarks-languages.md.
+# Measures one tool (text statistics) written in Rust, Python, TypeScript
+# and Go side by side, and writes docs/benchmarks-languages.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +10,7 @@ scripts/build-plugins.sh >/dev/null
 
 report=$(target/debug/prx-bench languages target/plugins target/test-plugins target/debug/prx-worker 2>/dev/null)
 {
-  echo "# Benchmarks: one tool in Rust, Python and TypeScript"
+  echo "# Benchmarks: one tool in Rust, Python, TypeScript and Go"
   echo
   echo "Written by \`scripts/bench-languages.sh\` on $(date -u +%Y-%m-%d). Machine: $(nproc) cores,"
   echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), Linux $(uname -r),"
@@ -18,7 +18,8 @@ report=$(target/debug/prx-bench languages target/plugins target/test-plugins tar
   echo
   echo "How: \`prx-bench languages\` (bench/src/languages.rs). The same tool, text"
   echo "statistics, in Rust (plugins/testing/text-stats-rs), Python"
-  echo "(plugins/testing/text-stats-py) and TypeScript (plugins/examples/text-stats-ts):"
+  echo "(plugins/testing/text-stats-py), TypeScript (plugins/examples/text-stats-ts)"
+  echo "and Go (plugins/testing/text-stats-go):"
   echo "its component's size, its first compile (Cranelift, in-process, once), a"
   echo "sandboxed worker's spawn to ready from the compile cache (21 starts a run) and"
   echo "a call on the same 2 KiB text through one supervisor and the worker (201 calls"

@@ -1,7 +1,8 @@
-//! One tool in three languages (`prx-bench languages <examples dir>
+//! One tool in four languages (`prx-bench languages <examples dir>
 //! <test plugins dir> <prx-worker>`): text statistics, written in Rust
-//! (plugins/testing/text-stats-rs), Python (testing/text-stats-py) and
-//! TypeScript (examples/text-stats-ts), as `scripts/build-plugins.sh`
+//! (plugins/testing/text-stats-rs), Python (testing/text-stats-py),
+//! TypeScript (examples/text-stats-ts) and Go (testing/text-stats-go), as
+//! `scripts/build-plugins.sh`
 //! leaves them, measured side by side:
 //!
 //! - the component's size;
@@ -67,6 +68,7 @@ pub fn run(examples: &Path, tests: &Path, worker: &Path) -> Result<()> {
         language("Rust", tests.join("text-stats-rs"), "text_stats_rs")?,
         language("Python", tests.join("text-stats-py"), "text_stats_py")?,
         language("TypeScript", examples.join("text-stats-ts"), "text_stats")?,
+        language("Go", tests.join("text-stats-go"), "text_stats_go")?,
     ];
     let current = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -94,7 +96,7 @@ pub fn run(examples: &Path, tests: &Path, worker: &Path) -> Result<()> {
         spawn.push(median(runs));
     }
 
-    // One supervisor with the three tools.
+    // One supervisor with every language's tool.
     let scratch = tempfile::tempdir()?;
     for lang in &languages {
         let dir = scratch
@@ -112,7 +114,11 @@ pub fn run(examples: &Path, tests: &Path, worker: &Path) -> Result<()> {
     let args = serde_json::json!({ "text": text(), "top": 5 }).to_string();
     let calls = current.block_on(async {
         let sup = Supervisor::start(config).await?;
-        anyhow::ensure!(sup.running() == 3, "not all loaded: {:?}", sup.failures());
+        anyhow::ensure!(
+            sup.running() == languages.len(),
+            "not all loaded: {:?}",
+            sup.failures()
+        );
         let mut runs = vec![Vec::new(); languages.len()];
         for _ in 0..RUNS {
             for (i, lang) in languages.iter().enumerate() {
@@ -131,9 +137,9 @@ pub fn run(examples: &Path, tests: &Path, worker: &Path) -> Result<()> {
 
     let row = |what: &str, values: &[String]| println!("| {what} | {} |", values.join(" | "));
     println!(
-        "| text statistics, the same tool in | Rust | Python (componentize-py 0.25.1) | TypeScript (componentize-js 0.23.0) |"
+        "| text statistics, the same tool in | Rust | Python (componentize-py 0.25.1) | TypeScript (componentize-js 0.23.0) | Go (1.27.3: wasip1, wit-component) |"
     );
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|");
     let ratio = |values: &[f64], unit: &str, digits: usize| -> Vec<String> {
         values
             .iter()

@@ -1,0 +1,3 @@
+module text-stats-go
+
+go 1.24
