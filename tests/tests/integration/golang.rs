@@ -5,9 +5,7 @@
 //! into a running `prx up` -> `prx call`.
 
 use crate::common;
-use crate::plugin_cli::{both, prx_plugin};
-
-use std::time::{Duration, Instant};
+use crate::plugin_cli::{both, install_and_ask, prx_plugin};
 
 use common::{Daemon, Env, built_plugin, stderr, stdout};
 
@@ -94,29 +92,11 @@ fn a_new_go_tool_goes_from_new_to_prx_call() {
     }
     let env = Env::new();
     let daemon = Daemon::start(&env);
-    let out = prx_plugin(
-        work.path(),
-        &[
-            "install",
-            project
-                .join("gopher-0.1.0.prxplugin")
-                .to_str()
-                .expect("utf-8"),
-            "--plugins",
-            env.plugins().to_str().expect("utf-8"),
-            "--state",
-            env.state().to_str().expect("utf-8"),
-        ],
+    let answer = install_and_ask(
+        &env,
+        &daemon,
+        &project.join("gopher-0.1.0.prxplugin"),
+        &["call", "gopher", r#"{"name":"ops"}"#],
     );
-    assert!(out.status.success(), "{}", both(&out));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let answer = loop {
-        let out = daemon.cli(&["call", "gopher", r#"{"name":"ops"}"#]);
-        if out.status.success() {
-            break stdout(&out);
-        }
-        assert!(Instant::now() < deadline, "prx call: {}", both(&out));
-        std::thread::sleep(Duration::from_millis(100));
-    };
     assert_eq!(answer.trim(), "Hello, ops! (greeting 1)");
 }

@@ -140,35 +140,12 @@ fn python_templates_pass_their_tests_and_a_python_module_goes_from_new_to_prx_rp
     }
     let env = Env::new();
     let daemon = Daemon::start(&env);
-    let out = prx_plugin(
-        work.path(),
-        &[
-            "install",
-            project
-                .join("py-module-0.1.0.prxplugin")
-                .to_str()
-                .expect("utf-8"),
-            "--plugins",
-            env.plugins().to_str().expect("utf-8"),
-            "--state",
-            env.state().to_str().expect("utf-8"),
-        ],
+    let answer = install_and_ask(
+        &env,
+        &daemon,
+        &project.join("py-module-0.1.0.prxplugin"),
+        &["rpc", "py-module.square", r#"{"x":3}"#],
     );
-    assert!(out.status.success(), "{}", both(&out));
-    assert!(
-        stdout(&out).contains("installed py-module 0.1.0"),
-        "{}",
-        both(&out)
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let answer = loop {
-        let out = daemon.cli(&["rpc", "py-module.square", r#"{"x":3}"#]);
-        if out.status.success() {
-            break stdout(&out);
-        }
-        assert!(Instant::now() < deadline, "prx rpc: {}", both(&out));
-        std::thread::sleep(Duration::from_millis(50));
-    };
     assert_eq!(answer.trim(), r#"{"square":9}"#);
     let again = daemon.cli(&["rpc", "py-module.square", r#"{"x":3}"#]);
     assert_eq!(stdout(&again).trim(), r#"{"square":9}"#);
@@ -396,4 +373,44 @@ fn validate_fails_clearly_on_a_core_module_a_missing_export_and_a_torn_file() {
         "{}",
         both(&out)
     );
+}
+
+/// Installs the archive `file` into `env`'s plugins directory, checked by
+/// `daemon`, the supervisor running there; then runs `prx <ask>` until it
+/// answers (the plugin loads) and returns the answer.
+pub(crate) fn install_and_ask(env: &Env, daemon: &Daemon, file: &Path, ask: &[&str]) -> String {
+    let out = prx_plugin(
+        env.root.path(),
+        &[
+            "install",
+            file.to_str().expect("utf-8"),
+            "--plugins",
+            env.plugins().to_str().expect("utf-8"),
+            "--state",
+            env.state().to_str().expect("utf-8"),
+        ],
+    );
+    assert!(out.status.success(), "{}", both(&out));
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let (plugin, version) = name
+        .strip_suffix(".prxplugin")
+        .and_then(|n| n.rsplit_once('-'))
+        .expect("NAME-VERSION.prxplugin");
+    assert!(
+        stdout(&out).contains(&format!("installed {plugin} {version}")),
+        "{}",
+        both(&out)
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = daemon.cli(ask);
+        if out.status.success() {
+            return stdout(&out).trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "prx {ask:?}: {}", both(&out));
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

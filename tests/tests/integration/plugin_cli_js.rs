@@ -5,9 +5,7 @@
 //! a running `prx up` -> `prx call`.
 
 use crate::common;
-use crate::plugin_cli::{CAPABILITIES, both, prx_plugin};
-
-use std::time::{Duration, Instant};
+use crate::plugin_cli::{CAPABILITIES, both, install_and_ask, prx_plugin};
 
 use common::*;
 
@@ -54,30 +52,12 @@ fn javascript_and_typescript_templates_pass_their_tests_and_a_typescript_tool_go
     );
     let env = Env::new();
     let daemon = Daemon::start(&env);
-    let out = prx_plugin(
-        work.path(),
-        &[
-            "install",
-            project
-                .join("typescript-tool-0.1.0.prxplugin")
-                .to_str()
-                .expect("utf-8"),
-            "--plugins",
-            env.plugins().to_str().expect("utf-8"),
-            "--state",
-            env.state().to_str().expect("utf-8"),
-        ],
+    let answer = install_and_ask(
+        &env,
+        &daemon,
+        &project.join("typescript-tool-0.1.0.prxplugin"),
+        &["call", "typescript-tool", r#"{"name":"ops"}"#],
     );
-    assert!(out.status.success(), "{}", both(&out));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let answer = loop {
-        let out = daemon.cli(&["call", "typescript-tool", r#"{"name":"ops"}"#]);
-        if out.status.success() {
-            break stdout(&out);
-        }
-        assert!(Instant::now() < deadline, "prx call: {}", both(&out));
-        std::thread::sleep(Duration::from_millis(100));
-    };
     assert_eq!(answer.trim(), "Hello, ops! (greeting 1)");
     let bad = daemon.cli(&["call", "typescript-tool", r#"{"name":7}"#]);
     assert_eq!(

@@ -12,11 +12,13 @@ one style or the other for a capability, not both.
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from . import worlds
 from .errors import Blocked
+# PRX names the host's HTTP response HttpResponse; it is this SDK's Response.
+from .host import Response as HttpResponse  # noqa: F401
 
 
 @dataclass
@@ -98,23 +100,6 @@ class MiddlewareAction:
 class CronContext:
     triggered_at_ms: int = 0
     plugin_name: str = ""
-
-
-@dataclass
-class HttpResponse:
-    status: int
-    headers: list = field(default_factory=list)
-    body: bytes = b""
-
-    def text(self):
-        return self.body.decode("utf-8")
-
-    def json(self):
-        return json.loads(self.body)
-
-    def header(self, name):
-        name = name.lower()
-        return next((v for k, v in self.headers if k.lower() == name), None)
 
 
 def _tool_output(result):
