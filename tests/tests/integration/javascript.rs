@@ -13,9 +13,9 @@
 use crate::common;
 
 use common::{Daemon, Env, eventually, js_plugin, python_plugin, stderr, stdout};
+use prx_supervisor::Supervisor;
 use prx_supervisor::plugin::{LayerState, StateKind};
 use prx_supervisor::worker_handle::verify::Layer;
-use prx_supervisor::{ChatMessage, Supervisor};
 use serde_json::{Value, json};
 
 /// A supervisor for `env` that refuses to start a worker without every
@@ -83,40 +83,7 @@ async fn every_world_of_the_javascript_sdk_answers_from_a_real_worker() {
     );
     assert_eq!(sup.run_cron("js-worlds").await.unwrap(), "cron run 1");
 
-    let user = |text: &str| ChatMessage {
-        role: "user".into(),
-        content: text.into(),
-    };
-    let reply = sup
-        .chat("js-worlds", vec![user("hello")], "small", 0.5)
-        .await
-        .unwrap();
-    assert_eq!(reply.text.as_deref(), Some("small@0.5: hello"));
-    let calls = sup
-        .chat("js-worlds", vec![user("x")], "tools", 0.0)
-        .await
-        .unwrap();
-    assert_eq!(calls.text, None);
-    assert_eq!(
-        calls
-            .tool_calls
-            .iter()
-            .map(|c| (c.id.as_str(), c.name.as_str(), c.arguments.as_str()))
-            .collect::<Vec<_>>(),
-        [("call-1", "js_worlds", r#"{"x":1}"#)]
-    );
-
-    let id = sup.store_memory("The sky is blue", "fact").await.unwrap();
-    sup.store_memory("Grass is green", "fact").await.unwrap();
-    let found = sup.recall_memory("sky", 5).await.unwrap();
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(
-        (found[0].id.as_str(), found[0].text.as_str()),
-        (id.as_str(), "The sky is blue")
-    );
-    assert_eq!(sup.count_memories().await.unwrap(), 2);
-    assert!(sup.forget_memory(&id).await.unwrap());
-    assert_eq!(sup.count_memories().await.unwrap(), 1);
+    common::chat_and_memory_answer(&sup, "js-worlds", "js_worlds").await;
 
     // The bus module: RPCs, the host cache, its panel.
     assert_eq!(

@@ -298,40 +298,7 @@ async fn every_world_of_the_python_sdk_answers_from_a_real_worker() {
     );
     assert_eq!(sup.run_cron("py-worlds").await.unwrap(), "cron run 1");
 
-    let user = |text: &str| prx_supervisor::ChatMessage {
-        role: "user".into(),
-        content: text.into(),
-    };
-    let reply = sup
-        .chat("py-worlds", vec![user("hello")], "small", 0.5)
-        .await
-        .unwrap();
-    assert_eq!(reply.text.as_deref(), Some("small@0.5: hello"));
-    let calls = sup
-        .chat("py-worlds", vec![user("x")], "tools", 0.0)
-        .await
-        .unwrap();
-    assert_eq!(calls.text, None);
-    assert_eq!(
-        calls
-            .tool_calls
-            .iter()
-            .map(|c| (c.id.as_str(), c.name.as_str(), c.arguments.as_str()))
-            .collect::<Vec<_>>(),
-        [("call-1", "py_worlds", r#"{"x":1}"#)]
-    );
-
-    let id = sup.store_memory("The sky is blue", "fact").await.unwrap();
-    sup.store_memory("Grass is green", "fact").await.unwrap();
-    let found = sup.recall_memory("sky", 5).await.unwrap();
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(
-        (found[0].id.as_str(), found[0].text.as_str()),
-        (id.as_str(), "The sky is blue")
-    );
-    assert_eq!(sup.count_memories().await.unwrap(), 2);
-    assert!(sup.forget_memory(&id).await.unwrap());
-    assert_eq!(sup.count_memories().await.unwrap(), 1);
+    common::chat_and_memory_answer(&sup, "py-worlds", "py_worlds").await;
 
     assert_eq!(
         sup.rpc("worlds.echo", r#"{"k":"v"}"#).await.unwrap(),

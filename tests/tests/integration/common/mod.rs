@@ -358,3 +358,48 @@ pub fn with_custom_section(mut wasm: Vec<u8>, name: &str, payload: &[u8]) -> Vec
     wasm.extend_from_slice(payload);
     wasm
 }
+
+/// The provider and storage worlds of a "worlds" test plugin (py-worlds,
+/// js-worlds): its chat answers `MODEL@TEMPERATURE: LAST MESSAGE` and, for
+/// the model `tools`, one call of its `tool`; it is the memory backend.
+pub async fn chat_and_memory_answer(sup: &Supervisor, provider: &str, tool: &str) {
+    let user = |text: &str| prx_supervisor::ChatMessage {
+        role: "user".into(),
+        content: text.into(),
+    };
+    let reply = sup
+        .chat(provider, vec![user("hello")], "small", 0.5)
+        .await
+        .expect("the provider answers");
+    assert_eq!(reply.text.as_deref(), Some("small@0.5: hello"));
+    let calls = sup
+        .chat(provider, vec![user("x")], "tools", 0.0)
+        .await
+        .expect("the provider answers");
+    assert_eq!(calls.text, None);
+    assert_eq!(
+        calls
+            .tool_calls
+            .iter()
+            .map(|c| (c.id.as_str(), c.name.as_str(), c.arguments.as_str()))
+            .collect::<Vec<_>>(),
+        [("call-1", tool, r#"{"x":1}"#)]
+    );
+
+    let id = sup
+        .store_memory("The sky is blue", "fact")
+        .await
+        .expect("stored");
+    sup.store_memory("Grass is green", "fact")
+        .await
+        .expect("stored");
+    let found = sup.recall_memory("sky", 5).await.expect("recalled");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].id.as_str(), found[0].text.as_str()),
+        (id.as_str(), "The sky is blue")
+    );
+    assert_eq!(sup.count_memories().await.expect("counted"), 2);
+    assert!(sup.forget_memory(&id).await.expect("forgotten"));
+    assert_eq!(sup.count_memories().await.expect("counted"), 1);
+}
