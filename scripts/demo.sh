@@ -86,6 +86,8 @@ run call text_stats '{"text":"The cat sat. The cat ran!","top":2}'
 run call text_stats '{"text":"x","top":99}'
 run middleware inbound '{"content":"mail ada@example.org or call +44 20 7946 0958"}'
 run middleware inbound '{"content":"the secret is out"}'
+# A Go tool (standard Go, wasip1, made a component by prx-plugin).
+run call hash '{"text":"abc"}'
 run modules
 run cron run hourly-report
 run cron
