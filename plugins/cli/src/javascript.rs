@@ -180,10 +180,10 @@ fn js(text: &str) -> String {
 
 /// The entry module: imports the plugin and the world's host interfaces,
 /// and exports what `bind` makes under the names componentize-js binds.
-fn entry(module: &Path, source: &Path, manifest: &Manifest) -> String {
+fn entry(module: &Path, source: &Path, manifest: &Manifest, interfaces: &[&str]) -> String {
     let mut imports = String::new();
     let mut table = String::new();
-    for (i, name) in crate::world::imports(manifest).iter().enumerate() {
+    for (i, name) in interfaces.iter().enumerate() {
         imports.push_str(&format!(
             "import * as i{i} from \"prx:host/{name}@0.1.0\";\n"
         ));
@@ -303,7 +303,7 @@ pub fn build(dir: &Path, manifest: &Manifest) -> Result<PathBuf> {
     let node = node()?;
     let root = scratch(&project);
     let wit = root.join("wit");
-    crate::world::write(&wit, manifest)?;
+    let imports = crate::world::write(&wit, manifest)?;
     let sdk = write_sdk(&root)?;
     let compiled = root.join("tsc");
     let module = if typescript {
@@ -312,7 +312,7 @@ pub fn build(dir: &Path, manifest: &Manifest) -> Result<PathBuf> {
         project.join(&source)
     };
     let entry_path = root.join("entry").join("entry.js");
-    crate::world::write_file(&entry_path, &entry(&module, &source, manifest))?;
+    crate::world::write_file(&entry_path, &entry(&module, &source, manifest, &imports))?;
     let out = root.join("plugin.wasm");
     let stamp = root.join("inputs.sha256");
     let inputs = crate::inputs::digest(

@@ -17,7 +17,7 @@ pub const WORLD: &str = "prx:plugin-build/plugin";
 
 /// The host interfaces (`log`, `kv`, `http-outbound`, ...) a plugin with
 /// this manifest imports.
-pub fn imports(manifest: &Manifest) -> Vec<&'static str> {
+fn imports(manifest: &Manifest) -> Vec<&'static str> {
     let reference = crate::validate::reference();
     let declared = crate::validate::declared(manifest);
     let mut offered = BTreeSet::new();
@@ -40,8 +40,8 @@ pub fn imports(manifest: &Manifest) -> Vec<&'static str> {
         .collect()
 }
 
-/// The world's WIT text.
-pub fn world(manifest: &Manifest) -> String {
+/// The world's WIT text, importing `imports` (see [`imports`]).
+fn world(manifest: &Manifest, imports: &[&str]) -> String {
     let exports: BTreeSet<&str> = manifest
         .capabilities
         .iter()
@@ -50,7 +50,7 @@ pub fn world(manifest: &Manifest) -> String {
     let mut wit = String::from(
         "// Written by prx-plugin build from plugin.toml: the exports of its\n// capabilities and the host interfaces its permissions allow.\npackage prx:plugin-build;\n\nworld plugin {\n",
     );
-    for name in imports(manifest) {
+    for name in imports {
         let _ = writeln!(wit, "    import prx:host/{name}@0.1.0;");
     }
     for export in exports {
@@ -61,17 +61,18 @@ pub fn world(manifest: &Manifest) -> String {
 }
 
 /// Writes the world and the PRX ABI it refers to under `dir` (replacing
-/// what was there).
-pub fn write(dir: &Path, manifest: &Manifest) -> Result<()> {
+/// what was there); returns the host interfaces the world imports.
+pub fn write(dir: &Path, manifest: &Manifest) -> Result<Vec<&'static str>> {
+    let imports = imports(manifest);
     let _ = std::fs::remove_dir_all(dir);
-    write_file(&dir.join("world.wit"), &world(manifest))?;
+    write_file(&dir.join("world.wit"), &world(manifest, &imports))?;
     for (name, text) in crate::validate::WIT {
         write_file(&dir.join("deps/plugin").join(name), text)?;
     }
     for (name, text) in crate::validate::HOST_WIT {
         write_file(&dir.join("deps/host").join(name), text)?;
     }
-    Ok(())
+    Ok(imports)
 }
 
 /// Writes `text` to `path`, making its directory.
