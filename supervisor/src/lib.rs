@@ -11,6 +11,7 @@ pub mod api;
 pub mod broker;
 pub mod cache;
 pub mod clock;
+pub mod cluster;
 pub mod component;
 pub mod config;
 pub mod config_file;
