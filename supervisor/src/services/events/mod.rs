@@ -17,7 +17,6 @@
 //! plugins the echo went through), and an event whose chain is already
 //! `max_depth` long is queued for no plugin at all. Both are counted.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -25,6 +24,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::topics::{Chain, EventError, Pattern, check_topic, is_reserved, no_chain};
+
+mod table;
+use table::{State, Target};
 
 /// Largest payload accepted (the PRX limit).
 pub const MAX_PAYLOAD: usize = 64 * 1024;
@@ -67,40 +69,6 @@ impl std::fmt::Display for Owner {
     }
 }
 
-/// A subscriber's queue and counters.
-#[derive(Debug)]
-struct Inbox {
-    owner: Owner,
-    sender: mpsc::Sender<Event>,
-    delivered: AtomicU64,
-    dropped: Arc<AtomicU64>,
-    /// Events held back by the recursion protection.
-    suppressed: AtomicU64,
-}
-
-#[derive(Debug)]
-struct Sub {
-    inbox: u64,
-    pattern: Pattern,
-    /// From the manifest: kept when the plugin's worker is replaced.
-    fixed: bool,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    next_id: u64,
-    seq: u64,
-    /// Subscription id to subscription, in subscription order.
-    subs: BTreeMap<u64, Sub>,
-    inboxes: BTreeMap<u64, Inbox>,
-    /// A plugin's inbox id, and the receiving end until the plugin's
-    /// event handler takes it.
-    plugin_inboxes: BTreeMap<String, (u64, Option<mpsc::Receiver<Event>>)>,
-    published: u64,
-    /// Events that reached no plugin because their chain was too long.
-    too_deep: u64,
-}
-
 /// What `prx events` shows of one subscriber.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SubscriberStats {
@@ -123,6 +91,32 @@ pub struct EventBus {
     state: Arc<Mutex<State>>,
     queue: usize,
     max_depth: usize,
+    /// In a cluster: where events published here go to reach plugins.
+    outbox: Option<Arc<Outbox>>,
+}
+
+/// Events on their way to the cluster, from the node named `node`.
+#[derive(Debug)]
+struct Outbox {
+    node: Arc<str>,
+    sender: mpsc::Sender<Event>,
+    /// Events dropped because the link fell that far behind.
+    dropped: AtomicU64,
+}
+
+/// Events the link has not sent yet before new ones are dropped.
+pub const OUTBOX_QUEUE: usize = 16 * 1024;
+
+/// A host event's JSON object with `"node"` added (an object that has one
+/// already, or a payload that is not an object, is kept as it is).
+fn stamp_node(payload: &str, node: &str) -> Arc<str> {
+    match serde_json::from_str::<serde_json::Value>(payload) {
+        Ok(serde_json::Value::Object(mut map)) if !map.contains_key("node") => {
+            map.insert("node".into(), node.into());
+            serde_json::Value::Object(map).to_string().into()
+        }
+        _ => payload.into(),
+    }
 }
 
 impl Default for EventBus {
@@ -138,7 +132,44 @@ impl EventBus {
             state: Arc::default(),
             queue: queue.max(1),
             max_depth: DEFAULT_MAX_DEPTH,
+            outbox: None,
         }
+    }
+
+    /// In a cluster: events published here no longer go to plugins
+    /// directly but to the returned queue, for the link to send to every
+    /// node (this one included), which hands each to one copy of each
+    /// plugin through [`Self::receive_for`]. Host subscriptions here still
+    /// get them at once; host events carry `node`.
+    pub fn with_cluster(mut self, node: Arc<str>) -> (Self, mpsc::Receiver<Event>) {
+        let (sender, receiver) = mpsc::channel(OUTBOX_QUEUE);
+        self.outbox = Some(Arc::new(Outbox {
+            node,
+            sender,
+            dropped: AtomicU64::new(0),
+        }));
+        (self, receiver)
+    }
+
+    /// An event from the link for one plugin here (its queue group chose
+    /// this node): queued if the plugin's subscriptions match, with the
+    /// same chain and depth rules as a local publish. True when queued.
+    pub fn receive_for(&self, plugin: &str, event: &Event) -> bool {
+        let mut state = self.lock();
+        state.fan_out(event, Target::Plugin(plugin), self.max_depth) > 0
+    }
+
+    /// An event another node published, for the host subscriptions here.
+    pub fn receive_for_hosts(&self, event: &Event) {
+        let mut state = self.lock();
+        state.fan_out(event, Target::Hosts, self.max_depth);
+    }
+
+    /// Events dropped on their way to the cluster (the link fell behind).
+    pub fn outbox_dropped(&self) -> u64 {
+        self.outbox
+            .as_ref()
+            .map_or(0, |o| o.dropped.load(Ordering::Relaxed))
     }
 
     /// Events whose causal chain has `max_depth` plugins reach no plugin.
@@ -196,58 +227,35 @@ impl EventBus {
         }
         serde_json::from_str::<serde::de::IgnoredAny>(payload)
             .map_err(|e| EventError::InvalidJson(e.to_string()))?;
+        let payload = match &self.outbox {
+            Some(outbox) if source.is_none() && is_reserved(topic) => {
+                stamp_node(payload, &outbox.node)
+            }
+            _ => payload.into(),
+        };
         let mut state = self.lock();
         state.seq += 1;
         state.published += 1;
         let event = Event {
             seq: state.seq,
             topic: topic.into(),
-            payload: payload.into(),
+            payload,
             source,
             published_at_ms: crate::clock::now_ms(),
             chain,
         };
-        let too_deep = event.chain.len() >= self.max_depth;
-        // Each inbox once, in the order of its first matching subscription.
-        let mut targets: Vec<u64> = Vec::new();
-        for sub in state.subs.values() {
-            if sub.pattern.matches(topic) && !targets.contains(&sub.inbox) {
-                targets.push(sub.inbox);
-            }
-        }
-        let mut closed = Vec::new();
-        let mut held_back = 0;
-        for id in targets {
-            let Some(inbox) = state.inboxes.get(&id) else {
-                continue;
-            };
-            if let Owner::Plugin(name) = &inbox.owner
-                && (too_deep || event.chain.iter().any(|p| **p == **name))
-            {
-                inbox.suppressed.fetch_add(1, Ordering::Relaxed);
-                held_back += 1;
-                continue;
-            }
-            match inbox.sender.try_send(event.clone()) {
-                Ok(()) => {
-                    inbox.delivered.fetch_add(1, Ordering::Relaxed);
+        match &self.outbox {
+            // In a cluster, plugins everywhere get it through the link
+            // (once per plugin, wherever it runs); hosts here get it now.
+            Some(outbox) => {
+                state.fan_out(&event, Target::Hosts, self.max_depth);
+                if outbox.sender.try_send(event.clone()).is_err() {
+                    outbox.dropped.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    inbox.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => closed.push(id),
             }
-        }
-        for id in closed {
-            state.remove_inbox(id);
-        }
-        if too_deep && held_back > 0 {
-            state.too_deep += 1;
-            tracing::warn!(topic, plugin = event.source.as_deref(), chain = ?event.chain, max_depth = self.max_depth,
-                "event not delivered to {held_back} plugin(s): its causal chain is too long (a loop between plugins?)");
-        } else if held_back > 0 {
-            tracing::debug!(topic, plugin = event.source.as_deref(), chain = ?event.chain,
-                "event not delivered to {held_back} plugin(s) whose own handler caused it");
+            None => {
+                state.fan_out(&event, Target::All, self.max_depth);
+            }
         }
         Ok(event.seq)
     }
@@ -397,7 +405,8 @@ impl EventBus {
     /// True when some subscription matches `topic`: a publisher can skip
     /// building a payload nobody would receive.
     pub fn has_subscribers(&self, topic: &str) -> bool {
-        self.lock().subs.values().any(|s| s.pattern.matches(topic))
+        // Another node's plugins may listen: only they know.
+        self.outbox.is_some() || self.lock().subs.values().any(|s| s.pattern.matches(topic))
     }
 
     /// Events that reached no plugin because their chain was too long.
@@ -442,69 +451,6 @@ impl EventBus {
     /// Events published since the bus was made.
     pub fn published(&self) -> u64 {
         self.lock().published
-    }
-}
-
-impl State {
-    /// The subscriptions of a plugin (none when it has no inbox).
-    fn subs_of(&self, plugin: &str) -> impl Iterator<Item = (&u64, &Sub)> {
-        let inbox = self.plugin_inboxes.get(plugin).map(|(inbox, _)| *inbox);
-        self.subs
-            .iter()
-            .filter(move |(_, s)| Some(s.inbox) == inbox)
-    }
-
-    fn add_inbox(
-        &mut self,
-        owner: Owner,
-        sender: mpsc::Sender<Event>,
-        dropped: Arc<AtomicU64>,
-    ) -> u64 {
-        self.next_id += 1;
-        let id = self.next_id;
-        let inbox = Inbox {
-            owner,
-            sender,
-            delivered: AtomicU64::new(0),
-            dropped,
-            suppressed: AtomicU64::new(0),
-        };
-        self.inboxes.insert(id, inbox);
-        id
-    }
-
-    fn add_sub(&mut self, inbox: u64, pattern: Pattern, fixed: bool) -> u64 {
-        self.next_id += 1;
-        let id = self.next_id;
-        self.subs.insert(
-            id,
-            Sub {
-                inbox,
-                pattern,
-                fixed,
-            },
-        );
-        id
-    }
-
-    fn plugin_inbox(&mut self, plugin: &str, queue: usize) -> u64 {
-        if let Some((inbox, _)) = self.plugin_inboxes.get(plugin) {
-            return *inbox;
-        }
-        let (sender, receiver) = mpsc::channel(queue);
-        let id = self.add_inbox(
-            Owner::Plugin(plugin.into()),
-            sender,
-            Arc::new(AtomicU64::new(0)),
-        );
-        self.plugin_inboxes
-            .insert(plugin.into(), (id, Some(receiver)));
-        id
-    }
-
-    fn remove_inbox(&mut self, inbox: u64) {
-        self.inboxes.remove(&inbox);
-        self.subs.retain(|_, s| s.inbox != inbox);
     }
 }
 
