@@ -181,6 +181,24 @@ pub struct SupervisorConfig {
     pub api: ApiConfig,
     /// How `prx up` writes its log.
     pub log_format: LogFormat,
+    /// The cluster this supervisor joins (`[cluster]`, `prx up
+    /// --cluster`); alone when `None`.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// Where plugins' kv lives (`[kv] backend`).
+    pub kv_backend: KvBackend,
+}
+
+/// Where plugins' kv lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+pub enum KvBackend {
+    /// The embedded redb store in the state directory: one machine.
+    #[default]
+    #[serde(rename = "redb")]
+    Embedded,
+    /// JetStream key-value on the cluster's NATS server: the same kv on
+    /// every node a plugin runs on (needs `[cluster]`).
+    #[serde(rename = "jetstream")]
+    JetStream,
 }
 
 /// Ceilings on a manifest's `[resources]`, by default and per plugin (a
@@ -333,6 +351,8 @@ impl SupervisorConfig {
             resource_caps: ResourceCaps::default(),
             api: ApiConfig::default(),
             log_format: LogFormat::default(),
+            cluster: None,
+            kv_backend: KvBackend::default(),
         }
     }
 

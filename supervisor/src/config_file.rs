@@ -13,7 +13,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::broker::rate::LogRate;
-use crate::config::{LogFormat, PermissionPolicy, ResourceCap, ResourceCaps, SupervisorConfig};
+use crate::config::{
+    KvBackend, LogFormat, PermissionPolicy, ResourceCap, ResourceCaps, SupervisorConfig,
+};
 use crate::manifest::{MAX_KV_STORAGE_KB_CEILING, Permission};
 use crate::worker_handle::verify::Layer;
 
@@ -51,6 +53,21 @@ struct File {
     resources: Resources,
     #[serde(default)]
     api: Api,
+    cluster: Option<Cluster>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cluster {
+    servers: Vec<String>,
+    node: Option<String>,
+    credentials: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    call_timeout_ms: Option<u64>,
+    heartbeat_ms: Option<u64>,
+    kv_replicas: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,6 +195,7 @@ struct Events {
 #[serde(deny_unknown_fields)]
 struct Kv {
     ephemeral: Option<bool>,
+    backend: Option<KvBackend>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -330,6 +348,15 @@ impl SupervisorConfig {
             None => {}
         }
         set(&mut config.ephemeral_kv, file.kv.ephemeral);
+        if let Some(cluster) = file.cluster {
+            config.cluster = Some(cluster.parse(&resolve).map_err(invalid)?);
+        }
+        set(&mut config.kv_backend, file.kv.backend);
+        if config.kv_backend == KvBackend::JetStream && config.cluster.is_none() {
+            return Err(invalid(
+                "[kv] backend = \"jetstream\" keeps kv on the cluster's NATS server, so it needs a [cluster] with servers; add one or use backend = \"redb\"".into(),
+            ));
+        }
         let sandbox = &mut config.sandbox;
         set(&mut sandbox.required, file.sandbox.required);
         if let Some(mode) = file.sandbox.seccomp {
@@ -419,6 +446,60 @@ impl SupervisorConfig {
                 return Err(invalid("[api] max_request_kb must be at least 1".into()));
             }
             api.max_request_bytes = kb << 10;
+        }
+        Ok(config)
+    }
+}
+
+impl Cluster {
+    fn parse(
+        self,
+        resolve: &dyn Fn(PathBuf) -> PathBuf,
+    ) -> Result<crate::cluster::ClusterConfig, String> {
+        let Some(first) = self.servers.first() else {
+            return Err("[cluster] servers is empty: list the NATS server URLs, e.g. servers = [\"nats://127.0.0.1:4222\"]".into());
+        };
+        let mut config = crate::cluster::ClusterConfig::new(first);
+        config.servers = self.servers;
+        if let Some(node) = self.node {
+            crate::cluster::subjects::check_node(&node).map_err(|e| format!("[cluster] {e}"))?;
+            config.node = node;
+        }
+        config.credentials = self.credentials.map(resolve);
+        config.tls_ca = self.tls_ca.map(resolve);
+        config.tls_cert = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some((resolve(cert), resolve(key))),
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "[cluster] tls_cert and tls_key go together: set both or neither".into(),
+                );
+            }
+        };
+        for (key, value) in [
+            ("call_timeout_ms", self.call_timeout_ms),
+            ("heartbeat_ms", self.heartbeat_ms),
+        ] {
+            if value == Some(0) {
+                return Err(format!("[cluster] {key} must be at least 1"));
+            }
+        }
+        set(
+            &mut config.call_timeout,
+            self.call_timeout_ms.map(Duration::from_millis),
+        );
+        set(
+            &mut config.heartbeat,
+            self.heartbeat_ms.map(Duration::from_millis),
+        );
+        match self.kv_replicas {
+            Some(n @ 1..=5) => config.kv_replicas = n,
+            Some(n) => {
+                return Err(format!(
+                    "[cluster] kv_replicas = {n}: JetStream keeps 1 to 5 copies"
+                ));
+            }
+            None => {}
         }
         Ok(config)
     }

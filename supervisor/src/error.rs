@@ -62,6 +62,71 @@ pub enum CallError {
     Busy { plugin: String, why: String },
     #[error("{0}")]
     Unavailable(String),
+    /// Nothing anywhere in the cluster serves it.
+    #[error("no {what} named `{name}` on any node of the cluster{}", nodes_list(.nodes))]
+    NotInCluster {
+        what: &'static str,
+        name: String,
+        nodes: Vec<String>,
+    },
+    /// The call failed on the node that served it.
+    #[error("{message} (on node {node})")]
+    Remote {
+        node: String,
+        /// What [`CallError::kind`] said there, when it is one of ours.
+        kind: &'static str,
+        message: String,
+    },
+}
+
+/// Every kind [`CallError::kind`] returns, so that one read from another
+/// node is kept only when it is one of them.
+pub const KINDS: [&str; 22] = [
+    "unknown_tool",
+    "not_running",
+    "tool_failed",
+    "trap",
+    "out_of_fuel",
+    "deadline",
+    "memory_limit",
+    "missing_export",
+    "host_call",
+    "unresponsive",
+    "crashed",
+    "bad_reply",
+    "shutting_down",
+    "not_found",
+    "blocked",
+    "refused",
+    "bad_output",
+    "bad_request",
+    "busy",
+    "unavailable",
+    "remote",
+    "not_in_cluster",
+];
+
+impl CallError {
+    /// The error a node read from another node's answer.
+    pub fn remote(node: &str, kind: &str, message: &str) -> Self {
+        Self::Remote {
+            node: node.into(),
+            kind: KINDS
+                .iter()
+                .find(|k| **k == kind)
+                .copied()
+                .unwrap_or("remote"),
+            message: crate::text::untrusted_text(message.to_owned()),
+        }
+    }
+}
+
+fn nodes_list(nodes: &[String]) -> String {
+    if nodes.is_empty() {
+        " (no other node is up)".into()
+    } else {
+        format!(" (nodes up: {})", nodes.join(", "))
+    }
 }
 
 fn loaded_list(known: &[String]) -> String {
@@ -120,7 +185,9 @@ impl CallError {
             | Self::ShuttingDown
             | Self::NotFound { .. }
             | Self::BadRequest(_)
-            | Self::Unavailable(_) => None,
+            | Self::Unavailable(_)
+            | Self::NotInCluster { .. }
+            | Self::Remote { .. } => None,
         }
     }
 
@@ -149,6 +216,9 @@ impl CallError {
             Self::BadRequest(_) => "bad_request",
             Self::Busy { .. } => "busy",
             Self::Unavailable(_) => "unavailable",
+            Self::NotInCluster { what: "tool", .. } => "unknown_tool",
+            Self::NotInCluster { .. } => "not_in_cluster",
+            Self::Remote { kind, .. } => kind,
         }
     }
 }

@@ -23,6 +23,15 @@ fn call_error_response(e: &CallError) -> Response {
         CallError::NotRunning { .. } | CallError::ShuttingDown | CallError::Unavailable(_) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
+        CallError::NotInCluster { .. } => StatusCode::NOT_FOUND,
+        CallError::Remote { kind, .. } => match *kind {
+            "unknown_tool" | "not_found" | "not_in_cluster" => StatusCode::NOT_FOUND,
+            "bad_request" => StatusCode::BAD_REQUEST,
+            "tool_failed" | "blocked" | "refused" => StatusCode::UNPROCESSABLE_ENTITY,
+            "busy" => StatusCode::CONFLICT,
+            "not_running" | "shutting_down" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_GATEWAY,
+        },
         _ => StatusCode::BAD_GATEWAY,
     };
     error_response(status, e.to_string(), e.kind())

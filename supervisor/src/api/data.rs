@@ -32,7 +32,7 @@ pub(super) async fn kv_keys(
     UrlPath(plugin): UrlPath<String>,
     Query(q): Query<KeyQuery>,
 ) -> Response {
-    match sup.kv_list(&plugin, &q.prefix) {
+    match sup.kv_keys(&plugin, &q.prefix).await {
         Ok(keys) => Json(keys).into_response(),
         Err(error) => error_response(StatusCode::INTERNAL_SERVER_ERROR, error, "kv"),
     }
@@ -43,7 +43,7 @@ pub(super) async fn kv_value(
     UrlPath(plugin): UrlPath<String>,
     Query(q): Query<KeyQuery>,
 ) -> Response {
-    match sup.kv_get(&plugin, &q.key) {
+    match sup.kv_read(&plugin, &q.key).await {
         Ok(value) => {
             let bytes = value.as_deref().unwrap_or_default();
             Json(KvValue {

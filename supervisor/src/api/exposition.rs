@@ -283,8 +283,98 @@ pub fn render(sup: &Supervisor) -> String {
     ];
     t.counters("subscriber", &per_subscriber, &per_sub);
 
+    if let Some(view) = sup.cluster_view() {
+        cluster(&mut t, &view);
+    }
     process(&mut t);
     t.0
+}
+
+/// The cluster's families: which nodes are up, each node's plugins, and
+/// the calls and events that crossed between this node and the others.
+fn cluster(t: &mut Text, view: &crate::cluster::ClusterView) {
+    t.family(
+        "prx_cluster_connected",
+        "gauge",
+        "1 while this node's connection to NATS is up.",
+    );
+    t.sample(
+        "prx_cluster_connected",
+        &[("node", &view.node)],
+        u8::from(view.connected),
+    );
+    t.family(
+        "prx_cluster_node_up",
+        "gauge",
+        "1 for each node heard from within three heartbeats, 0 for one gone silent.",
+    );
+    for node in &view.nodes {
+        t.sample(
+            "prx_cluster_node_up",
+            &[("node", &node.node)],
+            u8::from(node.alive),
+        );
+    }
+    t.family(
+        "prx_cluster_node_plugins",
+        "gauge",
+        "Plugins each node runs, by state, as its last heartbeat said.",
+    );
+    for node in &view.nodes {
+        let mut states: BTreeMap<&str, u64> = BTreeMap::new();
+        for p in &node.plugins {
+            *states.entry(&p.state).or_default() += 1;
+        }
+        for (state, n) in states {
+            t.sample(
+                "prx_cluster_node_plugins",
+                &[("node", &node.node), ("state", state)],
+                n,
+            );
+        }
+    }
+    t.family(
+        "prx_cluster_calls_total",
+        "counter",
+        "Calls between this node and another: direction out (made here, served there) or in, by result.",
+    );
+    for c in &view.calls {
+        for (result, n) in [("ok", c.ok), ("error", c.failed)] {
+            let labels = [
+                ("direction", c.direction.as_str()),
+                ("peer", &c.peer),
+                ("result", result),
+            ];
+            t.sample("prx_cluster_calls_total", &labels, n);
+        }
+    }
+    t.family(
+        "prx_cluster_events_total",
+        "counter",
+        "Events sent to the cluster from this node (out), and received here from other nodes (in).",
+    );
+    t.sample(
+        "prx_cluster_events_total",
+        &[("direction", "out")],
+        view.events_out,
+    );
+    t.sample(
+        "prx_cluster_events_total",
+        &[("direction", "in")],
+        view.events_in,
+    );
+    t.family(
+        "prx_cluster_events_dropped_total",
+        "counter",
+        "Events dropped before they reached the link (it fell behind).",
+    );
+    t.sample("prx_cluster_events_dropped_total", &[], view.events_dropped);
+    t.family(
+        "prx_cluster_refused_total",
+        "counter",
+        "Messages from other nodes refused as malformed.",
+    );
+    t.sample("prx_cluster_refused_total", &[], view.refused);
 }
 
 /// Resident bytes of a process, from `/proc/<pid>/statm`.

@@ -53,6 +53,19 @@ pub struct Health {
     pub plugins: usize,
 }
 
+/// The cluster as this node sees it: nodes, their plugins and health,
+/// and what crossed between them.
+async fn cluster(State(sup): State<Supervisor>) -> Response {
+    match sup.cluster_view() {
+        Some(view) => Json(view).into_response(),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            "this supervisor runs alone: start it with `prx up --cluster nats://HOST:PORT` or a [cluster] table to join a cluster".into(),
+            "not_in_cluster",
+        ),
+    }
+}
+
 /// The OpenAPI document of this API, served at `/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -86,6 +99,7 @@ pub fn router(supervisor: Supervisor) -> Router {
         .route("/v1/rpc/{name}", post(rpc))
         .route("/v1/modules", get(modules))
         .route("/v1/cron", get(cron_jobs))
+        .route("/v1/cluster", get(cluster))
         .route("/v1/cron/{plugin}/run", post(run_cron))
         .merge(console::routes())
         .layer(DefaultBodyLimit::max(limit))

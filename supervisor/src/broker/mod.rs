@@ -49,6 +49,9 @@ pub use backend::MemoryBackend;
 #[derive(Debug, Clone)]
 pub struct Services {
     pub kv: KvStore,
+    /// The cluster whose JetStream holds plugins' kv (`[kv] backend =
+    /// "jetstream"`); `None`: the embedded store holds it.
+    pub shared_kv: Option<crate::cluster::Cluster>,
     pub bus: EventBus,
     pub memory: MemoryStore,
     pub log_rate: LogRate,
@@ -67,6 +70,12 @@ pub struct PluginBroker {
     granted: BTreeSet<Permission>,
     kv: Option<KvStore>,
     kv_quota: u64,
+    /// In a cluster with `[kv] backend = "jetstream"`: the plugin's
+    /// bucket, opened on its first kv call.
+    shared_kv: Option<(
+        crate::cluster::Cluster,
+        tokio::sync::OnceCell<crate::cluster::kv::SharedKv>,
+    )>,
     bus: Option<EventBus>,
     memory: Option<MemoryStore>,
     http: Option<http::PluginHttp>,
@@ -94,6 +103,7 @@ impl PluginBroker {
             granted: [Permission::Log, Permission::Config].into(),
             kv: None,
             kv_quota: 0,
+            shared_kv: None,
             bus: None,
             memory: None,
             http: None,
@@ -112,6 +122,10 @@ impl PluginBroker {
     pub fn with_services(mut self, services: &Services, kv_quota: u64) -> Self {
         self.kv = Some(services.kv.clone());
         self.kv_quota = kv_quota;
+        self.shared_kv = services
+            .shared_kv
+            .clone()
+            .map(|cluster| (cluster, tokio::sync::OnceCell::new()));
         self.bus = Some(services.bus.clone());
         self.memory = Some(services.memory.clone());
         self.log = LogLimiter::new(services.log_rate);

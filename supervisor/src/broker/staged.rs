@@ -38,6 +38,15 @@ impl Slot {
     }
 }
 
+/// What the live store holds, as staging needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Live {
+    /// For a delete: whether the key exists.
+    Exists(bool),
+    /// For a value: the namespace's bytes in use.
+    Usage(u64),
+}
+
 /// A slot's staged state: a value, or deleted.
 type Writes = BTreeMap<Slot, Option<Vec<u8>>>;
 
@@ -93,22 +102,48 @@ impl Staged {
         if slot.key.len() > MAX_KEY_LEN {
             return Err(KvError::KeyTooLong(slot.key.len()));
         }
-        let Some(value) = value else {
-            let live = store
-                .get_under(&slot.namespace, &slot.prefix, &slot.key)?
-                .is_some();
-            let mut guard = self.lock();
-            let writes = guard.get_or_insert_with(Writes::new);
-            if live {
-                writes.insert(slot, None);
-            } else {
-                writes.remove(&slot);
-            }
-            return Ok(());
+        let live = match &value {
+            None => Live::Exists(
+                store
+                    .get_under(&slot.namespace, &slot.prefix, &slot.key)?
+                    .is_some(),
+            ),
+            Some(_) => Live::Usage(store.usage(&slot.namespace)?),
         };
-        let live = store.usage(&slot.namespace)?;
+        self.stage(slot, value, live, quota)
+    }
+
+    /// [`Self::put`] with what the store holds already said by the caller
+    /// (a store that is not the embedded one): for a delete, whether the
+    /// key exists; for a value, the namespace's bytes in use.
+    pub fn stage(
+        &self,
+        slot: Slot,
+        value: Option<Vec<u8>>,
+        live: Live,
+        quota: u64,
+    ) -> Result<(), KvError> {
+        if slot.key.len() > MAX_KEY_LEN {
+            return Err(KvError::KeyTooLong(slot.key.len()));
+        }
         let mut guard = self.lock();
         let writes = guard.get_or_insert_with(Writes::new);
+        let (value, live) = match (value, live) {
+            (Some(value), Live::Usage(live)) => (value, live),
+            (None, Live::Exists(exists)) => {
+                if exists {
+                    writes.insert(slot, None);
+                } else {
+                    writes.remove(&slot);
+                }
+                return Ok(());
+            }
+            _ => {
+                return Err(KvError::Storage(
+                    "staging a value needs the usage, a delete whether the key exists".into(),
+                ));
+            }
+        };
         let staged: u64 = writes
             .iter()
             .filter(|(s, _)| s.namespace == slot.namespace && **s != slot)
@@ -126,20 +161,22 @@ impl Staged {
         Ok(())
     }
 
-    /// The plugin's keys under `prefix` + `start` in `namespace`, as the
-    /// readied version sees them (without the host's prefix).
-    pub fn list(
+    /// What is staged at `slot`: `Some(None)` for a staged delete, `None`
+    /// when nothing is (the live value stands).
+    pub fn peek(&self, slot: &Slot) -> Option<Option<Vec<u8>>> {
+        self.lock().as_ref().and_then(|w| w.get(slot).cloned())
+    }
+
+    /// `live` keys (the plugin's, under `start`) as the readied version
+    /// sees them, with what it staged.
+    pub fn merge_keys(
         &self,
-        store: &KvStore,
         namespace: &str,
         prefix: &str,
         start: &str,
-    ) -> Result<Vec<String>, KvError> {
-        let mut keys: BTreeSet<String> = store
-            .list_keys(namespace, &[prefix, start].concat())?
-            .into_iter()
-            .filter_map(|stored| stored.strip_prefix(prefix).map(str::to_owned))
-            .collect();
+        live: Vec<String>,
+    ) -> Vec<String> {
+        let mut keys: BTreeSet<String> = live.into_iter().collect();
         if let Some(writes) = self.lock().as_ref() {
             for (slot, value) in writes.range(Slot::new(namespace, prefix, start)..) {
                 if slot.namespace != namespace
@@ -154,7 +191,24 @@ impl Staged {
                 };
             }
         }
-        Ok(keys.into_iter().collect())
+        keys.into_iter().collect()
+    }
+
+    /// The plugin's keys under `prefix` + `start` in `namespace`, as the
+    /// readied version sees them (without the host's prefix).
+    pub fn list(
+        &self,
+        store: &KvStore,
+        namespace: &str,
+        prefix: &str,
+        start: &str,
+    ) -> Result<Vec<String>, KvError> {
+        let live = store
+            .list_keys(namespace, &[prefix, start].concat())?
+            .into_iter()
+            .filter_map(|stored| stored.strip_prefix(prefix).map(str::to_owned))
+            .collect();
+        Ok(self.merge_keys(namespace, prefix, start, live))
     }
 }
 

@@ -232,7 +232,43 @@ impl Supervisor {
         out
     }
 
-    /// A plugin's kv value (operators: `prx kv get`).
+    /// The cluster as this node sees it; `None` when it runs alone.
+    pub fn cluster_view(&self) -> Option<crate::cluster::ClusterView> {
+        let cluster = self.inner.cluster.as_ref()?;
+        let backend = match self.inner.config.kv_backend {
+            crate::config::KvBackend::Embedded => "redb",
+            crate::config::KvBackend::JetStream => "jetstream",
+        };
+        Some(cluster.view(backend, self.inner.services.bus.outbox_dropped()))
+    }
+
+    /// A plugin's kv value wherever its kv lives: the embedded store, or
+    /// the cluster's JetStream (operators: `prx kv get`).
+    pub async fn kv_read(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+        match &self.inner.services.shared_kv {
+            Some(cluster) => match cluster.existing_plugin_kv(plugin).await {
+                Ok(Some(store)) => store.get(key).await.map_err(|e| e.to_string()),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            },
+            None => self.kv_get(plugin, key),
+        }
+    }
+
+    /// A plugin's kv keys with a prefix, wherever its kv lives (operators:
+    /// `prx kv list`).
+    pub async fn kv_keys(&self, plugin: &str, prefix: &str) -> Result<Vec<String>, String> {
+        match &self.inner.services.shared_kv {
+            Some(cluster) => match cluster.existing_plugin_kv(plugin).await {
+                Ok(Some(store)) => store.list_keys(prefix).await.map_err(|e| e.to_string()),
+                Ok(None) => Ok(Vec::new()),
+                Err(e) => Err(e.to_string()),
+            },
+            None => self.kv_list(plugin, prefix),
+        }
+    }
+
+    /// A plugin's value in the embedded kv store.
     pub fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
         self.inner
             .services
@@ -255,7 +291,7 @@ impl Supervisor {
         &self.inner.services.metrics
     }
 
-    /// A plugin's kv keys with a prefix (operators: `prx kv list`).
+    /// A plugin's keys with a prefix in the embedded kv store.
     pub fn kv_list(&self, plugin: &str, prefix: &str) -> Result<Vec<String>, String> {
         self.inner
             .services

@@ -156,6 +156,7 @@ impl Supervisor {
         self.route_storage(plugin);
         self.spawn_delivery(plugin);
         self.spawn_schedules(plugin);
+        self.inner.routes_changed.notify_one();
     }
 
     /// Makes the storage route use `plugin` when it serves the configured

@@ -10,12 +10,14 @@ use std::time::Duration;
 use prx_ipc::{Call, Output};
 use serde::Serialize;
 
+mod cluster;
 mod delivery;
 mod inspect;
 mod loading;
 use loading::plugin_dirs;
 mod memory;
 mod reload;
+mod remote;
 mod routing;
 mod watch;
 pub use inspect::{CronJob, ModuleDescription, PluginDetail};
@@ -25,6 +27,7 @@ pub use routing::MIDDLEWARE_STAGES;
 
 use crate::broker::Services;
 use crate::cache::CompileCache;
+use crate::cluster::subjects::CallKind as cluster_kind;
 use crate::config::SupervisorConfig;
 use crate::error::CallError;
 use crate::plugin::{Fingerprint, Plugin, Runtime};
@@ -61,6 +64,8 @@ pub enum StartupError {
     Memory(PathBuf, crate::services::memory::MemoryError),
     #[error("the prx-worker binary {0} is not usable: {1}")]
     WorkerBinary(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// A plugin that could not be loaded, with why.
@@ -111,6 +116,11 @@ struct Inner {
     reloading: tokio::sync::Mutex<()>,
     /// Watches the plugins directory while it is alive.
     watcher: std::sync::Mutex<Option<notify::RecommendedWatcher>>,
+    /// The cluster this node is in, when it is in one.
+    cluster: Option<crate::cluster::Cluster>,
+    /// Wakes the cluster's heartbeat when what this node serves changed.
+    routes_changed: Arc<tokio::sync::Notify>,
+    started_at_ms: u64,
 }
 
 impl Supervisor {
@@ -184,9 +194,25 @@ impl Supervisor {
                 config.storage_health_interval,
             ));
         }
+        let cluster = match &config.cluster {
+            Some(settings) => Some(crate::cluster::Cluster::connect(settings.clone()).await?),
+            None => None,
+        };
+        let bus = EventBus::new(config.event_queue).with_max_depth(config.event_max_depth);
+        let (bus, outbox) = match &cluster {
+            Some(cluster) => {
+                let (bus, outbox) = bus.with_cluster(cluster.node().clone());
+                (bus, Some(outbox))
+            }
+            None => (bus, None),
+        };
+        let shared_kv = cluster
+            .clone()
+            .filter(|_| config.kv_backend == crate::config::KvBackend::JetStream);
         let services = Services {
             kv,
-            bus: EventBus::new(config.event_queue).with_max_depth(config.event_max_depth),
+            shared_kv,
+            bus,
             memory,
             log_rate: config.log_rate,
             http: config.http.clone(),
@@ -213,6 +239,9 @@ impl Supervisor {
                 failures: RwLock::default(),
                 reloading: tokio::sync::Mutex::new(()),
                 watcher: std::sync::Mutex::new(None),
+                cluster,
+                routes_changed: Arc::default(),
+                started_at_ms: crate::clock::now_ms(),
             }),
         };
         // Every manifest first, so each hook is subscribed before any
@@ -252,6 +281,9 @@ impl Supervisor {
             }
         }
         supervisor.watch_plugins_dir();
+        if let (Some(cluster), Some(outbox)) = (supervisor.inner.cluster.clone(), outbox) {
+            supervisor.join_cluster(&cluster, outbox);
+        }
         Ok(supervisor)
     }
 
@@ -259,20 +291,70 @@ impl Supervisor {
         &self.inner.config
     }
 
-    /// Calls a tool by name with JSON arguments; returns its output.
+    /// Calls a tool by name with JSON arguments; returns its output. In a
+    /// cluster, a tool this node does not serve goes to a node that does.
     pub async fn call_tool(&self, tool: &str, args_json: &str) -> Result<String, CallError> {
         let _guard = self.enter()?;
+        let local = self.lookup(&self.inner.tools, tool);
+        if let Some(plugin) = self.here(local.clone()) {
+            return self.call_tool_with(&plugin, tool, args_json).await;
+        }
+        if local.is_none() && self.cluster().is_none() {
+            return Err(self.unknown_tool(tool));
+        }
+        let body = remote_tool(tool, args_json);
+        match self
+            .call_remote_text(cluster_kind::Tool, "tool", tool, body)
+            .await
+        {
+            Err(CallError::NotInCluster { .. }) if local.is_some() => {
+                self.call_tool_with(&local.expect("checked"), tool, args_json)
+                    .await
+            }
+            Err(CallError::NotInCluster { .. }) => Err(self.unknown_tool(tool)),
+            other => other,
+        }
+    }
+
+    /// A tool call another node sent to this node.
+    async fn call_tool_here(&self, tool: &str, args_json: &str) -> Result<String, CallError> {
+        let _guard = self.enter()?;
         let plugin = self
-            .inner
-            .tools
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(tool)
-            .cloned()
-            .ok_or_else(|| CallError::UnknownTool {
-                tool: tool.into(),
-                known: self.tools().into_iter().map(|t| t.name).collect(),
-            })?;
+            .lookup(&self.inner.tools, tool)
+            .ok_or_else(|| self.unknown_tool(tool))?;
+        self.call_tool_with(&plugin, tool, args_json).await
+    }
+
+    /// No tool of that name here, nor (in a cluster) on any node.
+    fn unknown_tool(&self, tool: &str) -> CallError {
+        let mut known: Vec<String> = self.tools().into_iter().map(|t| t.name).collect();
+        if self.cluster().is_some() {
+            known.extend(self.served_elsewhere(cluster_kind::Tool));
+            known.sort();
+            known.dedup();
+            return CallError::NotInCluster {
+                what: "tool",
+                name: tool.into(),
+                nodes: self
+                    .cluster()
+                    .map(|c| c.members().alive().into_iter().map(|n| n.node).collect())
+                    .unwrap_or_default(),
+            };
+        }
+        CallError::UnknownTool {
+            tool: tool.into(),
+            known,
+        }
+    }
+
+    /// Runs a tool of this node's, with its `tool.call` and `tool.result`
+    /// events.
+    async fn call_tool_with(
+        &self,
+        plugin: &Arc<Plugin>,
+        tool: &str,
+        args_json: &str,
+    ) -> Result<String, CallError> {
         let bus = &self.inner.services.bus;
         // The events cost a JSON parse and a lock: only when someone listens.
         if bus.has_subscribers("tool.call") {
@@ -285,7 +367,7 @@ impl Supervisor {
             let _ = bus.publish("tool.call", &announced.to_string());
         }
         let started = std::time::Instant::now();
-        let result = self.execute_tool(&plugin, tool, args_json).await;
+        let result = self.execute_tool(plugin, tool, args_json).await;
         if bus.has_subscribers("tool.result") {
             let result_event = serde_json::json!({
                 "tool_name": tool,
@@ -395,9 +477,17 @@ impl Supervisor {
         if let Some(route) = &self.inner.storage {
             route.release();
         }
+        self.leave_cluster().await;
         // Every worker has exited; its cgroup is gone or going.
         let cgroups = self.inner.runtime.cgroups.clone();
         let _ = tokio::task::spawn_blocking(move || cgroups.remove()).await;
+    }
+}
+
+fn remote_tool(tool: &str, args: &str) -> crate::cluster::wire::CallBody {
+    crate::cluster::wire::CallBody::Tool {
+        tool: tool.into(),
+        args: args.into(),
     }
 }
 

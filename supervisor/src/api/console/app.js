@@ -87,8 +87,45 @@ function stateBadge(state) {
 
 const lastRestarts = new Map();
 
-function renderPlugins(plugins) {
+// The cluster as this node sees it, or null when it runs alone.
+async function clusterView() {
+  try {
+    return await api("/v1/cluster");
+  } catch (e) {
+    if (e.status === 404) return null;
+    throw e;
+  }
+}
+
+// Plugins only other nodes run: a row each, with their node and state.
+function remoteRows(cluster, local) {
+  if (!cluster) return [];
+  const rows = [];
+  for (const node of cluster.nodes) {
+    if (node.local) continue;
+    for (const p of node.plugins) {
+      const state = node.alive ? p.state : "silent";
+      rows.push(
+        el(
+          "tr",
+          { "data-plugin": p.name, "data-node": node.node, "data-state": state, class: "remote" },
+          el("td", { "data-col": "name" }, p.name),
+          el("td", { "data-col": "node" }, node.node),
+          el("td", { "data-col": "version" }, p.version),
+          el("td", { "data-col": "capabilities" }, [...p.tools, ...p.providers, ...p.rpcs].join(", ")),
+          el("td", { "data-col": "state" }, stateBadge(state)),
+          el("td", { colspan: "8", class: "note" }, local.has(p.name) ? "also on this node" : ""),
+        ),
+      );
+    }
+  }
+  return rows;
+}
+
+function renderPlugins(plugins, cluster) {
   const body = $("plugins").tBodies[0];
+  const here = cluster ? cluster.node : "this node";
+  document.body.dataset.cluster = cluster ? "yes" : "no";
   const rows = plugins.map((p) => {
     const calls = p.calls || {};
     const lastError = p.error || p.reload_error || p.last_exit || "";
@@ -96,6 +133,7 @@ function renderPlugins(plugins) {
       "tr",
       { "data-plugin": p.name, "data-state": p.state },
       el("td", { "data-col": "name" }, el("a", { href: "#/plugin/" + encodeURIComponent(p.name) }, p.name)),
+      el("td", { "data-col": "node" }, here),
       el("td", { "data-col": "version" }, p.version),
       el("td", { "data-col": "capabilities" }, (p.capabilities || []).join(", ")),
       el("td", { "data-col": "state" }, stateBadge(p.state)),
@@ -113,7 +151,7 @@ function renderPlugins(plugins) {
     lastRestarts.set(p.name, p.restarts);
     return row;
   });
-  body.replaceChildren(...rows);
+  body.replaceChildren(...rows, ...remoteRows(cluster, new Set(plugins.map((p) => p.name))));
   const running = plugins.filter((p) => p.state === "running").length;
   const calls = plugins.reduce((n, p) => n + ((p.calls && p.calls.calls) || 0), 0);
   $("totals").replaceChildren(
@@ -321,7 +359,8 @@ async function refresh() {
   inFlight = true;
   try {
     if (shownPlugin === null) {
-      renderPlugins(await api("/v1/plugins"));
+      const [plugins, cluster] = await Promise.all([api("/v1/plugins"), clusterView()]);
+      renderPlugins(plugins, cluster);
     } else {
       renderDetail(await api("/v1/plugins/" + encodeURIComponent(shownPlugin)));
     }

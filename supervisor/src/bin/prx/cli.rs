@@ -99,6 +99,14 @@ pub(super) enum Command {
         /// `human` (default) or `json` (one object per line).
         #[arg(long)]
         log_format: Option<LogFormat>,
+        /// Join the cluster on this NATS server (nats://HOST:PORT): events,
+        /// calls and (with `[kv] backend = "jetstream"`) kv reach every
+        /// node; see docs/cluster.md.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// This node's name in the cluster (default: the host name).
+        #[arg(long)]
+        node: Option<String>,
     },
     /// Call a tool with JSON arguments and print its output.
     Call {
@@ -170,6 +178,14 @@ pub(super) enum Command {
         payload: String,
         #[arg(long, default_value = ".prx")]
         state: PathBuf,
+    },
+    /// The cluster this supervisor is in: nodes, their plugins and health,
+    /// and the calls and events between them.
+    Cluster {
+        #[arg(long, default_value = ".prx")]
+        state: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
     /// Bus modules: their RPCs, status and stats.
     Modules {

@@ -15,7 +15,7 @@ use prx_supervisor::plugin::{CodeOrigin, LayerState};
 use super::cli::{KvCommand, MemoryCommand};
 
 /// Prints an error answer of the local API; exit code 1.
-fn api_error(body: String) -> ExitCode {
+pub(super) fn api_error(body: String) -> ExitCode {
     let message = serde_json::from_str::<ErrorBody>(&body)
         .map(|e| e.error)
         .unwrap_or(body);

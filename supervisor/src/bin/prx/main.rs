@@ -4,6 +4,7 @@
 //! in the state directory; the other commands are clients of that API.
 
 mod cli;
+mod cluster;
 mod commands;
 mod config_check;
 mod up;
@@ -53,6 +54,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             cache_dir,
             http,
             log_format,
+            cluster,
+            node,
         } => {
             let mut config = match config {
                 Some(file) => SupervisorConfig::from_file(&file, plugins, state)?,
@@ -72,6 +75,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             if let Some(format) = log_format {
                 config.log_format = format;
+            }
+            if let Some(server) = cluster {
+                let settings = config
+                    .cluster
+                    .get_or_insert_with(|| prx_supervisor::cluster::ClusterConfig::new(&server));
+                settings.servers = vec![server];
+            }
+            if let Some(node) = node {
+                prx_supervisor::cluster::subjects::check_node(&node)
+                    .map_err(|e| anyhow::anyhow!("--node: {e}"))?;
+                match &mut config.cluster {
+                    Some(settings) => settings.node = node,
+                    None => {
+                        anyhow::bail!("--node names this node in a cluster: give --cluster too")
+                    }
+                }
             }
             up(config).await
         }
@@ -116,6 +135,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             state,
         } => post_output(&state, &format!("/v1/rpc/{name}"), payload).await,
         Command::Modules { state, json } => modules(state, json).await,
+        Command::Cluster { state, json } => cluster::cluster(state, json).await,
         Command::Cron {
             command: Some(CronCommand::Run { plugin }),
             state,

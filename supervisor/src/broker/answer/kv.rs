@@ -20,6 +20,10 @@ impl PluginBroker {
         };
         let ns = &*self.plugin;
         let function = call.function();
+        if self.shared_kv.is_some() {
+            let reply = self.kv_shared(call).await;
+            return self.reply(function, reply);
+        }
         if self.staged.is_on() {
             let reply = self.kv_staged(store, call);
             return self.reply(function, reply);
@@ -39,6 +43,68 @@ impl PluginBroker {
             _ => return HostReply::Trap("not a kv call".into()),
         };
         self.reply(function, reply)
+    }
+
+    /// kv from the plugin's JetStream bucket, the same on every node; a
+    /// version being readied stages its writes as with the embedded store.
+    async fn kv_shared(&self, call: HostCall) -> Result<HostValue, kv::KvError> {
+        let Some((cluster, bucket)) = &self.shared_kv else {
+            return Err(kv::KvError::Storage("no shared kv".into()));
+        };
+        let store = bucket
+            .get_or_try_init(|| cluster.plugin_kv(&self.plugin, self.kv_quota))
+            .await
+            .map_err(|e| kv::KvError::Storage(e.to_string()))?;
+        let (ns, staged, quota) = (&*self.plugin, &self.staged, self.kv_quota);
+        let slot = |key: &str| staged::Slot::new(ns, "", key);
+        if !staged.is_on() {
+            return match call {
+                HostCall::KvGet { key } => store.get(&key).await.map(HostValue::OptBytes),
+                HostCall::KvListKeys { prefix } => {
+                    store.list_keys(&prefix).await.map(HostValue::Strings)
+                }
+                HostCall::KvSet { key, value } => {
+                    store.set(&key, value).await.map(|()| HostValue::Unit)
+                }
+                HostCall::KvDelete { key } => store.delete(&key).await.map(HostValue::Bool),
+                HostCall::KvIncrement { key, delta } => {
+                    store.increment(&key, delta).await.map(HostValue::S64)
+                }
+                _ => Err(kv::KvError::Storage("not a kv call".into())),
+            };
+        }
+        let read = async |key: &str| match staged.peek(&slot(key)) {
+            Some(value) => Ok(value),
+            None => store.get(key).await,
+        };
+        match call {
+            HostCall::KvGet { key } => read(&key).await.map(HostValue::OptBytes),
+            HostCall::KvListKeys { prefix } => {
+                let live = store.list_keys(&prefix).await?;
+                Ok(HostValue::Strings(staged.merge_keys(ns, "", &prefix, live)))
+            }
+            HostCall::KvSet { key, value } => {
+                let live = staged::Live::Usage(store.usage().await?);
+                staged
+                    .stage(slot(&key), Some(value), live, quota)
+                    .map(|()| HostValue::Unit)
+            }
+            HostCall::KvDelete { key } => {
+                let existed = read(&key).await?.is_some();
+                let live = staged::Live::Exists(store.get(&key).await?.is_some());
+                staged.stage(slot(&key), None, live, quota)?;
+                Ok(HostValue::Bool(existed))
+            }
+            HostCall::KvIncrement { key, delta } => {
+                let next = counter(read(&key).await?, &key)?
+                    .checked_add(delta)
+                    .ok_or_else(|| kv::KvError::Overflow { key: key.clone() })?;
+                let live = staged::Live::Usage(store.usage().await?);
+                staged.stage(slot(&key), Some(next.to_string().into_bytes()), live, quota)?;
+                Ok(HostValue::S64(next))
+            }
+            _ => Err(kv::KvError::Storage("not a kv call".into())),
+        }
     }
 
     /// kv for a version being readied: reads see its own writes over the
@@ -64,14 +130,7 @@ impl PluginBroker {
                 Ok(HostValue::Bool(existed))
             }
             HostCall::KvIncrement { key, delta } => {
-                let current = match staged.get(store, &slot(&key))? {
-                    None => 0,
-                    Some(bytes) => std::str::from_utf8(&bytes)
-                        .ok()
-                        .and_then(|t| t.trim().parse::<i64>().ok())
-                        .ok_or_else(|| kv::KvError::NotANumber { key: key.clone() })?,
-                };
-                let next = current
+                let next = counter(staged.get(store, &slot(&key))?, &key)?
                     .checked_add(delta)
                     .ok_or_else(|| kv::KvError::Overflow { key: key.clone() })?;
                 staged.put(
@@ -96,12 +155,40 @@ impl PluginBroker {
     /// and its writes go through from now on. A version refused instead
     /// is simply dropped with what it staged.
     pub async fn commit_staged(&self) -> Result<(), String> {
-        let writes = self.staged.take();
+        let mut writes = self.staged.take();
+        if let Some((_, bucket)) = &self.shared_kv {
+            // kv's own keys (no host prefix) live in the bucket; the
+            // cache's stay in the embedded store.
+            let (shared, local): (Vec<_>, Vec<_>) = writes
+                .into_iter()
+                .partition(|(slot, _)| slot.prefix.is_empty());
+            writes = local;
+            if let Some(store) = bucket.get() {
+                for (slot, value) in shared {
+                    match value {
+                        Some(value) => store.set(&slot.key, value).await,
+                        None => store.delete(&slot.key).await.map(|_| ()),
+                    }
+                    .map_err(|e| format!("writing what it stored while starting: {e}"))?;
+                }
+            }
+        }
         match &self.kv {
             Some(store) if !writes.is_empty() => staged::apply(store, writes, self.kv_quota)
                 .await
                 .map_err(|e| format!("writing what it stored while starting: {e}")),
             _ => Ok(()),
         }
+    }
+}
+
+/// A counter's value: 0 when absent, else its decimal text.
+fn counter(value: Option<Vec<u8>>, key: &str) -> Result<i64, kv::KvError> {
+    match value {
+        None => Ok(0),
+        Some(bytes) => std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|t| t.trim().parse::<i64>().ok())
+            .ok_or_else(|| kv::KvError::NotANumber { key: key.into() }),
     }
 }
