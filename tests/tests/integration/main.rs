@@ -7,6 +7,7 @@ mod common;
 
 mod bus;
 mod capabilities;
+mod cluster;
 mod compile;
 mod console;
 mod disk_faults;
