@@ -615,6 +615,48 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_table_is_read_whole_and_its_mistakes_are_named() {
+        let config = parse(
+            "plugins = \"p\"\n[kv]\nbackend = \"jetstream\"\n[cluster]\nservers = [\"nats://a:4222\", \"nats://b:4222\"]\nnode = \"node-a\"\ncredentials = \"node.creds\"\ncall_timeout_ms = 2000\nkv_replicas = 3\n",
+        )
+        .unwrap();
+        let cluster = config.cluster.expect("a cluster");
+        assert_eq!(cluster.servers, ["nats://a:4222", "nats://b:4222"]);
+        assert_eq!(cluster.node, "node-a");
+        assert_eq!(
+            cluster.credentials.as_deref(),
+            Some(Path::new("/etc/prx/node.creds"))
+        );
+        assert_eq!(cluster.call_timeout, Duration::from_millis(2000));
+        assert_eq!(cluster.kv_replicas, 3);
+        assert_eq!(config.kv_backend, KvBackend::JetStream);
+        for (text, says) in [
+            ("[kv]\nbackend = \"jetstream\"\n", "needs a [cluster]"),
+            ("[cluster]\nservers = []\n", "servers is empty"),
+            (
+                "[cluster]\nservers = [\"nats://a\"]\nnode = \"Node A\"\n",
+                "is not a node name",
+            ),
+            (
+                "[cluster]\nservers = [\"nats://a\"]\ntls_cert = \"c.pem\"\n",
+                "go together",
+            ),
+            (
+                "[cluster]\nservers = [\"nats://a\"]\nkv_replicas = 7\n",
+                "1 to 5",
+            ),
+            (
+                "[cluster]\nservers = [\"nats://a\"]\nheartbeat_ms = 0\n",
+                "at least 1",
+            ),
+            ("[cluster]\nserver = \"nats://a\"\n", "unknown key `server`"),
+        ] {
+            let err = parse(&format!("plugins = \"p\"\n{text}")).unwrap_err();
+            assert!(err.contains(says), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn the_permission_policy_is_read_per_plugin_and_by_default() {
         let config = parse(
             "plugins = \"p\"\n[permissions]\ndefault = [\"kv\"]\n[permissions.plugins]\nweather = [\"kv\", \"http-outbound\"]\n",

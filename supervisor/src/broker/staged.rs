@@ -54,6 +54,10 @@ type Writes = BTreeMap<Slot, Option<Vec<u8>>>;
 pub struct Staged {
     /// `None` when nothing is staged (a running version writes through).
     writes: Mutex<Option<Writes>>,
+    /// Increments of keys it did not otherwise write, kept as what they
+    /// add (for a store other nodes write too: replayed as increments, they
+    /// lose none of theirs).
+    deltas: Mutex<BTreeMap<Slot, i64>>,
 }
 
 impl Staged {
@@ -73,6 +77,47 @@ impl Staged {
     /// Ends staging and returns what was written, in slot order.
     pub fn take(&self) -> Vec<(Slot, Option<Vec<u8>>)> {
         self.lock().take().unwrap_or_default().into_iter().collect()
+    }
+
+    fn deltas(&self) -> std::sync::MutexGuard<'_, BTreeMap<Slot, i64>> {
+        self.deltas.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ends staging of increments and returns them (after [`Self::take`]'s
+    /// writes, they are applied as increments).
+    pub fn take_deltas(&self) -> Vec<(Slot, i64)> {
+        std::mem::take(&mut *self.deltas()).into_iter().collect()
+    }
+
+    /// What the readied version added to `slot` by increments alone.
+    pub fn delta(&self, slot: &Slot) -> Option<i64> {
+        self.deltas().get(slot).copied()
+    }
+
+    /// Adds `delta` to what the readied version added to `slot`; returns
+    /// the sum. Each key counts against `quota` (its bytes and 20 for the
+    /// number), so the map stays bounded.
+    pub fn add_delta(&self, slot: Slot, delta: i64, quota: u64) -> Result<i64, KvError> {
+        if slot.key.len() > MAX_KEY_LEN {
+            return Err(KvError::KeyTooLong(slot.key.len()));
+        }
+        let mut deltas = self.deltas();
+        if !deltas.contains_key(&slot) {
+            let used: u64 = deltas.keys().map(|s| s.counted(&[0; 20])).sum();
+            let needed = slot.counted(&[0; 20]);
+            if used.saturating_add(needed) > quota {
+                return Err(KvError::QuotaExceeded {
+                    needed,
+                    used,
+                    quota,
+                });
+            }
+        }
+        let sum = deltas.entry(slot.clone()).or_default();
+        *sum = sum.checked_add(delta).ok_or_else(|| KvError::Overflow {
+            key: slot.key.clone(),
+        })?;
+        Ok(*sum)
     }
 
     /// `slot`'s value as the readied version sees it.
@@ -126,6 +171,8 @@ impl Staged {
         if slot.key.len() > MAX_KEY_LEN {
             return Err(KvError::KeyTooLong(slot.key.len()));
         }
+        // A value or delete staged over increments replaces them.
+        self.deltas().remove(&slot);
         let mut guard = self.lock();
         let writes = guard.get_or_insert_with(Writes::new);
         let (value, live) = match (value, live) {

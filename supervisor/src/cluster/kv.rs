@@ -46,6 +46,8 @@ pub struct SharedKv {
     stream: async_nats::jetstream::stream::Stream<()>,
     bucket: String,
     quota: u64,
+    /// The server's largest message.
+    max_payload: usize,
 }
 
 impl std::fmt::Debug for SharedKv {
@@ -57,10 +59,41 @@ impl std::fmt::Debug for SharedKv {
 }
 
 fn nats(e: impl std::fmt::Display) -> KvError {
-    KvError::Storage(format!("NATS JetStream: {e}"))
+    KvError::Storage(format!(
+        "the cluster's JetStream kv failed ({e}); is the NATS server up, with JetStream on (docs/cluster.md)?"
+    ))
+}
+
+/// Every key a plugin gives is held to the embedded store's limit before
+/// it reaches NATS: escaped, a longer one could make a subject past the
+/// server's control-line limit, and the server would drop the whole
+/// connection of this node.
+fn check_key(key: &str) -> Result<(), KvError> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(KvError::KeyTooLong(key.len()));
+    }
+    Ok(())
 }
 
 impl Cluster {
+    /// The bucket of `plugin` as it is, created if it does not exist yet
+    /// (for a version being readied: its quota takes effect on the server
+    /// only if it takes over, through [`Cluster::plugin_kv`]).
+    pub async fn plugin_kv_as_is(
+        &self,
+        plugin: &str,
+        quota: u64,
+    ) -> Result<SharedKv, ClusterError> {
+        match self.existing_plugin_kv(plugin).await {
+            Ok(Some(mut store)) => {
+                store.quota = quota;
+                Ok(store)
+            }
+            Ok(None) => self.plugin_kv(plugin, quota).await,
+            Err(e) => Err(ClusterError::JetStream(e.to_string())),
+        }
+    }
+
     /// The bucket of `plugin`, created on first use and resized when its
     /// quota (bytes) changed.
     pub async fn plugin_kv(&self, plugin: &str, quota: u64) -> Result<SharedKv, ClusterError> {
@@ -80,13 +113,18 @@ impl Cluster {
             .jetstream()
             .create_or_update_key_value(config)
             .await
-            .map_err(|e| ClusterError::JetStream(format!("bucket {bucket}: {e}")))?;
+            .map_err(|e| {
+                ClusterError::JetStream(format!(
+                    "the kv bucket {bucket} of plugin {plugin}: {e}; the NATS server must run with JetStream on (`-js`, or a `jetstream` block in its config)"
+                ))
+            })?;
         let stream = self.bucket_stream(&bucket).await?;
         Ok(SharedKv {
             store,
             stream,
             bucket,
             quota,
+            max_payload: self.client().server_info().max_payload,
         })
     }
 }
@@ -105,6 +143,7 @@ impl Cluster {
                     .map_err(|e| KvError::Storage(e.to_string()))?,
                 bucket,
                 quota: 0,
+                max_payload: self.client().server_info().max_payload,
             })),
             Err(e) if e.kind() == async_nats::jetstream::context::KeyValueErrorKind::GetBucket => {
                 Ok(None)
@@ -129,7 +168,7 @@ impl Cluster {
 
 impl SharedKv {
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        if key.len() > MAX_KEY_LEN {
+        if check_key(key).is_err() {
             return Ok(None);
         }
         let value = self.store.get(encode_key(key)).await.map_err(nats)?;
@@ -156,14 +195,33 @@ impl SharedKv {
         Ok(info.state.bytes)
     }
 
-    /// Refuses a write of `value` at `key` that cannot fit the quota.
-    async fn check_room(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        if key.len() > MAX_KEY_LEN {
-            return Err(KvError::KeyTooLong(key.len()));
+    /// What JetStream stores for `value` at `key`, as counted here.
+    fn counted(&self, key: &str, value: usize) -> u64 {
+        (self.bucket.len() + 5 + encode_key(key).len() + value) as u64 + MESSAGE_OVERHEAD
+    }
+
+    /// Refuses a write of `value` at `key` that cannot fit the quota; the
+    /// value it replaces (`replaced` bytes, when there is one) is counted
+    /// as freed, as the embedded store counts a rewrite.
+    async fn check_room(
+        &self,
+        key: &str,
+        value: &[u8],
+        replaced: Option<usize>,
+    ) -> Result<(), KvError> {
+        check_key(key)?;
+        let max_payload = self
+            .max_payload
+            .saturating_sub(self.counted(key, 0) as usize);
+        if value.len() > max_payload {
+            return Err(KvError::Storage(format!(
+                "a value of {} bytes is larger than the cluster's NATS server takes in one message ({max_payload} bytes here; its max_payload); store it in parts",
+                value.len()
+            )));
         }
-        let needed =
-            (self.bucket.len() + 5 + encode_key(key).len() + value.len()) as u64 + MESSAGE_OVERHEAD;
-        let used = self.usage().await?;
+        let needed = self.counted(key, value.len());
+        let freed = replaced.map_or(0, |old| self.counted(key, old));
+        let used = self.usage().await?.saturating_sub(freed);
         if used.saturating_add(needed) > self.quota {
             return Err(KvError::QuotaExceeded {
                 needed,
@@ -176,7 +234,7 @@ impl SharedKv {
 
     /// The server said no: past `max_bytes`, it is the quota.
     async fn refused(&self, key: &str, value: &[u8], e: impl std::fmt::Display) -> KvError {
-        match self.check_room(key, value).await {
+        match self.check_room(key, value, None).await {
             Err(quota @ KvError::QuotaExceeded { .. }) => quota,
             _ => nats(e),
         }
@@ -184,7 +242,15 @@ impl SharedKv {
 
     /// Stores a value; returns once JetStream acknowledged it.
     pub async fn set(&self, key: &str, value: Vec<u8>) -> Result<(), KvError> {
-        self.check_room(key, &value).await?;
+        check_key(key)?;
+        let replaced = self
+            .store
+            .entry(encode_key(key))
+            .await
+            .map_err(nats)?
+            .filter(|e| e.operation == Operation::Put)
+            .map(|e| e.value.len());
+        self.check_room(key, &value, replaced).await?;
         let value = Bytes::from(value);
         match self.store.put(encode_key(key), value.clone()).await {
             Ok(_) => Ok(()),
@@ -194,7 +260,7 @@ impl SharedKv {
 
     /// Removes a key; true when it existed.
     pub async fn delete(&self, key: &str) -> Result<bool, KvError> {
-        if key.len() > MAX_KEY_LEN {
+        if check_key(key).is_err() {
             return Ok(false);
         }
         let encoded = encode_key(key);
@@ -223,25 +289,26 @@ impl SharedKv {
     /// Adds `delta` to a decimal counter by compare-and-set on its
     /// revision; returns the new value.
     pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        check_key(key)?;
         let encoded = encode_key(key);
         for _ in 0..MAX_CAS_TRIES {
             let entry = self.store.entry(encoded.clone()).await.map_err(nats)?;
-            let (current, revision) = match &entry {
-                None => (0, None),
-                Some(e) if e.operation != Operation::Put => (0, Some(e.revision)),
+            let (current, revision, replaced) = match &entry {
+                None => (0, None, None),
+                Some(e) if e.operation != Operation::Put => (0, Some(e.revision), None),
                 Some(e) => {
                     let n = std::str::from_utf8(&e.value)
                         .ok()
                         .and_then(|t| t.trim().parse::<i64>().ok())
                         .ok_or_else(|| KvError::NotANumber { key: key.into() })?;
-                    (n, Some(e.revision))
+                    (n, Some(e.revision), Some(e.value.len()))
                 }
             };
             let next = current
                 .checked_add(delta)
                 .ok_or_else(|| KvError::Overflow { key: key.into() })?;
             let bytes = Bytes::from(next.to_string());
-            self.check_room(key, &bytes).await?;
+            self.check_room(key, &bytes, replaced).await?;
             let lost_race = match revision {
                 None => match self.store.create(encoded.clone(), bytes.clone()).await {
                     Ok(_) => return Ok(next),

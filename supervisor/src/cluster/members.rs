@@ -45,16 +45,25 @@ impl Members {
         self.nodes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A heartbeat arrived (checked already).
-    pub fn heard(&self, announce: Announce) {
+    /// A heartbeat arrived (checked already). False when the table is
+    /// full ([`super::MAX_PEERS`] nodes) and it is a new node's.
+    pub fn heard(&self, announce: Announce) -> bool {
         let mut nodes = self.lock();
         let now = Instant::now();
         nodes.retain(|_, (_, at)| now.duration_since(*at) < self.expiry * FORGET_AFTER);
         if announce.leaving {
             nodes.remove(&announce.node);
-        } else {
+        } else if nodes.len() < super::MAX_PEERS || nodes.contains_key(&announce.node) {
             nodes.insert(announce.node.clone(), (announce, now));
+        } else {
+            return false;
         }
+        true
+    }
+
+    /// When `node` said it started, by its last heartbeat.
+    pub fn started_at(&self, node: &str) -> Option<u64> {
+        self.lock().get(node).map(|(a, _)| a.started_at_ms)
     }
 
     /// The nodes heard from within the expiry.

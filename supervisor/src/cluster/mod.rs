@@ -103,6 +103,12 @@ pub enum ClusterError {
     JetStream(String),
 }
 
+/// Most nodes counted apart in the traffic counters (and held in the
+/// table of members); more are counted together.
+pub const MAX_PEERS: usize = 256;
+/// Most calls from other nodes served at once; more are answered `busy`.
+pub const MAX_SERVED_CALLS: usize = 256;
+
 /// Which way a cross-node call or event went, seen from this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Direction {
@@ -130,16 +136,24 @@ pub struct Traffic {
     events_in: std::sync::atomic::AtomicU64,
     /// Messages from the link that were refused (bad bytes, bad names).
     refused: std::sync::atomic::AtomicU64,
+    /// Events a plugin's queue group gave this node whose copy of the
+    /// plugin had no matching subscription.
+    unmatched: std::sync::atomic::AtomicU64,
 }
 
 impl Traffic {
+    /// Counts a call with `peer`: a node in the table of members, or
+    /// `(unknown)` (a name another node chose is no key of a table that
+    /// only grows).
     pub fn call(&self, direction: Direction, peer: &str, ok: bool) {
         let table = if ok { &self.calls } else { &self.call_failures };
-        *table
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((direction, peer.to_owned()))
-            .or_default() += 1;
+        let mut table = table.lock().unwrap_or_else(|p| p.into_inner());
+        let peer = if table.len() < MAX_PEERS || table.contains_key(&(direction, peer.to_owned())) {
+            peer
+        } else {
+            "(unknown)"
+        };
+        *table.entry((direction, peer.to_owned())).or_default() += 1;
     }
 
     pub fn event(&self, direction: Direction) {
@@ -152,6 +166,10 @@ impl Traffic {
 
     pub fn refused(&self) {
         self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn unmatched(&self) {
+        self.unmatched.fetch_add(1, Ordering::Relaxed);
     }
 
     /// (direction, peer, succeeded, failed), in order.
@@ -198,6 +216,8 @@ struct Link {
     members: Members,
     traffic: Traffic,
     connected: Arc<AtomicBool>,
+    /// Calls from other nodes being served ([`MAX_SERVED_CALLS`]).
+    serving: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -223,6 +243,7 @@ impl Cluster {
         let node = config.node.clone();
         let mut options = async_nats::ConnectOptions::new()
             .name(format!("prx-{}", config.node))
+            .custom_inbox_prefix(subjects::inbox(&config.node))
             .connection_timeout(Duration::from_secs(5))
             .max_reconnects(None)
             .request_timeout(Some(config.call_timeout))
@@ -238,6 +259,9 @@ impl Cluster {
                         async_nats::Event::Disconnected => {
                             flag.store(false, Ordering::SeqCst);
                             tracing::warn!(node, "disconnected from NATS; reconnecting");
+                        }
+                        async_nats::Event::Draining | async_nats::Event::Closed => {
+                            tracing::info!(node, "NATS connection {event}")
                         }
                         other => tracing::warn!(node, "NATS: {other}"),
                     }
@@ -279,6 +303,7 @@ impl Cluster {
                 config,
                 traffic: Traffic::default(),
                 connected,
+                serving: Arc::new(tokio::sync::Semaphore::new(MAX_SERVED_CALLS)),
             }),
         })
     }
@@ -307,6 +332,12 @@ impl Cluster {
         &self.link.traffic
     }
 
+    /// A place among the calls served for other nodes; `None` when they
+    /// are all taken.
+    pub fn serve_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.link.serving.clone().try_acquire_owned().ok()
+    }
+
     /// Whether the connection to NATS is up now.
     pub fn connected(&self) -> bool {
         self.link.connected.load(Ordering::SeqCst)
@@ -330,6 +361,10 @@ pub struct ClusterView {
     pub events_dropped: u64,
     /// Messages from other nodes refused as malformed.
     pub refused: u64,
+    /// Events the queue group gave a copy of a plugin here whose
+    /// subscriptions did not match (its run-time subscriptions differ
+    /// from its other copies').
+    pub events_unmatched: u64,
 }
 
 /// Cross-node calls between this node and one other, one way.
@@ -367,6 +402,7 @@ impl Cluster {
             events_in,
             events_dropped,
             refused,
+            events_unmatched: self.traffic().unmatched.load(Ordering::Relaxed),
         }
     }
 }

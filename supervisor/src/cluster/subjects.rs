@@ -4,11 +4,14 @@
 //! Every subject starts with `prx.`; the subject permissions an operator
 //! gives each node's credentials follow this list (see docs/cluster.md):
 //!
-//! - `prx.event.<topic>`: an event, published by the node where it was
-//!   published, read by every node (one queue group per plugin);
+//! - `prx.event.<node>.<topic>`: an event, published by the node where it
+//!   was published (a node's credentials can hold it to its own name),
+//!   read by every node (one queue group per plugin);
 //! - `prx.call.<kind>.<name>`: a request for a tool, an RPC, a provider's
 //!   chat or a middleware plugin, answered by one node serving it;
-//! - `prx.node.<node>`: a node's heartbeat, with its plugins.
+//! - `prx.node.<node>`: a node's heartbeat, with its plugins;
+//! - `_INBOX.<node>.>`: the answers to a node's calls (a serving node
+//!   answers only there, on the inbox of the node the call names).
 //!
 //! JetStream key-value uses `$KV.prx-kv-<plugin>.>` and the JetStream API
 //! (`$JS.API.>`).
@@ -21,15 +24,29 @@ pub const ALL_EVENTS: &str = "prx.event.>";
 /// Every heartbeat.
 pub const ALL_NODES: &str = "prx.node.*";
 
-/// The subject of an event on `topic` (a valid topic is a valid subject:
-/// dot-separated words of letters, digits, `_` and `-`).
-pub fn event(topic: &str) -> String {
-    format!("prx.event.{topic}")
+/// The subject of an event on `topic` published on `node` (a valid topic
+/// is a valid subject: dot-separated words of letters, digits, `_` and
+/// `-`; a node name is one word).
+pub fn event(node: &str, topic: &str) -> String {
+    format!("prx.event.{node}.{topic}")
 }
 
-/// The topic of an event subject; `None` for anything else.
-pub fn topic_of(subject: &str) -> Option<&str> {
-    subject.strip_prefix("prx.event.")
+/// The node and topic of an event subject; `None` for anything else.
+pub fn event_of(subject: &str) -> Option<(&str, &str)> {
+    subject.strip_prefix("prx.event.")?.split_once('.')
+}
+
+/// Where a node's answers go: its inbox prefix.
+pub fn inbox(node: &str) -> String {
+    format!("_INBOX.{node}")
+}
+
+/// Whether `reply` is an inbox of `node` (and a plain subject).
+pub fn is_inbox_of(reply: &str, node: &str) -> bool {
+    reply
+        .strip_prefix(&inbox(node))
+        .and_then(|rest| rest.strip_prefix('.'))
+        .is_some_and(is_subject_words)
 }
 
 /// The heartbeat subject of a node.
@@ -119,6 +136,12 @@ pub fn encode_key(key: &str) -> String {
 /// The plugin's key back from [`encode_key`]; `None` for a key this host
 /// did not write (it is then not the plugin's).
 pub fn decode_key(encoded: &str) -> Option<String> {
+    let key = decode_any(encoded)?;
+    // One spelling per key: `=2e` or `=+1` are not how a key was written.
+    (encode_key(&key) == encoded).then_some(key)
+}
+
+fn decode_any(encoded: &str) -> Option<String> {
     let encoded = encoded.strip_prefix('k')?;
     let bytes = encoded.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -162,6 +185,13 @@ mod tests {
         assert_eq!(decode_key("k=4"), None);
         assert_eq!(decode_key("k=ZZ"), None);
         assert_eq!(decode_key("plain"), None);
+        assert_eq!(decode_key("ka=2eb"), None);
+        assert_eq!(decode_key("k=+1"), None);
+        assert_eq!(
+            decode_key("k=41"),
+            None,
+            "an escaped letter is not canonical"
+        );
     }
 
     #[test]
@@ -177,6 +207,17 @@ mod tests {
         for bad in ["", "a b", "a.*", "a.>", "a..b", ".a"] {
             assert_eq!(call(CallKind::Tool, bad), None, "{bad}");
         }
+        assert!(is_inbox_of("_INBOX.node-a.x1.y", "node-a"));
+        for reply in [
+            "_INBOX.node-b.x",
+            "$KV.prx-kv-a.k",
+            "_INBOX.node-a",
+            "_INBOX.node-a.>",
+            "_INBOX.node-ab.x",
+        ] {
+            assert!(!is_inbox_of(reply, "node-a"), "{reply}");
+        }
+        assert_eq!(event_of("prx.event.node-a.a.b"), Some(("node-a", "a.b")));
         assert!(check_node("node-a").is_ok());
         assert!(check_node("Node.A").is_err());
     }

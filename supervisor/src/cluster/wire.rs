@@ -12,6 +12,9 @@ use crate::topics::check_topic;
 
 /// Largest message read from the link: NATS's default `max_payload`.
 pub const MAX_MESSAGE: usize = 1 << 20;
+/// Most plugins one heartbeat may list (the table of members keeps the
+/// last heartbeat of each node).
+pub const MAX_ANNOUNCED_PLUGINS: usize = 4096;
 /// Longest causal chain accepted from another node (the bus holds back
 /// anything past its `max_depth`, at most this).
 pub const MAX_CHAIN: usize = 64;
@@ -153,7 +156,7 @@ pub struct PluginAnnounce {
 impl Announce {
     pub fn check(&self) -> Result<(), String> {
         super::subjects::check_node(&self.node)?;
-        if self.plugins.len() > 100_000 {
+        if self.plugins.len() > MAX_ANNOUNCED_PLUGINS {
             return Err("too many plugins".into());
         }
         for p in &self.plugins {

@@ -37,6 +37,16 @@ enum Route {
     Call(CallKind, String),
 }
 
+/// The subscription a call body belongs on.
+fn route_of(body: &CallBody) -> Route {
+    match body {
+        CallBody::Tool { tool, .. } => Route::Call(CallKind::Tool, tool.clone()),
+        CallBody::Rpc { name, .. } => Route::Call(CallKind::Rpc, name.clone()),
+        CallBody::Chat { provider, .. } => Route::Call(CallKind::Chat, provider.clone()),
+        CallBody::Middleware { plugin, .. } => Route::Call(CallKind::Middleware, plugin.clone()),
+    }
+}
+
 /// States in which a plugin takes calls and events (an idle one starts a
 /// worker on the first; a restarting one is back within milliseconds).
 pub(super) fn serving(state: StateKind) -> bool {
@@ -72,8 +82,10 @@ impl Supervisor {
             .client()
             .publish(subject, wire::encode(&announce).into())
             .await;
+        // Sends what is buffered and closes the connection: the listeners
+        // end with it.
         let _ =
-            tokio::time::timeout(std::time::Duration::from_secs(2), cluster.client().flush()).await;
+            tokio::time::timeout(std::time::Duration::from_secs(2), cluster.client().drain()).await;
     }
 
     /// The heartbeat: this node and what each of its plugins serves.
@@ -175,28 +187,53 @@ impl Supervisor {
     }
 
     /// Serves one call another node sent; the answer goes back on its
-    /// reply subject.
-    async fn serve_call(&self, cluster: &Cluster, message: async_nats::Message) {
-        let Some(reply) = message.reply else {
-            cluster.traffic().refused();
-            return;
-        };
-        let call: CallMsg = match wire::decode::<CallMsg>(&message.payload) {
-            Ok(call) if subjects::check_node(&call.from).is_ok() => call,
-            other => {
+    /// reply subject. The call must be what its subject (`route`) is for,
+    /// and the reply subject an inbox of the node it names: a node cannot
+    /// reach through one subject a plugin its credentials keep it from, nor
+    /// have this node publish where it cannot.
+    async fn serve_call(
+        &self,
+        cluster: &Cluster,
+        route: &Route,
+        message: async_nats::Message,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) {
+        let call = wire::decode::<CallMsg>(&message.payload).and_then(|call| {
+            subjects::check_node(&call.from)?;
+            match (&message.reply, route_of(&call.body)) {
+                (Some(reply), _) if !subjects::is_inbox_of(reply, &call.from) => Err(format!(
+                    "its reply subject {reply} is not an inbox of node {}",
+                    call.from
+                )),
+                (None, _) => Err("it has no reply subject".into()),
+                (_, asked) if asked != *route => {
+                    Err(format!("it asks for {asked:?} on the subject of {route:?}"))
+                }
+                _ => Ok(call),
+            }
+        });
+        let call = match call {
+            Ok(call) => call,
+            Err(why) => {
                 cluster.traffic().refused();
-                tracing::warn!(subject = %message.subject, "a cross-node call was refused: {}",
-                    other.err().unwrap_or_else(|| "a bad node name".into()));
+                tracing::warn!(subject = %message.subject, "a cross-node call was refused: {why}");
                 return;
             }
         };
-        let result = if call.deadline_ms == 0 {
-            Err(CallError::Unavailable(format!(
+        let Some(reply) = message.reply else { return };
+        let result = match permit {
+            None => Err(CallError::Busy {
+                plugin: format!("(node {})", cluster.node()),
+                why: format!(
+                    "{} calls from other nodes are being served already",
+                    crate::cluster::MAX_SERVED_CALLS
+                ),
+            }),
+            Some(_permit) if call.deadline_ms == 0 => Err(CallError::Unavailable(format!(
                 "the caller on node {} stopped waiting before the call arrived",
                 call.from
-            )))
-        } else {
-            self.serve_here(call.body).await
+            ))),
+            Some(_permit) => self.serve_here(call.body).await,
         };
         cluster
             .traffic()
@@ -260,7 +297,7 @@ async fn pump(cluster: Cluster, mut outbox: mpsc::Receiver<Event>) {
             chain: event.chain.iter().map(|p| p.to_string()).collect(),
             published_at_ms: event.published_at_ms,
         };
-        let subject = subjects::event(&event.topic);
+        let subject = subjects::event(cluster.node(), &event.topic);
         match cluster
             .client()
             .publish(subject, wire::encode(&message).into())
@@ -276,9 +313,9 @@ async fn pump(cluster: Cluster, mut outbox: mpsc::Receiver<Event>) {
 fn read_event(cluster: &Cluster, message: &async_nats::Message) -> Option<(String, Event)> {
     let checked = wire::decode::<EventMsg>(&message.payload).and_then(|e| {
         e.check()?;
-        match subjects::topic_of(&message.subject) {
-            Some(topic) if topic == e.topic => Ok(e),
-            _ => Err("its subject is not its topic".into()),
+        match subjects::event_of(&message.subject) {
+            Some((node, topic)) if node == e.node && topic == e.topic => Ok(e),
+            _ => Err("its subject is not its node and topic".into()),
         }
     });
     let event = match checked {
@@ -325,6 +362,10 @@ async fn listen_nodes(cluster: Cluster, inner: Weak<Inner>) {
         tracing::error!("cannot subscribe to the cluster's heartbeats");
         return;
     };
+    let started_at_ms = match inner.upgrade() {
+        Some(inner) => inner.started_at_ms,
+        None => return,
+    };
     while let Some(message) = beats.next().await {
         if inner.strong_count() == 0 {
             return;
@@ -334,7 +375,17 @@ async fn listen_nodes(cluster: Cluster, inner: Weak<Inner>) {
             Ok(a)
         }) {
             Ok(announce) if message.subject.as_str() == subjects::node(&announce.node) => {
-                cluster.members().heard(announce)
+                if *announce.node == **cluster.node()
+                    && announce.started_at_ms != started_at_ms
+                    && !announce.leaving
+                {
+                    tracing::error!(node = %announce.node, "another supervisor uses this node's name: each node needs its own ([cluster] node, --node)");
+                    cluster.traffic().refused();
+                    continue;
+                }
+                if !cluster.members().heard(announce) {
+                    cluster.traffic().refused();
+                }
             }
             _ => cluster.traffic().refused(),
         }
@@ -344,7 +395,7 @@ async fn listen_nodes(cluster: Cluster, inner: Weak<Inner>) {
 /// Every heartbeat: say what this node serves, and hold exactly the
 /// subscriptions that go with it.
 async fn keep(cluster: Cluster, inner: Weak<Inner>) {
-    let mut held: BTreeMap<Route, JoinHandle<()>> = BTreeMap::new();
+    let mut held: BTreeMap<Route, Held> = BTreeMap::new();
     let mut tick = tokio::time::interval(cluster.config().heartbeat);
     loop {
         let Some(strong) = inner.upgrade() else { break };
@@ -358,13 +409,8 @@ async fn keep(cluster: Cluster, inner: Weak<Inner>) {
             break;
         }
         let wanted = supervisor.wanted_routes();
-        held.retain(|route, task| {
-            let keep = wanted.contains_key(route) && !task.is_finished();
-            if !keep {
-                task.abort();
-            }
-            keep
-        });
+        // Dropping a `Held` stops its subscription (see `serve`).
+        held.retain(|route, held| wanted.contains_key(route) && !held.task.is_finished());
         for (route, (subject, group)) in wanted {
             if held.contains_key(&route) {
                 continue;
@@ -375,15 +421,23 @@ async fn keep(cluster: Cluster, inner: Weak<Inner>) {
                 .await
             {
                 Ok(subscription) => {
+                    let (stop, stopped) = tokio::sync::oneshot::channel();
                     let task = tokio::spawn(serve(
                         cluster.clone(),
                         Arc::downgrade(&supervisor.inner),
                         route.clone(),
                         subscription,
+                        stopped,
                     ));
-                    held.insert(route, task);
+                    held.insert(route, Held { task, _stop: stop });
                 }
-                Err(e) => tracing::warn!(subject, "cannot subscribe: {e}"),
+                Err(e) => {
+                    tracing::warn!(
+                        subject,
+                        ?route,
+                        "cannot subscribe; tried again next heartbeat: {e}"
+                    )
+                }
             }
         }
         let announce = supervisor.announce(false);
@@ -400,20 +454,39 @@ async fn keep(cluster: Cluster, inner: Weak<Inner>) {
             () = notified.notified() => {}
         }
     }
-    for task in held.into_values() {
-        task.abort();
-    }
+    // Dropping each `Held` stops its subscription (see `serve`).
+    drop(held);
+}
+
+/// A subscription being served; dropping it stops it.
+struct Held {
+    task: JoinHandle<()>,
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 /// Serves one subscription: its events into the plugin's queue, or each
-/// call in a task of its own.
+/// call in a task of its own (at most [`crate::cluster::MAX_SERVED_CALLS`]
+/// at once across the node; past that, a call is answered `busy` at
+/// once). When `stop` fires it unsubscribes and serves what had arrived
+/// already, so no caller waits out its timeout for a message dropped here.
 async fn serve(
     cluster: Cluster,
     inner: Weak<Inner>,
     route: Route,
     mut subscription: async_nats::Subscriber,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    while let Some(message) = subscription.next().await {
+    let mut stopping = false;
+    loop {
+        let message = tokio::select! {
+            message = subscription.next() => message,
+            _ = &mut stop, if !stopping => {
+                stopping = true;
+                let _ = subscription.unsubscribe().await;
+                continue;
+            }
+        };
+        let Some(message) = message else { return };
         let Some(strong) = inner.upgrade() else {
             return;
         };
@@ -424,12 +497,22 @@ async fn serve(
                     if *node != **cluster.node() {
                         cluster.traffic().event(Direction::In);
                     }
-                    supervisor.inner.services.bus.receive_for(plugin, &event);
+                    if !supervisor.inner.services.bus.receive_for(plugin, &event) {
+                        // This copy's subscriptions did not take it (run-time
+                        // ones differ between copies): counted, not lost
+                        // silently.
+                        cluster.traffic().unmatched();
+                    }
                 }
             }
             Route::Call(..) => {
-                let cluster = cluster.clone();
-                tokio::spawn(async move { supervisor.serve_call(&cluster, message).await });
+                let (cluster, route) = (cluster.clone(), route.clone());
+                let permit = cluster.serve_permit();
+                tokio::spawn(async move {
+                    supervisor
+                        .serve_call(&cluster, &route, message, permit)
+                        .await
+                });
             }
         }
     }

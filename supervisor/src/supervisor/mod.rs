@@ -327,23 +327,21 @@ impl Supervisor {
 
     /// No tool of that name here, nor (in a cluster) on any node.
     fn unknown_tool(&self, tool: &str) -> CallError {
-        let mut known: Vec<String> = self.tools().into_iter().map(|t| t.name).collect();
-        if self.cluster().is_some() {
-            known.extend(self.served_elsewhere(cluster_kind::Tool));
-            known.sort();
-            known.dedup();
-            return CallError::NotInCluster {
+        match self.cluster() {
+            Some(cluster) => CallError::NotInCluster {
                 what: "tool",
                 name: tool.into(),
-                nodes: self
-                    .cluster()
-                    .map(|c| c.members().alive().into_iter().map(|n| n.node).collect())
-                    .unwrap_or_default(),
-            };
-        }
-        CallError::UnknownTool {
-            tool: tool.into(),
-            known,
+                nodes: cluster
+                    .members()
+                    .alive()
+                    .into_iter()
+                    .map(|n| n.node)
+                    .collect(),
+            },
+            None => CallError::UnknownTool {
+                tool: tool.into(),
+                known: self.tools().into_iter().map(|t| t.name).collect(),
+            },
         }
     }
 
@@ -435,6 +433,8 @@ impl Supervisor {
     /// then stops every worker (politely, then by force) and waits for them.
     pub async fn shutdown_gracefully(&self, grace: Duration) {
         self.inner.draining.store(true, Ordering::SeqCst);
+        // In a cluster: stop taking other nodes' calls now.
+        self.inner.routes_changed.notify_one();
         let drained = tokio::time::timeout(grace, async {
             loop {
                 let idle = self.inner.idle.notified();
@@ -457,6 +457,8 @@ impl Supervisor {
     /// Stops every worker (politely, then by force) and waits for them.
     pub async fn shutdown(&self) {
         self.inner.draining.store(true, Ordering::SeqCst);
+        // In a cluster: stop taking other nodes' calls now.
+        self.inner.routes_changed.notify_one();
         // A reload under way finishes first: it could otherwise start a
         // new version after the list below is taken (a worker left
         // running) or attach it to the storage route after the release.

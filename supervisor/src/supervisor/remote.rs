@@ -11,6 +11,9 @@ use crate::error::CallError;
 use crate::plugin::Plugin;
 
 use super::Supervisor;
+
+/// Tries of a call whose serving node turned out not to run it.
+const MAX_TRIES: usize = 3;
 use super::cluster::serving;
 
 impl Supervisor {
@@ -19,29 +22,6 @@ impl Supervisor {
     /// copy leaves the call to the other nodes).
     pub(super) fn here(&self, plugin: Option<Arc<Plugin>>) -> Option<Arc<Plugin>> {
         plugin.filter(|p| self.cluster().is_none() || serving(p.state().kind()))
-    }
-
-    /// Names of `kind` the other nodes serve now, for error messages.
-    pub(super) fn served_elsewhere(&self, kind: CallKind) -> Vec<String> {
-        let Some(cluster) = self.cluster() else {
-            return Vec::new();
-        };
-        let mut names: Vec<String> = cluster
-            .members()
-            .alive()
-            .into_iter()
-            .filter(|node| *node.node != **cluster.node())
-            .flat_map(|node| node.plugins)
-            .flat_map(|p| match kind {
-                CallKind::Tool => p.tools,
-                CallKind::Chat => p.providers,
-                CallKind::Rpc => p.rpcs,
-                CallKind::Middleware => p.middleware_priority.map(|_| p.name).into_iter().collect(),
-            })
-            .collect();
-        names.sort();
-        names.dedup();
-        names
     }
 
     /// Sends a call to whichever node serves `name` and waits, at most
@@ -73,6 +53,33 @@ impl Supervisor {
         let Some(subject) = subjects::call(kind, name) else {
             return Err(nowhere());
         };
+        // A node whose copy is stopping or not running did not run the
+        // call: it goes to another (NATS picks again), a few times at most.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self
+                .call_once(cluster, what, name, &subject, body.clone())
+                .await
+            {
+                Err(CallError::Remote {
+                    kind: "not_running" | "shutting_down",
+                    ..
+                }) if tries < MAX_TRIES => {}
+                Err(CallError::NotInCluster { .. }) => return Err(nowhere()),
+                other => return other,
+            }
+        }
+    }
+
+    async fn call_once(
+        &self,
+        cluster: &crate::cluster::Cluster,
+        what: &'static str,
+        name: &str,
+        subject: &str,
+        body: CallBody,
+    ) -> Result<Answer, CallError> {
         let timeout = cluster.config().call_timeout;
         let call = CallMsg {
             from: cluster.node().to_string(),
@@ -82,12 +89,20 @@ impl Supervisor {
         let request = async_nats::Request::new()
             .payload(wire::encode(&call).into())
             .timeout(Some(timeout));
-        let reply = match cluster.client().send_request(subject, request).await {
+        let reply = match cluster
+            .client()
+            .send_request(subject.to_owned(), request)
+            .await
+        {
             Ok(reply) => reply,
             Err(e) => {
                 use async_nats::client::RequestErrorKind;
                 return Err(match e.kind() {
-                    RequestErrorKind::NoResponders => nowhere(),
+                    RequestErrorKind::NoResponders => CallError::NotInCluster {
+                        what,
+                        name: name.into(),
+                        nodes: Vec::new(),
+                    },
                     RequestErrorKind::TimedOut => CallError::Unavailable(format!(
                         "no answer from the cluster for {what} `{name}` within {} ms ([cluster] call_timeout_ms); the node serving it may have died mid-call",
                         timeout.as_millis()

@@ -218,6 +218,15 @@ impl Supervisor {
         data: &str,
     ) -> Result<String, CallError> {
         let _guard = self.enter()?;
+        // What run_middleware checks before a local step, checked again:
+        // another node's call is no more trusted than an operator's.
+        if !MIDDLEWARE_STAGES.contains(&stage) {
+            return Err(CallError::BadRequest(format!(
+                "unknown middleware stage `{stage}`"
+            )));
+        }
+        serde_json::from_str::<serde::de::IgnoredAny>(data)
+            .map_err(|e| CallError::BadRequest(format!("the {stage} data is not JSON: {e}")))?;
         let plugin = self
             .plugin_named(name)
             .filter(|p| {
@@ -404,6 +413,13 @@ impl Supervisor {
                 self.rpc_with(&local.expect("checked"), name, payload_json)
                     .await
             }
+            // The same promise as a local reply: JSON.
+            Ok(reply) => match serde_json::from_str::<serde::de::IgnoredAny>(&reply) {
+                Ok(_) => Ok(reply),
+                Err(e) => Err(CallError::Unavailable(format!(
+                    "the reply to `{name}` from another node is not JSON ({e})"
+                ))),
+            },
             other => other,
         }
     }

@@ -54,6 +54,21 @@ pub(super) fn config_check(file: &std::path::Path) -> Result<ExitCode> {
         config.log_rate.per_second, config.log_rate.burst
     );
     println!("events       queue {} per subscriber", config.event_queue);
+    match &config.cluster {
+        Some(c) => println!(
+            "cluster      node {} on {}; calls wait {} ms; heartbeat {} ms; kv {:?} with {} replica(s)",
+            c.node,
+            c.servers.join(", "),
+            c.call_timeout.as_millis(),
+            c.heartbeat.as_millis(),
+            config.kv_backend,
+            c.kv_replicas
+        ),
+        None => println!(
+            "cluster      none: this supervisor runs alone (kv {:?})",
+            config.kv_backend
+        ),
+    }
     let sandbox = &config.sandbox;
     let required: Vec<&str> = sandbox.required.iter().map(|l| l.as_str()).collect();
     println!(

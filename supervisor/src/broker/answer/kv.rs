@@ -51,11 +51,19 @@ impl PluginBroker {
         let Some((cluster, bucket)) = &self.shared_kv else {
             return Err(kv::KvError::Storage("no shared kv".into()));
         };
+        let (ns, staged, quota) = (&*self.plugin, &self.staged, self.kv_quota);
+        // A version being readied leaves the bucket's settings (its size)
+        // alone until it takes over.
         let store = bucket
-            .get_or_try_init(|| cluster.plugin_kv(&self.plugin, self.kv_quota))
+            .get_or_try_init(async || {
+                if staged.is_on() {
+                    cluster.plugin_kv_as_is(ns, quota).await
+                } else {
+                    cluster.plugin_kv(ns, quota).await
+                }
+            })
             .await
             .map_err(|e| kv::KvError::Storage(e.to_string()))?;
-        let (ns, staged, quota) = (&*self.plugin, &self.staged, self.kv_quota);
         let slot = |key: &str| staged::Slot::new(ns, "", key);
         if !staged.is_on() {
             return match call {
@@ -75,7 +83,17 @@ impl PluginBroker {
         }
         let read = async |key: &str| match staged.peek(&slot(key)) {
             Some(value) => Ok(value),
-            None => store.get(key).await,
+            None => {
+                let live = store.get(key).await?;
+                match staged.delta(&slot(key)) {
+                    Some(added) => {
+                        let sum = counter(live, key)?.checked_add(added);
+                        let sum = sum.ok_or_else(|| kv::KvError::Overflow { key: key.into() })?;
+                        Ok(Some(sum.to_string().into_bytes()))
+                    }
+                    None => Ok(live),
+                }
+            }
         };
         match call {
             HostCall::KvGet { key } => read(&key).await.map(HostValue::OptBytes),
@@ -96,12 +114,21 @@ impl PluginBroker {
                 Ok(HostValue::Bool(existed))
             }
             HostCall::KvIncrement { key, delta } => {
-                let next = counter(read(&key).await?, &key)?
-                    .checked_add(delta)
-                    .ok_or_else(|| kv::KvError::Overflow { key: key.clone() })?;
-                let live = staged::Live::Usage(store.usage().await?);
-                staged.stage(slot(&key), Some(next.to_string().into_bytes()), live, quota)?;
-                Ok(HostValue::S64(next))
+                let overflow = || kv::KvError::Overflow { key: key.clone() };
+                if let Some(value) = staged.peek(&slot(&key)) {
+                    // It wrote this key: its value wins, increments on it.
+                    let next = counter(value, &key)?
+                        .checked_add(delta)
+                        .ok_or_else(overflow)?;
+                    let live = staged::Live::Usage(store.usage().await?);
+                    staged.stage(slot(&key), Some(next.to_string().into_bytes()), live, quota)?;
+                    return Ok(HostValue::S64(next));
+                }
+                let live = counter(store.get(&key).await?, &key)?;
+                let added = staged.add_delta(slot(&key), delta, quota)?;
+                live.checked_add(added)
+                    .map(HostValue::S64)
+                    .ok_or_else(overflow)
             }
             _ => Err(kv::KvError::Storage("not a kv call".into())),
         }
