@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod cluster;
 mod density;
 mod floor;
 mod kv;
@@ -239,6 +240,12 @@ fn main() -> Result<()> {
             );
         };
         return languages::run(Path::new(examples), Path::new(tests), Path::new(worker));
+    }
+    if argv.first().map(String::as_str) == Some("cluster") {
+        let [_, guests, worker, nats] = &argv[..] else {
+            anyhow::bail!("usage: prx-bench cluster <guest wasm dir> <prx-worker> <nats-server>");
+        };
+        return cluster::run(Path::new(guests), Path::new(worker), Path::new(nats));
     }
     if argv.first().map(String::as_str) == Some("density") {
         let [_, wasm, prx, counts @ ..] = &argv[..] else {

@@ -77,7 +77,7 @@ fn kv_tool() -> String {
     tool_manifest(
         "kv-tool",
         "kv",
-        "[permissions]\nrequired = [\"kv\"]\n\n[resources]\nmax_execution_time_ms = 30000\n",
+        "[permissions]\nrequired = [\"kv\"]\n\n[resources]\nmax_execution_time_ms = 30000\nmax_kv_storage_kb = 512\n",
     )
 }
 
@@ -398,9 +398,30 @@ async fn a_counter_incremented_from_two_nodes_at_once_loses_no_increment() {
     tasks.join_all().await;
     assert_eq!(number(&node_b, "kv-tool", "hits").await, Some(200));
     assert_eq!(number(&node_c, "kv-tool", "hits").await, Some(200));
-    // The same keys on both nodes; the quota holds there too.
+    // A value rewritten near the quota is counted once, as the embedded
+    // store counts it.
     let set = |size: u64| json!({"op": "set", "key": "big", "size": size}).to_string();
-    let out = node_c.call_tool("kv", &set(2 << 20)).await.expect("call");
+    for _ in 0..3 {
+        let out = node_c.call_tool("kv", &set(300 << 10)).await.expect("call");
+        assert_eq!(
+            out, r#"{"ok":null}"#,
+            "a rewrite of 300 KiB under a 512 KiB quota"
+        );
+    }
+    node_c
+        .call_tool("kv", &json!({"op": "delete", "key": "big"}).to_string())
+        .await
+        .expect("delete");
+    // A key far past the limit is refused before it reaches NATS (escaped
+    // into a subject past the server's control-line limit, it would cost
+    // the node its connection), and the node stays connected.
+    let long = json!({"op": "increment", "key": "é".repeat(50_000)}).to_string();
+    let out = node_b.call_tool("kv", &long).await.expect("call");
+    assert!(out.contains("longer than the 1024-byte maximum"), "{out}");
+    assert_eq!(increment(&node_b, "hits").await, Ok(201));
+    assert!(node_b.cluster_view().expect("view").connected);
+    // The same keys on both nodes; the quota holds there too.
+    let out = node_c.call_tool("kv", &set(700 << 10)).await.expect("call");
     assert!(out.contains("over quota"), "{out}");
     assert_eq!(
         node_b.kv_keys("kv-tool", "").await.expect("keys"),
@@ -481,7 +502,7 @@ async fn nodes_reconnect_after_the_nats_server_restarts_and_acknowledged_writes_
 
 /// Sends raw NATS protocol to the server: whatever another node with
 /// credentials could send, bytes and subjects of its choosing.
-fn raw_publish(nats: &Nats, messages: &[(&str, Vec<u8>)]) {
+fn raw_publish(nats: &Nats, messages: &[(&str, &str, Vec<u8>)]) {
     use std::io::{BufRead, BufReader, Write};
     let stream = std::net::TcpStream::connect(("127.0.0.1", nats.port)).expect("connect");
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
@@ -490,9 +511,8 @@ fn raw_publish(nats: &Nats, messages: &[(&str, Vec<u8>)]) {
     let mut out = stream;
     out.write_all(b"CONNECT {\"verbose\":false,\"headers\":true}\r\n")
         .expect("connect");
-    for (subject, payload) in messages {
-        // A reply subject, so a call would be answered if it were served.
-        out.write_all(format!("PUB {subject} _INBOX.forged {}\r\n", payload.len()).as_bytes())
+    for (subject, reply, payload) in messages {
+        out.write_all(format!("PUB {subject} {reply} {}\r\n", payload.len()).as_bytes())
             .expect("pub");
         out.write_all(payload).expect("payload");
         out.write_all(b"\r\n").expect("crlf");
@@ -509,7 +529,7 @@ fn raw_publish(nats: &Nats, messages: &[(&str, Vec<u8>)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_messages_on_the_link_are_refused_and_reach_no_plugin() {
-    use prx_supervisor::cluster::wire::{self, Announce, EventMsg};
+    use prx_supervisor::cluster::wire::{self, Announce, CallBody, CallMsg, EventMsg};
     let nats = Nats::start();
     let a = Env::new();
     a.add(
@@ -528,45 +548,90 @@ async fn forged_messages_on_the_link_are_refused_and_reach_no_plugin() {
         chain: Vec::new(),
         published_at_ms: 0,
     };
+    let event = |e: EventMsg| wire::encode(&e);
+    let call = |body: CallBody| {
+        wire::encode(&CallMsg {
+            from: "node-x".into(),
+            deadline_ms: 5000,
+            body,
+        })
+    };
+    let echo = CallBody::Tool {
+        tool: "echo".into(),
+        args: r#"{"text":"x"}"#.into(),
+    };
+    let (on, inbox) = ("prx.event.node-x.orders.created", "_INBOX.node-x.1");
     let forged = [
         // Bytes that are no message at all.
-        ("prx.event.orders.created", b"\xff\xfe garbage".to_vec()),
+        (on, inbox, b"\xff\xfe garbage".to_vec()),
         // A message whose topic is not its subject's (it would slip past
-        // a subject permission on the topic).
+        // a subject permission on the topic), or whose node is not.
         (
-            "prx.event.orders.created",
-            wire::encode(&EventMsg {
+            on,
+            inbox,
+            event(EventMsg {
                 topic: "orders.paid".into(),
+                ..good.clone()
+            }),
+        ),
+        (
+            on,
+            inbox,
+            event(EventMsg {
+                node: "node-a".into(),
                 ..good.clone()
             }),
         ),
         // A chain naming what no plugin can be named.
         (
-            "prx.event.orders.created",
-            wire::encode(&EventMsg {
+            on,
+            inbox,
+            event(EventMsg {
                 chain: vec!["../../etc".into()],
                 ..good.clone()
             }),
         ),
         // A payload that is not JSON, and one over the 64 KiB limit.
         (
-            "prx.event.orders.created",
-            wire::encode(&EventMsg {
+            on,
+            inbox,
+            event(EventMsg {
                 payload: "{".into(),
                 ..good.clone()
             }),
         ),
         (
-            "prx.event.orders.created",
-            wire::encode(&EventMsg {
+            on,
+            inbox,
+            event(EventMsg {
                 payload: format!("\"{}\"", "x".repeat(70_000)),
                 ..good.clone()
             }),
         ),
-        // A call that is not one, and a heartbeat under another's name.
-        ("prx.call.tool.echo", b"\x00\x01\x02".to_vec()),
+        // A call that is not one; a well-formed call whose answer would
+        // be published into a plugin's kv bucket; one on the echo tool's
+        // subject asking for something else; one whose reply is another
+        // node's inbox.
+        ("prx.call.tool.echo", inbox, b"\x00\x01\x02".to_vec()),
+        (
+            "prx.call.tool.echo",
+            "$KV.prx-kv-counter.kx",
+            call(echo.clone()),
+        ),
+        (
+            "prx.call.tool.echo",
+            inbox,
+            call(CallBody::Middleware {
+                plugin: "counter".into(),
+                stage: "inbound".into(),
+                data: "{}".into(),
+            }),
+        ),
+        ("prx.call.tool.echo", "_INBOX.node-a.1", call(echo.clone())),
+        // A heartbeat under another's name.
         (
             "prx.node.node-x",
+            inbox,
             wire::encode(&Announce {
                 node: "node-a".into(),
                 started_at_ms: 0,
@@ -575,22 +640,18 @@ async fn forged_messages_on_the_link_are_refused_and_reach_no_plugin() {
             }),
         ),
     ];
-    raw_publish(
-        &nats,
-        &forged
-            .iter()
-            .map(|(s, p)| (*s, p.clone()))
-            .collect::<Vec<_>>(),
-    );
+    raw_publish(&nats, &forged);
     eventually("every forged message refused", async || {
-        // The five events are read twice (the plugin's queue group and the
-        // host listener), the call and the heartbeat once.
-        (node_a.cluster_view().expect("view").refused >= 12).then_some(())
+        // The six events are read twice (the plugin's queue group and the
+        // host listener), the four calls and the heartbeat once.
+        (node_a.cluster_view().expect("view").refused >= 17).then_some(())
     })
     .await;
+    // None of the calls was served.
+    assert!(node_a.cluster_view().expect("view").calls.is_empty());
     // A well-formed event from a node with credentials is delivered: the
     // checks refuse what is malformed, not what is unwelcome.
-    raw_publish(&nats, &[("prx.event.orders.created", wire::encode(&good))]);
+    raw_publish(&nats, &[(on, inbox, wire::encode(&good))]);
     eventually("the good event", async || {
         (number(&node_a, "counter", "seen").await == Some(1)).then_some(())
     })
