@@ -171,13 +171,13 @@ impl Staged {
         if slot.key.len() > MAX_KEY_LEN {
             return Err(KvError::KeyTooLong(slot.key.len()));
         }
-        // A value or delete staged over increments replaces them.
-        self.deltas().remove(&slot);
         let mut guard = self.lock();
         let writes = guard.get_or_insert_with(Writes::new);
         let (value, live) = match (value, live) {
             (Some(value), Live::Usage(live)) => (value, live),
             (None, Live::Exists(exists)) => {
+                // A delete staged over increments replaces them.
+                self.deltas().remove(&slot);
                 if exists {
                     writes.insert(slot, None);
                 } else {
@@ -204,6 +204,8 @@ impl Staged {
                 quota,
             });
         }
+        // A value staged over increments replaces them (once accepted).
+        self.deltas().remove(&slot);
         writes.insert(slot, Some(value));
         Ok(())
     }
@@ -224,6 +226,12 @@ impl Staged {
         live: Vec<String>,
     ) -> Vec<String> {
         let mut keys: BTreeSet<String> = live.into_iter().collect();
+        // A counter it created by increments alone exists for it too.
+        for slot in self.deltas().keys() {
+            if slot.namespace == namespace && slot.prefix == prefix && slot.key.starts_with(start) {
+                keys.insert(slot.key.clone());
+            }
+        }
         if let Some(writes) = self.lock().as_ref() {
             for (slot, value) in writes.range(Slot::new(namespace, prefix, start)..) {
                 if slot.namespace != namespace
@@ -294,6 +302,35 @@ mod tests {
 
     fn kv(key: &str) -> Slot {
         Slot::new("p", "", key)
+    }
+
+    #[test]
+    fn increments_are_kept_as_what_they_add_until_a_write_replaces_them() {
+        let staged = Staged::default();
+        staged.begin();
+        assert_eq!(staged.add_delta(kv("n"), 2, 1 << 20), Ok(2));
+        assert_eq!(staged.add_delta(kv("n"), 3, 1 << 20), Ok(5));
+        assert_eq!(staged.delta(&kv("n")), Some(5));
+        // A counter made by increments alone is listed.
+        assert_eq!(staged.merge_keys("p", "", "", vec!["a".into()]), ["a", "n"]);
+        // A write refused for the quota leaves the increments; one taken
+        // replaces them.
+        let big = Some(vec![0; 100]);
+        assert!(staged.stage(kv("n"), big, Live::Usage(0), 10).is_err());
+        assert_eq!(staged.delta(&kv("n")), Some(5));
+        staged
+            .stage(kv("n"), Some(b"7".to_vec()), Live::Usage(0), 1 << 20)
+            .unwrap();
+        assert_eq!(staged.delta(&kv("n")), None);
+        assert_eq!(staged.add_delta(kv("m"), i64::MAX, 1 << 20), Ok(i64::MAX));
+        assert!(staged.add_delta(kv("m"), 1, 1 << 20).is_err(), "overflow");
+        // The map of increments is held to the quota.
+        assert!(matches!(
+            staged.add_delta(kv("x"), 1, 10),
+            Err(KvError::QuotaExceeded { .. })
+        ));
+        assert_eq!(staged.take_deltas(), vec![(kv("m"), i64::MAX)]);
+        assert!(staged.take_deltas().is_empty());
     }
 
     #[tokio::test]

@@ -37,6 +37,9 @@ const MAX_DELETE_TRIES: usize = 10;
 /// estimate, used to refuse early; the server's `max_bytes` is the limit.
 const MESSAGE_OVERHEAD: u64 = 64;
 
+/// Room left in a message for the kv headers JetStream adds.
+const HEADERS_ALLOWANCE: usize = 128;
+
 /// One plugin's bucket; cheap to clone.
 #[derive(Clone)]
 pub struct SharedKv {
@@ -210,9 +213,9 @@ impl SharedKv {
         replaced: Option<usize>,
     ) -> Result<(), KvError> {
         check_key(key)?;
-        let max_payload = self
-            .max_payload
-            .saturating_sub(self.counted(key, 0) as usize);
+        // The server's limit is on headers and value together; the kv
+        // headers are a few dozen bytes.
+        let max_payload = self.max_payload.saturating_sub(HEADERS_ALLOWANCE);
         if value.len() > max_payload {
             return Err(KvError::Storage(format!(
                 "a value of {} bytes is larger than the cluster's NATS server takes in one message ({max_payload} bytes here; its max_payload); store it in parts",

@@ -136,15 +136,11 @@ pub struct Traffic {
     events_in: std::sync::atomic::AtomicU64,
     /// Messages from the link that were refused (bad bytes, bad names).
     refused: std::sync::atomic::AtomicU64,
-    /// Events a plugin's queue group gave this node whose copy of the
-    /// plugin had no matching subscription.
-    unmatched: std::sync::atomic::AtomicU64,
 }
 
 impl Traffic {
-    /// Counts a call with `peer`: a node in the table of members, or
-    /// `(unknown)` (a name another node chose is no key of a table that
-    /// only grows).
+    /// Counts a call with `peer`; past [`MAX_PEERS`] names, as
+    /// `(unknown)` (see [`Cluster::count_call`] for which names come here).
     pub fn call(&self, direction: Direction, peer: &str, ok: bool) {
         let table = if ok { &self.calls } else { &self.call_failures };
         let mut table = table.lock().unwrap_or_else(|p| p.into_inner());
@@ -166,10 +162,6 @@ impl Traffic {
 
     pub fn refused(&self) {
         self.refused.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn unmatched(&self) {
-        self.unmatched.fetch_add(1, Ordering::Relaxed);
     }
 
     /// (direction, peer, succeeded, failed), in order.
@@ -338,6 +330,15 @@ impl Cluster {
         self.link.serving.clone().try_acquire_owned().ok()
     }
 
+    /// Counts a call with `peer` under its name when it is a node in the
+    /// table of members, else as `(unknown)`: a name another node merely
+    /// wrote in a message takes no place of a real node's.
+    pub fn count_call(&self, direction: Direction, peer: &str, ok: bool) {
+        let known = self.members().started_at(peer).is_some();
+        let peer = if known { peer } else { "(unknown)" };
+        self.traffic().call(direction, peer, ok);
+    }
+
     /// Whether the connection to NATS is up now.
     pub fn connected(&self) -> bool {
         self.link.connected.load(Ordering::SeqCst)
@@ -361,10 +362,6 @@ pub struct ClusterView {
     pub events_dropped: u64,
     /// Messages from other nodes refused as malformed.
     pub refused: u64,
-    /// Events the queue group gave a copy of a plugin here whose
-    /// subscriptions did not match (its run-time subscriptions differ
-    /// from its other copies').
-    pub events_unmatched: u64,
 }
 
 /// Cross-node calls between this node and one other, one way.
@@ -402,7 +399,6 @@ impl Cluster {
             events_in,
             events_dropped,
             refused,
-            events_unmatched: self.traffic().unmatched.load(Ordering::Relaxed),
         }
     }
 }

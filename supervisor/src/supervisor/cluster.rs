@@ -82,10 +82,12 @@ impl Supervisor {
             .client()
             .publish(subject, wire::encode(&announce).into())
             .await;
-        // Sends what is buffered and closes the connection: the listeners
-        // end with it.
-        let _ =
-            tokio::time::timeout(std::time::Duration::from_secs(2), cluster.client().drain()).await;
+        // The goodbye and the events still buffered reach the server (a
+        // flush waits for it to answer), then the connection closes and
+        // the listeners end with it.
+        let wait = std::time::Duration::from_secs(2);
+        let _ = tokio::time::timeout(wait, cluster.client().flush()).await;
+        let _ = tokio::time::timeout(wait, cluster.client().drain()).await;
     }
 
     /// The heartbeat: this node and what each of its plugins serves.
@@ -235,9 +237,7 @@ impl Supervisor {
             ))),
             Some(_permit) => self.serve_here(call.body).await,
         };
-        cluster
-            .traffic()
-            .call(Direction::In, &call.from, result.is_ok());
+        cluster.count_call(Direction::In, &call.from, result.is_ok());
         let answer = match result {
             Ok(answer) => answer,
             Err(e) => Answer::Failed {
@@ -497,23 +497,21 @@ async fn serve(
                     if *node != **cluster.node() {
                         cluster.traffic().event(Direction::In);
                     }
-                    if !supervisor.inner.services.bus.receive_for(plugin, &event) {
-                        // This copy's subscriptions did not take it (run-time
-                        // ones differ between copies): counted, not lost
-                        // silently.
-                        cluster.traffic().unmatched();
-                    }
+                    supervisor.inner.services.bus.receive_for(plugin, &event);
                 }
             }
-            Route::Call(..) => {
-                let (cluster, route) = (cluster.clone(), route.clone());
-                let permit = cluster.serve_permit();
-                tokio::spawn(async move {
-                    supervisor
-                        .serve_call(&cluster, &route, message, permit)
-                        .await
-                });
-            }
+            Route::Call(..) => match cluster.serve_permit() {
+                Some(permit) => {
+                    let (cluster, route) = (cluster.clone(), route.clone());
+                    tokio::spawn(async move {
+                        supervisor
+                            .serve_call(&cluster, &route, message, Some(permit))
+                            .await
+                    });
+                }
+                // Full: answered `busy` here, without a task of its own.
+                None => supervisor.serve_call(&cluster, &route, message, None).await,
+            },
         }
     }
 }

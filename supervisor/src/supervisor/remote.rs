@@ -55,11 +55,15 @@ impl Supervisor {
         };
         // A node whose copy is stopping or not running did not run the
         // call: it goes to another (NATS picks again), a few times at most.
+        // One deadline for every try: the caller waits `call_timeout_ms`
+        // in all.
+        let deadline = tokio::time::Instant::now() + cluster.config().call_timeout;
         let mut tries = 0;
         loop {
             tries += 1;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self
-                .call_once(cluster, what, name, &subject, body.clone())
+                .call_once(cluster, what, name, &subject, body.clone(), left)
                 .await
             {
                 Err(CallError::Remote {
@@ -79,8 +83,8 @@ impl Supervisor {
         name: &str,
         subject: &str,
         body: CallBody,
+        timeout: std::time::Duration,
     ) -> Result<Answer, CallError> {
-        let timeout = cluster.config().call_timeout;
         let call = CallMsg {
             from: cluster.node().to_string(),
             deadline_ms: timeout.as_millis() as u64,
@@ -105,7 +109,7 @@ impl Supervisor {
                     },
                     RequestErrorKind::TimedOut => CallError::Unavailable(format!(
                         "no answer from the cluster for {what} `{name}` within {} ms ([cluster] call_timeout_ms); the node serving it may have died mid-call",
-                        timeout.as_millis()
+                        cluster.config().call_timeout.as_millis()
                     )),
                     _ => CallError::Unavailable(format!(
                         "the cluster link failed calling {what} `{name}`: {e}"
@@ -125,7 +129,7 @@ impl Supervisor {
             }
         };
         let ok = !matches!(answer.answer, Answer::Failed { .. });
-        cluster.traffic().call(Direction::Out, &answer.node, ok);
+        cluster.count_call(Direction::Out, &answer.node, ok);
         match answer.answer {
             Answer::Failed { kind, message } => {
                 Err(CallError::remote(&answer.node, &kind, &message))

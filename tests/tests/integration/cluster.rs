@@ -691,3 +691,28 @@ async fn a_worker_of_a_clustered_node_cannot_reach_the_nats_server() {
     }
     node_a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_readied_with_jetstream_kv_writes_nothing_unless_it_takes_over() {
+    use crate::reload::{accept_slow_module, refuse_slow_module, slow_module};
+    let nats = Nats::start();
+    let a = Env::new();
+    let dir = a.add("slow-module", "slow-module", &slow_module(""));
+    let node_a = node(&a, &nats, "node-a", KvBackend::JetStream).await;
+    // Its on-load writes a key, then refuses to load: the bucket, shared
+    // with every node, has no trace of it.
+    refuse_slow_module(
+        &node_a,
+        &dir,
+        "write_on_load = \"written\"\nrefuse_load = \"not this one\"\n",
+    )
+    .await;
+    assert_eq!(node_a.kv_read("slow-module", "written").await, Ok(None));
+    // Accepted, what it wrote while readied is in the bucket.
+    accept_slow_module(&node_a, &dir, "write_on_load = \"written\"\n").await;
+    assert_eq!(
+        node_a.kv_read("slow-module", "written").await,
+        Ok(Some(b"from on-load".to_vec()))
+    );
+    node_a.shutdown().await;
+}

@@ -462,7 +462,7 @@ fn prx_reload_forces_a_reload_and_prx_status_shows_a_refused_version() {
 }
 
 /// The slow-module test guest's manifest, with `[config]` lines `config`.
-fn slow_module(config: &str) -> String {
+pub(crate) fn slow_module(config: &str) -> String {
     format!(
         "[plugin]\nname = \"slow-module\"\nversion = \"0.1.0\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\ntype = \"module\"\n\n[permissions]\nrequired = [\"events\", \"kv\"]\n\n[config]\n{config}\n"
     )
@@ -492,7 +492,7 @@ async fn reload_slow_module(
 
 /// Reloads slow-module with `config` (which makes it refuse to load) and
 /// checks the new version was refused.
-async fn refuse_slow_module(sup: &Supervisor, dir: &Path, config: &str) {
+pub(crate) async fn refuse_slow_module(sup: &Supervisor, dir: &Path, config: &str) {
     let outcome = reload_slow_module(sup, dir, config).await;
     assert!(
         matches!(outcome, prx_supervisor::ReloadOutcome::Refused { .. }),
@@ -501,7 +501,7 @@ async fn refuse_slow_module(sup: &Supervisor, dir: &Path, config: &str) {
 }
 
 /// Reloads slow-module with `config` and checks the new version serves.
-async fn accept_slow_module(sup: &Supervisor, dir: &Path, config: &str) {
+pub(crate) async fn accept_slow_module(sup: &Supervisor, dir: &Path, config: &str) {
     let outcome = reload_slow_module(sup, dir, config).await;
     assert!(
         matches!(outcome, prx_supervisor::ReloadOutcome::Reloaded { .. }),

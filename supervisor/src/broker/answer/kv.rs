@@ -125,10 +125,13 @@ impl PluginBroker {
                     return Ok(HostValue::S64(next));
                 }
                 let live = counter(store.get(&key).await?, &key)?;
-                let added = staged.add_delta(slot(&key), delta, quota)?;
-                live.checked_add(added)
-                    .map(HostValue::S64)
-                    .ok_or_else(overflow)
+                let pending = staged.delta(&slot(&key)).unwrap_or(0);
+                let next = pending
+                    .checked_add(delta)
+                    .and_then(|added| live.checked_add(added))
+                    .ok_or_else(overflow)?;
+                staged.add_delta(slot(&key), delta, quota)?;
+                Ok(HostValue::S64(next))
             }
             _ => Err(kv::KvError::Storage("not a kv call".into())),
         }
@@ -183,20 +186,34 @@ impl PluginBroker {
     /// is simply dropped with what it staged.
     pub async fn commit_staged(&self) -> Result<(), String> {
         let mut writes = self.staged.take();
-        if let Some((_, bucket)) = &self.shared_kv {
+        let deltas = self.staged.take_deltas();
+        if let Some((cluster, bucket)) = &self.shared_kv {
             // kv's own keys (no host prefix) live in the bucket; the
             // cache's stay in the embedded store.
             let (shared, local): (Vec<_>, Vec<_>) = writes
                 .into_iter()
                 .partition(|(slot, _)| slot.prefix.is_empty());
             writes = local;
-            if let Some(store) = bucket.get() {
+            if bucket.get().is_some() {
+                // It takes over: its quota becomes the bucket's size on the
+                // server now (the bucket was opened as it was while it was
+                // readied).
+                let store = cluster
+                    .plugin_kv(&self.plugin, self.kv_quota)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let failed = |e: kv::KvError| format!("writing what it stored while starting: {e}");
                 for (slot, value) in shared {
                     match value {
                         Some(value) => store.set(&slot.key, value).await,
                         None => store.delete(&slot.key).await.map(|_| ()),
                     }
-                    .map_err(|e| format!("writing what it stored while starting: {e}"))?;
+                    .map_err(failed)?;
+                }
+                // Increments replayed as increments: another node's
+                // increments meanwhile are kept.
+                for (slot, delta) in deltas {
+                    store.increment(&slot.key, delta).await.map_err(failed)?;
                 }
             }
         }
