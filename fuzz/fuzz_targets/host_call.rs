@@ -34,6 +34,7 @@ fn services() -> &'static (tokio::runtime::Runtime, Services) {
             .expect("runtime");
         let services = Services {
             kv,
+            shared_kv: None,
             bus: EventBus::new(64),
             memory,
             log_rate: LogRate::default(),
