@@ -339,6 +339,11 @@ impl Cluster {
         self.traffic().call(direction, peer, ok);
     }
 
+    /// The names of the nodes heard from lately.
+    pub fn alive_nodes(&self) -> Vec<String> {
+        self.members().alive().into_iter().map(|n| n.node).collect()
+    }
+
     /// Whether the connection to NATS is up now.
     pub fn connected(&self) -> bool {
         self.link.connected.load(Ordering::SeqCst)

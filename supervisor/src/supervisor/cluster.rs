@@ -110,14 +110,7 @@ impl Supervisor {
             .into_iter()
             .map(|(priority, p)| (p.name.to_string(), priority))
             .collect();
-        let plugins = self
-            .inner
-            .plugins
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect::<Vec<_>>();
+        let plugins = self.all_plugins();
         Announce {
             node,
             started_at_ms: self.inner.started_at_ms,

@@ -296,11 +296,8 @@ impl Supervisor {
     pub async fn call_tool(&self, tool: &str, args_json: &str) -> Result<String, CallError> {
         let _guard = self.enter()?;
         let local = self.lookup(&self.inner.tools, tool);
-        if let Some(plugin) = self.here(local.clone()) {
+        if let Some(plugin) = self.choose(&local, || self.unknown_tool(tool))? {
             return self.call_tool_with(&plugin, tool, args_json).await;
-        }
-        if local.is_none() && self.cluster().is_none() {
-            return Err(self.unknown_tool(tool));
         }
         let body = remote_tool(tool, args_json);
         match self
@@ -331,12 +328,7 @@ impl Supervisor {
             Some(cluster) => CallError::NotInCluster {
                 what: "tool",
                 name: tool.into(),
-                nodes: cluster
-                    .members()
-                    .alive()
-                    .into_iter()
-                    .map(|n| n.node)
-                    .collect(),
+                nodes: cluster.alive_nodes(),
             },
             None => CallError::UnknownTool {
                 tool: tool.into(),
@@ -463,14 +455,7 @@ impl Supervisor {
         // new version after the list below is taken (a worker left
         // running) or attach it to the storage route after the release.
         let _no_reload = self.inner.reloading.lock().await;
-        let plugins: Vec<_> = self
-            .inner
-            .plugins
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let plugins = self.all_plugins();
         let mut stops = tokio::task::JoinSet::new();
         for plugin in plugins {
             stops.spawn(async move { plugin.stop(STOP_GRACE).await });

@@ -24,6 +24,22 @@ impl Supervisor {
         plugin.filter(|p| self.cluster().is_none() || serving(p.state().kind()))
     }
 
+    /// Where a call with this node's copy `local` goes: `Some` that copy,
+    /// `None` the cluster; alone and without a copy, the `unknown` error.
+    pub(super) fn choose(
+        &self,
+        local: &Option<Arc<Plugin>>,
+        unknown: impl FnOnce() -> CallError,
+    ) -> Result<Option<Arc<Plugin>>, CallError> {
+        if let Some(plugin) = self.here(local.clone()) {
+            return Ok(Some(plugin));
+        }
+        if local.is_none() && self.cluster().is_none() {
+            return Err(unknown());
+        }
+        Ok(None)
+    }
+
     /// Sends a call to whichever node serves `name` and waits, at most
     /// `[cluster] call_timeout_ms`, for its answer. `what` names the kind
     /// in errors. Fails with [`CallError::NotInCluster`] when no node
@@ -43,12 +59,7 @@ impl Supervisor {
         let nowhere = || CallError::NotInCluster {
             what,
             name: name.into(),
-            nodes: cluster
-                .members()
-                .alive()
-                .into_iter()
-                .map(|n| n.node)
-                .collect(),
+            nodes: cluster.alive_nodes(),
         };
         let Some(subject) = subjects::call(kind, name) else {
             return Err(nowhere());

@@ -39,6 +39,17 @@ impl Supervisor {
             .cloned()
     }
 
+    /// Every plugin loaded now.
+    pub(super) fn all_plugins(&self) -> Vec<Arc<Plugin>> {
+        self.inner
+            .plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     pub(super) fn plugins_with(&self, kind: CapabilityType) -> Vec<Arc<Plugin>> {
         self.inner
             .plugins
@@ -281,15 +292,13 @@ impl Supervisor {
             )));
         }
         let local = self.lookup(&self.inner.providers, provider);
-        if let Some(plugin) = self.here(local.clone()) {
+        let unknown = || CallError::NotFound {
+            what: "provider",
+            name: provider.into(),
+            known: self.providers().into_iter().map(|(n, _)| n).collect(),
+        };
+        if let Some(plugin) = self.choose(&local, unknown)? {
             return self.chat_with(&plugin, messages, model, temperature).await;
-        }
-        if local.is_none() && self.cluster().is_none() {
-            return Err(CallError::NotFound {
-                what: "provider",
-                name: provider.into(),
-                known: self.providers().into_iter().map(|(n, _)| n).collect(),
-            });
         }
         let body = CallBody::Chat {
             provider: provider.into(),
@@ -391,15 +400,13 @@ impl Supervisor {
             CallError::BadRequest(format!("the payload of `{name}` is not JSON: {e}"))
         })?;
         let local = self.lookup(&self.inner.rpcs, name);
-        if let Some(plugin) = self.here(local.clone()) {
+        let unknown = || CallError::NotFound {
+            what: "RPC",
+            name: name.into(),
+            known: self.rpc_names().into_iter().map(|(n, _)| n).collect(),
+        };
+        if let Some(plugin) = self.choose(&local, unknown)? {
             return self.rpc_with(&plugin, name, payload_json).await;
-        }
-        if local.is_none() && self.cluster().is_none() {
-            return Err(CallError::NotFound {
-                what: "RPC",
-                name: name.into(),
-                known: self.rpc_names().into_iter().map(|(n, _)| n).collect(),
-            });
         }
         let body = CallBody::Rpc {
             name: name.into(),

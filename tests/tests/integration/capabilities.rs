@@ -16,7 +16,7 @@ use prx_supervisor::{CallError, ChatMessage, Supervisor, SupervisorConfig};
 use serde_json::{Value, json};
 
 /// The manifest of a plugin of one capability, with extra TOML.
-fn manifest(plugin: &str, capability: &str, extra: &str) -> String {
+pub(crate) fn manifest(plugin: &str, capability: &str, extra: &str) -> String {
     format!(
         "[plugin]\nname = \"{plugin}\"\nversion = \"0.1.0\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\ntype = \"{capability}\"\n{extra}\n"
     )
@@ -46,7 +46,7 @@ fn suppressed(sup: &Supervisor, plugin: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn relay(forward_to: Option<&str>, patterns: &[&str]) -> String {
+pub(crate) fn relay(forward_to: Option<&str>, patterns: &[&str]) -> String {
     let events: Vec<String> = patterns.iter().map(|p| format!("{p:?}")).collect();
     let config = forward_to
         .map(|t| format!("[config]\nforward_to = \"{t}\"\n"))

@@ -56,15 +56,10 @@ async fn sees(sup: &Supervisor, plugin: &str, nodes: usize) {
     tokio::time::sleep(Duration::from_millis(400)).await;
 }
 
+/// The relay hook's manifest, as the capabilities tests write it.
 fn hook(plugin: &str, patterns: &[&str], forward_to: Option<&str>) -> String {
-    let events: Vec<String> = patterns.iter().map(|p| format!("{p:?}")).collect();
-    let config = forward_to
-        .map(|t| format!("[config]\nforward_to = \"{t}\"\n"))
-        .unwrap_or_default();
-    format!(
-        "[plugin]\nname = \"{plugin}\"\nversion = \"0.1.0\"\nwasm = \"plugin.wasm\"\n\n[[capabilities]]\ntype = \"hook\"\nevents = [{}]\n\n[permissions]\nrequired = [\"kv\", \"events\"]\n\n{config}",
-        events.join(", ")
-    )
+    use crate::capabilities::{manifest, relay};
+    manifest(plugin, "hook", &relay(forward_to, patterns))
 }
 
 fn middleware(plugin: &str, tag: &str, priority: i64) -> String {
