@@ -96,15 +96,24 @@ impl Supervisor {
             .cluster()
             .map(|c| c.node().to_string())
             .unwrap_or_default();
-        let names = |map: &std::sync::RwLock<BTreeMap<String, Arc<Plugin>>>, plugin: &str| {
-            map.read()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .filter(|(_, p)| &*p.name == plugin)
-                .map(|(name, _)| name.clone())
-                .filter(|name| subjects::is_subject_words(name))
-                .collect::<Vec<_>>()
+        // Each route table turned around once: plugin -> the names it
+        // serves (a node may run a thousand plugins).
+        let by_plugin = |map: &std::sync::RwLock<BTreeMap<String, Arc<Plugin>>>| {
+            let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (name, p) in map.read().unwrap_or_else(|p| p.into_inner()).iter() {
+                if subjects::is_subject_words(name) {
+                    out.entry(p.name.to_string())
+                        .or_default()
+                        .push(name.clone());
+                }
+            }
+            out
         };
+        let (mut tools, mut providers, mut rpcs) = (
+            by_plugin(&self.inner.tools),
+            by_plugin(&self.inner.providers),
+            by_plugin(&self.inner.rpcs),
+        );
         let priorities: BTreeMap<String, i64> = self
             .ordered_middleware()
             .into_iter()
@@ -121,9 +130,9 @@ impl Supervisor {
                     name: p.name.to_string(),
                     version: p.manifest.plugin.version.clone(),
                     state: p.state().label().into(),
-                    tools: names(&self.inner.tools, &p.name),
-                    providers: names(&self.inner.providers, &p.name),
-                    rpcs: names(&self.inner.rpcs, &p.name),
+                    tools: tools.remove(&*p.name).unwrap_or_default(),
+                    providers: providers.remove(&*p.name).unwrap_or_default(),
+                    rpcs: rpcs.remove(&*p.name).unwrap_or_default(),
                     middleware_priority: priorities.get(&*p.name).copied(),
                 })
                 .collect(),
@@ -132,9 +141,8 @@ impl Supervisor {
 
     /// The subscriptions this node should hold now, with their queue
     /// group.
-    fn wanted_routes(&self) -> BTreeMap<Route, (String, String)> {
+    fn wanted_routes(&self, announce: &Announce) -> BTreeMap<Route, (String, String)> {
         let mut routes = BTreeMap::new();
-        let announce = self.announce(false);
         for plugin in &announce.plugins {
             let Some(local) = self.plugin_named(&plugin.name) else {
                 continue;
@@ -401,7 +409,8 @@ async fn keep(cluster: Cluster, inner: Weak<Inner>) {
         {
             break;
         }
-        let wanted = supervisor.wanted_routes();
+        let announce = supervisor.announce(false);
+        let wanted = supervisor.wanted_routes(&announce);
         // Dropping a `Held` stops its subscription (see `serve`).
         held.retain(|route, held| wanted.contains_key(route) && !held.task.is_finished());
         for (route, (subject, group)) in wanted {
@@ -433,7 +442,6 @@ async fn keep(cluster: Cluster, inner: Weak<Inner>) {
                 }
             }
         }
-        let announce = supervisor.announce(false);
         let _ = cluster
             .client()
             .publish(
