@@ -70,6 +70,36 @@ impl ClusterConfig {
     }
 }
 
+impl ClusterConfig {
+    /// The server URLs with any user, password or token replaced by
+    /// `***`: what logs, errors and `prx cluster` show.
+    pub fn redacted_servers(&self) -> Vec<String> {
+        self.servers
+            .iter()
+            .map(|s| match url::Url::parse(s) {
+                Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+                    let _ = url.set_username("***");
+                    let _ = url.set_password(None);
+                    url.to_string()
+                }
+                _ => s.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The user and password (or, alone, the token) in a server URL.
+fn userinfo(server: &str) -> Option<(String, Option<String>)> {
+    let url = url::Url::parse(server).ok()?;
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    (!url.username().is_empty()).then(|| (decode(url.username()), url.password().map(decode)))
+}
+
 /// The host name, made a valid node name (letters, digits and `-`).
 pub fn default_node_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -259,6 +289,14 @@ impl Cluster {
                     }
                 }
             });
+        // `nats://user:password@host` (or `nats://token@host`): the
+        // client takes them as options, not from the URL.
+        if let Some((user, password)) = config.servers.iter().find_map(|s| userinfo(s)) {
+            options = match password {
+                Some(password) => options.user_and_password(user, password),
+                None => options.token(user),
+            };
+        }
         if let Some(path) = &config.credentials {
             options = options.credentials_file(path).await.map_err(|e| {
                 ClusterError::Config(format!("credentials {}: {e}", path.display()))
@@ -282,7 +320,7 @@ impl Cluster {
             .connect(servers)
             .await
             .map_err(|e| ClusterError::Connect {
-                servers: config.servers.join(", "),
+                servers: config.redacted_servers().join(", "),
                 error: e.to_string(),
             })?;
         let jetstream = async_nats::jetstream::new(client.clone());
@@ -385,7 +423,7 @@ impl Cluster {
         let (events_out, events_in, refused) = self.traffic().totals();
         ClusterView {
             node: self.node().to_string(),
-            servers: self.config().servers.clone(),
+            servers: self.config().redacted_servers(),
             connected: self.connected(),
             kv_backend: kv_backend.into(),
             nodes: self.members().view(self.node()),
@@ -405,5 +443,32 @@ impl Cluster {
             events_dropped,
             refused,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_login_in_a_server_url_is_used_and_never_shown() {
+        assert_eq!(
+            userinfo("nats://node-a:p%40ss@h:4222"),
+            Some(("node-a".into(), Some("p@ss".into())))
+        );
+        assert_eq!(
+            userinfo("nats://s3cret@h:4222"),
+            Some(("s3cret".into(), None))
+        );
+        assert_eq!(userinfo("nats://h:4222"), None);
+        let mut config = ClusterConfig::new("nats://node-a:p%40ss@h:4222");
+        config.servers.push("nats://s3cret@h:4223".into());
+        config.servers.push("nats://h:4224".into());
+        let shown = config.redacted_servers().join(" ");
+        assert!(
+            !shown.contains("p%40ss") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        assert_eq!(shown, "nats://***@h:4222 nats://***@h:4223 nats://h:4224");
     }
 }

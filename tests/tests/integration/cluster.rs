@@ -498,13 +498,19 @@ async fn nodes_reconnect_after_the_nats_server_restarts_and_acknowledged_writes_
 /// Sends raw NATS protocol to the server: whatever another node with
 /// credentials could send, bytes and subjects of its choosing.
 fn raw_publish(nats: &Nats, messages: &[(&str, &str, Vec<u8>)]) {
+    raw_publish_as(nats, "{\"verbose\":false,\"headers\":true}", messages);
+}
+
+/// [`raw_publish`] with the given CONNECT options (a user and password);
+/// returns what the server said before answering the final PING.
+fn raw_publish_as(nats: &Nats, connect: &str, messages: &[(&str, &str, Vec<u8>)]) -> Vec<String> {
     use std::io::{BufRead, BufReader, Write};
     let stream = std::net::TcpStream::connect(("127.0.0.1", nats.port)).expect("connect");
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut line = String::new();
     reader.read_line(&mut line).expect("INFO");
     let mut out = stream;
-    out.write_all(b"CONNECT {\"verbose\":false,\"headers\":true}\r\n")
+    out.write_all(format!("CONNECT {connect}\r\n").as_bytes())
         .expect("connect");
     for (subject, reply, payload) in messages {
         out.write_all(format!("PUB {subject} {reply} {}\r\n", payload.len()).as_bytes())
@@ -513,12 +519,14 @@ fn raw_publish(nats: &Nats, messages: &[(&str, &str, Vec<u8>)]) {
         out.write_all(b"\r\n").expect("crlf");
     }
     out.write_all(b"PING\r\n").expect("ping");
+    let mut said = Vec::new();
     loop {
         line.clear();
         reader.read_line(&mut line).expect("read");
         if line.starts_with("PONG") {
-            break;
+            return said;
         }
+        said.push(line.trim_end().to_owned());
     }
 }
 
@@ -709,5 +717,85 @@ async fn a_version_readied_with_jetstream_kv_writes_nothing_unless_it_takes_over
         node_a.kv_read("slow-module", "written").await,
         Ok(Some(b"from on-load".to_vec()))
     );
+    node_a.shutdown().await;
+}
+
+/// The subject permissions docs/cluster.md gives node `node`.
+fn node_user(node: &str) -> String {
+    format!(
+        "{{ user: {node}, password: \"pw-{node}\", permissions: {{\n\
+         publish: [\"prx.event.{node}.>\", \"prx.call.>\", \"_INBOX.>\", \"prx.node.{node}\", \"$JS.API.>\", \"$KV.>\"]\n\
+         subscribe: [\"prx.event.>\", \"prx.call.>\", \"_INBOX.{node}.>\", \"prx.node.*\", \"$KV.>\"]\n}} }}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_work_within_the_documented_subject_permissions_and_cannot_speak_for_each_other() {
+    let nats = Nats::start_with(&format!(
+        "authorization {{\n  users = [\n    {},\n    {}\n  ]\n}}",
+        node_user("node-a"),
+        node_user("node-b")
+    ));
+    let (a, b) = (Env::new(), Env::new());
+    a.add_example("echo-tool");
+    a.add("kv-tool", "kv-tool", &kv_tool());
+    b.add(
+        "counter",
+        "relay-hook",
+        &hook("counter", &["orders.*"], None),
+    );
+    let start = async |env: &Env, name: &str| {
+        let mut config = env.config();
+        let mut settings = cluster(&nats, name);
+        settings.servers = vec![format!("nats://{name}:pw-{name}@127.0.0.1:{}", nats.port)];
+        config.cluster = Some(settings);
+        config.kv_backend = KvBackend::JetStream;
+        Supervisor::start(config).await.expect("node starts")
+    };
+    let node_a = start(&a, "node-a").await;
+    let node_b = start(&b, "node-b").await;
+    sees(&node_b, "kv-tool", 1).await;
+    sees(&node_a, "counter", 1).await;
+
+    // Calls, events and JetStream kv all work within the permissions.
+    let out = node_b
+        .call_tool("echo", r#"{"text":"allowed"}"#)
+        .await
+        .expect("echo");
+    assert_eq!(out, "allowed");
+    for n in 1..=3 {
+        assert_eq!(increment(&node_b, "n").await, Ok(n));
+    }
+    let list = json!({"op": "list", "key": ""}).to_string();
+    assert_eq!(
+        node_b.call_tool("kv", &list).await.expect("list"),
+        r#"{"ok":["n"]}"#
+    );
+    node_a.publish("orders.created", "{}").expect("publish");
+    eventually("node-a's event at node-b's hook", async || {
+        (number(&node_b, "counter", "seen").await == Some(1)).then_some(())
+    })
+    .await;
+
+    // With node-b's credentials, an event in node-a's name, a heartbeat
+    // in its name and an answer into its inbox are refused by the server.
+    let said = raw_publish_as(
+        &nats,
+        r#"{"verbose":false,"headers":true,"user":"node-b","pass":"pw-node-b"}"#,
+        &[
+            (
+                "prx.event.node-a.orders.created",
+                "_INBOX.node-b.1",
+                b"{}".to_vec(),
+            ),
+            ("prx.node.node-a", "_INBOX.node-b.1", b"{}".to_vec()),
+        ],
+    );
+    let violations = said
+        .iter()
+        .filter(|l| l.contains("Permissions Violation"))
+        .count();
+    assert_eq!(violations, 2, "{said:?}");
+    node_b.shutdown().await;
     node_a.shutdown().await;
 }

@@ -58,7 +58,7 @@ pub(super) fn config_check(file: &std::path::Path) -> Result<ExitCode> {
         Some(c) => println!(
             "cluster      node {} on {}; calls wait {} ms; heartbeat {} ms; kv {:?} with {} replica(s)",
             c.node,
-            c.servers.join(", "),
+            c.redacted_servers().join(", "),
             c.call_timeout.as_millis(),
             c.heartbeat.as_millis(),
             config.kv_backend,

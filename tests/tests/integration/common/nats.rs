@@ -22,13 +22,19 @@ fn binary() -> PathBuf {
 
 impl Nats {
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// A server whose config file also holds `extra` (an `authorization`
+    /// block, say).
+    pub fn start_with(extra: &str) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
         let dir = tempfile::tempdir().expect("nats dir");
         let config = format!(
-            "listen: \"127.0.0.1:{port}\"\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
+            "listen: \"127.0.0.1:{port}\"\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n{extra}\n",
             dir.path().join("js").display()
         );
         std::fs::write(dir.path().join("nats.conf"), config).expect("nats.conf");
