@@ -311,9 +311,13 @@ impl Cluster {
         let servers: Vec<async_nats::ServerAddr> = config
             .servers
             .iter()
-            .map(|s| {
-                s.parse()
-                    .map_err(|e| ClusterError::Config(format!("server {s:?}: {e}")))
+            .zip(config.redacted_servers())
+            .map(|(s, shown)| {
+                s.parse().map_err(|e| {
+                    ClusterError::Config(format!(
+                        "server {shown:?} is not a NATS URL like nats://host:4222: {e}"
+                    ))
+                })
             })
             .collect::<Result<_, _>>()?;
         let client = options
