@@ -34,7 +34,8 @@ const MAX_CAS_TRIES: usize = 1000;
 const MAX_DELETE_TRIES: usize = 10;
 /// What JetStream stores with each message beyond its subject and value
 /// (sequence, timestamp, lengths, checksum, the kv headers): an
-/// estimate, used to refuse early; the server's `max_bytes` is the limit.
+/// estimate, for the numbers of a refusal; the server's `max_bytes` is
+/// the limit.
 const MESSAGE_OVERHEAD: u64 = 64;
 
 /// Room left in a message for the kv headers JetStream adds.
@@ -203,15 +204,11 @@ impl SharedKv {
         (self.bucket.len() + 5 + encode_key(key).len() + value) as u64 + MESSAGE_OVERHEAD
     }
 
-    /// Refuses a write of `value` at `key` that cannot fit the quota; the
-    /// value it replaces (`replaced` bytes, when there is one) is counted
-    /// as freed, as the embedded store counts a rewrite.
-    async fn check_room(
-        &self,
-        key: &str,
-        value: &[u8],
-        replaced: Option<usize>,
-    ) -> Result<(), KvError> {
+    /// Refuses, before any I/O, a write the server could never take: a key
+    /// past the limit, a value past one message. The quota is the
+    /// server's to enforce (the bucket's `max_bytes`, atomic across nodes,
+    /// a rewrite counted once); see [`Self::refused`].
+    fn check_value(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
         check_key(key)?;
         // The server's limit is on headers and value together; the kv
         // headers are a few dozen bytes.
@@ -222,38 +219,26 @@ impl SharedKv {
                 value.len()
             )));
         }
-        let needed = self.counted(key, value.len());
-        let freed = replaced.map_or(0, |old| self.counted(key, old));
-        let used = self.usage().await?.saturating_sub(freed);
-        if used.saturating_add(needed) > self.quota {
-            return Err(KvError::QuotaExceeded {
-                needed,
-                used,
-                quota: self.quota,
-            });
-        }
         Ok(())
     }
 
-    /// The server said no: past `max_bytes`, it is the quota.
+    /// The server refused a write: when the bucket cannot hold it, that is
+    /// the quota, said with its numbers as the embedded store says them.
     async fn refused(&self, key: &str, value: &[u8], e: impl std::fmt::Display) -> KvError {
-        match self.check_room(key, value, None).await {
-            Err(quota @ KvError::QuotaExceeded { .. }) => quota,
+        let needed = self.counted(key, value.len());
+        match self.usage().await {
+            Ok(used) if used.saturating_add(needed) > self.quota => KvError::QuotaExceeded {
+                needed,
+                used,
+                quota: self.quota,
+            },
             _ => nats(e),
         }
     }
 
     /// Stores a value; returns once JetStream acknowledged it.
     pub async fn set(&self, key: &str, value: Vec<u8>) -> Result<(), KvError> {
-        check_key(key)?;
-        let replaced = self
-            .store
-            .entry(encode_key(key))
-            .await
-            .map_err(nats)?
-            .filter(|e| e.operation == Operation::Put)
-            .map(|e| e.value.len());
-        self.check_room(key, &value, replaced).await?;
+        self.check_value(key, &value)?;
         let value = Bytes::from(value);
         match self.store.put(encode_key(key), value.clone()).await {
             Ok(_) => Ok(()),
@@ -296,22 +281,22 @@ impl SharedKv {
         let encoded = encode_key(key);
         for _ in 0..MAX_CAS_TRIES {
             let entry = self.store.entry(encoded.clone()).await.map_err(nats)?;
-            let (current, revision, replaced) = match &entry {
-                None => (0, None, None),
-                Some(e) if e.operation != Operation::Put => (0, Some(e.revision), None),
+            let (current, revision) = match &entry {
+                None => (0, None),
+                Some(e) if e.operation != Operation::Put => (0, Some(e.revision)),
                 Some(e) => {
                     let n = std::str::from_utf8(&e.value)
                         .ok()
                         .and_then(|t| t.trim().parse::<i64>().ok())
                         .ok_or_else(|| KvError::NotANumber { key: key.into() })?;
-                    (n, Some(e.revision), Some(e.value.len()))
+                    (n, Some(e.revision))
                 }
             };
             let next = current
                 .checked_add(delta)
                 .ok_or_else(|| KvError::Overflow { key: key.into() })?;
             let bytes = Bytes::from(next.to_string());
-            self.check_room(key, &bytes, replaced).await?;
+            self.check_value(key, &bytes)?;
             let lost_race = match revision {
                 None => match self.store.create(encoded.clone(), bytes.clone()).await {
                     Ok(_) => return Ok(next),

@@ -190,8 +190,11 @@ impl Traffic {
         .fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn refused(&self) {
-        self.refused.fetch_add(1, Ordering::Relaxed);
+    /// Counts a refused message; true when it is worth a log line (the
+    /// 1st, 2nd, 4th, 8th, ...): a node sending garbage cannot flood the
+    /// log, and the count is in the metrics.
+    pub fn refused(&self) -> bool {
+        (self.refused.fetch_add(1, Ordering::Relaxed) + 1).is_power_of_two()
     }
 
     /// (direction, peer, succeeded, failed), in order.

@@ -76,7 +76,12 @@ impl Supervisor {
         let Some(cluster) = self.cluster() else {
             return;
         };
-        let announce = self.announce(true);
+        let announce = Announce {
+            node: cluster.node().to_string(),
+            started_at_ms: self.inner.started_at_ms,
+            leaving: true,
+            plugins: Vec::new(),
+        };
         let subject = subjects::node(cluster.node());
         let _ = cluster
             .client()
@@ -91,7 +96,7 @@ impl Supervisor {
     }
 
     /// The heartbeat: this node and what each of its plugins serves.
-    fn announce(&self, leaving: bool) -> Announce {
+    fn announce(&self) -> Announce {
         let node = self
             .cluster()
             .map(|c| c.node().to_string())
@@ -123,7 +128,8 @@ impl Supervisor {
         Announce {
             node,
             started_at_ms: self.inner.started_at_ms,
-            leaving,
+            leaving: false,
+
             plugins: plugins
                 .iter()
                 .map(|p| wire::PluginAnnounce {
@@ -218,8 +224,9 @@ impl Supervisor {
         let call = match call {
             Ok(call) => call,
             Err(why) => {
-                cluster.traffic().refused();
-                tracing::warn!(subject = %message.subject, "a cross-node call was refused: {why}");
+                if cluster.traffic().refused() {
+                    tracing::warn!(subject = %message.subject, "a cross-node call was refused: {why}");
+                }
                 return;
             }
         };
@@ -322,8 +329,9 @@ fn read_event(cluster: &Cluster, message: &async_nats::Message) -> Option<(Strin
     let event = match checked {
         Ok(event) => event,
         Err(why) => {
-            cluster.traffic().refused();
-            tracing::warn!(subject = %message.subject, "an event from the cluster was refused: {why}");
+            if cluster.traffic().refused() {
+                tracing::warn!(subject = %message.subject, "an event from the cluster was refused: {why}");
+            }
             return None;
         }
     };
@@ -349,7 +357,12 @@ async fn listen_hosts(cluster: Cluster, inner: Weak<Inner>) {
     };
     while let Some(message) = events.next().await {
         let Some(inner) = inner.upgrade() else { return };
-        if let Some((node, event)) = read_event(&cluster, &message)
+        // Read (decoded, checked) only when a host subscription here wants
+        // its topic: most nodes have none, and every event comes here.
+        let wanted = subjects::event_of(&message.subject)
+            .is_some_and(|(_, topic)| inner.services.bus.hosts_listen(topic));
+        if wanted
+            && let Some((node, event)) = read_event(&cluster, &message)
             && *node != **cluster.node()
         {
             inner.services.bus.receive_for_hosts(&event);
@@ -380,15 +393,18 @@ async fn listen_nodes(cluster: Cluster, inner: Weak<Inner>) {
                     && announce.started_at_ms != started_at_ms
                     && !announce.leaving
                 {
-                    tracing::error!(node = %announce.node, "another supervisor uses this node's name: each node needs its own ([cluster] node, --node)");
-                    cluster.traffic().refused();
+                    if cluster.traffic().refused() {
+                        tracing::error!(node = %announce.node, "another supervisor uses this node's name: each node needs its own ([cluster] node, --node)");
+                    }
                     continue;
                 }
                 if !cluster.members().heard(announce) {
                     cluster.traffic().refused();
                 }
             }
-            _ => cluster.traffic().refused(),
+            _ => {
+                cluster.traffic().refused();
+            }
         }
     }
 }
@@ -409,7 +425,7 @@ async fn keep(cluster: Cluster, inner: Weak<Inner>) {
         {
             break;
         }
-        let announce = supervisor.announce(false);
+        let announce = supervisor.announce();
         let wanted = supervisor.wanted_routes(&announce);
         // Dropping a `Held` stops its subscription (see `serve`).
         held.retain(|route, held| wanted.contains_key(route) && !held.task.is_finished());

@@ -643,6 +643,9 @@ async fn forged_messages_on_the_link_are_refused_and_reach_no_plugin() {
             }),
         ),
     ];
+        // A host subscriber here, so that the host listener reads (and must
+    // refuse) the forged events too.
+    let _tail = node_a.subscribe("*").expect("subscribe");
     raw_publish(&nats, &forged);
     eventually("every forged message refused", async || {
         // The six events are read twice (the plugin's queue group and the

@@ -165,6 +165,19 @@ impl EventBus {
         state.fan_out(event, Target::Hosts, self.max_depth);
     }
 
+    /// Whether a host subscription here matches `topic` (another node's
+    /// event is read only then).
+    pub fn hosts_listen(&self, topic: &str) -> bool {
+        let state = self.lock();
+        state.subs.values().any(|s| {
+            s.pattern.matches(topic)
+                && state
+                    .inboxes
+                    .get(&s.inbox)
+                    .is_some_and(|i| i.owner == Owner::Host)
+        })
+    }
+
     /// Events dropped on their way to the cluster (the link fell behind).
     pub fn outbox_dropped(&self) -> u64 {
         self.outbox
