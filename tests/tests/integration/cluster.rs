@@ -643,7 +643,7 @@ async fn forged_messages_on_the_link_are_refused_and_reach_no_plugin() {
             }),
         ),
     ];
-        // A host subscriber here, so that the host listener reads (and must
+    // A host subscriber here, so that the host listener reads (and must
     // refuse) the forged events too.
     let _tail = node_a.subscribe("*").expect("subscribe");
     raw_publish(&nats, &forged);
